@@ -1,0 +1,392 @@
+"""CF cluster membership as a sans-IO machine (one :class:`Membership` per cluster node).
+
+Theory of operation
+-------------------
+The machine keeps the node's *view*: the CF state of every peer (UP, LEFTCLUSTER, DOWN; a peer
+never seen counts as DOWN) plus the local state (COMINGUP, UP, INVALID). Every state change goes
+through ``step(MEMBERSHIP, ...)`` and is announced with :class:`AnnounceNodeState`.
+
+Joining. ``NodeBooted`` sends a join request to every peer and opens a join window of
+``join_timeout`` seconds. A peer accepts iff the ``joined`` transition is allowed from the state it
+holds the joiner in (only DOWN), marks the joiner UP and counts the request as its first
+heartbeat; a peer that still holds the joiner UP or LEFTCLUSTER refuses and says so. Answers are
+counted until every peer has answered or the window closes; then any refusal makes the local node
+INVALID (:class:`RefuseClusterServices`, and a syslog line naming the refusers and the documented
+recovery), otherwise it is UP (:class:`StartClusterServices`). Peers that did not answer stay DOWN.
+An INVALID node takes no further part: it ignores everything and has no deadline.
+
+Monitoring. While UP the node broadcasts a heartbeat every ``heartbeat_interval``. A heartbeat
+counts only from a peer that is UP in the view with the incarnation it joined with (a peer marked
+UP by accepting *our* join has its incarnation learnt from its first heartbeat); anyone else must
+join first. A peer silent for ``timeout / 2`` is *questionable* (a flag on UP, logged once per
+silence); silent for ``timeout`` it becomes LEFTCLUSTER. Deadlines are always computed from the
+current timeout, so ``TimeoutChanged`` (cfset -r) takes effect at once.
+
+Leaving. LEFTCLUSTER ends in DOWN when the Shutdown Facility eliminates the node
+(``NodeEliminated``) or the operator marks it down (``NodeMarkedDown``, cftool -k). While the
+live-migration window is open (between clovmmigrate -p and -u, SF is stopped) the machine also
+asks the hypervisor side about every LEFTCLUSTER peer (:class:`QueryDomainStatus`) on entry and
+every ``recheck_interval``; a stopped domain makes it DOWN, a running one keeps it LEFTCLUSTER.
+
+Time. ``handle`` first catches up on every deadline that is due at ``now`` (in case the driver
+ticked late), then applies the event, then runs whatever the event made due. So after every call
+``next_deadline()`` is strictly later than ``now`` (or None), and a heartbeat arriving at or after
+a peer's LEFTCLUSTER deadline no longer saves it. Peers are visited in sorted order, so the
+effects of one call come out in a stable order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ._state import MEMBERSHIP, NodeState, allowed, step
+from .base import Effect, Event, Log, Ticked, TransitionError
+
+UP, LEFTCLUSTER = NodeState.UP, NodeState.LEFTCLUSTER
+
+
+# ---- events ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NodeBooted(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReceived(Event):
+    sender: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestReceived(Event):
+    sender: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAnswerReceived(Event):
+    sender: str
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutChanged(Event):
+    """cfset -r with a new CLUSTER_TIMEOUT."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationWindowChanged(Event):
+    """clovmmigrate -p (open=True) / -u (open=False)."""
+
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEliminated(Event):
+    """SF killed ``node`` (locally or announced by a peer)."""
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class DomainStatusReported(Event):
+    """Answer to :class:`QueryDomainStatus`."""
+
+    node: str
+    stopped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMarkedDown(Event):
+    """cftool -k."""
+
+    node: str
+
+
+# ---- effects ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BroadcastHeartbeat(Effect):
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendJoinRequest(Effect):
+    to: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendJoinAnswer(Effect):
+    to: str
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceNodeState(Effect):
+    node: str
+    state: NodeState
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDomainStatus(Effect):
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartClusterServices(Effect):
+    """Join complete: start SF, CRM and RMS."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseClusterServices(Effect):
+    refused_by: tuple[str, ...]
+    reason: str
+
+
+# ---- machine ---------------------------------------------------------------------------------
+class Membership:
+    def __init__(
+        self,
+        me: str,
+        peers: Iterable[str],
+        *,
+        timeout: float = 10.0,
+        incarnation: int = 1,
+        heartbeat_interval: float = 1.0,
+        join_timeout: float = 3.0,
+        recheck_interval: float = 10.0,
+    ) -> None:
+        if min(timeout, heartbeat_interval, join_timeout, recheck_interval) <= 0:
+            raise ValueError("timeouts and intervals must be positive")
+        self._me = me
+        self._peers = tuple(sorted(set(peers) - {me}))
+        self._timeout = float(timeout)
+        self._incarnation = incarnation
+        self._hb_interval = heartbeat_interval
+        self._join_timeout = join_timeout
+        self._recheck = recheck_interval
+        self._local = NodeState.COMINGUP
+        self._booted = False
+        self._window_open = False
+        self._view = dict.fromkeys(self._peers, NodeState.DOWN)
+        # UP peers only: incarnation (None until its first heartbeat) and last heartbeat time.
+        self._peer_inc: dict[str, int | None] = {}
+        self._last_hb: dict[str, float] = {}
+        self._questionable: set[str] = set()
+        self._next_query: dict[str, float] = {}  # LEFTCLUSTER peers, only while the window is open
+        self._next_hb: float | None = None  # only while local UP
+        self._join_deadline: float | None = None  # only while joining
+        self._unanswered: set[str] = set()
+        self._refusals: dict[str, str] = {}
+
+    # ---- queries -----------------------------------------------------------------------------
+    @property
+    def local_state(self) -> NodeState:
+        return self._local
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def window_open(self) -> bool:
+        return self._window_open
+
+    def view(self) -> dict[str, NodeState]:
+        return {n: self._local if n == self._me else self._view[n] for n in sorted([self._me, *self._peers])}
+
+    def questionable(self) -> frozenset[str]:
+        return frozenset(self._questionable)
+
+    def next_deadline(self) -> float | None:
+        if not self._active:
+            return None
+        times = [t for t in (self._next_hb, self._join_deadline) if t is not None]
+        for peer, last in self._last_hb.items():
+            times.append(last + (self._timeout if peer in self._questionable else self._timeout / 2))
+        times.extend(self._next_query.values())
+        return min(times, default=None)
+
+    @property
+    def _active(self) -> bool:
+        return self._booted and self._local is not NodeState.INVALID
+
+    # ---- events ------------------------------------------------------------------------------
+    def handle(self, now: float, event: Event) -> list[Effect]:
+        out = self._expire(now)
+        out += self._dispatch(now, event)
+        out += self._expire(now)
+        return out
+
+    def _dispatch(self, now: float, event: Event) -> list[Effect]:
+        # Network and membership events count only on a running member and only about known peers.
+        match event:
+            case Ticked():
+                return []
+            case NodeBooted():
+                return self._boot(now)
+            case TimeoutChanged(seconds):
+                return self._set_timeout(now, seconds)
+            case MigrationWindowChanged(is_open):
+                return self._set_window(now, is_open)
+            case HeartbeatReceived(sender, incarnation) if self._member(sender):
+                if self._view[sender] is UP and self._peer_inc[sender] in (None, incarnation):
+                    self._peer_inc[sender] = incarnation
+                    self._last_hb[sender] = now
+                    self._questionable.discard(sender)
+                return []
+            case JoinRequestReceived(sender, incarnation) if self._member(sender):
+                return self._answer_join(now, sender, incarnation)
+            case JoinAnswerReceived(sender, accepted, reason) if sender in self._unanswered:
+                self._unanswered.discard(sender)
+                if not accepted:
+                    self._refusals[sender] = reason
+                elif allowed(MEMBERSHIP, self._view[sender], "joined"):
+                    return self._move(now, sender, "joined", f"CF: {sender}: accepted our join request")
+                return []
+            case NodeEliminated(node) if self._member(node):
+                return self._down(now, node, "eliminated", "eliminated by the Shutdown Facility")
+            case NodeMarkedDown(node) if self._member(node):
+                return self._down(now, node, "marked_down", "marked down with cftool -k")
+            case DomainStatusReported(node, stopped) if self._member(node) and self._window_open and stopped:
+                return self._down(now, node, "domain_stopped", "domain stopped while the migration window is open")
+            case (
+                HeartbeatReceived()
+                | JoinRequestReceived()
+                | JoinAnswerReceived()
+                | NodeEliminated()
+                | NodeMarkedDown()
+                | DomainStatusReported()
+            ):
+                return []  # not for us (unknown peer, not running, late answer, window closed...)
+        raise TypeError(f"membership: unexpected event {event!r}")
+
+    def _member(self, peer: str) -> bool:
+        return self._active and peer in self._view
+
+    def _boot(self, now: float) -> list[Effect]:
+        if self._booted:
+            raise TransitionError(f"{self._me}: CF is already started")
+        self._booted = True
+        self._join_deadline = now + self._join_timeout
+        self._unanswered = set(self._peers)
+        out: list[Effect] = [SendJoinRequest(p, self._incarnation) for p in self._peers]
+        asked = ", ".join(self._peers) or "nobody (single node)"
+        out.append(Log("messages", f"CF: {self._me}: COMINGUP: join request sent to {asked}"))
+        return out
+
+    def _answer_join(self, now: float, sender: str, incarnation: int) -> list[Effect]:
+        held = self._view[sender]
+        if allowed(MEMBERSHIP, held, "joined"):
+            return [
+                SendJoinAnswer(sender, True, ""),
+                *self._move(now, sender, "joined", f"CF: {sender}: joined the cluster", incarnation),
+            ]
+        reason = f"{self._me} still holds {sender} {held}"
+        return [
+            SendJoinAnswer(sender, False, reason),
+            Log("messages", f"CF: {sender}: join request refused: {reason}"),
+        ]
+
+    def _finish_join(self, now: float) -> list[Effect]:
+        self._join_deadline = None
+        unanswered, self._unanswered = sorted(self._unanswered), set()
+        me = self._me
+        if self._refusals:
+            self._local = step(MEMBERSHIP, self._local, "join_refused")
+            refused_by = tuple(sorted(self._refusals))
+            reason = "; ".join(self._refusals[r] for r in refused_by)
+            text = (
+                f"CF: {me}: join refused by {', '.join(refused_by)} ({reason}); SF, CRM and RMS are not "
+                f"started. The documented recovery applies: stop the domain, wait until `cftool -n` on "
+                f"another node shows {me} DOWN, then start it"
+            )
+            refuse = RefuseClusterServices(refused_by, reason)
+            return [AnnounceNodeState(me, self._local), refuse, Log("messages", text)]
+        self._local = step(MEMBERSHIP, self._local, "join_accepted")
+        self._next_hb = now
+        members = " ".join(n for n, s in self.view().items() if s is UP)
+        text = f"CF: {me}: UP, cluster members: {members}"
+        if unanswered:
+            text += f" (no answer from {', '.join(unanswered)})"
+        return [AnnounceNodeState(me, self._local), Log("messages", text), StartClusterServices()]
+
+    def _set_timeout(self, now: float, seconds: float) -> list[Effect]:
+        if seconds <= 0:
+            raise ValueError(f"CLUSTER_TIMEOUT must be positive, not {seconds}")
+        old, self._timeout = self._timeout, float(seconds)
+        if self._timeout < old:
+            # Lowering the timeout never expels a peer retroactively: its silence counts from the
+            # change. After clovmmigrate -u, the migrated node has heard nobody during its suspend
+            # (a suspended guest's clock does not run); 600 -> 10 s must not make it declare its
+            # healthy peers LEFTCLUSTER. A peer that really is dead goes at now + new timeout.
+            for p in self._peers:
+                if self._view[p] is UP:
+                    self._last_hb[p] = max(self._last_hb[p], now)
+        # A longer timeout can make a questionable peer unquestionable again.
+        self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._timeout / 2}
+        return [Log("messages", f"CF: {self._me}: CLUSTER_TIMEOUT changed from {old:g} to {seconds:g} seconds")]
+
+    def _set_window(self, now: float, is_open: bool) -> list[Effect]:
+        if is_open and not self._window_open:
+            self._next_query = {p: now for p in self._peers if self._view[p] is LEFTCLUSTER}
+        elif not is_open:
+            self._next_query.clear()
+        self._window_open = is_open
+        return []
+
+    def _down(self, now: float, node: str, trigger: str, why: str) -> list[Effect]:
+        if not allowed(MEMBERSHIP, self._view[node], trigger):
+            return []
+        return self._move(now, node, trigger, f"CF: {node}: DOWN ({why})")
+
+    def _move(self, now: float, peer: str, trigger: str, text: str, incarnation: int | None = None) -> list[Effect]:
+        """Apply ``trigger`` to ``peer``; announce and log if its state changed."""
+        old = self._view[peer]
+        new = self._view[peer] = step(MEMBERSHIP, old, trigger)
+        if new is old:
+            return []
+        self._questionable.discard(peer)
+        self._next_query.pop(peer, None)
+        if new is UP:
+            self._peer_inc[peer] = incarnation
+            self._last_hb[peer] = now
+        else:
+            self._peer_inc.pop(peer, None)
+            self._last_hb.pop(peer, None)
+        if new is LEFTCLUSTER and self._window_open:
+            self._next_query[peer] = now
+        return [AnnounceNodeState(peer, new), Log("messages", text)]
+
+    def _expire(self, now: float) -> list[Effect]:
+        """Run every deadline that is due at ``now``."""
+        if not self._active:
+            return []
+        out: list[Effect] = []
+        if self._join_deadline is not None and (not self._unanswered or now >= self._join_deadline):
+            out += self._finish_join(now)
+            if not self._active:
+                return out
+        if self._next_hb is not None and now >= self._next_hb:
+            out.append(BroadcastHeartbeat(self._incarnation))
+            self._next_hb = now + self._hb_interval
+        for peer in self._peers:
+            last = self._last_hb.get(peer)
+            if last is not None:  # an UP peer
+                if peer not in self._questionable and now >= last + self._timeout / 2:
+                    self._questionable.add(peer)
+                    text = f"CF: {peer}: node is questionable: no heartbeat for {now - last:.1f} s"
+                    out.append(Log("messages", text))
+                if now >= last + self._timeout:
+                    text = f"CF: {peer}: LEFTCLUSTER (no heartbeat for {now - last:.1f} s)"
+                    out += self._move(now, peer, "heartbeat_lost", text)
+            due = self._next_query.get(peer)
+            if due is not None and now >= due:
+                out.append(QueryDomainStatus(peer))
+                self._next_query[peer] = now + self._recheck
+        return out

@@ -1,0 +1,372 @@
+"""clovmmigrate -p / -u as a sans-IO machine.
+
+Theory of operation
+-------------------
+One :class:`ClovmmigrateRun` is one invocation of ``clovmmigrate`` on the source control
+domain's cluster node. The procedure is a straight script with branches, so it is written as a
+generator (``_prepare`` / ``_update``) that *yields* :class:`Call` effects and receives the
+answers; :class:`ClovmmigrateRun` drives it from ``handle(now, CallReturned(...))``. The generator
+never touches the world: every question ("which nodes form the guest cluster?", "what is
+cfguest1's timeout?") and every change ("set cfguest1's timeout to 600") is a Call that the
+driver answers, over the simulated network in ``sim/`` or over authenticated channels in
+``runtime/``. The driver imposes call timeouts and answers ``CallReturned(ok=False,
+error="timeout ...")``.
+
+Crash safety. Before it changes anything, ``-p`` asks every guest node to *record* its current
+CLUSTER_TIMEOUT (``record_timeout``: the node keeps an existing record, so a second ``-p`` can never
+record 600), and writes the same values to a journal on the source control domain
+(:class:`Persist`). ``-u`` restores from the node's record, falling back to the journal, and clears
+the record only as the very last change on that node. Every node operation is idempotent, so
+re-running either command after a crash completes it.
+
+The calls (target, op, args) → value, which every driver implements:
+
+=========================  ===============  ==================================================
+target                     op               value
+=========================  ===============  ==================================================
+local control domain       ``guest_nodes``  ``{"node": cf, "nodes": [cf...]}`` or error
+local / any control dom.   ``ldm``          ``{"rc", "stdout", "stderr"}`` of ``ldm argv...``
+local control domain       ``resolve``      address of a name via its etc/inet/hosts, or None
+an address                 ``cd_info``      ``{"host", "server", "ppar", "lan0", "lan1",
+                                            "sf_weight"}`` of the control domain at address
+guest CF node              ``node_status``  ``{"timeout", "sf", "record", "window"}``
+guest CF node              ``record_timeout`` the recorded pre-migration timeout (kept if set)
+guest CF node              ``set_timeout``  None (``{"seconds"}``: cluster.config + cfset -r)
+guest CF node              ``window``       None (``{"open"}``: CF DOWN-by-hypervisor + RMS hold)
+guest CF node              ``sf_stop`` /    None (sdtool -e / sdtool -b)
+                           ``sf_start``
+guest CF node              ``set_sf_entry`` None (``{"entry": XscfEntry fields, "weight"}``)
+guest CF node              ``sf_wait``      rows ``[[host, agent, sa, shut, test, init]...]``
+                                            once no row is Init-ing/Testing (or timeout)
+guest CF node              ``clear_record`` None
+=========================  ===============  ==================================================
+
+Exit codes: 0 done; 1 the guest domain is stopped (``-p``, as the manual documents for the
+cold-migration check); 2 bad usage (the CLI); 3 refused before anything changed; 4 a step failed
+part way (run the same command again to complete it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generator
+
+from ._state import RUN, RunState, step
+from .base import Effect, Event, Ticked
+from .sfconfig import XscfEntry
+
+MIGRATION_TIMEOUT = 600
+MAX_SAVED_SPCONFIGS = 6
+CONFIG_TMP = "config_tmp"
+DEFAULT_SAVED_NAME = "clovm-config"
+SF_WAIT_SECONDS = 60.0
+
+RC_OK, RC_STOPPED, RC_USAGE, RC_REFUSED, RC_FAILED = 0, 1, 2, 3, 4
+
+
+# ---- events / effects ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CallReturned(Event):
+    call_id: int
+    ok: bool
+    value: Any = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Effect):
+    call_id: int
+    target: str
+    op: str
+    args: dict = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Print(Effect):
+    """A line for the operator (stdout; ``err`` → stderr)."""
+
+    text: str
+    err: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Persist(Effect):
+    """Write the journal of this domain on the source control domain (None = remove it)."""
+
+    domain: str
+    journal: dict | None = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished(Effect):
+    rc: int
+    code: str  # stable report code, "" when rc == 0
+    message: str
+
+
+class _Stop(Exception):
+    def __init__(self, rc: int, code: str, message: str):
+        super().__init__(message)
+        self.rc, self.code, self.message = rc, code, message
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the operator asked: ``-p domain`` or ``-u domain target_host``."""
+
+    mode: str  # "prepare" | "update"
+    domain: str
+    local_host: str  # the control domain clovmmigrate runs on
+    target_host: str = ""
+
+
+class ClovmmigrateRun:
+    def __init__(self, request: Request, journal: dict | None = None):
+        self.request = request
+        self.journal = dict(journal) if journal else None
+        self.state = RunState.PLANNED
+        self.result: Finished | None = None
+        self._next_id = 0
+        self._pending: Call | None = None
+        self._gen = self._prepare() if request.mode == "prepare" else self._update()
+
+    # -- machine interface ---------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return None  # call timeouts are the driver's
+
+    def handle(self, now: float, event: Event) -> list[Effect]:
+        if isinstance(event, Ticked):
+            return []
+        if isinstance(event, RunStarted):
+            self.state = step(RUN, self.state, "begin")
+            return self._advance(None)
+        if isinstance(event, CallReturned):
+            if self._pending is None or event.call_id != self._pending.call_id:
+                return []  # late answer to a call that already timed out
+            self._pending = None
+            return self._advance(event)
+        raise TypeError(f"unexpected event {event!r}")
+
+    def _advance(self, answer: CallReturned | None) -> list[Effect]:
+        out: list[Effect] = []
+        try:
+            item = self._gen.send(answer) if answer is not None else next(self._gen)
+            while not isinstance(item, Call):
+                out.append(item)
+                item = next(self._gen)
+            self._pending = item
+            out.append(item)
+            self.state = step(RUN, self.state, "step_done")
+        except _Stop as s:
+            self._finish(out, s.rc, s.code, s.message)
+        except StopIteration:
+            self._finish(out, RC_OK, "", "")
+        return out
+
+    def _finish(self, out: list[Effect], rc: int, code: str, message: str) -> None:
+        self.state = step(RUN, self.state, "all_done" if rc == RC_OK else "step_failed")
+        if message:
+            out.append(Print(message, err=rc != RC_OK))
+        self.result = Finished(rc, code, message)
+        out.append(self.result)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _call(self, target: str, op: str, **args: Any) -> Call:
+        self._next_id += 1
+        return Call(self._next_id, target, op, args)
+
+    def _ask(self, target: str, op: str, *, fail_rc: int = RC_FAILED, code: str = "STEP_FAILED",
+             **args: Any) -> Generator[Effect, CallReturned, Any]:
+        ans = yield self._call(target, op, **args)
+        if not ans.ok:
+            hint = " Nothing was changed." if fail_rc == RC_REFUSED else \
+                " Run the same command again once the cause is fixed; it continues where it stopped."
+            raise _Stop(fail_rc, code, f"clovmmigrate: {target}: {op} failed: {ans.error}.{hint}")
+        return ans.value
+
+    def _ldm(self, host: str, *argv: str, fail_rc: int = RC_FAILED) -> Generator[Effect, CallReturned, str]:
+        r = yield from self._ask(host, "ldm", fail_rc=fail_rc, argv=list(argv))
+        if r["rc"] != 0:
+            raise _Stop(fail_rc, "LDM_FAILED", f"clovmmigrate: {host}: ldm {' '.join(argv)}: "
+                        f"{(r['stderr'] or r['stdout']).strip()}")
+        return r["stdout"]
+
+    def _guest_nodes(self) -> Generator[Effect, CallReturned, tuple[str, list[str]]]:
+        d, here = self.request.domain, self.request.local_host
+        info = yield from self._ask(here, "guest_nodes", fail_rc=RC_REFUSED, code="NOT_A_CLUSTER_DOMAIN",
+                                    domain=d)
+        return info["node"], sorted(info["nodes"])
+
+    def _statuses(self, nodes: list[str]) -> Generator[Effect, CallReturned, dict[str, dict]]:
+        out = {}
+        for n in nodes:
+            out[n] = yield from self._ask(n, "node_status", fail_rc=RC_REFUSED, code="NODE_UNREACHABLE")
+        return out
+
+    # -- -p ----------------------------------------------------------------------------------------
+    def _prepare(self) -> Generator[Effect, CallReturned, None]:
+        d, here = self.request.domain, self.request.local_host
+        listing = yield from self._ask(here, "ldm", fail_rc=RC_REFUSED, argv=["list", d])
+        if listing["rc"] != 0:
+            raise _Stop(RC_REFUSED, "DOMAIN_NOT_HOSTED",
+                        f"clovmmigrate: {d} is not a domain of this control domain ({here}); run "
+                        f"clovmmigrate -p on the control domain that hosts it (see ldm list there).")
+        state = _domain_state(listing["stdout"], d)
+        if state != "active":
+            raise _Stop(RC_STOPPED, "DOMAIN_STOPPED",
+                        f"clovmmigrate: {d} is stopped (state {state}); nothing to prepare for a live "
+                        f"migration.")
+        node, nodes = yield from self._guest_nodes()
+        yield Print(f"clovmmigrate: {d} is cluster node {node} of the guest cluster {' '.join(nodes)}")
+        status = yield from self._statuses(nodes)
+        prepared_before = any(s["record"] is not None for s in status.values()) or self.journal is not None
+        if not prepared_before:
+            stopped = [n for n in nodes if status[n]["sf"] != "running"]
+            if stopped:
+                raise _Stop(RC_REFUSED, "SF_ALREADY_STOPPED",
+                            f"clovmmigrate: the shutdown facility is already stopped on {', '.join(stopped)} "
+                            f"(not by clovmmigrate); start it with /opt/SMAW/bin/sdtool -b and check "
+                            f"sdtool -s, then run clovmmigrate -p again. Nothing was changed.")
+        # Record every node's timeout before changing any of them.
+        recorded: dict[str, int] = dict((self.journal or {}).get("timeouts", {}))
+        for n in nodes:
+            recorded[n] = int((yield from self._ask(n, "record_timeout")))
+        self.journal = {"mode": "prepared", "domain": d, "node": node, "nodes": nodes, "timeouts": recorded}
+        yield Persist(d, self.journal)
+        for n in nodes:
+            before = status[n]["timeout"]
+            if before != MIGRATION_TIMEOUT:
+                yield from self._ask(n, "set_timeout", seconds=MIGRATION_TIMEOUT)
+            yield Print(f"{n}: CF cluster interconnect timeout {before} -> {MIGRATION_TIMEOUT} s")
+            yield from self._ask(n, "window", open=True)
+            if status[n]["sf"] == "running":
+                yield from self._ask(n, "sf_stop")
+            yield Print(f"{n}: shutdown facility stopped")
+        yield Print(f"clovmmigrate: {d} ({node}) is ready for live migration; after it (also if it is "
+                    f"cancelled or fails) run clovmmigrate -u {d} TARGET-HOST")
+
+    # -- -u ----------------------------------------------------------------------------------------
+    def _update(self) -> Generator[Effect, CallReturned, None]:
+        d, here, tgt_name = self.request.domain, self.request.local_host, self.request.target_host
+        addr = yield from self._ask(here, "resolve", fail_rc=RC_REFUSED, name=tgt_name)
+        if not addr:
+            raise _Stop(RC_REFUSED, "TARGET_UNRESOLVED",
+                        f"clovmmigrate: cannot resolve target-host {tgt_name!r}: give the destination control "
+                        f"domain's IP address or a host name registered in /etc/inet/hosts. Nothing was changed.")
+        src = yield from self._ask(here, "cd_info", fail_rc=RC_REFUSED)
+        tgt = yield from self._ask(addr, "cd_info", fail_rc=RC_REFUSED, code="TARGET_NOT_CONTROL_DOMAIN")
+        node, nodes = yield from self._guest_nodes()
+        # The domain must be where target-host says it is.
+        hosts = [src["host"]] if tgt["host"] == src["host"] else [src["host"], tgt["host"]]
+        listing = yield from self._ask(tgt["host"], "ldm", fail_rc=RC_REFUSED, argv=["list", d])
+        if listing["rc"] != 0:
+            raise _Stop(RC_REFUSED, "DOMAIN_NOT_ON_TARGET",
+                        f"clovmmigrate: {d} is not on {tgt['host']}; give the control domain where {d} is now "
+                        f"(the source control domain if the migration was cancelled). Nothing was changed.")
+        # Saved configurations: at most 6, none named config_tmp, on source and target.
+        problems = []
+        for h in hosts:
+            out = yield from self._ldm(h, "list-spconfig", fail_rc=RC_REFUSED)
+            names = [ln.split()[0] for ln in out.splitlines() if ln.strip()]
+            saved = [n for n in names if n != "factory-default"]
+            resuming = (self.journal or {}).get("mode") == "updating"  # config_tmp may be our own
+            if CONFIG_TMP in names and not resuming:
+                problems.append(f"{h} has a configuration named {CONFIG_TMP}: ldm remove-spconfig {CONFIG_TMP}")
+            if len(saved) > MAX_SAVED_SPCONFIGS:
+                problems.append(f"{h} has {len(saved)} saved configurations ({', '.join(saved)}), at most "
+                                f"{MAX_SAVED_SPCONFIGS} allowed: remove {len(saved) - MAX_SAVED_SPCONFIGS} with "
+                                f"ldm remove-spconfig NAME")
+        if problems:
+            raise _Stop(RC_REFUSED, "SPCONFIG_LIMIT",
+                        "clovmmigrate: " + "; ".join(problems) + ". Check with ldm list-spconfig. Nothing was changed.")
+        status = yield from self._statuses(nodes)
+        journal_t = (self.journal or {}).get("timeouts", {})
+        if self.journal is None and all(s["record"] is None for s in status.values()):
+            raise _Stop(RC_REFUSED, "NOT_PREPARED",
+                        f"clovmmigrate: {d} was not prepared: no clovmmigrate -p {d} is in force on "
+                        f"{' '.join(nodes)}. Nothing was changed.")
+        self.journal = {**(self.journal or {"domain": d, "node": node, "nodes": nodes, "timeouts": {}}),
+                        "mode": "updating", "target": tgt["host"]}
+        yield Persist(d, self.journal)
+        # Save the configuration first: until it is saved, the target XSCF reports the migrated
+        # domain as Unknown and the shutdown agents' test against it cannot succeed.
+        for h in hosts:
+            name = yield from self._save_spconfig(h)
+            yield Print(f"{h}: logical domain configuration saved as {name}")
+        entry = XscfEntry(cf_name=node, ppar_id=int(tgt["ppar"]), domain=d, lan0=tgt["lan0"], lan1=tgt["lan1"],
+                          user=tgt.get("user", "xuser"), connection=tgt.get("connection", "ssh"))
+        for n in nodes:
+            yield from self._ask(n, "set_sf_entry", entry=_entry_dict(entry), weight=int(tgt["sf_weight"]))
+            yield Print(f"{n}: shutdown facility: {node} -> XSCF-LAN#0 {entry.lan0} XSCF-LAN#1 {entry.lan1} "
+                        f"PPAR-ID {entry.ppar_id} weight {tgt['sf_weight']}")
+        for n in nodes:
+            before = status[n]["record"] if status[n]["record"] is not None else journal_t.get(n)
+            if before is None:
+                raise _Stop(RC_FAILED, "TIMEOUT_UNKNOWN",
+                            f"clovmmigrate: {n}: the timeout before clovmmigrate -p is recorded neither on the "
+                            f"node nor in the journal; set it with cfset on {n} by hand.")
+            if status[n]["timeout"] != before:
+                yield from self._ask(n, "set_timeout", seconds=int(before))
+            yield Print(f"{n}: CF cluster interconnect timeout {status[n]['timeout']} -> {before} s")
+            yield from self._ask(n, "window", open=False)
+            yield from self._ask(n, "sf_start")
+            yield Print(f"{n}: shutdown facility started")
+        failed: list[str] = []
+        for n in nodes:
+            rows = yield from self._ask(n, "sf_wait", seconds=SF_WAIT_SECONDS)
+            bad = [f"{r[0]} {r[1]}.so {r[4]}/{r[5]}" for r in rows if r[4] != "TestWorked" or r[5] != "InitWorked"]
+            if bad:
+                failed.append(f"{n}: " + ", ".join(bad))
+        if failed:  # keep the records and the journal: -u can be run again once it is fixed
+            raise _Stop(RC_FAILED, "SF_TEST_FAILED",
+                        "clovmmigrate: the shutdown facility does not work everywhere: " + "; ".join(failed)
+                        + ". If message 7245 is in /var/adm/messages, make the first SSH connection to that "
+                        "XSCF from the node, then run clovmmigrate -u again.")
+        for n in nodes:
+            yield from self._ask(n, "clear_record")
+        yield Persist(d, None)
+        yield Print(f"clovmmigrate: {d} ({node}) now runs on {tgt['host']} (PPAR-ID {tgt['ppar']}); "
+                    f"cluster settings restored on {' '.join(nodes)}")
+
+    def _save_spconfig(self, host: str) -> Generator[Effect, CallReturned, str]:
+        """Save the running configuration without ever leaving the PPAR without a saved one:
+        add config_tmp, remove the configuration it replaces, add it again, remove config_tmp."""
+        out = yield from self._ldm(host, "list-spconfig")
+        saved_as = dict((self.journal or {}).get("spconfig", {}))
+        name = saved_as.get(host)
+        if name is None:  # first attempt: replace the configuration marked current / next poweron
+            name = DEFAULT_SAVED_NAME
+            for ln in out.splitlines():
+                parts = ln.split(maxsplit=1)
+                if len(parts) == 2 and parts[1] in ("[current]", "[next poweron]") \
+                        and parts[0] not in ("factory-default", CONFIG_TMP):
+                    name = parts[0]
+            saved_as[host] = name
+            self.journal = {**(self.journal or {}), "spconfig": saved_as}
+            yield Persist(self.request.domain, self.journal)
+        names = {ln.split()[0] for ln in out.splitlines() if ln.strip()}
+        if CONFIG_TMP not in names:
+            yield from self._ldm(host, "add-spconfig", CONFIG_TMP)
+        if name in names:
+            yield from self._ldm(host, "remove-spconfig", name)
+        yield from self._ldm(host, "add-spconfig", name)
+        yield from self._ldm(host, "remove-spconfig", CONFIG_TMP)
+        return name
+
+
+def _domain_state(ldm_list_stdout: str, domain: str) -> str | None:
+    for ln in ldm_list_stdout.splitlines():
+        parts = ln.split()
+        if parts and parts[0] == domain:
+            return parts[1]
+    return None
+
+
+def _entry_dict(e: XscfEntry) -> dict:
+    return {"cf_name": e.cf_name, "ppar_id": e.ppar_id, "domain": e.domain, "lan0": e.lan0, "lan1": e.lan1,
+            "user": e.user, "connection": e.connection}

@@ -1,0 +1,384 @@
+"""RMS (Reliant Monitor Services): userApplication placement, failover and time-sync warnings.
+
+One :class:`Rms` runs per cluster node. It is a pure state machine: the driver feeds it events
+(``handle(now, event)``) and carries out the effects it returns; it never reads a clock.
+
+Theory of operation
+-------------------
+*Node states.* The machine keeps its own copy of the CF view, fed by :class:`PeerNodeStateChanged`
+(peers start DOWN). The local node counts as UP while RMS is running. Events about the local node
+itself are ignored: if the local node dies, its RMS dies with it.
+
+*Placement belief.* ``placement()`` maps each userApplication to the node it is (or, for a
+decision another node is making right now, is about to be) Online on. A node learns it from
+peers' :class:`AnnounceAppState` (delivered to it as :class:`AppStateReported`) and from its own
+decisions. Every node that changes an application's state announces it, and an owner re-announces
+its applications whenever a peer becomes UP, so that a (re)starting RMS learns where they run.
+A report that an application is Online on a node we hold DOWN is stale and ignored; so is a
+report about the local node (we know our own state).
+
+*Initial placement.* :class:`RmsStarted` starts a settle period of ``settle`` seconds in which
+the peers' announcements arrive. At its end, every application nobody reported Online becomes
+*pending* and is resolved (see below): the first node of its priority list that is UP brings it
+online if that is the local node; the others record that node as the owner-to-be.
+
+*Failover.* When the owner of an application becomes DOWN (never on LEFTCLUSTER: a LEFTCLUSTER
+node may still run it until SF has eliminated it) the application becomes pending. Every survivor
+computes the same successor — the first UP node of the priority list (the dead owner is DOWN, so
+it is never chosen) — from the same CF view, so exactly one node brings it online; the others
+just update their belief. Only the successor writes a switchlog line.
+
+*Hold.* Between ``clovmmigrate -p`` and ``-u`` switchovers are held
+(:class:`SwitchoverHoldChanged`). Pending applications are not resolved while held; a switchlog
+line says the switchover is deferred. On release every pending application is resolved against
+the CF view *at that moment*. There is no failback: a higher-priority node that rejoins leaves
+the application where it is.
+
+*Stop.* :class:`RmsStopped` takes the local node's applications offline (announcing it) and stops
+RMS. An application taken offline this way is not failed over (the node is not DOWN).
+
+*Time sync.* Heartbeats carry the sender's wall clock; the driver reports each comparison as
+:class:`PeerClockObserved`. Per peer, ``_state.TIME_SYNC`` decides: a difference strictly larger
+than ``sync_threshold`` while in sync → (WRP, 34) plus "Further out-of-sync messages will appear
+in the syslog." to both switchlog and messages, once per episode; then on every ``sync_period``
+(evaluated on :class:`~clovm.core.base.Ticked`, using the latest observation) (WRP, 35) to
+messages only; back within the threshold (a difference exactly equal to the threshold is in sync)
+→ silence. A peer that becomes DOWN, and RMS stopping, end the episode.
+
+``next_deadline()`` is the end of the settle period or the next (WRP, 35), whichever is first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ._state import TIME_SYNC, AppState, NodeState, SyncState, step
+from .base import Effect, Event, Log, Ticked
+
+WRP_34 = "(WRP, 34) Cluster host {host} is no longer in time sync with local node. Sane operation of RMS can no longer be guaranteed."
+WRP_35 = "(WRP, 35) Cluster host {host} is no longer in time sync with local node. Sane operation of RMS can no longer be guaranteed."
+WRP_FURTHER = "Further out-of-sync messages will appear in the syslog."
+
+
+# ------------------------------------------------------------------------------------ values
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """A userApplication: its name, its priority list of nodes (first = preferred) and its
+    ShutdownPriority (added to the survival priority of the node it is Online on)."""
+
+    name: str
+    nodes: tuple[str, ...]
+    shutdown_priority: int = 0
+
+
+# ------------------------------------------------------------------------------------ events
+@dataclass(frozen=True, slots=True)
+class RmsStarted(Event):
+    """hvcm / CF StartClusterServices: RMS starts on the local node."""
+
+
+@dataclass(frozen=True, slots=True)
+class RmsStopped(Event):
+    """hvshut -l: RMS stops on the local node."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerNodeStateChanged(Event):
+    """CF changed ``node``'s state in the local view."""
+
+    node: str
+    state: NodeState
+
+
+@dataclass(frozen=True, slots=True)
+class AppStateReported(Event):
+    """A peer announced that ``app`` is (``online``) or is no longer Online on ``node``."""
+
+    app: str
+    node: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchoverHoldChanged(Event):
+    """clovmmigrate -p (held=True) / -u (held=False)."""
+
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClockObserved(Event):
+    """A heartbeat from ``peer`` carried wall clock ``peer_clock``; ours read ``local_clock``."""
+
+    peer: str
+    peer_clock: float
+    local_clock: float
+
+
+# ------------------------------------------------------------------------------------ effects
+@dataclass(frozen=True, slots=True)
+class BringAppOnline(Effect):
+    app: str
+
+
+@dataclass(frozen=True, slots=True)
+class TakeAppOffline(Effect):
+    app: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceAppState(Effect):
+    """Tell every peer (as :class:`AppStateReported`) that ``app`` is / is not Online on ``node``."""
+
+    app: str
+    node: str
+    online: bool
+
+
+# ------------------------------------------------------------------------------------ machine
+def _switchlog(text: str) -> Log:
+    return Log("switchlog", text)
+
+
+class Rms:
+    """RMS on one cluster node. See the module docstring."""
+
+    def __init__(
+        self,
+        me: str,
+        nodes: Iterable[str],
+        apps: Iterable[AppSpec],
+        *,
+        sync_threshold: float = 5.0,
+        sync_period: float = 60.0,
+        settle: float = 3.0,
+    ) -> None:
+        self._me = me
+        order = list(dict.fromkeys(nodes))
+        if me not in order:
+            order.insert(0, me)
+        self._nodes: tuple[str, ...] = tuple(order)
+        self._apps: dict[str, AppSpec] = {a.name: a for a in apps}
+        self._threshold = sync_threshold
+        self._period = sync_period
+        self._settle = settle
+        self._running = False
+        self._held = False
+        self._view: dict[str, NodeState] = {n: NodeState.DOWN for n in self._nodes if n != me}
+        self._placement: dict[str, str | None] = {a: None for a in self._apps}
+        # app -> owner that died (None: initial placement) ; resolved when settled and not held
+        self._pending: dict[str, str | None] = {}
+        self._settle_at: float | None = None
+        self._sync: dict[str, SyncState] = {}
+        self._offset: dict[str, float] = {}  # latest |peer - local| per peer
+        self._wrp35_at: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def me(self) -> str:
+        return self._me
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def placement(self) -> dict[str, str | None]:
+        """app -> node it is Online on, in this node's belief (apps in configuration order)."""
+        return dict(self._placement)
+
+    def priorities(self) -> dict[str, int]:
+        """node -> Σ ShutdownPriority of the apps Online there (every node listed, in order)."""
+        out = {n: 0 for n in self._nodes}
+        for app, node in self._placement.items():
+            if node is not None:
+                out[node] = out.get(node, 0) + self._apps[app].shutdown_priority
+        return out
+
+    def app_state(self, app: str) -> AppState:
+        """hvdisp-style local state: Online here, Standby (could take it over), else Offline."""
+        if self._placement[app] == self._me:
+            return AppState.ONLINE
+        if self._running and self._me in self._apps[app].nodes:
+            return AppState.STANDBY
+        return AppState.OFFLINE
+
+    def sync_state(self, peer: str) -> SyncState:
+        return self._sync.get(peer, SyncState.IN_SYNC)
+
+    def node_state(self, node: str) -> NodeState:
+        if node == self._me:
+            return NodeState.UP if self._running else NodeState.DOWN
+        return self._view.get(node, NodeState.DOWN)
+
+    def next_deadline(self) -> float | None:
+        times = list(self._wrp35_at.values())
+        if self._settle_at is not None:
+            times.append(self._settle_at)
+        return min(times) if times else None
+
+    # ---------------------------------------------------------------- events
+    def handle(self, now: float, event: Event) -> list[Effect]:
+        match event:
+            case Ticked():
+                return self._on_tick(now)
+            case RmsStarted():
+                return self._on_start(now)
+            case RmsStopped():
+                return self._on_stop()
+            case PeerNodeStateChanged(node, state):
+                return self._on_node(node, state)
+            case AppStateReported(app, node, online):
+                return self._on_report(app, node, online)
+            case SwitchoverHoldChanged(held):
+                return self._on_hold(held)
+            case PeerClockObserved(peer, peer_clock, local_clock):
+                return self._on_clock(now, peer, abs(peer_clock - local_clock))
+        raise TypeError(f"Rms cannot handle {event!r}")
+
+    def _on_start(self, now: float) -> list[Effect]:
+        if self._running:
+            return []
+        self._running = True
+        self._settle_at = now + self._settle
+        return [_switchlog(f"(BM, 1) RMS started on {self._me}; waiting {self._settle:g}s for the cluster state to settle")]
+
+    def _on_stop(self) -> list[Effect]:
+        if not self._running:
+            return []
+        out: list[Effect] = []
+        for app, node in self._placement.items():
+            if node == self._me:
+                self._placement[app] = None
+                out += [
+                    TakeAppOffline(app),
+                    AnnounceAppState(app, self._me, False),
+                    _switchlog(f"(SWT, 20) {app}: offline on {self._me} because RMS is shutting down"),
+                ]
+        self._running = False
+        self._settle_at = None
+        self._pending.clear()
+        self._sync.clear()
+        self._offset.clear()
+        self._wrp35_at.clear()
+        out.append(_switchlog(f"(BM, 2) RMS stopped on {self._me}"))
+        return out
+
+    def _on_tick(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        if self._settle_at is not None and now >= self._settle_at:
+            self._settle_at = None
+            for app, node in self._placement.items():
+                if node is None and app not in self._pending:
+                    self._pending[app] = None
+            out += self._resolve_pending()
+        for peer in [p for p in self._nodes if p in self._wrp35_at]:
+            due = self._wrp35_at[peer]
+            if now < due:
+                continue
+            # evaluate the latest observation; state is OUT_OF_SYNC while a deadline exists
+            self._sync[peer] = step(TIME_SYNC, self._sync[peer], "differ" if self._offset[peer] > self._threshold else "agree")
+            if self._sync[peer] is SyncState.OUT_OF_SYNC:
+                out.append(Log("messages", WRP_35.format(host=peer), "WRP 35"))
+                nxt = due + self._period
+                self._wrp35_at[peer] = nxt if nxt > now else now + self._period
+            else:
+                del self._wrp35_at[peer]
+        return out
+
+    def _on_node(self, node: str, state: NodeState) -> list[Effect]:
+        if node == self._me:
+            return []
+        old = self._view.get(node, NodeState.DOWN)
+        self._view[node] = state
+        out: list[Effect] = []
+        if state is NodeState.UP and old is not NodeState.UP and self._running:
+            # tell the newcomer where my applications run
+            out += [AnnounceAppState(app, self._me, True) for app, n in self._placement.items() if n == self._me]
+        if state is NodeState.DOWN:
+            self._sync.pop(node, None)
+            self._offset.pop(node, None)
+            self._wrp35_at.pop(node, None)
+            for app, owner in self._placement.items():
+                if owner != node:
+                    continue
+                self._placement[app] = None
+                if self._running:
+                    self._pending[app] = node
+                    if self._held:
+                        out.append(_switchlog(
+                            f"(SWT, 3) {app}: switchover deferred: {node} is DOWN but switchovers are held (clovmmigrate -p)"))
+            out += self._resolve_pending()
+        return out
+
+    def _on_report(self, app: str, node: str, online: bool) -> list[Effect]:
+        if app not in self._placement or node == self._me:
+            return []
+        if online:
+            if self.node_state(node) is NodeState.DOWN:
+                return []  # stale: it cannot be Online on a dead node
+            if self._placement[app] == self._me:
+                return [_switchlog(f"(SWT, 40) {app}: {node} reports it Online but it is Online on {self._me}; ignored")]
+            self._placement[app] = node
+            self._pending.pop(app, None)
+        elif self._placement[app] == node:
+            self._placement[app] = None
+        return []
+
+    def _on_hold(self, held: bool) -> list[Effect]:
+        if held == self._held:
+            return []
+        self._held = held
+        if held:
+            return [_switchlog("(SWT, 30) switchovers are held (clovmmigrate -p)")]
+        return [_switchlog("(SWT, 31) switchover hold released (clovmmigrate -u)"), *self._resolve_pending()]
+
+    def _on_clock(self, now: float, peer: str, offset: float) -> list[Effect]:
+        if not self._running or peer == self._me:
+            return []
+        self._offset[peer] = offset
+        old = self._sync.get(peer, SyncState.IN_SYNC)
+        new = self._sync[peer] = step(TIME_SYNC, old, "differ" if offset > self._threshold else "agree")
+        if old is SyncState.IN_SYNC and new is SyncState.OUT_OF_SYNC:
+            self._wrp35_at[peer] = now + self._period
+            text = WRP_34.format(host=peer)
+            return [
+                Log("switchlog", text, "WRP 34"),
+                Log("switchlog", WRP_FURTHER, "WRP 34"),
+                Log("messages", text, "WRP 34"),
+                Log("messages", WRP_FURTHER, "WRP 34"),
+            ]
+        if new is SyncState.IN_SYNC:
+            self._wrp35_at.pop(peer, None)
+        return []
+
+    # ---------------------------------------------------------------- decisions
+    def _successor(self, app: str) -> str | None:
+        for n in self._apps[app].nodes:
+            if self.node_state(n) is NodeState.UP:
+                return n
+        return None
+
+    def _resolve_pending(self) -> list[Effect]:
+        """Place every pending app (configuration order) if settled and not held."""
+        if not self._running or self._held or self._settle_at is not None:
+            return []
+        out: list[Effect] = []
+        for app in [a for a in self._placement if a in self._pending]:
+            dead = self._pending.pop(app)
+            succ = self._successor(app)
+            self._placement[app] = succ
+            if succ is None:
+                if dead is not None:
+                    out.append(_switchlog(f"(SWT, 5) {app}: cannot fail over from {dead}: no node of its priority list is UP"))
+                continue
+            if succ != self._me:
+                continue
+            why = f"failover to {self._me} because {dead} is DOWN" if dead else f"online on {self._me} (first UP node of its priority list)"
+            out += [BringAppOnline(app), AnnounceAppState(app, self._me, True),
+                    _switchlog(f"(SWT, {1 if dead else 10}) {app}: {why}")]
+        return out

@@ -1,0 +1,85 @@
+"""Crash-safe file helpers for the emulated hosts' file trees.
+
+* :func:`atomic_write` replaces a file so that a reader (or a crash) sees either the old or the
+  new contents, never a torn mix: write a temporary file in the same directory, fsync it,
+  ``os.replace`` it over the target, fsync the directory.
+* :func:`append_line` appends one line to a log with a single ``write`` and fsyncs it.
+* :func:`read_text_or` reads a text file, or returns a default when it does not exist.
+
+Text is always UTF-8.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+StrPath = str | os.PathLike[str]
+T = TypeVar("T")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: StrPath, data: str | bytes, mode: int = 0o644) -> None:
+    """Atomically replace ``path`` with ``data`` and give it exactly ``mode`` (umask ignored).
+
+    Parent directories are created as needed. The temporary file lives in the target's
+    directory (so ``os.replace`` is a rename within one file system) and is removed on failure.
+    """
+    target = Path(path)
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(parent)
+
+
+def append_line(path: StrPath, line: str) -> None:
+    """Append ``line`` (a newline is added unless it ends with one) to ``path`` and fsync it.
+
+    The file (mode 0644 before umask) and its parent directories are created if missing. The
+    line is written with one ``write`` on an ``O_APPEND`` descriptor, so concurrent appenders
+    do not interleave within a line.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = (line if line.endswith("\n") else line + "\n").encode("utf-8")
+    fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_text_or(path: StrPath, default: T) -> str | T:
+    """Return the UTF-8 text of ``path``, or ``default`` if the file does not exist."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default

@@ -1,0 +1,46 @@
+"""A fake datagram network between named endpoints (modelled on trio's FakeNet).
+
+Latency, jitter and loss come from the world's seeded ``random.Random``; partitions cut the
+links between groups of endpoints. Delivery order between two endpoints may change with jitter,
+as on a real network.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from .scheduler import Scheduler
+
+
+class SimNetwork:
+    def __init__(self, sched: Scheduler, rng: random.Random, *, latency: float = 0.0005,
+                 jitter: float = 0.0005, loss: float = 0.0):
+        self.sched, self.rng = sched, rng
+        self.latency, self.jitter, self.loss = latency, jitter, loss
+        self._groups: list[frozenset[str]] = []  # partitions: endpoints in different groups can't talk
+        self.sent = 0
+        self.dropped = 0
+
+    def partition(self, *groups: set[str] | frozenset[str]) -> None:
+        self._groups = [frozenset(g) for g in groups]
+
+    def heal(self) -> None:
+        self._groups = []
+
+    def connected(self, a: str, b: str) -> bool:
+        # An endpoint named in no group (an XSCF, an ldmd) still reaches everyone.
+        ga = next((g for g in self._groups if a in g), None)
+        gb = next((g for g in self._groups if b in g), None)
+        return ga is None or gb is None or ga is gb
+
+    def send(self, src: str, dst: str, deliver: Callable[[], None], *, reliable: bool = False) -> None:
+        """Deliver ``deliver()`` at dst after latency, unless lost or partitioned.
+
+        ``reliable`` models a TCP/SSH channel: no random loss, but a partition still cuts it.
+        """
+        self.sent += 1
+        if not self.connected(src, dst) or (not reliable and self.loss and self.rng.random() < self.loss):
+            self.dropped += 1
+            return
+        self.sched.after(self.latency + self.rng.random() * self.jitter, deliver)

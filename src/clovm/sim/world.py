@@ -1,0 +1,620 @@
+"""The simulated datacenter: every core machine of a topology, wired through a fake network.
+
+One :class:`SimNode` per cluster node (guest domains and control domains) holds the node's
+"disk" (:class:`NodeFiles`: what survives a crash) and, while its process lives, its machines:
+CF membership for every node; SF and RMS on guest-cluster nodes. One ``Ldmd`` per control domain,
+one ``Xscf`` per server. The world only routes: it feeds events to machines, arms their
+``next_deadline()`` timers, and turns effects into network messages, process kills, suspends and
+trace lines. Every random choice comes from ``self.rng`` (seeded), every instant from the
+scheduler, so a seed fixes the trace byte for byte.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, Iterable
+
+from ..core import fencing as fen
+from ..core import ldm as ldmmod
+from ..core import membership as mem
+from ..core import migration as mig
+from ..core import rms as rmsmod
+from ..core import sp as spmod
+from ..core._state import AGENT_ACTION, AGENT_LAN, NodeState, SpDomainStatus
+from ..core.base import Effect, Event, Log, Ticked
+from ..core.sfconfig import SfConfig, SfHost, XscfEntry
+from ..topology import Topology
+from .network import SimNetwork
+from .scheduler import Scheduler, Timer
+
+EPOCH = 1_764_000_000.0  # emulated wall clock at virtual time 0 (2025-11-24T16:00:00Z)
+CALL_TIMEOUT = 30.0
+INITIAL_SPCONFIG = "config1"
+
+
+class Trace:
+    def __init__(self, sched: Scheduler, echo: Callable[[str], None] | None = None):
+        self.sched, self.lines, self.echo = sched, [], echo
+
+    def __call__(self, who: str, what: str, text: str) -> None:
+        line = f"[{self.sched.now:10.3f}] {who:<11} {what:<6} {text}"
+        self.lines.append(line)
+        if self.echo:
+            self.echo(line)
+
+
+@dataclass
+class NodeFiles:
+    """A node's persistent state (its etc/ and var/ trees): survives a crash or restart."""
+
+    timeout: int = 10
+    record: int | None = None  # pre-migration timeout recorded by clovmmigrate -p
+    window: bool = False
+    sf_enabled: bool = True
+    sf_config: SfConfig = field(default_factory=SfConfig)
+    known_xscf: set[str] = field(default_factory=set)  # servers whose XSCF host key is known
+    logs: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class SimNode:
+    cf: str
+    host: str  # domain / host name
+    kind: str  # "guest" | "control"
+    cluster: tuple[str, ...]
+    files: NodeFiles
+    hosted_by: str  # control domain hosting it (itself for a control domain)
+    alive: bool = False
+    suspended: bool = False
+    incarnation: int = 0
+    services: str = "none"  # none | started | refused
+    machines: dict[str, Any] = field(default_factory=dict)
+    timers: dict[str, Timer] = field(default_factory=dict)
+    tick_pending: bool = False
+
+
+class Pending:
+    """Something a scenario can wait for (an ldm command, a clovmmigrate run)."""
+
+    def __init__(self) -> None:
+        self.done, self.value, self._cbs = False, None, []
+
+    def resolve(self, value: Any) -> None:
+        if not self.done:
+            self.done, self.value = True, value
+            for cb in self._cbs:
+                cb(value)
+
+    def add_callback(self, cb: Callable[[Any], None]) -> None:
+        if self.done:
+            cb(self.value)
+        else:
+            self._cbs.append(cb)
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    pred: Callable[[], bool]
+    timeout: float
+    poll: float = 1.0
+
+
+class World:
+    def __init__(self, topo: Topology, seed: int = 0, *, loss: float = 0.0, echo: Callable[[str], None] | None = None):
+        self.topo = topo
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.sched = Scheduler()
+        self.net = SimNetwork(self.sched, self.rng, loss=loss)
+        self.trace = Trace(self.sched, echo)
+        self.offsets = {s.name: s.clock_offset for s in topo.servers}
+        self.nodes: dict[str, SimNode] = {}
+        self.ldm: dict[str, ldmmod.Ldmd] = {}
+        self.ldm_timers: dict[str, Timer] = {}
+        self.xscf: dict[str, spmod.Xscf] = {}
+        self.addr_server: dict[str, tuple[str, int]] = {}
+        self.journals: dict[tuple[str, str], dict] = {}
+        self.online: dict[str, set[str]] = {a.name: set() for a in topo.apps}
+        self.violations: list[str] = []
+        self.kills: list[tuple[float, str, str, str]] = []  # (t, by node, target node, domain killed)
+        self.suspends: list[tuple[str, float, float]] = []  # (domain, SIGSTOP at, SIGCONT at)
+        self._suspended_at: dict[str, float] = {}
+        self.silent_since: dict[str, float] = {}  # cf -> when it stopped sending heartbeats
+        self._ids = 0
+        self._ldm_waiting: dict[int, Callable[[Any], None]] = {}
+        self._xscf_waiting: dict[int, Callable[[Any], None]] = {}
+        self._build()
+
+    # ---- construction ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        t = self.topo
+        for s in t.servers:
+            self.xscf[s.name] = spmod.Xscf(s.name, s.lan0, s.lan1, s.ppars)
+            self.addr_server[s.lan0] = (s.name, 0)
+            self.addr_server[s.lan1] = (s.name, 1)
+        for c in t.control_domains:
+            d = ldmmod.Ldmd(c.name, c.ppar, c.server, memory_mb=c.memory_mb, bandwidth_mb_s=t.migration.bandwidth_mb_s)
+            self.ldm[c.name] = d
+            self.ldm_timers[c.name] = Timer(self.sched, lambda h=c.name: self._ldm_feed(h, Ticked()))
+            for g in t.guests:
+                if g.control_domain == c.name:
+                    d.add_domain(g.name, g.memory_mb, g.vcpu, g.dirty_rate_mb_s)
+        for cl in t.clusters:
+            for cf in cl.nodes:
+                h = t.host_of_cf(cf)
+                kind = cl.kind
+                hosted_by = h.control_domain if kind == "guest" else h.name
+                files = NodeFiles(known_xscf={s.name for s in t.servers})
+                if kind == "guest":
+                    files.sf_config = self._initial_sf_config(cl.nodes)
+                self.nodes[cf] = SimNode(cf, h.name, kind, tuple(cl.nodes), files, hosted_by)
+        for c in t.control_domains:  # the operator saved the initial configuration
+            self.ldm_command(c.name, "add-spconfig", INITIAL_SPCONFIG)
+        for cf in sorted(self.nodes):  # power on, slightly staggered
+            n = self.nodes[cf]
+            self.sched.after(self.rng.uniform(0.0, 0.5), lambda n=n: self.boot(n))
+
+    def _initial_sf_config(self, nodes: Iterable[str]) -> SfConfig:
+        t = self.topo
+        hosts, entries = [], []
+        for cf in nodes:
+            g = t.host_of_cf(cf)
+            cd = t.control_domain(g.control_domain)
+            srv = t.server(cd.server)
+            hosts.append(SfHost(cf, weight=cd.sf_weight, adm_ip=g.address))
+            entries.append(XscfEntry(cf, cd.ppar, g.name, srv.lan0, srv.lan1, t.xscf.user, t.xscf.connection))
+        return SfConfig(tuple(hosts), tuple(entries))
+
+    def _new_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    # ---- clocks --------------------------------------------------------------------------------------
+    def server_of_host(self, host: str) -> str:
+        cd = self.topo.control_domain(host)
+        return cd.server
+
+    def wallclock(self, node: SimNode) -> float:
+        return EPOCH + self.sched.now + self.offsets[self.server_of_host(node.hosted_by)]
+
+    # ---- node processes ----------------------------------------------------------------------------
+    def boot(self, n: SimNode) -> None:
+        if n.alive:
+            return
+        n.alive, n.suspended, n.incarnation, n.services = True, False, n.incarnation + 1, "none"
+        self.silent_since.pop(n.cf, None)
+        peers = [p for p in n.cluster if p != n.cf]
+        n.machines = {"cf": mem.Membership(n.cf, peers, timeout=float(n.files.timeout), incarnation=n.incarnation)}
+        if n.kind == "guest":
+            n.machines["sf"] = fen.ShutdownFacility(n.cf, n.files.sf_config)
+            apps = [rmsmod.AppSpec(a.name, tuple(a.nodes), a.shutdown_priority)
+                    for a in self.topo.apps if n.cf in a.nodes]
+            n.machines["rms"] = rmsmod.Rms(n.cf, n.cluster, apps)
+        n.timers = {k: Timer(self.sched, lambda n=n, k=k, inc=n.incarnation: self._tick(n, k, inc))
+                    for k in n.machines}
+        self.trace(n.cf, "boot", f"{n.host} started (incarnation {n.incarnation}) on {n.hosted_by}")
+        if n.files.window:
+            self.feed(n, "cf", mem.MigrationWindowChanged(True))
+            if "rms" in n.machines:
+                self.feed(n, "rms", rmsmod.SwitchoverHoldChanged(True))
+        self.feed(n, "cf", mem.NodeBooted())
+
+    def kill(self, n: SimNode, why: str) -> None:
+        if not n.alive:
+            return
+        n.alive = False
+        self.silent_since.setdefault(n.cf, self.sched.now)
+        for t in n.timers.values():
+            t.cancel()
+        n.machines, n.timers, n.services = {}, {}, "none"
+        for app, on in self.online.items():
+            on.discard(n.cf)
+        self.trace(n.cf, "down", f"{n.host} stopped: {why}")
+        if n.kind == "guest":
+            self._ldm_feed(n.hosted_by, ldmmod.DomainProcessExited(n.host))
+
+    def _tick(self, n: SimNode, key: str, inc: int) -> None:
+        if not n.alive or n.incarnation != inc:
+            return
+        if n.suspended:
+            n.tick_pending = True
+            return
+        self.feed(n, key, Ticked())
+
+    def feed(self, n: SimNode, key: str, event: Event) -> None:
+        """Hand an event to one of a node's machines and carry out the effects."""
+        if not n.alive or key not in n.machines:
+            return
+        m = n.machines[key]
+        effects = m.handle(self.sched.now, event)
+        n.timers[key].arm(m.next_deadline())
+        for e in effects:
+            self._node_effect(n, e)
+            if not n.alive:
+                return
+
+    def deliver(self, src: str, n: SimNode, key: str, event: Event, *, reliable: bool = False) -> None:
+        def go() -> None:
+            if n.alive and not n.suspended:
+                self.feed(n, key, event)
+        self.net.send(src, n.cf, go, reliable=reliable)
+
+    def log(self, n: SimNode, dest: str, text: str, msgid: str = "") -> None:
+        n.files.logs.setdefault(dest, []).append(text)
+        self.trace(n.cf, dest[:6], (f"[{msgid}] " if msgid else "") + text)
+
+    def _peers(self, n: SimNode) -> list[SimNode]:
+        return [self.nodes[p] for p in n.cluster if p != n.cf]
+
+    def _node_effect(self, n: SimNode, e: Effect) -> None:
+        if isinstance(e, Log):
+            self.log(n, e.dest, e.text, e.msgid)
+        # -- CF
+        elif isinstance(e, mem.BroadcastHeartbeat):
+            clock = self.wallclock(n)
+            for p in self._peers(n):
+                self.deliver(n.cf, p, "cf", mem.HeartbeatReceived(n.cf, e.incarnation))
+                if p.kind == "guest":
+                    self.net.send(n.cf, p.cf, lambda p=p, c=clock: self._clock_seen(p, n.cf, c))
+        elif isinstance(e, mem.SendJoinRequest):
+            self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinRequestReceived(n.cf, e.incarnation))
+        elif isinstance(e, mem.SendJoinAnswer):
+            self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinAnswerReceived(n.cf, e.accepted, e.reason))
+        elif isinstance(e, mem.AnnounceNodeState):
+            self.trace(n.cf, "CF", f"{e.node}: {e.state}")
+            self.feed(n, "sf", fen.NodeStateChanged(e.node, e.state))
+            self.feed(n, "rms", rmsmod.PeerNodeStateChanged(e.node, e.state))
+        elif isinstance(e, mem.QueryDomainStatus):
+            self._query_domain(n, e.node)
+        elif isinstance(e, mem.StartClusterServices):
+            n.services = "started"
+            self.trace(n.cf, "CF", "joined: starting SF, CRM, RMS")
+            if n.files.sf_enabled:
+                self.feed(n, "sf", fen.SfStartRequested())
+            self.feed(n, "rms", rmsmod.RmsStarted())
+        elif isinstance(e, mem.RefuseClusterServices):
+            n.services = "refused"
+            self.trace(n.cf, "CF", f"join refused by {', '.join(e.refused_by)}: SF, CRM, RMS not started")
+            for what in ("SF", "CRM", "RMS"):
+                self.log(n, "messages", f"{what} failed to start: {e.reason}")
+        # -- SF
+        elif isinstance(e, fen.RunAgent):
+            self._run_agent(n, e)
+        elif isinstance(e, fen.AnnounceEliminated):
+            self.trace(n.cf, "SF", f"{e.node} eliminated")
+            self.feed(n, "cf", mem.NodeEliminated(e.node))
+            for p in self._peers(n):
+                self.deliver(n.cf, p, "cf", mem.NodeEliminated(e.node), reliable=True)
+        # -- RMS
+        elif isinstance(e, rmsmod.BringAppOnline):
+            on = self.online.setdefault(e.app, set())
+            on.add(n.cf)
+            self.trace(n.cf, "RMS", f"{e.app} Online")
+            if len(on) > 1:
+                self.violations.append(f"t={self.sched.now:.3f}: {e.app} online on {sorted(on)}")
+        elif isinstance(e, rmsmod.TakeAppOffline):
+            self.online.setdefault(e.app, set()).discard(n.cf)
+            self.trace(n.cf, "RMS", f"{e.app} Offline")
+        elif isinstance(e, rmsmod.AnnounceAppState):
+            for p in self._peers(n):
+                self.deliver(n.cf, p, "rms", rmsmod.AppStateReported(e.app, e.node, e.online), reliable=True)
+
+    def _clock_seen(self, p: SimNode, peer: str, peer_clock: float) -> None:
+        if p.alive and not p.suspended:
+            self.feed(p, "rms", rmsmod.PeerClockObserved(peer, peer_clock, self.wallclock(p)))
+
+    # ---- the hypervisor side, as a guest node sees it ----------------------------------------------
+    def _domain_stopped(self, domain: str) -> bool:
+        """Stopped means: the ldmd holding the domain has it but it is not active, per the XSCF."""
+        for host, d in self.ldm.items():
+            for dom in d.domains():
+                if dom.name == domain:
+                    srv = self.server_of_host(host)
+                    st = self.xscf[srv].status(self.topo.control_domain(host).ppar).get(domain)
+                    if str(dom.state) == "active" or st == SpDomainStatus.RUNNING:
+                        return False
+                    return st in (SpDomainStatus.STOPPED, None) or str(dom.state) != "active"
+        return False  # nowhere to be found: do not conclude anything
+
+    def _query_domain(self, n: SimNode, node: str) -> None:
+        domain = self.topo.host_of_cf(node).name
+        self.net.send(n.cf, "hypervisor", lambda: self.deliver(
+            "hypervisor", n, "cf", mem.DomainStatusReported(node, self._domain_stopped(domain)), reliable=True),
+            reliable=True)
+
+    # ---- shutdown agents -----------------------------------------------------------------------------
+    def _run_agent(self, n: SimNode, e: fen.RunAgent) -> None:
+        lan = AGENT_LAN[e.agent]
+        addr = e.entry.lan0 if lan == 0 else e.entry.lan1
+        server, _ = self.addr_server.get(addr, (None, None))
+        if server is None:
+            return  # nothing answers at that address: the agent times out
+        xs = self.xscf[server]
+
+        def answer(ok: bool, text: str) -> None:
+            self.deliver(f"xscf:{server}", n, "sf", fen.AgentFinished(e.req_id, ok, text), reliable=True)
+
+        if e.action in ("init", "test") and server not in n.files.known_xscf:
+            self.net.send(n.cf, f"xscf:{server}", lambda: answer(
+                False, f"7245 The first SSH connection to XSCF {addr} ({server}) has not been made: connect once "
+                f"with ssh {e.entry.user}@{addr} from {n.host} and accept the host key"), reliable=True)
+            return
+        rid = self._new_id()
+        if e.action == "kill":
+            ev: Event = (spmod.DomainPanicRequested if AGENT_ACTION[e.agent] == "panic" else spmod.DomainResetRequested)(
+                rid, addr, e.entry.ppar_id, e.entry.domain)
+        else:
+            ev = spmod.DomainStatusRequested(rid, addr, e.entry.ppar_id, e.entry.domain)
+
+        def on_reply(r: spmod.SpReply) -> None:
+            ok = r.ok and (e.action == "kill" or str(r.status) in (str(SpDomainStatus.RUNNING), str(SpDomainStatus.STOPPED)))
+            text = r.text or str(r.status)
+            if e.action != "kill" and r.ok and not ok:
+                text = f"XSCF {server} reports {e.entry.domain} in PPAR-ID {e.entry.ppar_id} as {r.status}"
+            answer(ok, text)
+
+        self._xscf_waiting[rid] = on_reply
+        self.net.send(n.cf, f"xscf:{server}", lambda: self._xscf_feed(server, ev, by=n.cf, target=e.host), reliable=True)
+
+    def _xscf_feed(self, server: str, ev: Event, by: str = "", target: str = "") -> None:
+        for eff in self.xscf[server].handle(self.sched.now, ev):
+            if isinstance(eff, spmod.SpReply):
+                cb = self._xscf_waiting.pop(eff.req_id, None)
+                if cb:
+                    cb(eff)
+            elif isinstance(eff, (spmod.PanicDomain, spmod.ResetDomain)):
+                victim = next((x for x in self.nodes.values() if x.host == eff.domain), None)
+                what = "panic" if isinstance(eff, spmod.PanicDomain) else "reset"
+                self.trace(f"xscf:{server}", "SP", f"{what} {eff.domain} in PPAR-ID {eff.ppar} (requested by {by})")
+                if victim is None or victim.cf != target:
+                    self.violations.append(f"t={self.sched.now:.3f}: agent of {by} aimed at {target} hit {eff.domain}")
+                if any(x.files.window for x in self.nodes.values() if x.kind == "guest"):
+                    self.violations.append(f"t={self.sched.now:.3f}: {eff.domain} fenced while clovmmigrate -p is in force")
+                self.kills.append((self.sched.now, by, target, eff.domain))
+                if victim is not None:
+                    self.kill(victim, f"{what} by XSCF {server}")
+
+    def _sync_xscf(self, host: str) -> None:
+        """Tell the XSCF what the hypervisor of this control domain's PPAR runs now."""
+        cd = self.topo.control_domain(host)
+        running = frozenset(x.name for x in self.ldm[host].domains() if x.name != "primary" and str(x.state) == "active")
+        self._xscf_feed(cd.server, spmod.DomainsRunningReported(cd.ppar, running))
+
+    # ---- ldmd --------------------------------------------------------------------------------------
+    def ldm_command(self, host: str, *argv: str) -> Pending:
+        p = Pending()
+        rid = self._new_id()
+        self._ldm_waiting[rid] = p.resolve
+        self._ldm_feed(host, ldmmod.CommandReceived(rid, tuple(argv)))
+        return p
+
+    def _ldm_feed(self, host: str, ev: Event) -> None:
+        d = self.ldm[host]
+        effects = d.handle(self.sched.now, ev)
+        self.ldm_timers[host].arm(d.next_deadline())
+        for e in effects:
+            self._ldm_effect(host, e)
+        self._sync_xscf(host)
+
+    def _guest(self, domain: str) -> SimNode | None:
+        return next((x for x in self.nodes.values() if x.host == domain and x.kind == "guest"), None)
+
+    def _ldm_effect(self, host: str, e: Effect) -> None:
+        if isinstance(e, ldmmod.Reply):
+            cb = self._ldm_waiting.pop(e.req_id, None)
+            if cb:
+                cb(e)
+        elif isinstance(e, ldmmod.SendToPeer):
+            self.net.send(host, e.peer, lambda: self._ldm_feed(e.peer, ldmmod.PeerMessageReceived(host, e.msg)),
+                          reliable=True)
+        elif isinstance(e, ldmmod.StartDomainProcess):
+            g = self._guest(e.name)
+            if g:
+                g.hosted_by = host
+                self.boot(g)
+        elif isinstance(e, ldmmod.KillDomainProcess):
+            g = self._guest(e.name)
+            if g:
+                self.kill(g, f"stopped by ldmd on {host}")
+        elif isinstance(e, ldmmod.SuspendDomainProcess):
+            g = self._guest(e.name)
+            if g and g.alive:
+                g.suspended = True
+                self._suspended_at[e.name] = self.sched.now
+                self.silent_since.setdefault(g.cf, self.sched.now)
+                self.trace(g.cf, "ldm", f"{e.name} suspended (SIGSTOP) on {host}")
+        elif isinstance(e, ldmmod.AdoptDomainProcess):
+            g = self._guest(e.name)
+            if g:
+                g.hosted_by = host
+                self.trace(g.cf, "ldm", f"{e.name} handed off from {e.from_host} to {host}")
+        elif isinstance(e, ldmmod.ResumeDomainProcess):
+            g = self._guest(e.name)
+            if g and g.alive and g.suspended:
+                g.suspended = False
+                self.silent_since.pop(g.cf, None)
+                self.suspends.append((e.name, self._suspended_at.pop(e.name, self.sched.now), self.sched.now))
+                self.trace(g.cf, "ldm", f"{e.name} resumed (SIGCONT) on {host}")
+                if g.tick_pending:
+                    g.tick_pending = False
+                    for k in list(g.machines):
+                        self.feed(g, k, Ticked())
+        elif isinstance(e, ldmmod.ConfigSaved):
+            self._xscf_feed(self.server_of_host(host), spmod.SpconfigSaved(e.ppar, frozenset(e.domains) - {"primary"}))
+        elif isinstance(e, ldmmod.MigrationProgress):
+            self.trace(host, "ldm", f"migration of {e.domain}: {e.phase} {e.percent}%")
+        elif isinstance(e, Log):
+            self.trace(host, "ldm", e.text)
+
+    # ---- clovmmigrate ----------------------------------------------------------------------------------
+    def clovmmigrate(self, host: str, mode: str, domain: str, target: str = "") -> Pending:
+        """Run clovmmigrate -p/-u on control domain ``host``; resolves to the Finished effect."""
+        p = Pending()
+        run = mig.ClovmmigrateRun(mig.Request(mode, domain, host, target), self.journals.get((host, domain)))
+        flag = "-p" if mode == "prepare" else "-u"
+        self.trace(host, "cmd", f"clovmmigrate {flag} {domain} {target}".rstrip())
+        self._run_effects(host, run, run.handle(self.sched.now, mig.RunStarted()), p)
+        return p
+
+    def _run_effects(self, host: str, run: mig.ClovmmigrateRun, effects: list[Effect], p: Pending) -> None:
+        for e in effects:
+            if isinstance(e, mig.Print):
+                self.trace(host, "cmd", e.text)
+            elif isinstance(e, mig.Persist):
+                if e.journal is None:
+                    self.journals.pop((host, e.domain), None)
+                else:
+                    self.journals[(host, e.domain)] = dict(e.journal)
+            elif isinstance(e, mig.Finished):
+                p.resolve(e)
+            elif isinstance(e, mig.Call):
+                answered = [False]
+
+                def reply(ok: bool, value: Any = None, error: str = "", call: mig.Call = e) -> None:
+                    if answered[0]:
+                        return
+                    answered[0] = True
+                    self._run_effects(host, run, run.handle(self.sched.now, mig.CallReturned(call.call_id, ok, value, error)), p)
+
+                limit = CALL_TIMEOUT + float(e.args.get("seconds", 0.0))  # sf_wait waits by itself
+                self.sched.after(limit, lambda reply=reply, c=e, limit=limit: reply(
+                    False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"))
+                self._call(host, e, reply)
+
+    def _call(self, host: str, c: mig.Call, reply: Callable[..., None]) -> None:
+        t = self.topo
+        if c.op == "ldm":
+            if c.target not in self.ldm:
+                return reply(False, error=f"unknown control domain {c.target}")
+            self.net.send(host, c.target, lambda: self.ldm_command(c.target, *c.args["argv"]).add_callback(
+                lambda r: self.net.send(c.target, host, lambda: reply(True, {"rc": r.rc, "stdout": r.stdout,
+                                                                             "stderr": r.stderr}), reliable=True)),
+                reliable=True)
+        elif c.op == "guest_nodes":
+            g = next((x for x in t.guests if x.name == c.args["domain"]), None)
+            if g is None:
+                return reply(False, error=f"{c.args['domain']} is not a node of a guest-domain cluster")
+            reply(True, {"node": g.cf_name, "nodes": list(t.cluster_of(g.cf_name).nodes)})
+        elif c.op == "resolve":
+            name = c.args["name"]
+            try:
+                ipaddress.ip_address(name)
+                return reply(True, name)
+            except ValueError:
+                pass
+            reply(True, next((h.address for h in t.hosts() if h.name == name), None))
+        elif c.op == "cd_info":
+            cd = next((x for x in t.control_domains if c.target in (x.address, x.name)), None)
+            if cd is None:
+                return reply(False, error=f"no control domain answers at {c.target}")
+            srv = t.server(cd.server)
+            reply(True, {"host": cd.name, "server": srv.name, "ppar": cd.ppar, "lan0": srv.lan0, "lan1": srv.lan1,
+                         "sf_weight": cd.sf_weight, "user": t.xscf.user, "connection": t.xscf.connection})
+        else:
+            n = self.nodes.get(c.target)
+            if n is None:
+                return reply(False, error=f"unknown cluster node {c.target}")
+
+            def at_node() -> None:
+                if not n.alive or n.suspended:
+                    return  # no answer: the call times out
+                self._node_op(n, c, lambda *a, **k: self.net.send(n.cf, host, lambda: reply(*a, **k), reliable=True))
+            self.net.send(host, n.cf, at_node, reliable=True)
+
+    def _node_op(self, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
+        f = n.files
+        op = c.op
+        if op == "node_status":
+            sf = n.machines.get("sf")
+            running = sf is not None and str(sf.daemon) == "running"
+            reply(True, {"timeout": f.timeout, "sf": "running" if running else "stopped", "record": f.record,
+                         "window": f.window})
+        elif op == "record_timeout":
+            if f.record is None:
+                f.record = f.timeout
+            reply(True, f.record)
+        elif op == "set_timeout":
+            f.timeout = int(c.args["seconds"])
+            self.feed(n, "cf", mem.TimeoutChanged(float(f.timeout)))
+            reply(True)
+        elif op == "window":
+            f.window = bool(c.args["open"])
+            self.feed(n, "cf", mem.MigrationWindowChanged(f.window))
+            self.feed(n, "rms", rmsmod.SwitchoverHoldChanged(f.window))
+            reply(True)
+        elif op == "sf_stop":
+            f.sf_enabled = False
+            self.feed(n, "sf", fen.SfStopRequested())
+            reply(True)
+        elif op == "sf_start":
+            f.sf_enabled = True
+            if n.services == "started":
+                self.feed(n, "sf", fen.SfStartRequested())
+            reply(True)
+        elif op == "set_sf_entry":
+            entry = XscfEntry(**c.args["entry"])
+            f.sf_config = f.sf_config.with_entry(entry, weight=int(c.args["weight"]))
+            self.feed(n, "sf", fen.SfReconfigRequested(f.sf_config))
+            reply(True)
+        elif op == "sf_wait":
+            deadline = self.sched.now + float(c.args["seconds"])
+
+            def poll() -> None:
+                sf = n.machines.get("sf") if n.alive else None
+                rows = sf.rows() if sf else []
+                busy = any(str(r.sa_state) in ("Init-ing", "Testing") or str(r.test_state) == "Unknown" for r in rows)
+                if sf is not None and not busy or self.sched.now >= deadline:
+                    reply(True, [[r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state),
+                                  str(r.init_state)] for r in rows])
+                else:
+                    self.sched.after(1.0, poll)
+            poll()
+        elif op == "clear_record":
+            f.record = None
+            reply(True)
+        else:
+            reply(False, error=f"unknown operation {op}")
+
+    # ---- scenario processes -------------------------------------------------------------------------
+    def spawn(self, gen: Generator[Any, Any, None]) -> None:
+        def resume(value: Any = None) -> None:
+            try:
+                item = gen.send(value)
+            except StopIteration:
+                return
+            if isinstance(item, (int, float)):
+                self.sched.after(float(item), resume)
+            elif isinstance(item, Pending):
+                item.add_callback(lambda v: self.sched.after(0.0, lambda: resume(v)))
+            elif isinstance(item, WaitFor):
+                deadline = self.sched.now + item.timeout
+
+                def poll() -> None:
+                    if item.pred():
+                        resume(True)
+                    elif self.sched.now >= deadline:
+                        resume(False)
+                    else:
+                        self.sched.after(item.poll, poll)
+                poll()
+            else:
+                raise TypeError(f"scenario yielded {item!r}")
+        self.sched.after(0.0, resume)
+
+    def run(self, until: float) -> None:
+        self.sched.run_until(until)
+
+    # ---- views for scenarios and invariants --------------------------------------------------------
+    def view(self, observer: str) -> dict[str, str]:
+        n = self.nodes[observer]
+        cf = n.machines.get("cf")
+        return {k: str(v) for k, v in cf.view().items()} if cf else {}
+
+    def sf_rows(self, cf: str) -> list:
+        sf = self.nodes[cf].machines.get("sf")
+        return sf.rows() if sf else []
+
+    def where(self, domain: str) -> list[tuple[str, str]]:
+        return [(h, str(x.state)) for h, d in self.ldm.items() for x in d.domains() if x.name == domain]
