@@ -1,0 +1,106 @@
+"""The layout of a datacenter home: run state, secrets, PKI and one product tree per host."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from .. import settings, topology
+
+
+class Home:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).absolute()
+
+    # ---- run state --------------------------------------------------------------------------
+    @property
+    def topology_file(self) -> Path:
+        return self.root / "topology.toml"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def clock_file(self) -> Path:
+        return self.run_dir / "clock.json"
+
+    @property
+    def offsets_file(self) -> Path:
+        return self.run_dir / "offsets.json"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / "pids" / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.root / "log" / f"{name}.log"
+
+    def placement_file(self, domain: str) -> Path:
+        return self.run_dir / "domains" / f"{domain}.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    # ---- sockets (short paths: AF_UNIX paths are limited to 107 bytes) ----------------------
+    def xscf_socket(self, server: str) -> Path:
+        return self.run_dir / "s" / f"x-{server}"
+
+    def ldmd_socket(self, host: str) -> Path:
+        return self.run_dir / "s" / f"l-{host}"
+
+    def node_socket(self, host: str) -> Path:
+        return self.run_dir / "s" / f"n-{host}"
+
+    # ---- per server / per host ---------------------------------------------------------------
+    def server_dir(self, server: str) -> Path:
+        return self.root / "servers" / server
+
+    def host_root(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def cluster_config(self, host: str) -> Path:
+        return self.host_root(host) / settings.CLUSTER_CONFIG
+
+    def rcsd_cfg(self, host: str) -> Path:
+        return self.host_root(host) / settings.RCSD_CFG
+
+    def sa_xscfsnmp_cfg(self, host: str) -> Path:
+        return self.host_root(host) / settings.SA_XSCFSNMP_CFG
+
+    def hosts_file(self, host: str) -> Path:
+        return self.host_root(host) / settings.HOSTS
+
+    def known_hosts(self, host: str) -> Path:
+        return self.host_root(host) / settings.KNOWN_HOSTS
+
+    def messages(self, host: str) -> Path:
+        return self.host_root(host) / settings.MESSAGES
+
+    def rcsd_log(self, host: str) -> Path:
+        return self.host_root(host) / settings.RCSD_LOG
+
+    def sa_log(self, host: str, agent: str) -> Path:
+        return self.host_root(host) / settings.SA_LOG_DIR / f"{agent}.log"
+
+    def switchlog(self, host: str) -> Path:
+        return self.host_root(host) / settings.SWITCHLOG
+
+    def migrate_dir(self, host: str) -> Path:
+        return self.host_root(host) / settings.MIGRATE_DIR
+
+    # ---- loaded once per process ----------------------------------------------------------
+    @cached_property
+    def _topology(self) -> topology.Topology:
+        return topology.load(self.topology_file)
+
+    def topology(self) -> topology.Topology:
+        return self._topology
+
+    def secrets(self) -> dict:
+        return json.loads(self.secrets_file.read_text())

@@ -1,0 +1,87 @@
+"""A private CA per datacenter home and one TLS certificate per host (mutual TLS everywhere).
+
+Keys are EC P-256, written 0600. ``ensure_pki`` is idempotent: it only creates what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ..fsutil import atomic_write
+from .home import Home
+
+_VALID = datetime.timedelta(days=3650)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "clovm"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
+    """Create the CA and a certificate for every ``name -> loopback address`` (address may be None)."""
+    d = home.pki_dir
+    d.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not (d / "ca.pem").exists():
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder().subject_name(_name("clovm CA")).issuer_name(_name("clovm CA"))
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALID)
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        atomic_write(d / "ca.key", _key_pem(ca_key), mode=0o600)
+        atomic_write(d / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
+    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+    for name, addr in names.items():
+        if (d / f"{name}.pem").exists():
+            continue
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [x509.DNSName(name)]
+        if addr:
+            sans.append(x509.IPAddress(ipaddress.ip_address(addr)))
+        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALID)
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        atomic_write(d / f"{name}.key", _key_pem(key), mode=0o600)
+        atomic_write(d / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _files(home: Home, name: str) -> tuple[Path, Path, Path]:
+    d = home.pki_dir
+    return d / "ca.pem", d / f"{name}.pem", d / f"{name}.key"
+
+
+def server_context(home: Home, name: str) -> ssl.SSLContext:
+    ca, cert, key = _files(home, name)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # clients must present a certificate from this home's CA
+    return ctx
+
+
+def client_context(home: Home, name: str) -> ssl.SSLContext:
+    ca, cert, key = _files(home, name)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(ca)
+    ctx.check_hostname = False  # peers are addressed by IP; the CA is private to this home
+    return ctx
