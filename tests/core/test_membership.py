@@ -153,7 +153,7 @@ def test_peer_answers_join_request(setup, accepted: bool, reason: str) -> None:
     setup(m)
     before = m.view()[B]
     out = m.handle(10.0, JoinRequestReceived(B, 2))
-    assert of(out, SendJoinAnswer) == [SendJoinAnswer(B, accepted, reason)]
+    assert [(a.to, a.accepted, a.reason) for a in of(out, SendJoinAnswer)] == [(B, accepted, reason)]
     if accepted:
         assert AnnounceNodeState(B, UP) in out and m.view()[B] is UP
     else:
@@ -166,7 +166,7 @@ def test_never_seen_node_is_accepted_and_request_counts_as_heartbeat() -> None:
     m.handle(0.0, NodeBooted())
     m.handle(3.0, Ticked())  # nobody answered: B and C never seen
     out = m.handle(4.0, JoinRequestReceived(C, 1))
-    assert of(out, SendJoinAnswer) == [SendJoinAnswer(C, True, "")]
+    assert [(a.to, a.accepted, a.reason) for a in of(out, SendJoinAnswer)] == [(C, True, "")]
     assert of(out, AnnounceNodeState) == [AnnounceNodeState(C, UP)]
     assert m.view() == {A: UP, B: DOWN, C: UP}
     m.handle(8.999, Ticked())
@@ -396,7 +396,7 @@ def test_rejoin_after_down_is_accepted_with_the_new_incarnation() -> None:
     m.handle(11.0, NodeEliminated(B))
     assert m.handle(12.0, HeartbeatReceived(B, 1)) == [] and m.view()[B] is DOWN  # must join first
     out = m.handle(20.0, JoinRequestReceived(B, 2))
-    assert out[:2] == [SendJoinAnswer(B, True, ""), AnnounceNodeState(B, UP)]
+    assert out[:2] == [SendJoinAnswer(B, True, "", m_incarnation(m)), AnnounceNodeState(B, UP)]
     m.handle(24.0, HeartbeatReceived(B, 1))  # the old incarnation: ignored
     m.handle(25.0, Ticked())
     assert m.questionable() == {B}
@@ -582,3 +582,33 @@ def test_raising_the_timeout_keeps_the_silence_already_counted():
     assert m.view()["cfguest1"] is NodeState.UP
     m.handle(601.0, Ticked())
     assert m.view()["cfguest1"] is NodeState.LEFTCLUSTER
+
+
+def test_nodes_booting_together_do_not_refuse_each_other():
+    """Found by a 1,000-seed campaign: b accepts a's join, then a receives b's own join request
+    while it already holds b UP (learnt from b's accept). Same incarnation: not a restart."""
+    a = Membership("a", ["b"], incarnation=7)
+    b = Membership("b", ["a"], incarnation=9)
+    ra = a.handle(0.0, NodeBooted())
+    rb = b.handle(0.0, NodeBooted())
+    [ans_b] = [e for e in b.handle(0.001, JoinRequestReceived("a", 7)) if isinstance(e, SendJoinAnswer)]
+    assert ans_b.accepted and ans_b.incarnation == 9
+    a.handle(0.002, JoinAnswerReceived("b", True, "", ans_b.incarnation))  # a holds b UP now
+    [ans_a] = [e for e in a.handle(0.003, JoinRequestReceived("b", 9)) if isinstance(e, SendJoinAnswer)]
+    assert ans_a.accepted, ans_a.reason
+    b.handle(0.004, JoinAnswerReceived("a", True, "", 7))
+    assert a.local_state is NodeState.UP and b.local_state is NodeState.UP
+    assert ra and rb
+
+
+def test_a_restarted_node_is_still_refused_while_held_up():
+    a = Membership("a", ["b"], incarnation=1)
+    a.handle(0.0, NodeBooted())
+    a.handle(0.1, JoinAnswerReceived("b", True, "", 5))
+    [ans] = [e for e in a.handle(1.0, JoinRequestReceived("b", 6)) if isinstance(e, SendJoinAnswer)]
+    assert not ans.accepted and "a still holds b UP" == ans.reason
+
+
+def m_incarnation(m: Membership) -> int:
+    """The incarnation a machine puts in its join answers (what it was booted with)."""
+    return m._incarnation

@@ -69,6 +69,7 @@ class JoinAnswerReceived(Event):
     sender: str
     accepted: bool
     reason: str
+    incarnation: int | None = None  # the answering node's incarnation
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class SendJoinAnswer(Effect):
     to: str
     accepted: bool
     reason: str
+    incarnation: int = 0  # ours, so the joiner knows which incarnation of us it holds UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +244,12 @@ class Membership:
                 return []
             case JoinRequestReceived(sender, incarnation) if self._member(sender):
                 return self._answer_join(now, sender, incarnation)
-            case JoinAnswerReceived(sender, accepted, reason) if sender in self._unanswered:
+            case JoinAnswerReceived(sender, accepted, reason, incarnation) if sender in self._unanswered:
                 self._unanswered.discard(sender)
                 if not accepted:
                     self._refusals[sender] = reason
                 elif allowed(MEMBERSHIP, self._view[sender], "joined"):
-                    return self._move(now, sender, "joined", f"CF: {sender}: accepted our join request")
+                    return self._move(now, sender, "joined", f"CF: {sender}: accepted our join request", incarnation)
                 return []
             case NodeEliminated(node) if self._member(node):
                 return self._down(now, node, "eliminated", "eliminated by the Shutdown Facility")
@@ -284,12 +286,18 @@ class Membership:
         held = self._view[sender]
         if allowed(MEMBERSHIP, held, "joined"):
             return [
-                SendJoinAnswer(sender, True, ""),
+                SendJoinAnswer(sender, True, "", self._incarnation),
                 *self._move(now, sender, "joined", f"CF: {sender}: joined the cluster", incarnation),
             ]
+        if held is UP and self._peer_inc[sender] == incarnation:
+            # Not a restart: the same incarnation we already hold UP (two nodes booting at once
+            # each accepted the other's request before their own arrived). Accept again.
+            self._peer_inc[sender] = incarnation
+            self._last_hb[sender] = max(self._last_hb[sender], now)
+            return [SendJoinAnswer(sender, True, "", self._incarnation)]
         reason = f"{self._me} still holds {sender} {held}"
         return [
-            SendJoinAnswer(sender, False, reason),
+            SendJoinAnswer(sender, False, reason, self._incarnation),
             Log("messages", f"CF: {sender}: join request refused: {reason}"),
         ]
 

@@ -261,7 +261,7 @@ class World:
         elif isinstance(e, mem.SendJoinRequest):
             self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinRequestReceived(n.cf, e.incarnation))
         elif isinstance(e, mem.SendJoinAnswer):
-            self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinAnswerReceived(n.cf, e.accepted, e.reason))
+            self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinAnswerReceived(n.cf, e.accepted, e.reason, e.incarnation))
         elif isinstance(e, mem.AnnounceNodeState):
             self.trace(n.cf, "CF", f"{e.node}: {e.state}")
             self.feed(n, "sf", fen.NodeStateChanged(e.node, e.state))
