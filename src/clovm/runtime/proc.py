@@ -24,7 +24,7 @@ def _configure_logging(home: Home, name: str) -> None:
     f = open(path, "a", buffering=1)
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
-                    structlog.processors.JSONRenderer()],
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(file=f),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
 
