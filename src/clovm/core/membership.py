@@ -169,6 +169,7 @@ class Membership:
         self._peers = tuple(sorted(set(peers) - {me}))
         self._timeout = float(timeout)
         self._incarnation = incarnation
+        self._due: float | None = None  # cached next_deadline(), recomputed after every handle
         self._hb_interval = heartbeat_interval
         self._join_timeout = join_timeout
         self._recheck = recheck_interval
@@ -206,6 +207,9 @@ class Membership:
         return frozenset(self._questionable)
 
     def next_deadline(self) -> float | None:
+        return self._due
+
+    def _compute_deadline(self) -> float | None:
         if not self._active:
             return None
         times = [t for t in (self._next_hb, self._join_deadline) if t is not None]
@@ -220,10 +224,25 @@ class Membership:
 
     # ---- events ------------------------------------------------------------------------------
     def handle(self, now: float, event: Event) -> list[Effect]:
-        out = self._expire(now)
+        # Nothing can be due before the cached deadline, and a heartbeat only postpones
+        # deadlines: skipping those passes keeps the common case (a heartbeat) cheap.
+        out = self._expire(now) if self._due is not None and now >= self._due else []
+        if isinstance(event, HeartbeatReceived):
+            was = self._peer_deadline(event.sender)
+            out += self._dispatch(now, event)
+            if out or was is None or self._due is None or was <= self._due:
+                self._due = self._compute_deadline()  # the sender's deadline may have been the earliest
+            return out
         out += self._dispatch(now, event)
         out += self._expire(now)
+        self._due = self._compute_deadline()
         return out
+
+    def _peer_deadline(self, peer: str) -> float | None:
+        last = self._last_hb.get(peer)
+        if last is None:
+            return None
+        return last + (self._timeout if peer in self._questionable else self._timeout / 2)
 
     def _dispatch(self, now: float, event: Event) -> list[Effect]:
         # Network and membership events count only on a running member and only about known peers.

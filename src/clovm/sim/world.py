@@ -110,6 +110,7 @@ class World:
         self.net = SimNetwork(self.sched, self.rng, loss=loss)
         self.trace = Trace(self.sched, echo)
         self.offsets = {s.name: s.clock_offset for s in topo.servers}
+        self._server_of = {c.name: c.server for c in topo.control_domains}
         self.nodes: dict[str, SimNode] = {}
         self.ldm: dict[str, ldmmod.Ldmd] = {}
         self.ldm_timers: dict[str, Timer] = {}
@@ -173,8 +174,7 @@ class World:
 
     # ---- clocks --------------------------------------------------------------------------------------
     def server_of_host(self, host: str) -> str:
-        cd = self.topo.control_domain(host)
-        return cd.server
+        return self._server_of[host]
 
     def wallclock(self, node: SimNode) -> float:
         return EPOCH + self.sched.now + self.offsets[self.server_of_host(node.hosted_by)]
@@ -253,11 +253,10 @@ class World:
             self.log(n, e.dest, e.text, e.msgid)
         # -- CF
         elif isinstance(e, mem.BroadcastHeartbeat):
-            clock = self.wallclock(n)
+            hb = mem.HeartbeatReceived(n.cf, e.incarnation)
+            clock = self.wallclock(n)  # heartbeats carry the sender's wall clock for RMS
             for p in self._peers(n):
-                self.deliver(n.cf, p, "cf", mem.HeartbeatReceived(n.cf, e.incarnation))
-                if p.kind == "guest":
-                    self.net.send(n.cf, p.cf, lambda p=p, c=clock: self._clock_seen(p, n.cf, c))
+                self.net.send(n.cf, p.cf, lambda p=p: self._heartbeat(p, hb, clock))
         elif isinstance(e, mem.SendJoinRequest):
             self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinRequestReceived(n.cf, e.incarnation))
         elif isinstance(e, mem.SendJoinAnswer):
@@ -301,9 +300,11 @@ class World:
             for p in self._peers(n):
                 self.deliver(n.cf, p, "rms", rmsmod.AppStateReported(e.app, e.node, e.online), reliable=True)
 
-    def _clock_seen(self, p: SimNode, peer: str, peer_clock: float) -> None:
+    def _heartbeat(self, p: SimNode, hb: mem.HeartbeatReceived, clock: float) -> None:
         if p.alive and not p.suspended:
-            self.feed(p, "rms", rmsmod.PeerClockObserved(peer, peer_clock, self.wallclock(p)))
+            self.feed(p, "cf", hb)
+            if "rms" in p.machines:
+                self.feed(p, "rms", rmsmod.PeerClockObserved(hb.sender, clock, self.wallclock(p)))
 
     # ---- the hypervisor side, as a guest node sees it ----------------------------------------------
     def _domain_stopped(self, domain: str) -> bool:
