@@ -1,0 +1,814 @@
+"""The cluster-node daemon: CF, SF (rcsd) and RMS of one emulated host, on real sockets and files.
+
+``python -m clovm.runtime.nodeagent --home H --name HOST`` runs the cluster software of one host
+(a guest domain or a control domain of the topology). It is the real-world twin of the node part
+of :mod:`clovm.sim.world` (``boot``, ``_node_effect``, ``_run_agent``, ``_query_domain``,
+``_node_op``): the same core machines, wired the same way, but over UDP, TLS, unix sockets and the
+host's product files instead of the simulated network and :class:`~clovm.sim.world.NodeFiles`.
+
+Theory of operation
+-------------------
+*Machines.* Every node runs :class:`~clovm.core.membership.Membership` (CF); nodes of a guest
+cluster also run :class:`~clovm.core.fencing.ShutdownFacility` (SF) and :class:`~clovm.core.rms.Rms`.
+Each machine has its own :class:`~clovm.runtime.driver.MachineDriver` on the shared emulated clock
+(:class:`~clovm.runtime.clock.EmuClock`), so deadlines (heartbeats, LEFTCLUSTER, agent timeouts,
+settle, WRP 35) run in emulated seconds. Effects are carried out synchronously in the order the
+machine returned them; an effect may feed another machine (CF ``AnnounceNodeState`` → SF
+``NodeStateChanged`` + RMS ``PeerNodeStateChanged``; SF ``AnnounceEliminated`` → CF
+``NodeEliminated`` locally and an ``elim`` datagram to every peer), exactly as the simulator does.
+After every RMS step the per-node application priorities are compared with the last ones fed to
+SF, and a change is fed as ``AppPrioritiesChanged`` (survival priority in a split brain).
+
+*The host's disk.* Everything that survives a restart is a file under ``home.host_root(HOST)``,
+read at start and written atomically (:func:`clovm.fsutil.atomic_write`):
+``cluster.config`` (CLUSTER_TIMEOUT), ``rcsd.cfg`` + ``SA_xscfsnmp.cfg`` (SF configuration), and
+in the clovmmigrate directory ``timeout.saved`` (the pre-migration timeout record),
+``window`` (exists ⇔ the ``-p`` window is open: CF may take a LEFTCLUSTER peer DOWN when its domain
+is stopped, RMS holds switchovers) and ``sf.disabled`` (exists ⇔ SF was stopped with
+``sdtool -e`` / clovmmigrate and must not start with the cluster services). Logs are appended
+line by line: ``messages`` in syslog format (tag CF / SMAWsf / RMS by the machine that logged),
+``rcsd.log``, ``SA_<agent>.log`` and the RMS ``switchlog`` as plain lines stamped with the
+emulated wall clock of the server hosting the node *now* (the placement file ldmd rewrites after
+a migration is re-read when its mtime changes).
+
+*CF interconnect.* One UDP socket on ``(address, CF_PORT)``. A datagram is a msgspec JSON object
+``{"t": kind, "from": cf, ...fields, "mac": hex}``; ``mac`` is HMAC-SHA256 with the home's cluster
+key over the canonical JSON (sorted keys) of every other field. A datagram is dropped unless its
+mac verifies, its sender is a peer of this node's cluster, it comes from that peer's address, and
+no partition fault separates the two hosts. Kinds: ``hb {inc, clock}`` (heartbeat + wall clock for
+the RMS time-sync check), ``join {inc}``, ``joinans {accepted, reason}``, ``elim {node}``,
+``app {app, node, online}``. Only loopback destinations are ever used.
+
+*Partition fault.* ``run/partition.json`` ``{"groups": [[host...], [host...]]}`` (host = domain or
+control-domain name) is re-read when its mtime changes. Two hosts listed in different groups
+cannot exchange datagrams (checked when sending and when receiving); a host listed in no group
+is not affected.
+
+*Shutdown agents.* A ``RunAgent`` effect becomes an asyncio task bounded by the agent's timeout
+converted to real seconds (at least 2 s) that answers ``AgentFinished``. init/test: SSH
+``showdomainstatus -p PPAR`` (proves the first SSH connection was made: an unknown host key
+is message 7245), then an SNMP status query; the test works iff the XSCF reports the domain
+running or stopped. kill: SNMP panic or reset as the agent's name says. The XSCF address is the
+entry's LAN#0 or LAN#1 per ``_state.AGENT_LAN``.
+
+*Domain status.* ``QueryDomainStatus`` (only while the migration window is open) asks the XSCF
+named for that node in SA_xscfsnmp.cfg (SNMP status on LAN#0, then LAN#1) and reports
+``DomainStatusReported(stopped = status is "Host stopped")``; no answer reports nothing (CF asks
+again every recheck interval). Unlike the simulator, which also consults the ldmd, the runtime
+relies on the XSCF alone, as the product does.
+
+*Admin channels.* The unix socket ``home.node_socket(HOST)`` (0600) serves the local admin
+commands and returns data, the CLIs render it. The TLS server on ``(address, NODE_PORT)`` serves
+clovmmigrate and accepts only clients whose certificate CN is a control domain of the topology;
+its operations have exactly the semantics of the table in :mod:`clovm.core.migration` (and of the
+simulator's ``_node_op``). Control domains also answer ``guest_nodes``, ``resolve`` and
+``cd_info``. SF/RMS operations on a control domain fail with ``NOT_AVAILABLE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+import msgspec
+import structlog
+
+from .. import formats, settings
+from ..core import fencing as fen
+from ..core import membership as mem
+from ..core import rms as rmsmod
+from ..core._state import AGENT_ACTION, AGENT_LAN, NodeState, SfDaemonState, SpDomainStatus
+from ..core.base import Effect, Event, Log
+from ..core.sfconfig import SfConfig, XscfEntry
+from ..fsutil import append_line, atomic_write, read_text_or
+from ..topology import ControlDomain, Guest, Topology
+from . import pki, proc, rpc, ssh
+from .clock import EmuClock
+from .driver import MachineDriver
+from .home import Home
+from .rpc import RpcError
+from .snmp import XscfSnmpClient
+
+log = structlog.get_logger()
+
+SAVED_FILE = "timeout.saved"
+WINDOW_FILE = "window"
+SF_DISABLED_FILE = "sf.disabled"
+PARTITION_FILE = "partition.json"
+MIN_AGENT_SECONDS = 2.0  # real seconds an agent run gets at least, whatever the time scale
+SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait
+BUSY_SA = ("Init-ing", "Testing")
+
+# ---------------------------------------------------------------------------------------------
+# CF datagrams
+
+
+_enc = msgspec.json.Encoder(order="sorted")
+
+
+def datagram_mac(key: bytes, fields: dict[str, Any]) -> str:
+    """Hex HMAC-SHA256 over the canonical JSON (sorted keys, no spaces) of ``fields``."""
+    return hmac.new(key, _enc.encode(fields), hashlib.sha256).hexdigest()
+
+
+def encode_datagram(key: bytes, fields: dict[str, Any]) -> bytes:
+    """``fields`` plus their ``mac``, as JSON bytes."""
+    return _enc.encode({**fields, "mac": datagram_mac(key, fields)})
+
+
+def decode_datagram(key: bytes, data: bytes) -> dict[str, Any] | None:
+    """The fields of an authentic datagram (``mac`` removed), or None for anything else."""
+    try:
+        msg = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(msg, dict):
+        return None
+    mac = msg.pop("mac", None)
+    if not isinstance(mac, str) or not hmac.compare_digest(mac, datagram_mac(key, msg)):
+        return None
+    if not isinstance(msg.get("t"), str) or not isinstance(msg.get("from"), str):
+        return None
+    return msg
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _stamp(wall: float) -> str:
+    """``YYYY-MM-DD HH:MM:SS.mmm`` (UTC) for the plain-text logs."""
+    ms = int((wall % 1) * 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(wall))) + f".{ms:03d}"
+
+
+def _require_loopback(address: str) -> str:
+    if not ipaddress.ip_address(address).is_loopback:
+        raise RuntimeError(f"{address} is outside 127.0.0.0/8: the emulated datacenter uses loopback only")
+    return address
+
+
+# ---------------------------------------------------------------------------------------------
+# Files re-read when they change
+
+
+class _Watched:
+    """A small JSON file re-read only when its mtime changes (None while it does not exist)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._mtime: int | None = None
+        self._value: Any = None
+
+    def get(self) -> Any:
+        try:
+            m = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            self._mtime, self._value = None, None
+            return None
+        if m != self._mtime:
+            try:
+                self._value = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self._value = None  # half-written by hand: treat as absent until it changes
+            self._mtime = m
+        return self._value
+
+
+class _CfProtocol(asyncio.DatagramProtocol):
+    def __init__(self, agent: NodeAgent):
+        self.agent = agent
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.agent.on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP port unreachable from a peer that is not running: heartbeats are best effort
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon
+
+
+class NodeAgent:
+    """One host's cluster software. ``await start()``, then ``await close()``."""
+
+    def __init__(self, home: Home, host: str):
+        self.home = home
+        self.host = host
+        self.topo: Topology = home.topology()
+        me = next((h for h in self.topo.hosts() if h.name == host), None)
+        if me is None:
+            raise ValueError(f"nodeagent: {host} is neither a guest domain nor a control domain of the topology")
+        self.me: ControlDomain | Guest = me
+        self.cf = me.cf_name
+        self.address = _require_loopback(me.address)
+        self.is_guest = isinstance(me, Guest)
+        cluster = next((c for c in self.topo.clusters if self.cf in c.nodes), None)
+        self.nodes: tuple[str, ...] = tuple(cluster.nodes) if cluster else (self.cf,)
+        self.peers: tuple[str, ...] = tuple(n for n in self.nodes if n != self.cf)
+        self.guest_cluster = cluster is not None and cluster.kind == "guest"
+        self.cf_host = {h.cf_name: h.name for h in self.topo.hosts()}
+        self.cf_addr = {h.cf_name: h.address for h in self.topo.hosts()}
+        self.control_domains = frozenset(c.name for c in self.topo.control_domains)
+        self.clock = EmuClock(home)
+        self.secrets = home.secrets()
+        self.key = str(self.secrets["cluster_key"]).encode()
+        self.migrate_dir = home.migrate_dir(host)
+        self._placement = _Watched(home.placement_file(host))
+        self._partition = _Watched(home.run_dir / PARTITION_FILE)
+        self.services = "none"  # none | started | refused
+        self.refusal = ""
+        self.incarnation = int(time.time() * 1000) % 2**31
+        self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.Server] = []
+        self._snmp: XscfSnmpClient | None = None
+        self._priorities: dict[str, int] | None = None
+        self._online: set[str] = set()
+
+        self.timeout = self._read_timeout()
+        self.cf_m = mem.Membership(self.cf, self.peers, timeout=float(self.timeout), incarnation=self.incarnation,
+                                   heartbeat_interval=settings.HEARTBEAT_INTERVAL)
+        self.cf_d = MachineDriver(self.cf_m, self.clock, self._cf_effects)
+        self.sf_m: fen.ShutdownFacility | None = None
+        self.sf_d: MachineDriver | None = None
+        self.rms_m: rmsmod.Rms | None = None
+        self.rms_d: MachineDriver | None = None
+        if self.guest_cluster:
+            self.sf_m = fen.ShutdownFacility(self.cf, self._read_sf_config(), test_interval=settings.SF_TEST_INTERVAL)
+            self.sf_d = MachineDriver(self.sf_m, self.clock, self._sf_effects)
+            apps = [rmsmod.AppSpec(a.name, tuple(a.nodes), a.shutdown_priority)
+                    for a in self.topo.apps if self.cf in a.nodes]
+            self.rms_m = rmsmod.Rms(self.cf, self.nodes, apps, sync_threshold=settings.RMS_SYNC_THRESHOLD,
+                                    sync_period=settings.RMS_SYNC_PERIOD)
+            self.rms_d = MachineDriver(self.rms_m, self.clock, self._rms_effects)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind every socket, then boot CF (join the cluster)."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _CfProtocol(self),
+                                                           local_addr=(self.address, settings.CF_PORT))
+        self._udp = transport
+        self._servers.append(await rpc.serve_unix(self.home.node_socket(self.host), self._local_handler))
+        ctx = pki.server_context(self.home, self.host)
+        self._servers.append(await rpc.serve_tls(self.address, settings.NODE_PORT, ctx, self._tls_handler))
+        if self._flag(WINDOW_FILE):
+            self._feed(self.cf_d, mem.MigrationWindowChanged(True))
+            self._feed(self.rms_d, rmsmod.SwitchoverHoldChanged(True))
+        log.info("booting", cf=self.cf, incarnation=self.incarnation, timeout=self.timeout, server=self.server())
+        self._feed(self.cf_d, mem.NodeBooted())
+
+    async def close(self) -> None:
+        """Stop timers and tasks, close the sockets, remove the unix socket."""
+        self._closed = True
+        for d in (self.cf_d, self.sf_d, self.rms_d):
+            if d is not None:
+                d.stop()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._udp is not None:
+            self._udp.close()
+        for s in self._servers:
+            s.close()
+        for s in self._servers:
+            try:
+                await asyncio.wait_for(s.wait_closed(), 2.0)
+            except TimeoutError:
+                pass
+        try:
+            self.home.node_socket(self.host).unlink()
+        except FileNotFoundError:
+            pass
+        if self._snmp is not None:
+            self._snmp.close()
+
+    def _feed(self, driver: MachineDriver | None, event: Event) -> None:
+        if driver is not None and not self._closed:
+            driver.feed(event)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task failed", error=_one_line(task.exception()))  # type: ignore[arg-type]
+
+    # ---- files -------------------------------------------------------------------------------
+    def _flag(self, name: str) -> bool:
+        return (self.migrate_dir / name).exists()
+
+    def _set_flag(self, name: str, on: bool) -> None:
+        path = self.migrate_dir / name
+        if on:
+            if not path.exists():
+                atomic_write(path, "")
+        else:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _read_timeout(self) -> int:
+        return formats.get_cluster_timeout(read_text_or(self.home.cluster_config(self.host), ""))
+
+    def _read_sf_config(self) -> SfConfig:
+        hosts = formats.parse_rcsd(read_text_or(self.home.rcsd_cfg(self.host), ""))
+        xscf = formats.parse_sa_xscfsnmp(read_text_or(self.home.sa_xscfsnmp_cfg(self.host), ""))
+        return SfConfig(hosts, xscf)
+
+    def _record(self) -> int | None:
+        text = read_text_or(self.migrate_dir / SAVED_FILE, None)
+        try:
+            return int(text.strip()) if text is not None else None
+        except ValueError:
+            return None
+
+    def server(self) -> str:
+        """The server hosting this node now (a guest's placement file follows migrations)."""
+        if isinstance(self.me, ControlDomain):
+            return self.me.server
+        p = self._placement.get()
+        if isinstance(p, dict) and isinstance(p.get("server"), str):
+            return p["server"]
+        return self.topo.control_domain(self.me.control_domain).server
+
+    def _wall(self) -> float:
+        return self.clock.wall(self.server())
+
+    def _log(self, tag: str, e: Log) -> None:
+        wall = self._wall()
+        if e.dest == "messages":
+            append_line(self.home.messages(self.host), formats.syslog_line(wall, self.host, tag, e.text, e.msgid))
+            return
+        if e.dest == "rcsd":
+            path = self.home.rcsd_log(self.host)
+        elif e.dest == "switchlog":
+            path = self.home.switchlog(self.host)
+        elif e.dest.startswith("SA_"):
+            path = self.home.sa_log(self.host, e.dest)
+        else:
+            log.warning("log to unknown destination", dest=e.dest, text=e.text)
+            return
+        append_line(path, f"{_stamp(wall)} {e.text}")
+
+    # ---- effects -----------------------------------------------------------------------------
+    def _cf_effects(self, effects: Sequence[Effect]) -> None:
+        for e in effects:
+            if self._closed:
+                return
+            match e:
+                case Log():
+                    self._log("CF", e)
+                case mem.BroadcastHeartbeat(incarnation=inc):
+                    for p in self.peers:
+                        self._send(p, {"t": "hb", "inc": inc, "clock": self._wall()})
+                case mem.SendJoinRequest(to=to, incarnation=inc):
+                    self._send(to, {"t": "join", "inc": inc})
+                case mem.SendJoinAnswer(to=to, accepted=accepted, reason=reason):
+                    self._send(to, {"t": "joinans", "accepted": accepted, "reason": reason})
+                case mem.AnnounceNodeState(node=node, state=state):
+                    log.info("cf state", node=node, state=str(state))
+                    self._feed(self.sf_d, fen.NodeStateChanged(node, state))
+                    self._feed(self.rms_d, rmsmod.PeerNodeStateChanged(node, state))
+                case mem.QueryDomainStatus(node=node):
+                    self._spawn(self._query_domain(node))
+                case mem.StartClusterServices():
+                    self.services = "started"
+                    if not self._flag(SF_DISABLED_FILE):
+                        self._feed(self.sf_d, fen.SfStartRequested())
+                    self._feed(self.rms_d, rmsmod.SwitchoverHoldChanged(self._flag(WINDOW_FILE)))
+                    self._feed(self.rms_d, rmsmod.RmsStarted())
+                case mem.RefuseClusterServices(reason=reason):
+                    self.services, self.refusal = "refused", reason
+                    for what, tag in (("SF", "SMAWsf"), ("CRM", "CF"), ("RMS", "RMS")):
+                        self._log(tag, Log("messages", f"{what} failed to start: {reason}"))
+                case _:
+                    log.warning("unexpected CF effect", effect=repr(e))
+
+    def _sf_effects(self, effects: Sequence[Effect]) -> None:
+        for e in effects:
+            if self._closed:
+                return
+            match e:
+                case Log():
+                    self._log("SMAWsf", e)
+                case fen.RunAgent():
+                    self._spawn(self._run_agent(e))
+                case fen.AnnounceEliminated(node=node):
+                    log.info("eliminated", node=node)
+                    self._feed(self.cf_d, mem.NodeEliminated(node))
+                    for p in self.peers:
+                        self._send(p, {"t": "elim", "node": node})
+                case _:
+                    log.warning("unexpected SF effect", effect=repr(e))
+
+    def _rms_effects(self, effects: Sequence[Effect]) -> None:
+        for e in effects:
+            if self._closed:
+                return
+            match e:
+                case Log():
+                    self._log("RMS", e)
+                case rmsmod.BringAppOnline(app=app):
+                    self._online.add(app)
+                    log.info("app online", app=app)
+                case rmsmod.TakeAppOffline(app=app):
+                    self._online.discard(app)
+                    log.info("app offline", app=app)
+                case rmsmod.AnnounceAppState(app=app, node=node, online=online):
+                    for p in self.peers:
+                        self._send(p, {"t": "app", "app": app, "node": node, "online": online})
+                case _:
+                    log.warning("unexpected RMS effect", effect=repr(e))
+        if self.rms_m is not None and not self._closed:
+            prio = self.rms_m.priorities()
+            if prio != self._priorities:
+                self._priorities = prio
+                self._feed(self.sf_d, fen.AppPrioritiesChanged(tuple(sorted(prio.items()))))
+
+    # ---- CF transport ------------------------------------------------------------------------
+    def _separated(self, peer_cf: str) -> bool:
+        """True if a partition fault puts this host and the peer's host in different groups."""
+        p = self._partition.get()
+        if not isinstance(p, dict):
+            return False
+        mine = theirs = None
+        for i, group in enumerate(p.get("groups") or []):
+            if not isinstance(group, list):
+                continue
+            if self.host in group:
+                mine = i
+            if self.cf_host.get(peer_cf) in group:
+                theirs = i
+        return mine is not None and theirs is not None and mine != theirs
+
+    def _send(self, peer_cf: str, fields: dict[str, Any]) -> None:
+        if self._udp is None or self._closed or peer_cf not in self.peers or self._separated(peer_cf):
+            return
+        addr = _require_loopback(self.cf_addr[peer_cf])
+        self._udp.sendto(encode_datagram(self.key, {**fields, "from": self.cf}), (addr, settings.CF_PORT))
+
+    def on_datagram(self, data: bytes, addr: tuple[Any, int]) -> None:
+        if self._closed:
+            return
+        msg = decode_datagram(self.key, data)
+        if msg is None:
+            log.warning("datagram dropped: not authentic", source=str(addr[0]))
+            return
+        sender = msg["from"]
+        if sender not in self.peers or self.cf_addr[sender] != addr[0] or self._separated(sender):
+            return
+        try:
+            self._dispatch(sender, msg)
+        except (KeyError, TypeError, ValueError) as e:
+            log.warning("datagram dropped: malformed", sender=sender, error=_one_line(e))
+
+    def _dispatch(self, sender: str, msg: dict[str, Any]) -> None:
+        kind = msg["t"]
+        if kind == "hb":
+            self._feed(self.cf_d, mem.HeartbeatReceived(sender, int(msg["inc"])))
+            self._feed(self.rms_d, rmsmod.PeerClockObserved(sender, float(msg["clock"]), self._wall()))
+        elif kind == "join":
+            self._feed(self.cf_d, mem.JoinRequestReceived(sender, int(msg["inc"])))
+        elif kind == "joinans":
+            self._feed(self.cf_d, mem.JoinAnswerReceived(sender, bool(msg["accepted"]), str(msg["reason"])))
+        elif kind == "elim":
+            self._feed(self.cf_d, mem.NodeEliminated(str(msg["node"])))
+        elif kind == "app":
+            self._feed(self.rms_d, rmsmod.AppStateReported(str(msg["app"]), str(msg["node"]), bool(msg["online"])))
+
+    # ---- XSCF: shutdown agents and domain status -----------------------------------------------
+    def _snmp_client(self) -> XscfSnmpClient:
+        if self._snmp is None:
+            s = self.secrets
+            user = s.get("xscf_user") or s.get("snmp_user") or settings.XSCF_USER  # the XSCFs' USM user
+            self._snmp = XscfSnmpClient(str(user), str(s["snmp_auth"]), str(s["snmp_priv"]))
+        return self._snmp
+
+    def _xscf_password(self) -> str | None:
+        v = self.secrets.get("xscf_password", self.secrets.get("password"))
+        return None if v is None else str(v)
+
+    async def _run_agent(self, e: fen.RunAgent) -> None:
+        real = max(MIN_AGENT_SECONDS, e.timeout / self.clock.scale)
+        try:
+            async with asyncio.timeout(real):
+                ok, detail = await self._agent(e, asyncio.get_running_loop().time() + real)
+        except TimeoutError:
+            ok, detail = False, f"timeout after {e.timeout:g} s"
+        except ssh.XscfHostKeyUnknown:
+            addr = e.entry.lan0 if AGENT_LAN[e.agent] == 0 else e.entry.lan1
+            ok, detail = False, (f"7245 The first SSH connection to XSCF {addr} has not been made: connect once with "
+                                 f"ssh {e.entry.user}@{addr} from {self.host} and accept the host key, then run "
+                                 f"sdtool -r")
+        except Exception as ex:  # every failure of an agent is a one-line result, never a crash
+            ok, detail = False, _one_line(ex)
+        self._feed(self.sf_d, fen.AgentFinished(e.req_id, ok, detail))
+
+    async def _agent(self, e: fen.RunAgent, deadline: float) -> tuple[bool, str]:
+        loop = asyncio.get_running_loop()
+        entry = e.entry
+        addr = _require_loopback(entry.lan0 if AGENT_LAN[e.agent] == 0 else entry.lan1)
+
+        def left() -> float:
+            # Quantised: XscfSnmpClient caches one transport target per (address, port, timeout).
+            return max(0.5, round((deadline - loop.time()) * 2) / 2)
+
+        client = self._snmp_client()
+        if e.action == "kill":
+            act = client.panic if AGENT_ACTION[e.agent] == "panic" else client.reset
+            r = await act(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=left())
+            return r.ok, r.text
+        rc, out, err = await ssh.xscf_exec(addr, settings.XSCF_SSH_PORT, entry.user, self._xscf_password(),
+                                           ["showdomainstatus", "-p", str(entry.ppar_id)],
+                                           known_hosts_path=self.home.known_hosts(self.host), timeout=left())
+        if rc != 0:
+            return False, f"showdomainstatus on XSCF {addr} failed (rc {rc}): {' '.join((err or out).split())}"
+        r = await client.status(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=left())
+        if not r.ok:
+            return False, " ".join(r.text.split()) or f"XSCF {addr} does not know {entry.domain}"
+        if r.status in (str(SpDomainStatus.RUNNING), str(SpDomainStatus.STOPPED)):
+            return True, r.status
+        if r.status == str(SpDomainStatus.UNKNOWN):
+            return False, f"XSCF reports {entry.domain} as Unknown: save the configuration with ldm add-spconfig"
+        return False, f"XSCF reports {entry.domain} as {r.status}"
+
+    def _entry_for(self, node: str) -> XscfEntry | None:
+        try:
+            config = self.sf_m.config if self.sf_m is not None else self._read_sf_config()
+            return config.entry(node)
+        except (KeyError, ValueError):
+            return None
+
+    async def _query_domain(self, node: str) -> None:
+        entry = self._entry_for(node)
+        if entry is None:
+            log.warning("domain status: no SA_xscfsnmp.cfg entry", node=node)
+            return
+        for addr in (entry.lan0, entry.lan1):
+            try:
+                r = await self._snmp_client().status(_require_loopback(addr), settings.SNMP_PORT, entry.ppar_id,
+                                                     entry.domain, timeout=2.0)
+            except Exception as ex:
+                log.info("domain status: XSCF did not answer", node=node, xscf=addr, error=_one_line(ex))
+                continue
+            if r.ok:
+                self._feed(self.cf_d, mem.DomainStatusReported(node, r.status == str(SpDomainStatus.STOPPED)))
+                return
+
+    # ---- views ----------------------------------------------------------------------------------
+    def _sf_state(self) -> str:
+        if self.services == "refused":
+            return "refused"
+        if self.sf_m is not None and self.sf_m.daemon is SfDaemonState.RUNNING:
+            return "running"
+        return "stopped"
+
+    def _rows(self) -> list[list[str]]:
+        if self.sf_m is None:
+            return []
+        return [[r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state), str(r.init_state)]
+                for r in self.sf_m.rows()]
+
+    def _need_sf(self) -> tuple[fen.ShutdownFacility, MachineDriver]:
+        if self.sf_m is None or self.sf_d is None:
+            raise RpcError("NOT_AVAILABLE", f"{self.host} is not a node of a guest-domain cluster: no SF / RMS")
+        return self.sf_m, self.sf_d
+
+    def _need_rms(self) -> rmsmod.Rms:
+        if self.rms_m is None:
+            raise RpcError("NOT_AVAILABLE", f"{self.host} is not a node of a guest-domain cluster: no SF / RMS")
+        return self.rms_m
+
+    def _need_control(self) -> ControlDomain:
+        if not isinstance(self.me, ControlDomain):
+            raise RpcError("NOT_AVAILABLE", f"{self.host} is not a control domain")
+        return self.me
+
+    # ---- operations -----------------------------------------------------------------------------
+    def op_cftool_n(self, args: dict) -> Any:
+        view = self.cf_m.view()
+        return [[n, i, str(view[n])] for i, n in enumerate(self.nodes, 1)]
+
+    def op_cfset_a(self, args: dict) -> Any:
+        return {"CFCP": "cfcp", "CFSH": "cfsh", "CLUSTER_TIMEOUT": str(self.timeout)}
+
+    def op_cfset_r(self, args: dict) -> Any:
+        try:
+            seconds = self._read_timeout()
+        except formats.FormatError as e:
+            raise RpcError("BAD_CONFIG", str(e)) from None
+        if seconds != self.timeout:
+            self.timeout = seconds
+            self._feed(self.cf_d, mem.TimeoutChanged(float(seconds)))
+        return seconds
+
+    def op_sdtool(self, args: dict) -> Any:
+        sf, sf_d = self._need_sf()
+        flag = str(args["flag"]).lstrip("-")
+        if flag == "s":
+            return {"running": sf.daemon is SfDaemonState.RUNNING, "rows": self._rows()}
+        if flag == "b":
+            if self.services == "refused":
+                raise RpcError("SF_REFUSED", f"SF cannot start on {self.cf}: {self.refusal}")
+            self._set_flag(SF_DISABLED_FILE, False)
+            if self.services == "started":
+                self._feed(sf_d, fen.SfStartRequested())
+            return None
+        if flag == "e":
+            self._set_flag(SF_DISABLED_FILE, True)
+            self._feed(sf_d, fen.SfStopRequested())
+            return None
+        if flag == "r":
+            try:
+                config = self._read_sf_config()
+            except formats.FormatError as e:
+                raise RpcError("BAD_CONFIG", str(e)) from None
+            self._feed(sf_d, fen.SfReconfigRequested(config))
+            return None
+        raise RpcError("BAD_REQUEST", f"sdtool: unknown flag -{flag} (s, b, e or r)")
+
+    def op_clsnmpsetup_l(self, args: dict) -> Any:
+        self._need_sf()
+        try:
+            return [asdict(e) for e in self._read_sf_config().xscf]
+        except formats.FormatError as e:
+            raise RpcError("BAD_CONFIG", str(e)) from None
+
+    def op_hvdisp(self, args: dict) -> Any:
+        rms = self._need_rms()
+        rows = [[app, "userApplication", f"{self.cf}RMS", str(rms.app_state(app))] for app in rms.placement()]
+        states = {NodeState.UP: "Online", NodeState.LEFTCLUSTER: "Faulted"}
+        rows += [[f"{n}RMS", "SysNode", "", states.get(rms.node_state(n), "Offline")] for n in self.nodes]
+        return rows
+
+    def op_status(self, args: dict) -> Any:
+        return {
+            "host": self.host,
+            "cf": self.cf,
+            "local_state": str(self.cf_m.local_state),
+            "view": {n: str(s) for n, s in self.cf_m.view().items()},
+            "timeout": self.timeout,
+            "sf": self._sf_state(),
+            "services": self.services,
+            "apps": dict(self.rms_m.placement()) if self.rms_m is not None else {},
+            "server": self.server(),
+            "window": self._flag(WINDOW_FILE),
+        }
+
+    # -- clovmmigrate (TLS) --
+    def op_node_status(self, args: dict) -> Any:
+        running = self.sf_m is not None and self.sf_m.daemon is SfDaemonState.RUNNING
+        return {"timeout": self.timeout, "sf": "running" if running else "stopped", "record": self._record(),
+                "window": self._flag(WINDOW_FILE)}
+
+    def op_record_timeout(self, args: dict) -> Any:
+        rec = self._record()
+        if rec is None:
+            rec = self.timeout
+            atomic_write(self.migrate_dir / SAVED_FILE, f"{rec}\n")
+        return rec
+
+    def op_set_timeout(self, args: dict) -> Any:
+        seconds = args["seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or int(seconds) != seconds \
+                or seconds <= 0:
+            raise RpcError("BAD_REQUEST", f"set_timeout: seconds must be a positive integer, not {seconds!r}")
+        path = self.home.cluster_config(self.host)
+        atomic_write(path, formats.set_cluster_timeout(read_text_or(path, ""), int(seconds)))
+        self.timeout = int(seconds)
+        self._feed(self.cf_d, mem.TimeoutChanged(float(self.timeout)))
+        return None
+
+    def op_window(self, args: dict) -> Any:
+        is_open = bool(args["open"])
+        self._set_flag(WINDOW_FILE, is_open)
+        self._feed(self.cf_d, mem.MigrationWindowChanged(is_open))
+        self._feed(self.rms_d, rmsmod.SwitchoverHoldChanged(is_open))
+        return None
+
+    def op_sf_stop(self, args: dict) -> Any:
+        _, sf_d = self._need_sf()
+        self._set_flag(SF_DISABLED_FILE, True)
+        self._feed(sf_d, fen.SfStopRequested())
+        return None
+
+    def op_sf_start(self, args: dict) -> Any:
+        _, sf_d = self._need_sf()
+        self._set_flag(SF_DISABLED_FILE, False)
+        if self.services == "started":
+            self._feed(sf_d, fen.SfStartRequested())
+        return None
+
+    def op_set_sf_entry(self, args: dict) -> Any:
+        _, sf_d = self._need_sf()
+        try:
+            entry = XscfEntry(**args["entry"])
+            weight = int(args["weight"])
+            config = self._read_sf_config().with_entry(entry, weight=weight)
+            sa_text = formats.render_sa_xscfsnmp(config.xscf)
+            rcsd_text = formats.render_rcsd(config.hosts)
+        except formats.FormatError as e:
+            raise RpcError("BAD_CONFIG", str(e)) from None
+        except (TypeError, ValueError) as e:
+            raise RpcError("BAD_REQUEST", f"set_sf_entry: {_one_line(e)}") from None
+        atomic_write(self.home.sa_xscfsnmp_cfg(self.host), sa_text)
+        atomic_write(self.home.rcsd_cfg(self.host), rcsd_text)
+        self._feed(sf_d, fen.SfReconfigRequested(config))
+        return None
+
+    async def op_sf_wait(self, args: dict) -> Any:
+        sf, _ = self._need_sf()
+        deadline = self.clock.now() + float(args["seconds"])
+        while True:
+            rows = self._rows()
+            busy = any(r[2] in BUSY_SA or r[4] == "Unknown" for r in rows)
+            if (sf.daemon is SfDaemonState.RUNNING and not busy) or self.clock.now() >= deadline:
+                return rows
+            await asyncio.sleep(min(SF_WAIT_POLL, max(0.0, deadline - self.clock.now())) / self.clock.scale)
+
+    def op_clear_record(self, args: dict) -> Any:
+        try:
+            (self.migrate_dir / SAVED_FILE).unlink()
+        except FileNotFoundError:
+            pass
+        return None
+
+    # -- control domains --
+    def op_guest_nodes(self, args: dict) -> Any:
+        self._need_control()
+        domain = str(args["domain"])
+        g = next((x for x in self.topo.guests if x.name == domain), None)
+        cl = next((c for c in self.topo.clusters if g is not None and g.cf_name in c.nodes), None)
+        if g is None or cl is None or cl.kind != "guest":
+            raise RpcError("NOT_A_CLUSTER_DOMAIN", f"{domain} is not a node of a guest-domain cluster")
+        return {"node": g.cf_name, "nodes": list(cl.nodes)}
+
+    def op_resolve(self, args: dict) -> Any:
+        self._need_control()
+        try:
+            return formats.resolve(read_text_or(self.home.hosts_file(self.host), ""), str(args["name"]))
+        except formats.FormatError as e:
+            raise RpcError("BAD_CONFIG", str(e)) from None
+
+    def op_cd_info(self, args: dict) -> Any:
+        cd = self._need_control()
+        srv = self.topo.server(cd.server)
+        return {"host": cd.name, "server": srv.name, "ppar": cd.ppar, "lan0": srv.lan0, "lan1": srv.lan1,
+                "sf_weight": cd.sf_weight, "user": self.topo.xscf.user, "connection": self.topo.xscf.connection}
+
+    LOCAL_OPS = ("cftool_n", "cfset_a", "cfset_r", "sdtool", "clsnmpsetup_l", "hvdisp", "status",
+                 "guest_nodes", "resolve", "cd_info")
+    TLS_OPS = ("node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start", "set_sf_entry",
+               "sf_wait", "clear_record", "guest_nodes", "resolve", "cd_info")
+
+    def _op(self, op: str, allowed: tuple[str, ...]) -> Callable[[dict], Any]:
+        if op not in allowed:
+            raise RpcError("UNKNOWN_OP", f"nodeagent {self.host}: unknown operation {op!r}")
+        fn: Callable[[dict], Any] = getattr(self, f"op_{op}")
+        return fn
+
+    def _local_handler(self, op: str, args: dict, peer: str) -> Any:
+        return self._op(op, self.LOCAL_OPS)(args)
+
+    def _tls_handler(self, op: str, args: dict, peer: str) -> Any:
+        if peer not in self.control_domains:
+            raise RpcError("FORBIDDEN", f"{peer or 'a client without a name'} is not a control domain: "
+                                        f"only clovmmigrate on a control domain may do {op}")
+        return self._op(op, self.TLS_OPS)(args)
+
+
+async def run(home: Home, name: str, ready: proc.Ready, stop: asyncio.Event) -> None:
+    agent = NodeAgent(home, name)
+    try:
+        await agent.start()
+        ready()
+        await stop.wait()
+    finally:
+        await agent.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return proc.daemon_main("nodeagent", run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
