@@ -138,7 +138,7 @@ class Datacenter:
                 if not line:
                     break
         raise AssertionError(f"{host} did not become READY: {(self.home.root / f'{host}.stderr').read_text()}"
-                             f"{self.home.log_file(host).read_text() if self.home.log_file(host).exists() else ''}")
+                             f"{self.home.log_file('nodeagent-' + host).read_text() if self.home.log_file('nodeagent-' + host).exists() else ''}")
 
     def sigkill(self, host: str) -> None:
         p = self.procs.pop(host)

@@ -102,7 +102,7 @@ def _wait_ready(proc: subprocess.Popen[str], home: Home, timeout: float = 30.0) 
                 return
             if not line:
                 break
-    log = home.log_file(SERVER)
+    log = home.log_file(f"xscfd-{SERVER}")
     pytest.fail(f"xscfd not READY (rc={proc.poll()}); log:\n{log.read_text() if log.exists() else ''}")
 
 
@@ -133,9 +133,9 @@ def xscfd() -> Iterator[Xscfd]:
                 assert proc.stdout is not None and proc.stderr is not None
                 proc.stdout.close()
                 proc.stderr.close()
-        assert rc == 0, home.log_file(SERVER).read_text()
+        assert rc == 0, home.log_file(f"xscfd-{SERVER}").read_text()
         assert not home.xscf_socket(SERVER).exists()
-        assert not home.pid_file(SERVER).exists()
+        assert not home.pid_file(f"xscfd-{SERVER}").exists()
 
 
 @pytest_asyncio.fixture
@@ -156,7 +156,7 @@ async def _configure(x: Xscfd) -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.asyncio
 async def test_ready_pid_file_and_socket_mode(xscfd: Xscfd) -> None:
-    assert int(xscfd.home.pid_file(SERVER).read_text()) == xscfd.proc.pid
+    assert int(xscfd.home.pid_file(f"xscfd-{SERVER}").read_text()) == xscfd.proc.pid
     assert xscfd.socket.stat().st_mode & 0o777 == 0o600
     assert await xscfd.call("status", ppar=0) == {}
     assert await xscfd.call("status", ppar=1) == {}
@@ -267,7 +267,7 @@ async def test_panic_without_ldmd_is_answered_and_logged(xscfd: Xscfd, snmp: Xsc
     await _configure(xscfd)
     r = await snmp.panic(LAN1, settings.SNMP_PORT, 0, "guest1", timeout=SNMP_TIMEOUT)
     assert r.ok
-    log = xscfd.home.log_file(SERVER)
+    log = xscfd.home.log_file(f"xscfd-{SERVER}")
     for _ in range(50):
         if "kill_domain failed" in log.read_text():
             break

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .. import topology
+from .. import settings, topology
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,6 +49,176 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if out.ok else 1
 
 
+# ---- the emulated datacenter (thin: parse, call clovm.api, render) ---------------------------------
+def _home(args: argparse.Namespace):  # -> Home
+    from ..runtime.home import Home
+
+    return Home(args.home)
+
+
+def _fail(cmd: str, e: Exception) -> int:
+    print(f"clovm {cmd}: {e}", file=sys.stderr)
+    for line in getattr(e, "details", ()):
+        print(f"  {line}", file=sys.stderr)
+    return 1
+
+
+def _render_summary(s) -> str:  # s: api.datacenter.Summary
+    out = [f"datacenter up: home {s.home}, topology {s.topology}, time scale {s.time_scale:g}", "servers:"]
+    for v in s.servers:
+        ppars = ",".join(str(p) for p in v.ppars)
+        out.append(f"  {v.name:<10} PPAR {ppars:<4} XSCF LAN#0 {v.lan0:<15} LAN#1 {v.lan1:<15} "
+                   f"(SNMP udp/{settings.SNMP_PORT}, SSH tcp/{settings.XSCF_SSH_PORT})")
+    out.append("control domains:")
+    for c in s.control_domains:
+        out.append(f"  {c.name:<10} {c.server} PPAR {c.ppar:<2} {c.address:<15} CF {c.cf_name} "
+                   f"SF weight {c.sf_weight} (ldmd tcp/{settings.LDMD_PORT})")
+    out.append("guests:")
+    for g in s.guests or ():
+        out.append(f"  {g.name:<10} on {g.control_domain} ({g.server}) {g.address:<15} CF {g.cf_name}")
+    out.append("cluster nodes:")
+    for cl in s.clusters:
+        out.append(f"  {cl.name} ({cl.kind}): {' '.join(cl.nodes)}")
+    out += [f"warning: {w}" for w in s.warnings]
+    return "\n".join(out)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from ..api import ClovmError, datacenter
+
+    try:
+        summary = datacenter.up(_home(args), args.topology, args.time_scale)
+    except ClovmError as e:
+        return _fail("up", e)
+    print(_render_summary(summary))
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from ..api import ClovmError, datacenter
+
+    try:
+        lines = datacenter.down(_home(args))
+    except ClovmError as e:
+        return _fail("down", e)
+    print("\n".join(lines))
+    return 0
+
+
+def _render_status(st: dict) -> str:
+    out = [f"home {st['home']} (time scale {st.get('time_scale')})", "servers:"]
+    for s in st["servers"]:
+        doms = "; ".join(f"PPAR {p}: " + (", ".join(f"{d} {v}" for d, v in x.items()) if isinstance(x, dict) else str(x))
+                         for p, x in (s.get("ppars") or {}).items())
+        out.append(f"  {s['name']:<10} xscfd {s['xscfd']:<8} LAN#0 {s['lan0']} LAN#1 {s['lan1']}  {doms}")
+    out.append("control domains:")
+    for c in st["control_domains"]:
+        doms = c.get("domains")
+        text = (", ".join(f"{d.get('name')} {d.get('state')} {d.get('flags')}" for d in doms if isinstance(d, dict))
+                if isinstance(doms, list) else str(doms))
+        out.append(f"  {c['name']:<10} ldmd {c['ldmd']:<8} {text}")
+    out.append("guests:")
+    for g in st["guests"]:
+        where = f"on {g['control_domain']} ({g['server']})" if g.get("control_domain") else "not placed"
+        out.append(f"  {g['name']:<10} {where} pid {g.get('pid')} {'running' if g.get('running') else 'NOT RUNNING'}")
+    out.append("cluster nodes:")
+    for cf, n in st["nodes"].items():
+        rest = " ".join(f"{k}={v}" for k, v in n.items() if k != "host")
+        out.append(f"  {cf:<12} ({n.get('host')}) {rest}")
+    if st["migrations"]:
+        out.append("migrations in progress:")
+        out += [f"  {m['domain']} {m['role']} on {m['control_domain']} ({m['flags']})" for m in st["migrations"]]
+    return "\n".join(out)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from ..api import ClovmError, datacenter
+
+    try:
+        st = datacenter.status(_home(args))
+    except ClovmError as e:
+        return _fail("status", e)
+    print(json.dumps(st, indent=2, default=str) if args.json else _render_status(st))
+    return 0
+
+
+def _strip_dashes(argv: list[str]) -> list[str]:
+    return argv[1:] if argv[:1] == ["--"] else argv
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from ..api import ClovmError, datacenter
+
+    command = _strip_dashes(args.command)
+    if not command:
+        print("clovm exec: error: no command (usage: clovm exec HOST -- COMMAND [ARGS...])", file=sys.stderr)
+        return 2
+    home = _home(args)
+    try:
+        host = datacenter.check_host(home, args.host)
+    except ClovmError as e:
+        return _fail("exec", e)
+    from .admin import run_command
+
+    return int(run_command(command[0], command[1:], host=host, home=home, out=sys.stdout, err=sys.stderr))
+
+
+def _shell(args: argparse.Namespace) -> int:
+    import shlex
+
+    from ..api import ClovmError, datacenter
+
+    home = _home(args)
+    try:
+        host = datacenter.check_host(home, args.host)
+    except ClovmError as e:
+        return _fail("shell", e)
+    from .admin import run_command
+
+    rc = 0
+    while True:
+        try:
+            line = input(f"{host} # ")
+        except EOFError:
+            print()
+            return rc
+        except KeyboardInterrupt:
+            print()
+            continue
+        try:
+            argv = shlex.split(line)
+        except ValueError as e:
+            print(f"clovm shell: {e}", file=sys.stderr)
+            continue
+        if not argv:
+            continue
+        if argv[0] in ("exit", "logout"):
+            return rc
+        try:
+            rc = int(run_command(argv[0], argv[1:], host=host, home=home, out=sys.stdout, err=sys.stderr))
+        except KeyboardInterrupt:
+            print()
+            rc = 130
+        sys.stdout.flush()
+
+
+def _fault(args: argparse.Namespace) -> int:
+    from ..api import ClovmError, datacenter
+
+    try:
+        print(datacenter.fault(_home(args), args.kind, _strip_dashes(args.args)))
+    except ClovmError as e:
+        return _fail("fault", e)
+    return 0
+
+
+def _add_home(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", default=settings.default_home(),
+                   help="datacenter home (default: $CLOVM_HOME or %(default)s)")
+
+
 def build_parser() -> Parser:
     from ..sim.scenarios import SCENARIOS
 
@@ -64,6 +234,37 @@ def build_parser() -> Parser:
     s.set_defaults(func=_sim)
     d = sub.add_parser("demo", help="run the seed's procedure end to end and check every outcome")
     d.set_defaults(func=_demo)
+
+    u = sub.add_parser("up", help="start the emulated datacenter in the background")
+    _add_home(u)
+    u.add_argument("--topology", default=None,
+                   help=f"built-in name or TOML file (default: the home's, else {topology.DEFAULT})")
+    u.add_argument("--time-scale", type=float, default=settings.DEFAULT_TIME_SCALE,
+                   help="emulated seconds per real second (default %(default)s)")
+    u.set_defaults(func=_up)
+    dn = sub.add_parser("down", help="stop every process of the datacenter")
+    _add_home(dn)
+    dn.set_defaults(func=_down)
+    st = sub.add_parser("status", help="servers, domains, cluster nodes and migrations")
+    _add_home(st)
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=_status)
+    ex = sub.add_parser("exec", help="run an admin command on a host: clovm exec HOST -- COMMAND [ARGS...]")
+    _add_home(ex)
+    ex.add_argument("host")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=_exec)
+    sh = sub.add_parser("shell", help="interactive admin shell on a host")
+    _add_home(sh)
+    sh.add_argument("host")
+    sh.set_defaults(func=_shell)
+    fa = sub.add_parser("fault", help="inject a fault: " + ", ".join(
+        ("xscf-down SERVER [--lan 0|1]", "xscf-up SERVER [--lan 0|1]", "partition HOST... [-- HOST...]", "heal",
+         "clock SERVER ±SECONDS", "migration-abort DOMAIN", "forget-xscf-key HOST SERVER")))
+    _add_home(fa)
+    fa.add_argument("kind")
+    fa.add_argument("args", nargs=argparse.REMAINDER)
+    fa.set_defaults(func=_fault)
     return p
 
 

@@ -14,7 +14,7 @@ turns its effects into real things:
   migration protocol, ``msg = {"type": ClassName, **fields}``), ``ldm {argv}``, ``domains``,
   ``cd_info``.
 * Domain processes: a guest domain *is* a process (``python -m clovm.runtime.nodeagent --home H
-  --name DOMAIN``, own session, output appended to ``Home.log_file(DOMAIN)``); its placement
+  --name DOMAIN``, own session, output appended to ``Home.log_file("nodeagent-DOMAIN")``); its placement
   file ``{"pid", "host", "server"}`` names the control domain that owns it. Suspend/resume are
   SIGSTOP/SIGCONT, a kill is SIGKILL, and the process's exit (watched with a pidfd) is fed back
   as ``DomainProcessExited``. Exactly one ldmd *owns* a domain's pid (feeds its exit); an ldmd
@@ -94,7 +94,7 @@ from . import pki
 from .clock import EmuClock
 from .driver import MachineDriver
 from .home import Home
-from .proc import Ready, daemon_main
+from .proc import Ready, daemon_key, daemon_main
 from .rpc import RpcError, RpcUnreachable, call_tls, call_unix, serve_tls, serve_unix
 
 DOMAIN_CMD_ENV = "CLOVM_DOMAIN_CMD"
@@ -170,8 +170,7 @@ class LdmdDaemon:
         self.cd: ControlDomain = self.topo.control_domain(name)
         self.clock = EmuClock(home)
         self.machine = Ldmd(name, self.cd.ppar, self.cd.server, memory_mb=self.cd.memory_mb,
-                            bandwidth_mb_s=self.topo.migration.bandwidth_mb_s,
-                            spconfigs=(settings.INITIAL_SPCONFIG,))
+                            bandwidth_mb_s=self.topo.migration.bandwidth_mb_s)
         self.driver = MachineDriver(self.machine, self.clock, self._on_effects)
         self.log = log.bind(ldmd=name)
         self._req_ids = itertools.count(1)
@@ -205,6 +204,9 @@ class LdmdDaemon:
                 self._watch(g.name, pid, None)
             else:
                 self._spawn(g.name)
+        # The installed system: the running configuration (with its guests) saved on the service
+        # processor, so the XSCF knows the domains its shutdown agents will ask about.
+        self.driver.feed(CommandReceived(next(self._req_ids), ("add-spconfig", settings.INITIAL_SPCONFIG)))
         self._servers.append(await serve_unix(self.home.ldmd_socket(self.name), self._handle_unix))
         self._servers.append(await serve_tls(self.cd.address, settings.LDMD_PORT,
                                              pki.server_context(self.home, self.name), self._handle_tls))
@@ -279,7 +281,7 @@ class LdmdDaemon:
                 self.log.info("migration_progress", domain=domain, phase=phase, percent=percent)
             case ConfigSaved(ppar=ppar, name=cfg, domains=doms):
                 self.log.info("spconfig_saved", spconfig=cfg, domains=sorted(doms))
-                self._push_queue.append(("spconfig_saved", {"ppar": ppar, "domains": sorted(doms)}))
+                self._push_queue.append(("spconfig_saved", {"ppar": ppar, "domains": sorted(set(doms) - {"primary"})}))
                 self._push_wakeup.set()
             case Log(dest=dest, text=text):
                 self.log.info("log", dest=dest, text=text)
@@ -308,7 +310,7 @@ class LdmdDaemon:
             self.log.warning("domain_process_replaced", domain=name, pid=old.pid)
             self._disown(old)
             self._kill_pid(old.pid, signal.SIGKILL)
-        logf = self.home.log_file(name)
+        logf = self.home.log_file(daemon_key("nodeagent", name))
         logf.parent.mkdir(parents=True, exist_ok=True)
         with open(logf, "ab") as out:
             popen = subprocess.Popen(domain_command(self.home, name), stdin=subprocess.DEVNULL, stdout=out,

@@ -29,6 +29,11 @@ def _configure_logging(home: Home, name: str) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
 
 
+def daemon_key(prog: str, name: str) -> str:
+    """The name of a daemon's pid and log files: ``ldmd-primary1``, ``nodeagent-guest2``."""
+    return f"{prog}-{name}"
+
+
 def parse_args(prog: str, argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--home", required=True)
@@ -44,7 +49,8 @@ def daemon_main(prog: str, run: Callable[[Home, str, Ready, asyncio.Event], Awai
     """
     args = parse_args(prog, argv)
     home = Home(args.home)
-    _configure_logging(home, args.name)
+    key = daemon_key(prog, args.name)  # a control domain runs both an ldmd and a nodeagent
+    _configure_logging(home, key)
     log = structlog.get_logger().bind(daemon=prog, name=args.name)
 
     async def main() -> None:
@@ -54,7 +60,7 @@ def daemon_main(prog: str, run: Callable[[Home, str, Ready, asyncio.Event], Awai
             loop.add_signal_handler(sig, stop.set)
 
         def ready() -> None:
-            atomic_write(home.pid_file(args.name), f"{os.getpid()}\n")
+            atomic_write(home.pid_file(key), f"{os.getpid()}\n")
             print("READY", flush=True)
             log.info("ready")
 
@@ -64,11 +70,11 @@ def daemon_main(prog: str, run: Callable[[Home, str, Ready, asyncio.Event], Awai
         asyncio.run(main())
     except Exception:
         log.exception("daemon failed")
-        print(f"{prog} {args.name}: failed; see {home.log_file(args.name)}", file=sys.stderr, flush=True)
+        print(f"{prog} {args.name}: failed; see {home.log_file(key)}", file=sys.stderr, flush=True)
         return 1
     finally:
         try:
-            home.pid_file(args.name).unlink()
+            home.pid_file(key).unlink()
         except FileNotFoundError:
             pass
     log.info("stopped")

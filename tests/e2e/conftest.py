@@ -1,0 +1,104 @@
+"""Fixtures of the end-to-end tier: real ``clovm`` processes on loopback, one home per test.
+
+* ``no_leftovers`` (autouse): after the test, no process whose command line mentions the test's
+  temporary directory may survive; survivors are SIGKILLed and the test fails.
+* ``datacenter``: a factory that runs ``clovm up --home TMP/NAME --time-scale 10`` as a
+  subprocess and ALWAYS runs ``clovm down`` on that home in teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+TIME_SCALE = "10"
+
+
+def clovm(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``clovm ARGS`` (this interpreter) and capture its output."""
+    return subprocess.run([sys.executable, "-m", "clovm.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, check=check, stdin=subprocess.DEVNULL)
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    """pid -> command line of every process (but this one) whose command line contains ``text``."""
+    found: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            raw = (d / "cmdline").read_bytes()
+            state = (d / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        cmd = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        if text in cmd and state not in ("Z", "X"):
+            found[int(d.name)] = cmd
+    return found
+
+
+def socket_files(home: Path) -> list[Path]:
+    return [p for p in home.rglob("*") if p.is_socket()] if home.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path: Path) -> Iterator[None]:
+    yield
+    deadline = time.monotonic() + 5
+    mark = str(tmp_path) + os.sep
+    left = processes_mentioning(mark)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_mentioning(mark)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, "processes left running:\n" + "\n".join(f"  {p}: {c}" for p, c in left.items())
+
+
+@dataclass
+class Datacenter:
+    home: Path
+    up: subprocess.CompletedProcess[str]
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``clovm CMD --home HOME ARGS`` (the home goes right after the subcommand)."""
+        return clovm(args[0], "--home", str(self.home), *args[1:], timeout=timeout)
+
+    def exec(self, host: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return self.run("exec", host, "--", *command, timeout=timeout)
+
+
+@dataclass
+class _Factory:
+    root: Path
+    homes: list[Path] = field(default_factory=list)
+
+    def __call__(self, name: str = "dc", topology: str | None = "figure-17-1", *extra: str) -> Datacenter:
+        home = self.root / name
+        self.homes.append(home)
+        args = ["up", "--home", str(home), "--time-scale", TIME_SCALE, *extra]
+        if topology is not None:
+            args += ["--topology", topology]
+        return Datacenter(home, clovm(*args, timeout=150))
+
+
+@pytest.fixture
+def datacenter(tmp_path: Path, no_leftovers: None) -> Iterator[Callable[..., Datacenter]]:
+    factory = _Factory(tmp_path)
+    try:
+        yield factory
+    finally:
+        for home in factory.homes:
+            clovm("down", "--home", str(home), timeout=60)
