@@ -356,7 +356,8 @@ class NodeAgent:
     def _log(self, tag: str, e: Log) -> None:
         wall = self._wall()
         if e.dest == "messages":
-            append_line(self.home.messages(self.host), formats.syslog_line(wall, self.host, tag, e.text, e.msgid))
+            text = e.text.removeprefix(f"{tag}: ")  # the syslog tag already says "CF:"
+            append_line(self.home.messages(self.host), formats.syslog_line(wall, self.host, tag, text, e.msgid))
             return
         if e.dest == "rcsd":
             path = self.home.rcsd_log(self.host)

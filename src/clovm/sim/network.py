@@ -34,6 +34,17 @@ class SimNetwork:
         gb = next((g for g in self._groups if b in g), None)
         return ga is None or gb is None or ga is gb
 
+    def passes(self, src: str, dst: str) -> bool:
+        """Whether one datagram from src reaches dst (partition, then random loss)."""
+        self.sent += 1
+        if not self.connected(src, dst) or (self.loss and self.rng.random() < self.loss):
+            self.dropped += 1
+            return False
+        return True
+
+    def deliver_later(self, deliver: Callable[[], object]) -> None:
+        self.sched.after(self.latency + self.rng.random() * self.jitter, deliver)
+
     def send(self, src: str, dst: str, deliver: Callable[[], None], *, reliable: bool = False) -> None:
         """Deliver ``deliver()`` at dst after latency, unless lost or partitioned.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from functools import partial
 from typing import Callable
 
 
@@ -43,16 +44,13 @@ class Timer:
             return
         self._gen += 1
         self.when = when
-        if when is None:
-            return
-        gen = self._gen
+        if when is not None:
+            self._sched.at(when, partial(self._fire, self._gen))
 
-        def fire() -> None:
-            if gen == self._gen:
-                self.when = None
-                self._fn()
-
-        self._sched.at(when, fire)
+    def _fire(self, gen: int) -> None:
+        if gen == self._gen:  # not re-armed or cancelled since
+            self.when = None
+            self._fn()
 
     def cancel(self) -> None:
         self.arm(None)

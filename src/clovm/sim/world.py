@@ -255,8 +255,9 @@ class World:
         elif isinstance(e, mem.BroadcastHeartbeat):
             hb = mem.HeartbeatReceived(n.cf, e.incarnation)
             clock = self.wallclock(n)  # heartbeats carry the sender's wall clock for RMS
-            for p in self._peers(n):
-                self.net.send(n.cf, p.cf, lambda p=p: self._heartbeat(p, hb, clock))
+            peers = [p for p in self._peers(n) if self.net.passes(n.cf, p.cf)]
+            # one multicast datagram: every reachable peer hears it after the same latency
+            self.net.deliver_later(lambda: [self._heartbeat(p, hb, clock) for p in peers])
         elif isinstance(e, mem.SendJoinRequest):
             self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinRequestReceived(n.cf, e.incarnation))
         elif isinstance(e, mem.SendJoinAnswer):
