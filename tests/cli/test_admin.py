@@ -529,3 +529,12 @@ def test_unreachable_node_refuses_prepare(world: World) -> None:
     assert rc == mig.RC_REFUSED
     assert err.startswith("clovmmigrate: cfguest1: node_status failed: 127.69.1.99:9796: ")
     assert world.dc.changes() == []
+
+
+def test_clovm_demo_offers_exactly_the_demo_scenarios():
+    from clovm.api import demo
+    from clovm.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "cmd")
+    choices = next(a for a in sub.choices["demo"]._actions if a.dest == "scenario").choices
+    assert sorted(choices) == sorted(demo.SCENARIOS)

@@ -252,3 +252,16 @@ def test_unreachable_node_during_prepare_is_refused_before_changes():
     env.unreachable.add("cfguest1")
     fin, _, _ = run(env, P)
     assert (fin.rc, fin.code) == (3, "NODE_UNREACHABLE") and env.changes == []
+
+
+def test_six_saved_none_current_saves_new_name_without_config_tmp():
+    """Found end to end: the operator removed the [current] configuration to get down to 6; the
+    new name replaces nothing, so it is saved directly (config_tmp + new would need 9 slots)."""
+    env = FakeEnv()
+    _, _, journal = run(env, P)
+    env.spconfigs["primary2"] = ["factory-default", "c1", "c2", "c3", "c4", "c5", "c6"]
+    env.current["primary2"] = None
+    fin, _, _ = run(env, mig.Request("update", "guest2", "primary2", "primary2"), journal)
+    assert fin.rc == 0, fin.message
+    assert [c[1:] for c in env.changes if c[0] == "primary2"] == [("add-spconfig", "clovm-config")]
+    assert len(env.spconfigs["primary2"]) == 8

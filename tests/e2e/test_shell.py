@@ -12,10 +12,10 @@ import pytest
 def test_shell_prompt_runs_admin_commands_and_refuses_what_the_host_lacks(datacenter):
     dc = datacenter()
     assert dc.up.returncode == 0, dc.up.stderr
-    script = "cftool -n\n/etc/opt/FJSVcluster/bin/clsnmpsetup -l\nldm list\nfrobnicate\nexit\n"
+    script = "frobnicate\nldm list\n/etc/opt/FJSVcluster/bin/clsnmpsetup -l\ncftool -n\nexit\n"
     r = subprocess.run([sys.executable, "-m", "clovm.cli.main", "shell", "--home", str(dc.home), "guest2"],
                        input=script, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr  # like sh: exit returns the last command's status
     assert r.stdout.count("guest2 # ") >= 5
     assert "cfguest1    1      UP" in r.stdout and "cfguest2    2      UP" in r.stdout
     assert "xscf        cfguest2           0        guest2       127.20.30.72    127.20.40.72" in r.stdout

@@ -267,9 +267,9 @@ def test_guests_join_app_online_once_and_logs(dc: Datacenter) -> None:
     assert ei.value.code == "NOT_AVAILABLE"
 
     msgs = dc.messages("guest1")
-    assert " guest1 CF: [ID 0 daemon.notice] CF: cfguest1: COMINGUP" in msgs
+    assert " guest1 CF: [ID 0 daemon.notice] cfguest1: COMINGUP" in msgs
     assert msgs.startswith("Nov 24 16:")  # emulated wall clock of srv1
-    assert "CF: cfguest2: joined the cluster" in msgs or "CF: cfguest2: accepted our join request" in msgs
+    assert "daemon.notice] cfguest2: joined the cluster" in msgs or "daemon.notice] cfguest2: accepted our join request" in msgs
     assert "(BM, 1) RMS started on cfguest1" in dc.home.switchlog("guest1").read_text()
     assert "rcsd started on cfguest1" in dc.home.rcsd_log("guest1").read_text()
 
@@ -347,7 +347,7 @@ def test_sigkill_leftcluster_then_refused_rejoin(dc: Datacenter) -> None:
     wait_until(lambda: dc.view("guest1")["cfguest2"] == "LEFTCLUSTER", timeout=10, what="LEFTCLUSTER")
     elapsed = time.monotonic() - t0
     assert 0.5 <= elapsed <= 5.0, elapsed  # CLUSTER_TIMEOUT 10 emulated s = 1 real s at scale 10
-    assert "CF: cfguest2: LEFTCLUSTER (no heartbeat for" in dc.messages("guest1")
+    assert "daemon.notice] cfguest2: LEFTCLUSTER (no heartbeat for" in dc.messages("guest1")
     # SF tries to fence it, but no XSCF answers: it stays LEFTCLUSTER, nothing is killed.
     wait_until(lambda: "failed to kill cfguest2" in dc.home.rcsd_log("guest1").read_text(), what="kill attempt")
     assert dc.view("guest1")["cfguest2"] == "LEFTCLUSTER"
@@ -396,7 +396,7 @@ def test_partition_splits_the_guests(dc: Datacenter) -> None:
     atomic_write(dc.home.run_dir / "partition.json", json.dumps({"groups": [["guest1"], ["guest2"]]}))
     wait_until(lambda: dc.view("guest1")["cfguest2"] == "LEFTCLUSTER"
                and dc.view("guest2")["cfguest1"] == "LEFTCLUSTER", timeout=10, what="split")
-    assert "CF: cfguest1: LEFTCLUSTER" in dc.messages("guest2")
+    assert "daemon.notice] cfguest1: LEFTCLUSTER" in dc.messages("guest2")
 
 
 @pytest.mark.timeout(90)

@@ -9,6 +9,7 @@ and is always torn down. The result is 0 only if every check held.
 from __future__ import annotations
 
 import io
+import signal
 import json
 import tempfile
 import threading
@@ -41,6 +42,7 @@ class Result:
 class Demo:
     home: Home
     out: TextIO
+    scale: float = 10.0
     failures: list[str] = field(default_factory=list)
     checks: int = 0
 
@@ -180,6 +182,183 @@ def happy_path(d: Demo) -> None:
         d.check("LEFTCLUSTER" not in msgs, f"{g}: nobody left the cluster")
 
 
+def _fault(d: Demo, kind: str, *args: str) -> None:
+    d.out.write(f"(fault) clovm fault {kind} {' '.join(args)}\n")
+    d.out.write(datacenter.fault(d.home, kind, list(args)) + "\n")
+
+
+def _healthy(d: Demo, what: str) -> None:
+    d.check(d.poll(lambda: _states(d, "guest1") == {"cfguest1": "UP", "cfguest2": "UP"}, 60),
+            f"both guest nodes UP ({what})")
+    for g in ("guest1", "guest2"):
+        d.check(d.poll(lambda g=g: _sf_all_worked(d, g), 60), f"{g}: all 8 agents TestWorked/InitWorked ({what})")
+
+
+def _emulated(d: Demo, since: float) -> float:
+    return (time.monotonic() - since) * d.scale
+
+
+def _abort(d: Demo) -> float:
+    """-p, then a migration that fails after the copy: guest2 stops. Returns when -p ran."""
+    _healthy(d, "at start")
+    d.say("17.3.1.1: -p, then the live migration fails and guest2 stops")
+    t_p = time.monotonic()
+    d.check(d.run("primary2", CLOVMMIGRATE, "-p", "guest2").rc == 0, "clovmmigrate -p exits 0")
+    _fault(d, "migration-abort", "guest2")
+    r = d.run("primary2", "ldm", "migrate-domain", "-c", "guest2", "primary3")
+    d.check(r.rc != 0, "the migration fails")
+    pid = _guest_pid(d.home, "guest2")
+    d.check(d.poll(lambda: _proc_state(pid) in ("gone", "Z"), 10), "guest2's process is gone (the guest stopped)")
+    d.run("primary2", "ldm", "list")
+    return t_p
+
+
+def _wait_down(d: Demo, t_p: float) -> None:
+    d.say("recovery 1: on a node that was not migrated, wait until cftool -n shows cfguest2 DOWN")
+    d.check(d.poll(lambda: _states(d, "guest1").get("cfguest2") == "DOWN", 900 / d.scale + 30),
+            "cfguest2 becomes DOWN")
+    took = _emulated(d, t_p)
+    d.run("guest1", CFTOOL, "-n")
+    d.out.write(f"(cfguest2 DOWN {took:.0f} emulated seconds after clovmmigrate -p)\n")
+    d.check(600 <= took <= 720, f"DOWN about 600 s after -p (got {took:.0f} s)")
+
+
+def _start_and_complete(d: Demo) -> None:
+    d.say("recovery 2-3: start the guest domain, then 17.3.1.2 with the source control domain as target-host")
+    d.check(d.run("primary2", "ldm", "start-domain", "guest2").rc == 0, "ldm start-domain guest2")
+    d.check(d.poll(lambda: _states(d, "guest1") == {"cfguest1": "UP", "cfguest2": "UP"}, 60), "cfguest2 rejoined")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary2").rc == 0, "clovmmigrate -u guest2 primary2")
+    _healthy(d, "after the recovery")
+    d.run("guest2", SDTOOL, "-s")
+
+
+def abort_recovery(d: Demo) -> None:
+    t_p = _abort(d)
+    _wait_down(d, t_p)
+    _start_and_complete(d)
+
+
+def early_start(d: Demo) -> None:
+    t_p = _abort(d)
+    d.say("starting guest2 too early (before it is DOWN): SF, CRM and RMS fail to start")
+    d.check(d.run("primary2", "ldm", "start-domain", "guest2").rc == 0, "ldm start-domain guest2")
+    msgs = d.home.messages("guest2")
+    d.check(d.poll(lambda: all(f"{w} failed to start" in msgs.read_text() for w in ("SF", "CRM", "RMS")), 30),
+            "guest2's messages say SF, CRM and RMS failed to start")
+    for ln in msgs.read_text().splitlines():
+        if "failed to start" in ln or "join refused" in ln:
+            d.out.write(f"guest2 var/adm/messages: {ln}\n")
+    d.check(d.run("guest2", SDTOOL, "-s").rc != 0, "SF is not running on guest2")
+    d.say("stop it again and follow the recovery")
+    d.check(d.run("primary2", "ldm", "stop-domain", "guest2").rc == 0, "ldm stop-domain guest2")
+    _wait_down(d, t_p)
+    _start_and_complete(d)
+
+
+def _migrate(d: Demo) -> None:
+    d.check(d.run("primary2", CLOVMMIGRATE, "-p", "guest2").rc == 0, "clovmmigrate -p exits 0")
+    d.check(d.run("primary2", "ldm", "migrate-domain", "-c", "guest2", "primary3").rc == 0, "the migration succeeds")
+
+
+def ssh_first_connection(d: Demo) -> None:
+    from ..runtime import ssh
+
+    _healthy(d, "at start")
+    d.say("the guests never made their first SSH connection to the target's XSCF (m10-3)")
+    for g in ("guest1", "guest2"):
+        _fault(d, "forget-xscf-key", g, "m10-3")
+    _migrate(d)
+    r = d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3")
+    d.check(r.rc == 4 and "7245" in r.stderr + r.stdout, "-u reports the SF test failure and message 7245")
+    d.run("guest2", SDTOOL, "-s")
+    msgs = d.home.messages("guest2").read_text().splitlines()
+    seen = [ln for ln in msgs if "ID 7245 " in ln]
+    d.check(bool(seen), "message 7245 in guest2's var/adm/messages")
+    if seen:
+        d.out.write(f"guest2 var/adm/messages: {seen[-1]}\n")
+    d.say("make the first SSH connection from each guest (accept m10-3's host key), then sdtool -r")
+    srv = d.home.topology().server("m10-3")
+    key = ssh.load_or_create_host_key(d.home.server_dir("m10-3") / "ssh_host_key")
+    for g in ("guest1", "guest2"):
+        for addr in (srv.lan0, srv.lan1):
+            d.out.write(f"{g} # ssh {d.home.topology().xscf.user}@{addr}   (host key accepted)\n")
+            ssh.add_known_host(d.home.known_hosts(g), ssh.host_key_line(addr, 10022, key))
+        d.run(g, SDTOOL, "-r")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3").rc == 0, "-u completes once the key is known")
+    _healthy(d, "after the first connection")
+    d.run("guest2", SDTOOL, "-s")
+
+
+def spconfig_limit(d: Demo) -> None:
+    _healthy(d, "at start")
+    _migrate(d)
+    d.say("7 saved configurations on primary3: -u refuses before changing anything")
+    for i in range(1, 7):
+        d.run("primary3", "ldm", "add-spconfig", f"extra{i}", show=i == 6)
+    d.run("primary3", "ldm", "list-spconfig")
+    r = d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3")
+    d.check(r.rc == 3 and "ldm remove-spconfig" in r.stderr and "primary3" in r.stderr, "-u refused, naming the remedy")
+    d.check(_timeout(d, "guest1") == "600", "nothing changed (timeout still 600)")
+    d.run("primary3", "ldm", "remove-spconfig", "extra6")
+    d.say("a configuration named config_tmp on primary2: refused too")
+    d.run("primary2", "ldm", "add-spconfig", "config_tmp")
+    r = d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3")
+    d.check(r.rc == 3 and "config_tmp" in r.stderr, "-u refused because of config_tmp")
+    d.run("primary2", "ldm", "remove-spconfig", "config_tmp")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3").rc == 0, "-u succeeds after the clean-up")
+    _healthy(d, "after -u")
+
+
+def time_sync(d: Demo) -> None:
+    _healthy(d, "at start")
+    _fault(d, "clock", "m10-3", "+30")
+    _migrate(d)
+    d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3").rc == 0, "-u succeeds")
+    w34 = "(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node."
+    w35 = "(WRP, 35) Cluster host cfguest2 is no longer in time sync with local node."
+    sw, msgs = d.home.switchlog("guest1"), d.home.messages("guest1")
+    d.check(d.poll(lambda: msgs.exists() and msgs.read_text().count(w35) >= 2, 240 / d.scale + 20),
+            "(WRP, 35) periodically in guest1's messages")
+    for ln in sw.read_text().splitlines():
+        if "WRP" in ln or "Further out-of-sync" in ln:
+            d.out.write(f"guest1 switchlog: {ln}\n")
+    d.check(sw.read_text().count(w34) == 1 and "Further out-of-sync messages will appear in the syslog." in sw.read_text(),
+            "(WRP, 34) once in guest1's switchlog with the 'Further out-of-sync' line")
+    for ln in [x for x in msgs.read_text().splitlines() if "WRP" in x][-3:]:
+        d.out.write(f"guest1 var/adm/messages: {ln}\n")
+    _fault(d, "clock", "m10-3", "-30")
+    time.sleep(90 / d.scale)
+    n = msgs.read_text().count(w35)
+    time.sleep(240 / d.scale)
+    d.check(msgs.read_text().count(w35) == n, "silence once the clocks agree")
+
+
+def cancelled(d: Demo) -> None:
+    _healthy(d, "at start")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-p", "guest2").rc == 0, "clovmmigrate -p exits 0")
+    d.say("the migration is cancelled: 17.3.1.2 with the source control domain as target-host")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary2").rc == 0, "-u guest2 primary2")
+    _healthy(d, "after the cancelled migration")
+    d.say("and 17.3.1.1 can be run again")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-p", "guest2").rc == 0, "-p again")
+    d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary2").rc == 0, "-u again")
+    _healthy(d, "at the end")
+
+
+SCENARIOS: dict[str, tuple[Callable[[Demo], None], float]] = {
+    # name: (procedure, time scale it runs at)
+    "happy-path": (happy_path, 10.0),
+    # 600 emulated seconds must pass; above ~20 the restored 10 s CF timeout is shorter in real
+    # time than the scheduling jitter of 11 daemons on 2 cores (see docs/decisions.md)
+    "abort-recovery": (abort_recovery, 20.0),
+    "early-start": (early_start, 20.0),
+    "ssh-first-connection": (ssh_first_connection, 10.0),
+    "spconfig-limit": (spconfig_limit, 10.0),
+    "time-sync": (time_sync, 20.0),
+    "cancelled": (cancelled, 10.0),
+}
+
+
 def _proc_state(pid: int | None) -> str:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -188,21 +367,30 @@ def _proc_state(pid: int | None) -> str:
         return "gone"
 
 
-def run(out: TextIO, time_scale: float = 10.0) -> int:
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(out: TextIO, time_scale: float | None = None, scenario: str = "happy-path") -> int:
+    proc, default_scale = SCENARIOS[scenario]
+    time_scale = time_scale or default_scale
     with tempfile.TemporaryDirectory(prefix="clovm-demo-") as tmp:
         home = Home(tmp)
-        out.write(f"clovm demo: bringing up the figure-17-1 datacenter in {tmp} (time scale {time_scale:g})\n")
+        out.write(f"clovm demo {scenario}: bringing up the figure-17-1 datacenter in {tmp} "
+                  f"(time scale {time_scale:g})\n")
         out.flush()
         try:
             datacenter.up(home, "figure-17-1", time_scale)
         except ClovmError as e:
             out.write(f"clovm demo: cannot bring up the datacenter: {e.message}\n")
             return 1
-        d = Demo(home, out)
+        d = Demo(home, out, scale=time_scale)
+        previous = signal.signal(signal.SIGTERM, _interrupted)  # so that `finally` tears down
         try:
-            happy_path(d)
+            proc(d)
         finally:
             datacenter.down(home)
+            signal.signal(signal.SIGTERM, previous)
         out.write(f"\nclovm demo: {d.checks - len(d.failures)} of {d.checks} checks held; datacenter stopped\n")
         for f in d.failures:
             out.write(f"  FAILED: {f}\n")

@@ -50,7 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 0 if out.ok else 1
     from ..api import demo
 
-    return demo.run(sys.stdout, args.time_scale)
+    return demo.run(sys.stdout, args.time_scale, args.scenario)
 
 
 # ---- the emulated datacenter (thin: parse, call clovm.api, render) ---------------------------------
@@ -237,7 +237,11 @@ def build_parser() -> Parser:
     s.add_argument("--quiet", action="store_true", help="do not print the trace")
     s.set_defaults(func=_sim)
     d = sub.add_parser("demo", help="run the seed's procedure end to end and check every outcome")
-    d.add_argument("--time-scale", type=float, default=10.0, help="emulated seconds per real second (default 10)")
+    d.add_argument("--scenario", default="happy-path",
+                   choices=["happy-path", "abort-recovery", "early-start", "ssh-first-connection", "spconfig-limit",
+                            "time-sync", "cancelled"], help="which branch of the seed to run (default happy-path)")
+    d.add_argument("--time-scale", type=float, default=None,
+                   help="emulated seconds per real second (default: 10, or 20 where 600 s must pass)")
     d.add_argument("--sim", action="store_true", help="run the procedure in the simulator instead")
     d.set_defaults(func=_demo)
 

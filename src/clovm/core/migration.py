@@ -350,6 +350,10 @@ class ClovmmigrateRun:
             self.journal = {**(self.journal or {}), "spconfig": saved_as}
             yield Persist(self.request.domain, self.journal)
         names = {ln.split()[0] for ln in out.splitlines() if ln.strip()}
+        if name not in names and CONFIG_TMP not in names:
+            # A new name replaces nothing: save it directly (no config_tmp, so 6 saved + 1 fits).
+            yield from self._ldm(host, "add-spconfig", name)
+            return name
         if CONFIG_TMP not in names:
             yield from self._ldm(host, "add-spconfig", CONFIG_TMP)
         if name in names:

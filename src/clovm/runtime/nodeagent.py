@@ -68,6 +68,8 @@ simulator's ``_node_op``). Control domains also answer ``guest_nodes``, ``resolv
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import hashlib
 import hmac
 import ipaddress
@@ -75,7 +77,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -104,6 +106,7 @@ SAVED_FILE = "timeout.saved"
 WINDOW_FILE = "window"
 SF_DISABLED_FILE = "sf.disabled"
 PARTITION_FILE = "partition.json"
+CLOCK_SAMPLES = 5  # heartbeats per peer over which the clock offset is estimated
 MIN_AGENT_SECONDS = 2.0  # real seconds an agent run gets at least, whatever the time scale
 SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait
 BUSY_SA = ("Init-ing", "Testing")
@@ -246,6 +249,7 @@ class NodeAgent:
         self.sf_d: MachineDriver | None = None
         self.rms_m: rmsmod.Rms | None = None
         self.rms_d: MachineDriver | None = None
+        self._clock_diffs: dict[str, collections.deque[float]] = {}  # per peer: recent (peer - local) clocks
         if self.guest_cluster:
             self.sf_m = fen.ShutdownFacility(self.cf, self._read_sf_config(), test_interval=settings.SF_TEST_INTERVAL)
             self.sf_d = MachineDriver(self.sf_m, self.clock, self._sf_effects)
@@ -329,10 +333,23 @@ class NodeAgent:
     def _read_timeout(self) -> int:
         return formats.get_cluster_timeout(read_text_or(self.home.cluster_config(self.host), ""))
 
-    def _read_sf_config(self) -> SfConfig:
+    def _file_sf_config(self) -> SfConfig:
+        """rcsd.cfg + SA_xscfsnmp.cfg as written on disk."""
         hosts = formats.parse_rcsd(read_text_or(self.home.rcsd_cfg(self.host), ""))
         xscf = formats.parse_sa_xscfsnmp(read_text_or(self.home.sa_xscfsnmp_cfg(self.host), ""))
         return SfConfig(hosts, xscf)
+
+    def _machine_config(self, cfg: SfConfig) -> SfConfig:
+        """The config the SF machine runs with: rcsd.cfg timeouts are emulated seconds, but SNMP
+        and SSH take real time, so at a high --time-scale each agent gets at least
+        MIN_AGENT_SECONDS of real time."""
+        floor = math.ceil(MIN_AGENT_SECONDS * self.clock.scale)
+        hosts = tuple(replace(h, agents=tuple(replace(a, timeout=max(a.timeout, floor)) for a in h.agents))
+                      for h in cfg.hosts)
+        return SfConfig(hosts, cfg.xscf)
+
+    def _read_sf_config(self) -> SfConfig:
+        return self._machine_config(self._file_sf_config())
 
     def _record(self) -> int | None:
         text = read_text_or(self.migrate_dir / SAVED_FILE, None)
@@ -486,7 +503,13 @@ class NodeAgent:
         kind = msg["t"]
         if kind == "hb":
             self._feed(self.cf_d, mem.HeartbeatReceived(sender, int(msg["inc"])))
-            self._feed(self.rms_d, rmsmod.PeerClockObserved(sender, float(msg["clock"]), self._wall()))
+            local = self._wall()
+            # Transit and scheduling delay is real time, multiplied by --time-scale, and only ever
+            # makes the peer's clock look behind: the best estimate of the offset over the last
+            # few heartbeats is the largest one (NTP's least-delay sample).
+            recent = self._clock_diffs.setdefault(sender, collections.deque(maxlen=CLOCK_SAMPLES))
+            recent.append(float(msg["clock"]) - local)
+            self._feed(self.rms_d, rmsmod.PeerClockObserved(sender, local + max(recent), local))
         elif kind == "join":
             self._feed(self.cf_d, mem.JoinRequestReceived(sender, int(msg["inc"])))
         elif kind == "joinans":
@@ -724,7 +747,7 @@ class NodeAgent:
         try:
             entry = XscfEntry(**args["entry"])
             weight = int(args["weight"])
-            config = self._read_sf_config().with_entry(entry, weight=weight)
+            config = self._file_sf_config().with_entry(entry, weight=weight)
             sa_text = formats.render_sa_xscfsnmp(config.xscf)
             rcsd_text = formats.render_rcsd(config.hosts)
         except formats.FormatError as e:
@@ -733,7 +756,7 @@ class NodeAgent:
             raise RpcError("BAD_REQUEST", f"set_sf_entry: {_one_line(e)}") from None
         atomic_write(self.home.sa_xscfsnmp_cfg(self.host), sa_text)
         atomic_write(self.home.rcsd_cfg(self.host), rcsd_text)
-        self._feed(sf_d, fen.SfReconfigRequested(config))
+        self._feed(sf_d, fen.SfReconfigRequested(self._machine_config(config)))
         return None
 
     async def op_sf_wait(self, args: dict) -> Any:
