@@ -257,9 +257,8 @@ class XscfDaemon:
             return self._showhostkey(args)
         return 1, "", f"{command}: command not found\n"
 
-    def _showdomainstatus(self, args: Sequence[str]) -> CliResult:
-        usage = "usage: showdomainstatus -p ppar_id [-g domainname]\n"
-        opts = _options(args, {"-p", "-g"})
+    def _ppar_option(self, opts: dict[str, str] | None, usage: str) -> int | CliResult:
+        """The validated ``-p PPAR-ID`` of a command, or the error result to return."""
         if opts is None or "-p" not in opts:
             return 1, "", usage
         ppar = _ppar_id(opts["-p"])
@@ -267,6 +266,15 @@ class XscfDaemon:
             return 1, "", f"Invalid parameter.\n{usage}"
         if ppar not in self.core.ppars:
             return 1, "", f"PPAR-ID {ppar} is not configured\n"
+        return ppar
+
+    def _showdomainstatus(self, args: Sequence[str]) -> CliResult:
+        usage = "usage: showdomainstatus -p ppar_id [-g domainname]\n"
+        opts = _options(args, {"-p", "-g"})
+        ppar = self._ppar_option(opts, usage)
+        if isinstance(ppar, tuple):
+            return ppar
+        assert opts is not None
         rows = {str(d): str(st) for d, st in self.core.status(ppar).items()}
         table = [(CONTROL_DOMAIN, rows.pop(CONTROL_DOMAIN, str(SpDomainStatus.RUNNING))), *rows.items()]
         if "-g" in opts:
@@ -282,14 +290,9 @@ class XscfDaemon:
         if list(args) == ["-a"]:
             ppars: Sequence[int] = self.core.ppars
         else:
-            opts = _options(args, {"-p"})
-            if opts is None or "-p" not in opts:
-                return 1, "", usage
-            ppar = _ppar_id(opts["-p"])
-            if ppar is None:
-                return 1, "", f"Invalid parameter.\n{usage}"
-            if ppar not in self.core.ppars:
-                return 1, "", f"PPAR-ID {ppar} is not configured\n"
+            ppar = self._ppar_option(_options(args, {"-p"}), usage)
+            if isinstance(ppar, tuple):
+                return ppar
             ppars = [ppar]
         lines = [f"{'PPAR-ID':<{_PPAR_WIDTH}}PPAR Status", *(f"{p:02d}{'':<{_PPAR_WIDTH - 2}}Running" for p in ppars)]
         return 0, "\n".join(lines) + "\n", ""
