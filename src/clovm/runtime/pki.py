@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -62,26 +61,23 @@ def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
         atomic_write(d / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
 
 
-def _files(home: Home, name: str) -> tuple[Path, Path, Path]:
+def _context(home: Home, name: str, protocol: int) -> ssl.SSLContext:
+    """TLS 1.3 with ``name``'s certificate, trusting only this home's CA."""
     d = home.pki_dir
-    return d / "ca.pem", d / f"{name}.pem", d / f"{name}.key"
+    ctx = ssl.SSLContext(protocol)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(d / f"{name}.pem", d / f"{name}.key")
+    ctx.load_verify_locations(d / "ca.pem")
+    return ctx
 
 
 def server_context(home: Home, name: str) -> ssl.SSLContext:
-    ca, cert, key = _files(home, name)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(cert, key)
-    ctx.load_verify_locations(ca)
+    ctx = _context(home, name, ssl.PROTOCOL_TLS_SERVER)
     ctx.verify_mode = ssl.CERT_REQUIRED  # clients must present a certificate from this home's CA
     return ctx
 
 
 def client_context(home: Home, name: str) -> ssl.SSLContext:
-    ca, cert, key = _files(home, name)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(cert, key)
-    ctx.load_verify_locations(ca)
+    ctx = _context(home, name, ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False  # peers are addressed by IP; the CA is private to this home
     return ctx

@@ -309,15 +309,13 @@ class World:
 
     # ---- the hypervisor side, as a guest node sees it ----------------------------------------------
     def _domain_stopped(self, domain: str) -> bool:
-        """Stopped means: the ldmd holding the domain has it but it is not active, per the XSCF."""
+        """Stopped means: an ldmd holds the domain, not active, and its XSCF does not see it running."""
         for host, d in self.ldm.items():
             for dom in d.domains():
                 if dom.name == domain:
                     srv = self.server_of_host(host)
                     st = self.xscf[srv].status(self.topo.control_domain(host).ppar).get(domain)
-                    if str(dom.state) == "active" or st == SpDomainStatus.RUNNING:
-                        return False
-                    return st in (SpDomainStatus.STOPPED, None) or str(dom.state) != "active"
+                    return str(dom.state) != "active" and st != SpDomainStatus.RUNNING
         return False  # nowhere to be found: do not conclude anything
 
     def _query_domain(self, n: SimNode, node: str) -> None:
