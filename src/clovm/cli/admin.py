@@ -60,6 +60,7 @@ __all__ = [
     "main_hvdisp",
     "main_ldm",
     "main_clovmmigrate",
+    "main_clovm",
     "SDTOOL_NOT_RUNNING",
 ]
 
@@ -76,6 +77,8 @@ USAGE = {
     "hvdisp": "hvdisp [-a]",
     "ldm": "ldm subcommand [options] [operands]",
     "clovmmigrate": "clovmmigrate -p source-ldom | -u source-ldom target-host",
+    "clovm": "clovm migrate DOMAIN TARGET-HOST [--scoped] [--dry-run] [--timeline FILE.svg] | clovm migrate "
+             "--resume [DOMAIN] [--timeline FILE.svg] | clovm migrate --status [DOMAIN]",
 }
 _WHAT = {"node": "the cluster node agent", "ldmd": "the logical domains manager (ldmd)"}
 
@@ -380,6 +383,88 @@ def main_clovmmigrate(argv: Sequence[str], *, host: str | None = None, home: Hom
                 control_domain_only="run clovmmigrate on the cluster node of the source control domain")
 
 
+class _MigrateArgs(NamedTuple):
+    action: str  # "run" | "resume" | "status"
+    domain: str
+    target: str
+    scoped: bool
+    dry_run: bool
+    timeline: str
+
+
+def _parse_clovm(argv: list[str]) -> _MigrateArgs:
+    if not argv or argv[0] != "migrate":
+        raise _Usage(f"unknown subcommand {argv[0]!r}" if argv else "a subcommand is required")
+    opts, operands = getopt.gnu_getopt(argv[1:], "", ["scoped", "dry-run", "resume", "status", "timeline="])
+    flags = {k: v for k, v in opts}
+    action = "resume" if "--resume" in flags else "status" if "--status" in flags else "run"
+    if "--resume" in flags and "--status" in flags:
+        raise _Usage("options --resume and --status cannot be combined")
+    if action != "run":
+        extra = [f for f in ("--scoped", "--dry-run") if f in flags]
+        if extra:
+            raise _Usage(f"option {extra[0]} cannot be combined with --{action}")
+        if len(operands) > 1:
+            raise _Usage(f"unexpected operand {operands[1]!r}")
+        return _MigrateArgs(action, operands[0] if operands else "", "", False, False, flags.get("--timeline", ""))
+    if len(operands) != 2:
+        raise _Usage("DOMAIN and TARGET-HOST are required" if len(operands) < 2
+                     else f"unexpected operand {operands[2]!r}")
+    if "--dry-run" in flags and "--timeline" in flags:
+        raise _Usage("a dry run draws no timeline")
+    return _MigrateArgs("run", operands[0], operands[1], "--scoped" in flags, "--dry-run" in flags,
+                        flags.get("--timeline", ""))
+
+
+def main_clovm(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
+               out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``clovm migrate ...`` on a control domain (core.safemigrate; docs/safe-migration.md)."""
+    from .. import timeline
+    from ..core import safemigrate as sm
+    from ..runtime import migrate_env as me
+
+    def body(ctx: _Ctx, a: _MigrateArgs) -> int:
+        if a.action == "status":
+            domains = [a.domain] if a.domain else sorted(
+                {p.name.split(".migrate", 1)[0] for p in ctx.home.migrate_dir(ctx.host).glob("*.migrate*.json")})
+            shown = 0
+            for d in domains:
+                try:
+                    found = me.load_migrate_journal(ctx.home, ctx.host, d)
+                except ValueError as e:
+                    raise _Fail(f"the journal of {d} is unreadable ({e}); move it away") from None
+                if found is not None:
+                    path, j = found
+                    ctx.print(f"{path.relative_to(ctx.home.host_root(ctx.host)).as_posix()}:\n"
+                              + timeline.render_text_summary(j).rstrip("\n") + "\n")
+                    shown += 1
+            if not shown:
+                ctx.print(f"no clovm migrate is recorded on {ctx.host}" + (f" for {a.domain}" if a.domain else "")
+                          + "\n")
+            return 0
+        domain = a.domain
+        if a.action == "resume" and not domain:
+            recorded = me.recorded_migrations(ctx.home, ctx.host)
+            if not recorded:
+                raise _Fail(f"no clovm migrate is recorded on {ctx.host}; nothing to resume")
+            if len(recorded) > 1:
+                ctx.err.write(f"clovm migrate: several migrations are recorded ({', '.join(recorded)}); name one: "
+                              f"clovm migrate --resume DOMAIN\n")
+                return 2
+            domain = recorded[0]
+        req = sm.MigrateRequest(domain, ctx.host, a.target, scoped=a.scoped, dry_run=a.dry_run,
+                                resume=a.action == "resume")
+        rc, journal = me.run_safe_migration(ctx.home, ctx.host, req, ctx.out, ctx.err)
+        if journal is not None and not a.dry_run and rc != sm.RC_REFUSED:
+            ctx.print(timeline.render_text_summary(journal).rstrip("\n") + "\n")
+            if a.timeline:
+                timeline.write_svg(Path(a.timeline), journal)
+                ctx.print(f"clovm migrate: timeline written to {a.timeline}\n")
+        return rc
+    return _run("clovm", argv, host, home, out, err, _parse_clovm, body,
+                control_domain_only="run clovm migrate on the source control domain")
+
+
 # ---- dispatch -----------------------------------------------------------------------------------------------
 Main = Callable[..., int]
 
@@ -391,6 +476,7 @@ COMMANDS: dict[str, Main] = {
     "hvdisp": main_hvdisp,
     "ldm": main_ldm,
     "clovmmigrate": main_clovmmigrate,
+    "clovm": main_clovm,
 }
 
 

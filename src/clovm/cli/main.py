@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .. import settings, topology
@@ -218,6 +220,37 @@ def _fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from .admin import main_clovm
+
+    argv = ["migrate", *args.operands]
+    for flag in ("scoped", "dry_run", "resume", "status"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
+    if args.timeline:
+        argv += ["--timeline", args.timeline]
+    host = args.host or os.environ.get("CLOVM_HOST") or None
+    return main_clovm(argv, host=host, home=_home(args), out=sys.stdout, err=sys.stderr)
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    import json
+
+    from .. import timeline
+
+    try:
+        journal = json.loads(Path(args.journal).read_text(encoding="utf-8"))
+        if not isinstance(journal, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        print(f"clovm timeline: cannot read the journal {args.journal}: {e}", file=sys.stderr)
+        return 1
+    output = args.output or str(Path(args.journal).with_suffix(".svg"))
+    timeline.write_svg(Path(output), journal)
+    print(f"clovm timeline: {output}")
+    return 0
+
+
 def _add_home(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", default=settings.default_home(),
                    help="datacenter home (default: $CLOVM_HOME or %(default)s)")
@@ -275,6 +308,20 @@ def build_parser() -> Parser:
     fa.add_argument("kind")
     fa.add_argument("args", nargs=argparse.REMAINDER)
     fa.set_defaults(func=_fault)
+    mg = sub.add_parser("migrate", help="one-shot safe live migration: clovm migrate [--host CD] DOMAIN TARGET-HOST")
+    _add_home(mg)
+    mg.add_argument("--host", default=None, help="the source control domain (default: $CLOVM_HOST)")
+    mg.add_argument("operands", nargs="*", metavar="DOMAIN TARGET-HOST")
+    mg.add_argument("--scoped", action="store_true", help="widen failure detection for the migrating node only")
+    mg.add_argument("--dry-run", action="store_true", help="run the preflight, print the plan, change nothing")
+    mg.add_argument("--resume", action="store_true", help="continue a recorded migration from its journal")
+    mg.add_argument("--status", action="store_true", help="show the journal")
+    mg.add_argument("--timeline", default="", metavar="FILE.svg", help="draw the migration into FILE.svg")
+    mg.set_defaults(func=_migrate)
+    tl = sub.add_parser("timeline", help="draw a clovm migrate journal as SVG")
+    tl.add_argument("journal", metavar="JOURNAL.json")
+    tl.add_argument("-o", "--output", default="", metavar="FILE.svg", help="default: the journal's name with .svg")
+    tl.set_defaults(func=_timeline)
     return p
 
 

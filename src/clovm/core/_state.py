@@ -230,6 +230,29 @@ RUN: Mapping[tuple[RunState, str], RunState] = {
 }
 
 
+
+# --------------------------------------------------------------------------------------------
+# clovm migrate (core.safemigrate): the journal's step. The step is recorded *before* it is
+# taken, so a resumed run starts the recorded step again (every step is idempotent).
+class MigrateStep(_Named):
+    PREPARE = "prepare"  # clovmmigrate -p (or its --scoped variant)
+    MIGRATE = "migrate"  # ldm migrate-domain, watched
+    RECOVER = "recover"  # the guest stopped: wait until it is DOWN, start it on the source
+    COMPLETE = "complete"  # clovmmigrate -u to the target (or back to the source)
+    PROVE = "prove"  # the proof checks
+    DONE = "done"
+
+
+MIGRATE_STEPS: Mapping[tuple[MigrateStep, str], MigrateStep] = {
+    (MigrateStep.PREPARE, "prepared"): MigrateStep.MIGRATE,
+    (MigrateStep.MIGRATE, "migrated"): MigrateStep.COMPLETE,  # guest active on the target
+    (MigrateStep.MIGRATE, "cancelled"): MigrateStep.COMPLETE,  # guest still active on the source
+    (MigrateStep.MIGRATE, "stopped"): MigrateStep.RECOVER,  # guest stopped (failed migration)
+    (MigrateStep.RECOVER, "restarted"): MigrateStep.COMPLETE,
+    (MigrateStep.COMPLETE, "completed"): MigrateStep.PROVE,
+    (MigrateStep.PROVE, "proven"): MigrateStep.DONE,
+}
+
 S = TypeVar("S")
 
 

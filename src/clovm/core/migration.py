@@ -48,8 +48,9 @@ part way (run the same command again to complete it).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any, Generator, Iterator
 
 from ._state import RUN, RunState, step
 from .base import Effect, Event, Ticked
@@ -60,6 +61,7 @@ MAX_SAVED_SPCONFIGS = 6
 CONFIG_TMP = "config_tmp"
 DEFAULT_SAVED_NAME = "clovm-config"
 SF_WAIT_SECONDS = 60.0
+SCOPED_LEASE = 600.0  # emulated seconds a --scoped widening lasts unless narrowed before
 
 RC_OK, RC_STOPPED, RC_USAGE, RC_REFUSED, RC_FAILED = 0, 1, 2, 3, 4
 
@@ -123,23 +125,33 @@ class Request:
     domain: str
     local_host: str  # the control domain clovmmigrate runs on
     target_host: str = ""
+    scoped: bool = False  # clovm migrate --scoped: widen only the migrating node's failure detection
 
 
-class ClovmmigrateRun:
-    def __init__(self, request: Request, journal: dict | None = None):
-        self.request = request
-        self.journal = dict(journal) if journal else None
+class GeneratorRun:
+    """Drives a procedure written as a generator of effects (base of the runs of this package).
+
+    Subclasses set ``self._gen`` and ``PROG`` (the command name that prefixes their messages).
+    ``handle(now, ...)`` stores ``now`` in ``self.now`` before resuming the generator, so a
+    procedure can time-stamp what it records.
+    """
+
+    PROG = "clovmmigrate"
+
+    def __init__(self, ids: Iterator[int] | None = None):
         self.state = RunState.PLANNED
         self.result: Finished | None = None
-        self._next_id = 0
+        self.now = 0.0
+        self._ids = ids if ids is not None else itertools.count(1)
         self._pending: Call | None = None
-        self._gen = self._prepare() if request.mode == "prepare" else self._update()
+        self._gen: Generator[Effect, CallReturned, None] | None = None
 
     # -- machine interface ---------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         return None  # call timeouts are the driver's
 
     def handle(self, now: float, event: Event) -> list[Effect]:
+        self.now = now
         if isinstance(event, Ticked):
             return []
         if isinstance(event, RunStarted):
@@ -153,6 +165,7 @@ class ClovmmigrateRun:
         raise TypeError(f"unexpected event {event!r}")
 
     def _advance(self, answer: CallReturned | None) -> list[Effect]:
+        assert self._gen is not None
         out: list[Effect] = []
         try:
             item = self._gen.send(answer) if answer is not None else next(self._gen)
@@ -164,8 +177,9 @@ class ClovmmigrateRun:
             self.state = step(RUN, self.state, "step_done")
         except _Stop as s:
             self._finish(out, s.rc, s.code, s.message)
-        except StopIteration:
-            self._finish(out, RC_OK, "", "")
+        except StopIteration as s:
+            rc, code, message = s.value if isinstance(s.value, tuple) else (RC_OK, "", "")
+            self._finish(out, rc, code, message)
         return out
 
     def _finish(self, out: list[Effect], rc: int, code: str, message: str) -> None:
@@ -176,23 +190,35 @@ class ClovmmigrateRun:
         out.append(self.result)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _call(self, target: str, op: str, **args: Any) -> Call:
-        self._next_id += 1
-        return Call(self._next_id, target, op, args)
+    def _call(self, target: str, op: str, /, **args: Any) -> Call:
+        return Call(next(self._ids), target, op, args)
 
-    def _ask(self, target: str, op: str, *, fail_rc: int = RC_FAILED, code: str = "STEP_FAILED",
+    def _ask(self, target: str, op: str, /, *, fail_rc: int = RC_FAILED, code: str = "STEP_FAILED",
              **args: Any) -> Generator[Effect, CallReturned, Any]:
         ans = yield self._call(target, op, **args)
         if not ans.ok:
             hint = " Nothing was changed." if fail_rc == RC_REFUSED else \
                 " Run the same command again once the cause is fixed; it continues where it stopped."
-            raise _Stop(fail_rc, code, f"clovmmigrate: {target}: {op} failed: {ans.error}.{hint}")
+            raise _Stop(fail_rc, code, f"{self.PROG}: {target}: {op} failed: {ans.error}.{hint}")
         return ans.value
 
+    def _try(self, target: str, op: str, /, **args: Any) -> Generator[Effect, CallReturned, CallReturned]:
+        """Ask without failing: the answer as it came."""
+        return (yield self._call(target, op, **args))
+
+
+class ClovmmigrateRun(GeneratorRun):
+    def __init__(self, request: Request, journal: dict | None = None, ids: Iterator[int] | None = None):
+        super().__init__(ids)
+        self.request = request
+        self.journal = dict(journal) if journal else None
+        self._gen = self._prepare() if request.mode == "prepare" else self._update()
+
+    # -- helpers ---------------------------------------------------------------------------------
     def _ldm(self, host: str, *argv: str, fail_rc: int = RC_FAILED) -> Generator[Effect, CallReturned, str]:
         r = yield from self._ask(host, "ldm", fail_rc=fail_rc, argv=list(argv))
         if r["rc"] != 0:
-            raise _Stop(fail_rc, "LDM_FAILED", f"clovmmigrate: {host}: ldm {' '.join(argv)}: "
+            raise _Stop(fail_rc, "LDM_FAILED", f"{self.PROG}: {host}: ldm {' '.join(argv)}: "
                         f"{(r['stderr'] or r['stdout']).strip()}")
         return r["stdout"]
 
@@ -239,6 +265,9 @@ class ClovmmigrateRun:
         self.journal = {"mode": "prepared", "domain": d, "node": node, "nodes": nodes, "timeouts": recorded}
         yield Persist(d, self.journal)
         for n in nodes:
+            if self.request.scoped:
+                yield from self._widen(n, node, nodes, status[n])
+                continue
             before = status[n]["timeout"]
             if before != MIGRATION_TIMEOUT:
                 yield from self._ask(n, "set_timeout", seconds=MIGRATION_TIMEOUT)
@@ -312,8 +341,12 @@ class ClovmmigrateRun:
                             f"node nor in the journal; set it with cfset on {n} by hand.")
             if status[n]["timeout"] != before:
                 yield from self._ask(n, "set_timeout", seconds=int(before))
-            yield Print(f"{n}: CF cluster interconnect timeout {status[n]['timeout']} -> {before} s")
-            yield from self._ask(n, "window", open=False)
+            if self.request.scoped:
+                yield from self._ask(n, "narrow")
+                yield Print(f"{n}: failure detection back to CLUSTER_TIMEOUT {before} s for every node")
+            else:
+                yield Print(f"{n}: CF cluster interconnect timeout {status[n]['timeout']} -> {before} s")
+                yield from self._ask(n, "window", open=False)
             yield from self._ask(n, "sf_start")
             yield Print(f"{n}: shutdown facility started")
         failed: list[str] = []
@@ -332,6 +365,30 @@ class ClovmmigrateRun:
         yield Persist(d, None)
         yield Print(f"clovmmigrate: {d} ({node}) now runs on {tgt['host']} (PPAR-ID {tgt['ppar']}); "
                     f"cluster settings restored on {' '.join(nodes)}")
+
+    def _widen(self, n: str, node: str, nodes: list[str], status: dict) -> Generator[Effect, CallReturned, None]:
+        """--scoped prepare of node ``n``: only ``node``'s failure detection is widened.
+
+        The migrating node itself widens its view of every peer (it is the one that will not
+        hear anybody while it is suspended) and stops its SF; every other node widens only its
+        view of the migrating node, may take it DOWN when the hypervisor says its domain stopped,
+        and keeps SF running. The widening is a lease: it lapses by itself after
+        ``SCOPED_LEASE`` seconds even if nobody narrows it again.
+        """
+        if n == node:
+            peers = [p for p in nodes if p != node]
+            yield from self._ask(n, "widen", peers=peers, seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE,
+                                 hypervisor=False)
+            if status["sf"] == "running":
+                yield from self._ask(n, "sf_stop")
+            yield Print(f"{n}: failure detection of {' '.join(peers)} widened to {MIGRATION_TIMEOUT} s "
+                        f"(lease {SCOPED_LEASE:g} s); shutdown facility stopped on the migrating node")
+        else:
+            yield from self._ask(n, "widen", peers=[node], seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE,
+                                 hypervisor=True)
+            yield Print(f"{n}: failure detection of {node} widened to {MIGRATION_TIMEOUT} s (lease "
+                        f"{SCOPED_LEASE:g} s); every other node keeps CLUSTER_TIMEOUT {status['timeout']} s "
+                        f"and the shutdown facility keeps running")
 
     def _save_spconfig(self, host: str) -> Generator[Effect, CallReturned, str]:
         """Save the running configuration without ever leaving the PPAR without a saved one:

@@ -54,17 +54,20 @@ import fcntl
 import ipaddress
 import json
 import os
+import signal
 import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, Callable, NamedTuple, TextIO
 
 from .. import formats, settings
 from ..core import migration as mig
+from ..core import safemigrate as sm
 from ..fsutil import atomic_write, read_text_or
 from ..topology import Topology
 from . import pki, rpc
+from .clock import EmuClock
 from .home import Home
 
 __all__ = [
@@ -75,12 +78,24 @@ __all__ = [
     "journal_path",
     "run_clovmmigrate",
     "run_clovmmigrate_async",
+    "migrate_journal_path",
+    "last_journal_path",
+    "recorded_migrations",
+    "load_migrate_journal",
+    "run_safe_migration",
+    "run_safe_migration_async",
 ]
 
 CLOVMMIGRATE_CONF = "etc/opt/FJSVcluster/etc/clovmmigrate.conf"  # relative to a host's root
 NODE_OPS = frozenset({"node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start",
-                      "set_sf_entry", "sf_wait", "clear_record"})
+                      "set_sf_entry", "sf_wait", "clear_record",
+                      # clovm migrate (docs/safe-migration.md)
+                      "cf_sample", "widen", "narrow", "clock_align", "xscf_check", "sf_test", "sf_entry"})
+LDMD_OPS = frozenset({"cd_info", "activity", "where"})  # answered by the ldmd of the target control domain
+SAMPLE_TIMEOUT = 1.0  # real seconds for cf_sample: a suspended node must not stall the sampling
+KILL_AT_ENV = "CLOVM_MIGRATE_KILL_AT"  # fault injection: SIGKILL clovm migrate after its Nth journal write
 LDM_CALL_TIMEOUT = 60.0  # real seconds for one ldm sub-command (add-spconfig & co.)
+MIGRATE_CALL_TIMEOUT = 3600.0  # real seconds a migrate-domain started by clovm migrate may take
 SF_WAIT_MARGIN = 5.0  # real seconds on top of sf_wait's own wait
 SF_WAIT_MIN = 5.0
 
@@ -168,6 +183,7 @@ class _Env:
     def __init__(self, home: Home, host: str):
         self.home, self.host = home, host
         self._ctx: ssl.SSLContext | None = None
+        self._migrations: dict[str, asyncio.Future[Any]] = {}  # migrate_start: domain -> ldm command
 
     # -- helpers -----------------------------------------------------------------------------------
     @property
@@ -199,12 +215,15 @@ class _Env:
         except StopIteration:
             raise _CallFailed(f"{target} is not a control domain") from None
 
-    def _sf_wait_timeout(self, seconds: float) -> float:
+    def _scale(self) -> float:
         try:
             scale = float(json.loads(self.home.clock_file.read_text())["time_scale"])
         except (OSError, ValueError, KeyError, TypeError):
             scale = settings.DEFAULT_TIME_SCALE
-        return max(SF_WAIT_MIN, seconds / max(scale, 1e-9) + SF_WAIT_MARGIN)
+        return max(scale, 1e-9)
+
+    def _sf_wait_timeout(self, seconds: float) -> float:
+        return max(SF_WAIT_MIN, seconds / self._scale() + SF_WAIT_MARGIN)
 
     # -- the calls ------------------------------------------------------------------------------------
     async def answer(self, c: mig.Call) -> mig.CallReturned:
@@ -231,22 +250,44 @@ class _Env:
                 return formats.resolve(text, str(args["name"]))
             except formats.FormatError as e:
                 raise _CallFailed(f"/{settings.HOSTS} on {self.host}: {e}") from None
-        if op == "cd_info":
+        if op in LDMD_OPS:
             if target == self.host:
-                return await rpc.call_unix(self.home.ldmd_socket(self.host), "cd_info")
-            return await rpc.call_tls(self._cd_address(target), settings.LDMD_PORT, self.ctx, "cd_info")
+                return await rpc.call_unix(self.home.ldmd_socket(self.host), op, **args)
+            return await rpc.call_tls(self._cd_address(target), settings.LDMD_PORT, self.ctx, op, **args)
+        if op == "sleep":
+            await asyncio.sleep(max(float(args["seconds"]) / self._scale(), 0.05))
+            return None
+        if op == "control_domains":
+            return [{"host": cd.name, "address": cd.address} for cd in self.home.topology().control_domains]
+        if op == "migrate_start":
+            domain, to = str(args["domain"]), str(args["target"])
+            argv = ["migrate-domain", "-c", domain, to]
+            self._migrations[domain] = asyncio.ensure_future(rpc.call_unix(
+                self.home.ldmd_socket(self.host), "ldm", timeout=MIGRATE_CALL_TIMEOUT, argv=argv))
+            return None
+        if op == "migrate_result":
+            task = self._migrations.get(str(args["domain"]))
+            if task is None or not task.done():
+                return None
+            try:
+                return task.result()
+            except rpc.RpcError as e:
+                return {"rc": 1, "stdout": "", "stderr": _one_line(e.message)}
         if op == "guest_nodes":
             domain = str(args["domain"])
             conf = self._conf()
             me = next((e for e in conf if e.domain == domain), None)
             if me is None:
                 raise _CallFailed(f"{domain} is not a node of a guest-domain cluster")
-            return {"node": me.cf_name, "nodes": [e.cf_name for e in conf if e.cluster == me.cluster]}
+            return {"node": me.cf_name, "nodes": [e.cf_name for e in conf if e.cluster == me.cluster],
+                    "domains": {e.cf_name: e.domain for e in conf if e.cluster == me.cluster}}
         if op in NODE_OPS:
             node = next((e for e in self._conf() if e.cf_name == target), None)
             if node is None:
                 raise _CallFailed(f"{target} is not listed in /{CLOVMMIGRATE_CONF} on {self.host}")
             timeout = settings.CALL_TIMEOUT
+            if op == "cf_sample":
+                timeout = SAMPLE_TIMEOUT
             if op == "sf_wait":
                 timeout = self._sf_wait_timeout(float(args.get("seconds", 0.0)))
             return await rpc.call_tls(node.address, settings.NODE_PORT, self.ctx, op, timeout=timeout, **args)
@@ -277,21 +318,57 @@ def _say(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
+class _Lock:
+    """``DOMAIN.lock`` (flock) in the clovmmigrate directory: one clovmmigrate / clovm migrate per domain."""
+
+    def __init__(self, home: Home, host: str, domain: str):
+        d = home.migrate_dir(host)
+        d.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(d / f"{domain}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self) -> bool:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        os.close(self.fd)  # releases the flock
+
+
+async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], persist: Callable[[mig.Persist], None],
+                 out: TextIO, err: TextIO) -> int:
+    """Carry out the effects of ``run`` until it finishes; its exit code."""
+    effects = run.handle(now(), mig.RunStarted())
+    while True:
+        call: mig.Call | None = None
+        for e in effects:
+            if isinstance(e, mig.Print):
+                _say(err if e.err else out, e.text)
+            elif isinstance(e, mig.Persist):
+                persist(e)
+            elif isinstance(e, mig.Finished):
+                return e.rc
+            elif isinstance(e, mig.Call):
+                call = e
+        if call is None:  # cannot happen with a well-formed machine
+            _say(err, f"{run.PROG}: internal error: the run stopped without finishing")
+            return mig.RC_FAILED
+        effects = run.handle(now(), await env.answer(call))
+
+
 async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
                                  err: TextIO | None = None) -> int:
     """Run ``clovmmigrate`` on control domain ``host`` and return its exit code (see core.migration)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    d = home.migrate_dir(host)
-    d.mkdir(parents=True, exist_ok=True)
     path = journal_path(home, host, request.domain)
-    lock_fd = os.open(d / f"{request.domain}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = _Lock(home, host, request.domain)
     try:
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _say(err, f"clovmmigrate: another clovmmigrate for {request.domain} is running on {host}; wait for it "
-                      f"to finish. Nothing was changed.")
+        if not lock.acquire():
+            _say(err, f"clovmmigrate: another clovmmigrate or clovm migrate for {request.domain} is running on "
+                      f"{host}; wait for it to finish. Nothing was changed.")
             return mig.RC_REFUSED
         try:
             journal = _load_journal(path)
@@ -299,26 +376,11 @@ async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, ou
             _say(err, f"clovmmigrate: the journal {path} is unreadable ({_one_line(str(e))}); move it away and run "
                       f"the command again. Nothing was changed.")
             return mig.RC_REFUSED
-        env = _Env(home, host)
         run = mig.ClovmmigrateRun(request, journal)
-        effects = run.handle(time.monotonic(), mig.RunStarted())
-        while True:
-            call: mig.Call | None = None
-            for e in effects:
-                if isinstance(e, mig.Print):
-                    _say(err if e.err else out, e.text)
-                elif isinstance(e, mig.Persist):
-                    _persist(journal_path(home, host, e.domain), e.journal)
-                elif isinstance(e, mig.Finished):
-                    return e.rc
-                elif isinstance(e, mig.Call):
-                    call = e
-            if call is None:  # cannot happen with a well-formed machine
-                _say(err, "clovmmigrate: internal error: the run stopped without finishing")
-                return mig.RC_FAILED
-            effects = run.handle(time.monotonic(), await env.answer(call))
+        return await _drive(run, _Env(home, host), time.monotonic,
+                            lambda e: _persist(journal_path(home, host, e.domain), e.journal), out, err)
     finally:
-        os.close(lock_fd)  # releases the flock
+        lock.close()
 
 
 def run_clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
@@ -332,3 +394,96 @@ def run_clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | 
                          f"(clovmmigrate {'-p' if request.mode == 'prepare' else '-u'} {request.domain}"
                          f"{' ' + request.target_host if request.target_host else ''})")
         return mig.RC_FAILED
+
+
+# ---- clovm migrate ------------------------------------------------------------------------------------
+def migrate_journal_path(home: Home, host: str, domain: str) -> Path:
+    """The journal of a ``clovm migrate`` in progress (or stopped part way) for ``domain``."""
+    return home.migrate_dir(host) / f"{domain}.migrate.json"
+
+
+def last_journal_path(home: Home, host: str, domain: str) -> Path:
+    """The journal of the last finished ``clovm migrate`` of ``domain`` (for --status and timelines)."""
+    return home.migrate_dir(host) / f"{domain}.migrate-last.json"
+
+
+def recorded_migrations(home: Home, host: str) -> list[str]:
+    """Domains with a ``clovm migrate`` journal in progress on control domain ``host``."""
+    d = home.migrate_dir(host)
+    return sorted(p.name[: -len(".migrate.json")] for p in d.glob("*.migrate.json")) if d.is_dir() else []
+
+
+def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict] | None:
+    """The journal in progress, else the last finished one, else None (ValueError if unreadable)."""
+    for path in (migrate_journal_path(home, host, domain), last_journal_path(home, host, domain)):
+        j = _load_journal(path)
+        if j is not None:
+            return path, j
+    return None
+
+
+class _MigratePersist:
+    """Writes the Persist effects of a SafeMigrationRun; optional fault injection (KILL_AT_ENV)."""
+
+    def __init__(self, home: Home, host: str, domain: str):
+        self.home, self.host, self.domain = home, host, domain
+        self.journal: dict | None = None
+        self.writes = 0
+        try:
+            self.kill_at = int(os.environ.get(KILL_AT_ENV, "0"))
+        except ValueError:
+            self.kill_at = 0
+
+    def __call__(self, e: mig.Persist) -> None:
+        if e.domain != sm.journal_key(self.domain):  # the embedded clovmmigrate journal
+            _persist(journal_path(self.home, self.host, e.domain), e.journal)
+            return
+        self.journal = e.journal
+        active = migrate_journal_path(self.home, self.host, self.domain)
+        if e.journal is not None and e.journal.get("step") == "done":
+            _persist(last_journal_path(self.home, self.host, self.domain), e.journal)
+            active.unlink(missing_ok=True)
+        else:
+            _persist(active, e.journal)
+        self.writes += 1
+        if self.kill_at and self.writes == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def run_safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
+                                   err: TextIO | None = None) -> tuple[int, dict | None]:
+    """Run ``clovm migrate`` on control domain ``host``; (exit code, the last journal written or read)."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    lock = _Lock(home, host, request.domain)
+    try:
+        if not lock.acquire():
+            _say(err, f"clovm migrate: another clovm migrate or clovmmigrate for {request.domain} is running on "
+                      f"{host}; wait for it to finish. Nothing was changed.")
+            return sm.RC_REFUSED, None
+        path = migrate_journal_path(home, host, request.domain)
+        try:
+            journal = _load_journal(path)
+        except ValueError as e:
+            _say(err, f"clovm migrate: the journal {path} is unreadable ({_one_line(str(e))}); move it away and run "
+                      f"the command again. Nothing was changed.")
+            return sm.RC_REFUSED, None
+        persist = _MigratePersist(home, host, request.domain)
+        clock = EmuClock(home)
+        run = sm.SafeMigrationRun(request, journal)
+        rc = await _drive(run, _Env(home, host), clock.now, persist, out, err)
+        return rc, persist.journal if persist.journal is not None else journal
+    finally:
+        lock.close()
+
+
+def run_safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
+                       err: TextIO | None = None) -> tuple[int, dict | None]:
+    """Synchronous wrapper of :func:`run_safe_migration_async`."""
+    err_stream = err if err is not None else sys.stderr
+    try:
+        return asyncio.run(run_safe_migration_async(home, host, request, out, err))
+    except KeyboardInterrupt:
+        _say(err_stream, f"clovm migrate: interrupted; clovm migrate --resume {request.domain} continues from the "
+                         f"journal")
+        return mig.RC_FAILED, None
