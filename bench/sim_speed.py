@@ -26,7 +26,7 @@ def main() -> None:
         ratios, cpu_ratios = [], []
         for i in range(args.runs):
             t0, c0 = time.perf_counter(), time.process_time()
-            out = scenarios.run(name, topo, i)
+            out = scenarios.run(name, topology.load(scenarios.topology_for(name, None)), i)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             assert out.ok, out.failures
             ratios.append(out.virtual_seconds / wall)

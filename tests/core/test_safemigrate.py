@@ -19,7 +19,7 @@ CDS = {"primary1": ("127.30.0.1", "m10-1", 0, 1), "primary2": ("127.30.0.2", "m1
        "primary3": ("127.30.0.3", "m10-3", 1, 2)}
 LANS = {"m10-1": ("127.20.30.71", "127.20.40.71"), "m10-2": ("127.20.30.72", "127.20.40.72"),
         "m10-3": ("127.20.30.73", "127.20.40.73")}
-PHASES = ["pre-copy", "pre-copy", "suspend", "handoff"]
+PHASES = ["pre-copy", "pre-copy", "suspend", "hand-off"]
 
 
 class FakeDC:
@@ -245,7 +245,7 @@ def test_happy_path_prepares_migrates_completes_and_proves():
     assert [c["name"] for c in j["proof"]] == ["one running instance", "SF entries", "fresh SF test", "timeouts",
                                               "cluster", "configuration saved"]
     assert all(c["ok"] for c in j["proof"])
-    assert [p["phase"] for p in j["progress"]] == ["pre-copy", "pre-copy", "suspend", "handoff"]
+    assert [p["phase"] for p in j["progress"]] == ["pre-copy", "pre-copy", "suspend", "hand-off"]
     assert {s["node"] for s in j["samples"]} == set(NODES)
     assert [(e["step"], e["what"]) for e in j["events"] if e["what"] != "note"] == [
         ("prepare", "begin"), ("prepare", "done"), ("migrate", "begin"), ("migrate", "done"),
@@ -259,7 +259,7 @@ def test_suspended_node_is_not_sampled_while_suspended():
     _, _, j, _ = run(dc, REQ)
     during = [s for s in j["samples"] if s["node"] == "cfguest2"]
     times = {p["t"]: p["phase"] for p in j["progress"]}
-    assert during and all(times.get(s["t"]) not in ("suspend", "handoff") for s in during)
+    assert during and all(times.get(s["t"]) not in ("suspend", "hand-off") for s in during)
 
 
 @pytest.mark.parametrize("knob, needle", [

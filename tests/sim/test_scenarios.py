@@ -68,3 +68,10 @@ def test_bad_topology_is_one_clear_line(tmp_path):
 
 
 TOPO_TEXT = (topology.resources.files("clovm.topologies") / "figure-17-1.toml").read_text()
+
+
+def test_the_cli_knows_every_scenario_without_importing_the_simulator():
+    from clovm.sim import SCENARIO_NAMES
+    from clovm.sim.scenarios import SCENARIOS
+
+    assert sorted(SCENARIO_NAMES) == sorted(SCENARIOS)

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from .. import formats, settings, topology
 from ..core.sfconfig import SfHost, XscfEntry
 from ..fsutil import atomic_write
-from ..runtime import pki, rpc, ssh
+from ..runtime import rpc
 from ..runtime.home import Home
 from ..runtime.proc import daemon_key
 from . import errors
@@ -373,6 +373,8 @@ def _sf_config(t: topology.Topology, nodes: list[str]) -> tuple[list[SfHost], li
 
 def _provision(home: Home, t: topology.Topology, time_scale: float) -> list[str]:
     """Write every file the daemons read. Returns warnings."""
+    from ..runtime import pki, ssh
+
     warnings: list[str] = []
     for d in (home.run_dir / "pids", home.run_dir / "domains", home.run_dir / "s", home.log_file("x").parent):
         d.mkdir(parents=True, exist_ok=True)
@@ -734,6 +736,8 @@ def fault(home: Home, kind: str, args: list[str]) -> str:
         ``forget-xscf-key HOST SERVER`` (HOST's known_hosts loses both XSCF LANs of SERVER)
     args -- the arguments after the kind
     """
+    from ..runtime import ssh
+
     t = _topology_of(home)
     if kind in ("xscf-down", "xscf-up"):
         rest = list(args)

@@ -22,7 +22,7 @@ def _sim(args: argparse.Namespace) -> int:
     from ..sim import campaign, scenarios
 
     try:
-        topo = topology.load(args.topology)
+        topo = topology.load(scenarios.topology_for(args.scenario, args.topology))
     except topology.TopologyError as e:
         print(f"clovm sim: {e}", file=sys.stderr)
         return 2
@@ -257,13 +257,14 @@ def _add_home(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> Parser:
-    from ..sim.scenarios import SCENARIOS
+    from ..sim import SCENARIO_NAMES
 
     p = Parser(prog="clovm", description="cluster-safe live migration on an emulated SPARC datacenter")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     s = sub.add_parser("sim", help="run a built-in scenario in the deterministic simulator")
-    s.add_argument("scenario", choices=sorted(SCENARIOS))
-    s.add_argument("--topology", default=topology.DEFAULT, help="built-in name or TOML file")
+    s.add_argument("scenario", choices=sorted(SCENARIO_NAMES))
+    s.add_argument("--topology", default=None,
+                   help=f"built-in name or TOML file (default: the scenario's own, else {topology.DEFAULT})")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--seeds", type=int, default=0, help="run this many seeds (from --seed) and summarise")
     s.add_argument("--jobs", type=int, default=0, help="worker processes for --seeds (default: CPU count)")

@@ -71,7 +71,7 @@ RECOVER_LIMIT = 1800.0  # emulated seconds to wait for DOWN and for the restarte
 SCOPED_MARGIN = 2.0  # emulated seconds after the hand-off before --scoped narrows again
 SYNC_THRESHOLD = 5.0  # RMS time-sync threshold (core.rms default)
 MAX_SAMPLES = 4000
-SUSPENDED_PHASES = ("suspend", "handoff")
+SUSPENDED_PHASES = ("suspend", "hand-off")  # core._state.MigrationPhase values
 
 __all__ = ["MigrateRequest", "SafeMigrationRun", "journal_key", "RC_RESTORED"]
 

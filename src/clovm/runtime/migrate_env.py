@@ -93,7 +93,7 @@ NODE_OPS = frozenset({"node_status", "record_timeout", "set_timeout", "window", 
                       "cf_sample", "widen", "narrow", "clock_align", "xscf_check", "sf_test", "sf_entry"})
 LDMD_OPS = frozenset({"cd_info", "activity", "where"})  # answered by the ldmd of the target control domain
 SAMPLE_TIMEOUT = 1.0  # real seconds for cf_sample: a suspended node must not stall the sampling
-KILL_AT_ENV = "CLOVM_MIGRATE_KILL_AT"  # fault injection: SIGKILL clovm migrate after its Nth journal write
+KILL_AT_ENV = "CLOVM_MIGRATE_KILL_AT"  # fault injection: see _MigratePersist
 LDM_CALL_TIMEOUT = 60.0  # real seconds for one ldm sub-command (add-spconfig & co.)
 MIGRATE_CALL_TIMEOUT = 3600.0  # real seconds a migrate-domain started by clovm migrate may take
 SF_WAIT_MARGIN = 5.0  # real seconds on top of sf_wait's own wait
@@ -423,16 +423,31 @@ def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict
 
 
 class _MigratePersist:
-    """Writes the Persist effects of a SafeMigrationRun; optional fault injection (KILL_AT_ENV)."""
+    """Writes the Persist effects of a SafeMigrationRun, with optional fault injection.
+
+    ``CLOVM_MIGRATE_KILL_AT=POINT`` makes the process SIGKILL itself right after the first journal
+    write at POINT, so tests can kill ``clovm migrate`` at every journal step: a step name
+    (``prepare``, ``migrate``, ``recover``, ``complete``, ``prove``: the step was recorded as begun),
+    ``prepared`` (the pre-migration timeouts are recorded, nothing changed yet), ``migrating``
+    (the migration is under way) or ``updating`` (the completion has begun).
+    """
 
     def __init__(self, home: Home, host: str, domain: str):
         self.home, self.host, self.domain = home, host, domain
         self.journal: dict | None = None
-        self.writes = 0
-        try:
-            self.kill_at = int(os.environ.get(KILL_AT_ENV, "0"))
-        except ValueError:
-            self.kill_at = 0
+        self.kill_at = os.environ.get(KILL_AT_ENV, "")
+
+    @staticmethod
+    def points(j: dict) -> set[str]:
+        sub = (j.get("clovmmigrate") or {}).get("mode")
+        out = {str(j.get("step"))}
+        if sub == "prepared" and j.get("step") == "prepare":
+            out.add("prepared")
+        if sub == "updating" and j.get("step") == "complete":
+            out.add("updating")
+        if j.get("progress") and j.get("step") == "migrate":
+            out.add("migrating")
+        return out
 
     def __call__(self, e: mig.Persist) -> None:
         if e.domain != sm.journal_key(self.domain):  # the embedded clovmmigrate journal
@@ -445,8 +460,7 @@ class _MigratePersist:
             active.unlink(missing_ok=True)
         else:
             _persist(active, e.journal)
-        self.writes += 1
-        if self.kill_at and self.writes == self.kill_at:
+        if self.kill_at and e.journal is not None and self.kill_at in self.points(e.journal):
             os.kill(os.getpid(), signal.SIGKILL)
 
 

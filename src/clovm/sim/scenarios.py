@@ -14,6 +14,7 @@ from typing import Callable, Generator
 
 from ..core import ldm as ldmmod
 from ..core.migration import Finished
+from ..core.safemigrate import RC_FAILED, MigrateRequest, SafeMigrationRun, journal_key
 from ..topology import Topology
 from .world import WaitFor, World
 
@@ -27,6 +28,7 @@ class Ctx:
     failures: list[str] = field(default_factory=list)
     pre_timeouts: dict[str, int] = field(default_factory=dict)
     done: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)  # measured values (bench/exposure.py)
 
     def expect(self, cond: bool, what: str) -> bool:
         if not cond:
@@ -244,6 +246,68 @@ def time_sync(ctx: Ctx) -> Generator:
     ctx.expect(sw.count(w34) == 1, "no second (WRP, 34)")
 
 
+# ---- clovm migrate ----------------------------------------------------------------------------------
+NORMAL_TIMEOUT = 10.0  # CLUSTER_TIMEOUT of the topologies' guest clusters
+HEARTBEAT_INTERVAL = 1.0  # core.membership default
+
+
+def one_shot_with_a_crash(ctx: Ctx, scoped: bool) -> Generator:
+    """``clovm migrate [--scoped] guest2 primary3`` on figure-17-1-3g while cfguest1 crashes during
+    the migration. Records ``detection`` (crash → cfguest3 no longer holds cfguest1 UP) in
+    ``ctx.metrics``; returns the run's Finished effect."""
+    w = ctx.world
+    yield from wait_healthy(ctx, "at start")
+    ctx.pre_timeouts = timeouts(w)
+    run = SafeMigrationRun(MigrateRequest("guest2", "primary2", "primary3", scoped=scoped))
+    done = w.run_machine("primary2", run, f"clovm migrate{' --scoped' if scoped else ''} guest2 primary3")
+    yield w.rng.uniform(5.0, 30.0)  # the 16 GiB pre-copy alone takes over 30 s
+    ctx.expect(bool(w.where("guest2")) and w.where("guest2")[0][0] == "primary2", "guest2 still migrating")
+    t_crash = w.sched.now
+    w.kill(w.nodes["cfguest1"], "crashed (fault injected during the migration of guest2)")
+    seen = yield WaitFor(lambda: w.view("cfguest3").get("cfguest1") != "UP", 1200.0, poll=0.05)
+    ctx.expect(seen, "cfguest3 to notice that cfguest1 is gone")
+    ctx.metrics["detection"] = w.sched.now - t_crash
+    w.trace("cfguest3", "metric", f"cfguest1's crash detected after {ctx.metrics['detection']:.2f} s")
+    r: Finished = yield done
+    return r
+
+
+def scoped_migration(ctx: Ctx) -> Generator:
+    w = ctx.world
+    r = yield from one_shot_with_a_crash(ctx, scoped=True)
+    detection = ctx.metrics["detection"]
+    ctx.expect(detection <= NORMAL_TIMEOUT + HEARTBEAT_INTERVAL,
+               f"cfguest1's crash detected within the normal timeout + one interval, got {detection:.2f} s")
+    ctx.expect(w.where("guest2") == [("primary3", "active")], f"guest2 active on primary3, got {w.where('guest2')}")
+    moved = yield WaitFor(lambda: w.online.get("app1") == {"cfguest3"}, 60.0)
+    ctx.expect(moved, f"app1 to fail over to cfguest3, got {w.online.get('app1')}")
+    ctx.expect([k[2] for k in w.kills] == ["cfguest1"], f"only cfguest1 fenced, got {w.kills}")
+    if r.rc != 0:  # completing needs every node: start guest1 again, then resume
+        ctx.expect(r.rc == RC_FAILED, f"clovm migrate to stop resumably (rc 4), got rc={r.rc} {r.message}")
+        down = yield WaitFor(lambda: w.view("cfguest3").get("cfguest1") == "DOWN", 120.0)
+        ctx.expect(down, "cfguest1 DOWN before it is started again")
+        s = yield w.ldm_command("primary1", "start-domain", "guest1")
+        ctx.expect(s.rc == 0, f"ldm start-domain guest1: {s.stderr.strip()}")
+        yield WaitFor(lambda: w.nodes["cfguest1"].services == "started", 60.0)
+        journal = w.journals.get(("primary2", journal_key("guest2")))
+        ctx.expect(journal is not None and journal["step"] != "done", "the journal kept for --resume")
+        run = SafeMigrationRun(MigrateRequest("guest2", "primary2", "", resume=True), journal)
+        r = yield w.run_machine("primary2", run, "clovm migrate --resume guest2")
+    ctx.expect(r.rc == 0, f"clovm migrate to finish with rc 0, got rc={r.rc} {r.message}")
+    ctx.expect(timeouts(w) == ctx.pre_timeouts, f"timeouts back to {ctx.pre_timeouts}, got {timeouts(w)}")
+    entry_points_at(ctx, "cfguest2", "primary3")
+    yield from wait_healthy(ctx, "after clovm migrate")
+
+
+SCENARIO_TOPOLOGY = {"scoped-migration": "figure-17-1-3g"}  # the rest run on the given topology
+
+
+def topology_for(name: str, given: str | None) -> str:
+    """The topology a scenario runs on: ``given``, else its own, else the default."""
+    from ..topology import DEFAULT
+
+    return given or SCENARIO_TOPOLOGY.get(name, DEFAULT)
+
 SCENARIOS: dict[str, tuple[Callable[[Ctx], Generator], float]] = {
     # name: (process, virtual seconds to run at most)
     "live-migration": (live_migration, 1500.0),
@@ -252,6 +316,7 @@ SCENARIOS: dict[str, tuple[Callable[[Ctx], Generator], float]] = {
     "early-start": (early_start, 3000.0),
     "split-brain": (split_brain, 600.0),
     "time-sync": (time_sync, 2000.0),
+    "scoped-migration": (scoped_migration, 3000.0),
 }
 
 
@@ -268,6 +333,7 @@ class Outcome:
     failures: list[str]
     trace: list[str]
     virtual_seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -276,6 +342,12 @@ class Outcome:
 
 def run(name: str, topo: Topology, seed: int = 0, echo: Callable[[str], None] | None = None) -> Outcome:
     proc, limit = SCENARIOS[name]
+    return run_process(name, proc, limit, topo, seed, echo)
+
+
+def run_process(name: str, proc: Callable[[Ctx], Generator], limit: float, topo: Topology, seed: int = 0,
+                echo: Callable[[str], None] | None = None) -> Outcome:
+    """Run ``proc`` as a scenario called ``name`` for at most ``limit`` virtual seconds."""
     w = World(topo, seed, echo=echo)
     ctx = Ctx(w)
 
@@ -287,4 +359,4 @@ def run(name: str, topo: Topology, seed: int = 0, echo: Callable[[str], None] | 
     w.sched.run_until(limit, stop=lambda: ctx.done)
     ctx.expect(ctx.done, f"scenario {name} to finish within {limit:.0f} virtual seconds")
     check_invariants(ctx)
-    return Outcome(name, seed, ctx.failures, w.trace.lines, w.sched.now)
+    return Outcome(name, seed, ctx.failures, w.trace.lines, w.sched.now, ctx.metrics)
