@@ -21,6 +21,7 @@ from clovm.core.fencing import (
     SfRow,
     SfStartRequested,
     SfStopRequested,
+    SfTestRequested,
     ShutdownFacility,
 )
 from clovm.core.sfconfig import SfConfig, SfHost, XscfEntry
@@ -478,6 +479,12 @@ class FencingMachine(RuleBasedStateMachine):
     def reconfig(self, cfg: SfConfig) -> None:
         self.send(SfReconfigRequested(cfg))
 
+    @rule()
+    def test_requested(self) -> None:
+        before = len(self.issued)
+        self.send(SfTestRequested())
+        assert all(r.sa_state is not SaState.KILLING for r in self.sf.rows()) or len(self.issued) == before
+
     @precondition(lambda self: self.issued)
     @rule(pick=st.integers(min_value=0), ok=st.booleans(), detail=st.sampled_from(["", "no response", "7245 key"]))
     def agent_finished(self, pick: int, ok: bool, detail: str) -> None:
@@ -517,3 +524,31 @@ class FencingMachine(RuleBasedStateMachine):
 
 FencingMachine.TestCase.settings = settings(max_examples=100, deadline=None, stateful_step_count=40)
 TestFencingMachine = FencingMachine.TestCase
+
+
+# ------------------------------------------------------------------------------------ test on request
+def test_test_requested_tests_every_idle_row_now_without_moving_the_periodic_test() -> None:
+    sf = steady()
+    eff = sf.handle(100.0, SfTestRequested())
+    tests = runs(eff, "test")
+    assert [(r.host, r.agent) for r in tests] == [(h, a) for h in (G1, G2) for a in XSCF_AGENTS]
+    assert [x.text for x in logs(eff, "rcsd")] == ["testing every shutdown agent on request"]
+    assert {row[2] for row in col(sf)} == {"Testing"}
+    assert sf.next_deadline() == 100.0 + 20.0  # the agents' timeouts
+    # a second request while they run starts nothing more
+    assert runs(sf.handle(101.0, SfTestRequested())) == []
+    answer(sf, 102.0, tests[:4], ok=False, detail="no answer")
+    assert [row[4] for row in col(sf)] == ["TestFailed"] * 4 + ["Testing"] * 4
+    answer(sf, 102.0, tests[4:])
+    assert sf.next_deadline() == 600.0  # the periodic schedule is unchanged
+    assert len(runs(sf.handle(600.0, Ticked()), "test")) == 8
+
+
+def test_test_requested_is_ignored_when_stopped_or_in_a_shutdown_cycle() -> None:
+    sf = ShutdownFacility(G1, CFG2)
+    eff = sf.handle(0.0, SfTestRequested())
+    assert runs(eff) == [] and [x.text for x in logs(eff, "rcsd")] == ["test request ignored: rcsd is stopped"]
+    sf = steady()
+    assert runs(sf.handle(5.0, NodeStateChanged(G2, LEFT)), "kill")  # cfguest1 wins: kills at once
+    eff = sf.handle(6.0, SfTestRequested())
+    assert runs(eff) == [] and "shutdown cycle" in logs(eff, "rcsd")[0].text

@@ -12,6 +12,8 @@ from clovm.core.base import Effect, Log, Ticked, TransitionError
 from clovm.core.membership import (
     AnnounceNodeState,
     BroadcastHeartbeat,
+    DetectionNarrowed,
+    DetectionWidened,
     DomainStatusReported,
     HeartbeatReceived,
     JoinAnswerReceived,
@@ -448,12 +450,37 @@ class MembershipModel(RuleBasedStateMachine):
         self.last = {p: 0.0 for p in PEERS}
         self.known_inc: dict[str, int | None] = {p: None for p in PEERS}
         self.peer_inc = {p: 1 for p in PEERS}  # the incarnation the peer is running
+        self.wid: dict[str, list] = {}  # peer -> [seconds, lease end or None, hypervisor]
 
     # -- the model
+    def eff(self, p: str) -> float:
+        w = self.wid.get(p)
+        return w[0] if w is not None and w[1] is not None else self.timeout
+
+    def hyp(self, p: str) -> bool:
+        return self.window or (p in self.wid and self.wid[p][2])
+
     def _expire(self) -> None:
         for p in PEERS:
-            if self.state[p] is UP and self.now >= self.last[p] + self.timeout:
+            w = self.wid.get(p)
+            if w is not None and w[1] is not None and self.now >= w[1]:  # the lease ended at w[1]
+                seconds, until = w[0], w[1]
+                w[1] = None
+                if not w[2]:
+                    del self.wid[p]
+                if self.state[p] is UP:
+                    if self.last[p] + seconds <= until:
+                        self.state[p] = LEFT  # went LEFTCLUSTER during the lease
+                    elif self.timeout < seconds:
+                        self.last[p] = max(self.last[p], until)
+            if self.state[p] is UP and self.now >= self.last[p] + self.eff(p):
                 self.state[p] = LEFT
+
+    def _set_eff(self, p: str, change) -> None:
+        old = self.eff(p)
+        change()
+        if self.state[p] is UP and self.eff(p) < old:
+            self.last[p] = max(self.last[p], self.now)
 
     def _do(self, event) -> list[Effect]:
         before = self.m.view()
@@ -466,7 +493,7 @@ class MembershipModel(RuleBasedStateMachine):
         for n in after:
             assert not (before[n] is LEFT and after[n] is UP), "LEFTCLUSTER -> UP"
         for q in of(out, QueryDomainStatus):
-            assert self.window and after[q.node] is LEFT
+            assert self.hyp(q.node) and after[q.node] is LEFT
         assert all(h == BroadcastHeartbeat(1) for h in of(out, BroadcastHeartbeat))
         return out
 
@@ -516,9 +543,26 @@ class MembershipModel(RuleBasedStateMachine):
         self.window = is_open
         self._do(MigrationWindowChanged(is_open))
 
+    @rule(peers=st.sampled_from([("b",), ("c",), ("a", "b", "c")]), seconds=st.sampled_from([4.0, 30.0, 600.0]),
+          lease=st.sampled_from([5.0, 20.0, 60.0]), hypervisor=st.booleans())
+    def widen(self, peers: tuple[str, ...], seconds: float, lease: float, hypervisor: bool) -> None:
+        self._expire()
+        for p in peers:
+            if p in PEERS:
+                self._set_eff(p, lambda p=p: self.wid.__setitem__(p, [seconds, self.now + lease, hypervisor]))
+        self._do(DetectionWidened(peers, seconds, self.now + lease, hypervisor))
+
+    @rule(peers=st.sampled_from([(), ("b",), ("c",)]))
+    def narrow(self, peers: tuple[str, ...]) -> None:
+        self._expire()
+        for p in peers or tuple(self.wid):
+            if p in self.wid:
+                self._set_eff(p, lambda p=p: self.wid.pop(p))
+        self._do(DetectionNarrowed(peers))
+
     @rule(peer=st.sampled_from(PEERS), stopped=st.booleans())
     def domain_status(self, peer: str, stopped: bool) -> None:
-        if self.window and stopped and self.state[peer] is LEFT:
+        if self.hyp(peer) and stopped and self.state[peer] is LEFT:
             self.state[peer] = DOWN
         self._do(DomainStatusReported(peer, stopped))
 
@@ -541,10 +585,16 @@ class MembershipModel(RuleBasedStateMachine):
     def silence_decides_membership(self) -> None:
         # an UP peer has been silent for less than the timeout, and is questionable iff >= timeout/2
         for p in PEERS:
+            assert self.m.effective_timeout(p, self.now) == self.eff(p)
             if self.state[p] is UP:
-                assert self.now < self.last[p] + self.timeout
-                assert self.m.next_deadline() <= self.last[p] + self.timeout
-        expected = {p for p in PEERS if self.state[p] is UP and self.now >= self.last[p] + self.timeout / 2}
+                assert self.now < self.last[p] + self.eff(p)
+                assert self.m.next_deadline() <= self.last[p] + self.eff(p)
+                assert self.m.last_heard(p) == self.last[p]
+            else:
+                assert self.m.last_heard(p) is None
+            if p in self.wid and self.wid[p][1] is not None:
+                assert self.m.next_deadline() <= self.wid[p][1]  # the lease end is a deadline
+        expected = {p for p in PEERS if self.state[p] is UP and self.now >= self.last[p] + self.eff(p) / 2}
         assert self.m.questionable() == expected
 
     @invariant()
@@ -552,7 +602,7 @@ class MembershipModel(RuleBasedStateMachine):
         assert self.m.local_state is UP
 
 
-MembershipModel.TestCase.settings = settings(max_examples=100, deadline=None, stateful_step_count=40)
+MembershipModel.TestCase.settings = settings(max_examples=200, deadline=None, stateful_step_count=40)
 TestMembershipModel = MembershipModel.TestCase
 
 
@@ -612,3 +662,126 @@ def test_a_restarted_node_is_still_refused_while_held_up():
 def m_incarnation(m: Membership) -> int:
     """The incarnation a machine puts in its join answers (what it was booted with)."""
     return m._incarnation
+
+
+# ---- widened failure detection (clovm migrate --scoped) -------------------------------------
+def test_widened_peer_uses_its_own_timeout_until_the_lease_ends() -> None:
+    m = joined(peers=(B, C), heartbeat_interval=1000.0)
+    out = m.handle(2.0, DetectionWidened((A, B), 600.0, 100.0, False))  # A (myself) is ignored
+    assert texts(out) == ["CF: cfguest1: failure detection of cfguest2 widened to 600 s for 98 s"]
+    assert m.effective_timeout(B, 2.0) == 600.0 and m.effective_timeout(C, 2.0) == 10.0
+    assert m.widened() == {B: (600.0, 100.0, False)}
+    m.handle(9.0, HeartbeatReceived(C, 1))
+    out = m.handle(10.0, Ticked())  # B silent since 0: only questionable at 300 now
+    assert m.view() == {A: UP, B: UP, C: UP} and m.questionable() == frozenset()
+    assert m.next_deadline() == 14.0  # C questionable at 9 + 5
+    assert m.last_heard(B) == 0.0 and m.last_heard(C) == 9.0
+    m.handle(50.0, HeartbeatReceived(B, 1))
+    m.handle(50.0, NodeEliminated(C))
+    assert m.next_deadline() == 100.0  # the lease end (B questionable only at 350)
+    out = m.handle(100.0, Ticked())
+    assert texts(out) == ["CF: cfguest1: widened failure detection of cfguest2 ended (lease over); "
+                          "CLUSTER_TIMEOUT 10 s applies again"]
+    assert m.effective_timeout(B, 100.0) == 10.0 and m.widened() == {}
+    assert m.last_heard(B) == 100.0  # silent for 50 s, but the silence counts from the lease end
+    assert m.view()[B] is UP and m.next_deadline() == 105.0
+    m.handle(105.0, Ticked())
+    assert m.questionable() == {B}
+    out = m.handle(110.0, Ticked())
+    assert AnnounceNodeState(B, LEFT) in out
+
+
+def test_widened_peer_goes_leftcluster_at_the_widened_timeout() -> None:
+    m = joined(heartbeat_interval=1000.0)
+    m.handle(0.0, DetectionWidened((B,), 30.0, 500.0, False))
+    m.handle(14.999, Ticked())
+    assert m.questionable() == frozenset()
+    assert m.handle(15.0, Ticked()) and m.questionable() == {B}
+    assert m.next_deadline() == 30.0
+    out = m.handle(30.0, Ticked())
+    assert AnnounceNodeState(B, LEFT) in out and m.view()[B] is LEFT
+
+
+def test_late_tick_after_the_lease_applies_the_widened_timeout_first() -> None:
+    m = joined(heartbeat_interval=1000.0)
+    m.handle(0.0, DetectionWidened((B,), 30.0, 40.0, False))
+    out = m.handle(45.0, Ticked())  # B was LEFTCLUSTER at 30, during the lease
+    assert AnnounceNodeState(B, LEFT) in out
+    m2 = joined(heartbeat_interval=1000.0)
+    m2.handle(0.0, DetectionWidened((B,), 30.0, 20.0, False))
+    m2.handle(25.0, Ticked())  # the lease ended at 20 before the widened deadline: silence from 20
+    assert m2.view()[B] is UP and m2.last_heard(B) == 20.0
+
+
+def test_narrowing_counts_silence_from_the_narrowing() -> None:
+    m = joined(peers=(B, C), heartbeat_interval=1000.0)
+    m.handle(0.0, DetectionWidened((B, C), 600.0, 1000.0, True))
+    m.handle(200.0, Ticked())
+    out = m.handle(200.0, DetectionNarrowed((B,)))
+    assert texts(out) == ["CF: cfguest1: failure detection of cfguest2 narrowed back to CLUSTER_TIMEOUT 10 s"]
+    assert m.view()[B] is UP and m.last_heard(B) == 200.0 and m.effective_timeout(B, 200.0) == 10.0
+    assert m.widened() == {C: (600.0, 1000.0, True)}
+    m.handle(210.0, Ticked())
+    assert m.view() == {A: UP, B: LEFT, C: UP}
+    assert m.handle(211.0, DetectionNarrowed()) and m.widened() == {}  # () = every widened peer
+    assert m.handle(212.0, DetectionNarrowed()) == []
+    m.handle(221.0, Ticked())
+    assert m.view()[C] is LEFT
+
+
+def test_hypervisor_permission_outlives_the_lease_until_narrowed() -> None:
+    m = joined(heartbeat_interval=1000.0, recheck_interval=10.0)
+    m.handle(0.0, DetectionWidened((B,), 20.0, 30.0, True))
+    out = m.handle(20.0, Ticked())
+    assert AnnounceNodeState(B, LEFT) in out and out[-1] == QueryDomainStatus(B)  # queried on entry
+    assert m.handle(20.5, DomainStatusReported(B, stopped=False)) == [] and m.view()[B] is LEFT
+    m.handle(30.0, Ticked())  # the lease ends (and a recheck is due)
+    assert m.widened() == {B: (20.0, None, True)} and m.effective_timeout(B, 30.0) == 10.0
+    assert m.handle(40.0, Ticked()) == [QueryDomainStatus(B)]  # still asked about after the lease
+    out = m.handle(40.5, DomainStatusReported(B, stopped=True))
+    assert out == [AnnounceNodeState(B, DOWN),
+                   Log("messages", "CF: cfguest2: DOWN (domain stopped while its failure detection is widened)")]
+    # narrowed: the hypervisor's word no longer counts, and nobody is asked any more
+    m2 = joined(heartbeat_interval=1000.0)
+    m2.handle(0.0, DetectionWidened((B,), 20.0, 30.0, True))
+    m2.handle(20.0, Ticked())
+    m2.handle(35.0, DetectionNarrowed((B,)))
+    assert m2.handle(100.0, Ticked()) == []
+    assert m2.handle(100.0, DomainStatusReported(B, stopped=True)) == [] and m2.view()[B] is LEFT
+
+
+def test_widening_a_leftcluster_peer_with_the_hypervisor_queries_at_once() -> None:
+    m = left()
+    out = m.handle(11.0, DetectionWidened((B,), 600.0, 500.0, True))
+    assert out[-1] == QueryDomainStatus(B)
+    assert "(the hypervisor may declare it DOWN when its domain is stopped)" in texts(out)[0]
+    # without it (and with the window closed) nothing is asked
+    m2 = left()
+    assert not of(m2.handle(11.0, DetectionWidened((B,), 600.0, 500.0, False)), QueryDomainStatus)
+    # closing the window keeps asking about a peer the widening lets the hypervisor decide on
+    m3 = left(window=True)
+    m3.handle(11.0, DetectionWidened((B,), 600.0, 500.0, True))
+    m3.handle(12.0, MigrationWindowChanged(False))
+    assert m3.handle(21.0, Ticked()) == [QueryDomainStatus(B)]
+
+
+def test_shorter_widening_counts_silence_from_the_change_and_bad_values_fail() -> None:
+    m = joined(heartbeat_interval=1000.0)
+    m.handle(8.0, Ticked())
+    m.handle(8.0, DetectionWidened((B,), 4.0, 100.0, False))
+    assert m.view()[B] is UP and m.last_heard(B) == 8.0 and m.next_deadline() == 10.0
+    with pytest.raises(ValueError):
+        m.handle(9.0, DetectionWidened((B,), 0.0, 100.0, False))
+    assert m.handle(9.0, DetectionWidened(("nobody",), 600.0, 100.0, False)) == []
+    assert m.handle(9.0, DetectionWidened((B,), 600.0, 9.0, False)) == []  # lease already over
+    assert m.widened() == {B: (4.0, 100.0, False)}
+
+
+def test_widening_before_boot_applies_once_up() -> None:
+    m = Membership(A, [B], heartbeat_interval=1000.0)
+    m.handle(0.0, DetectionWidened((B,), 600.0, 1000.0, False))
+    assert m.next_deadline() is None
+    m.handle(1.0, NodeBooted())
+    m.handle(1.0, JoinAnswerReceived(B, True, ""))
+    m.handle(20.0, Ticked())
+    assert m.view()[B] is UP and m.next_deadline() == 301.0

@@ -474,3 +474,45 @@ async def test_tls_requires_control_domain_cert(dc: Dc) -> None:
     assert e.value.code == "FORBIDDEN"
     r = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "ldm", argv=["list"])
     assert r["rc"] == 0 and _row(r["stdout"], GUEST) is not None
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.asyncio
+async def test_activity_and_where(dc: Dc) -> None:
+    """clovm migrate's questions: journals and migrations on a control domain, where a domain is."""
+    await _guest_alive_on(dc, CD1)
+    sock1 = dc.home.ldmd_socket(CD1)
+    tls = pki.client_context(dc.home, CD1)
+    assert await call_unix(sock1, "activity") == {"journals": [], "migrating": []}
+    d = dc.home.migrate_dir(CD1)
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("g1.journal.json", "g1.migrate.json", "other.migrate.json", "g1.lock", "timeout.saved"):
+        (d / name).write_text("{}\n")
+    assert await call_unix(sock1, "activity") == {"journals": ["g1", "other"], "migrating": []}
+    assert await call_unix(sock1, "where", domain=GUEST) == {"state": "active", "flags": "-n----", "migration": None}
+    assert await call_tls(ADDR[CD2], settings.LDMD_PORT, tls, "where", domain=GUEST) is None
+    with pytest.raises(RpcError) as e:
+        await call_unix(sock1, "where")
+    assert e.value.code == "BAD_REQUEST"
+
+    task = asyncio.create_task(ldm(dc.home, CD1, "migrate-domain", "-c", GUEST, CD2))
+    seen: list[Any] = []
+    while not task.done():
+        w1 = await call_unix(sock1, "where", domain=GUEST)
+        a1 = await call_unix(sock1, "activity")
+        a2 = await call_tls(ADDR[CD2], settings.LDMD_PORT, tls, "activity")
+        w2 = await call_tls(ADDR[CD2], settings.LDMD_PORT, tls, "where", domain=GUEST)
+        seen.append((w1, a1["migrating"], a2["migrating"], w2))
+        await asyncio.sleep(0.01)
+    assert task.result()["rc"] == 0
+    during = [s for s in seen if s[0] is not None and s[0]["migration"] is not None]
+    assert during, seen
+    w1, m1, m2, w2 = during[0]
+    assert w1["flags"].endswith("s") and w1["migration"]["phase"] in ("pre-copy", "suspend", "hand-off")
+    assert m1 == [GUEST] and m2 == [GUEST]
+    assert w2 == {"state": "bound", "flags": "-----t", "migration": None}
+    assert await call_unix(sock1, "where", domain=GUEST) is None
+    assert await call_unix(sock1, "activity") == {"journals": ["g1", "other"], "migrating": []}
+    assert await call_unix(dc.home.ldmd_socket(CD2), "where", domain=GUEST) == {
+        "state": "active", "flags": "-n----", "migration": None}
+    assert await call_unix(dc.home.ldmd_socket(CD2), "activity") == {"journals": [], "migrating": []}

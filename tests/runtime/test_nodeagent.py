@@ -258,8 +258,8 @@ def test_guests_join_app_online_once_and_logs(dc: Datacenter) -> None:
         with pytest.raises(rpc.RpcError) as ei:
             dc.call("primary1", op, **args)
         assert ei.value.code == "NOT_AVAILABLE"
-    assert dc.call("primary1", "guest_nodes", domain="guest2") == {"node": "cfguest2",
-                                                                   "nodes": ["cfguest1", "cfguest2"]}
+    assert dc.call("primary1", "guest_nodes", domain="guest2") == {
+        "node": "cfguest2", "nodes": ["cfguest1", "cfguest2"], "domains": {"cfguest1": "guest1", "cfguest2": "guest2"}}
     assert dc.call("primary1", "resolve", name="guest1") == dc.addr("guest1")
     assert dc.call("primary1", "cd_info")["lan0"] == f"127.68.{dc.n}.101"
     with pytest.raises(rpc.RpcError) as ei:
@@ -510,5 +510,133 @@ def test_shutdown_facility_against_a_fake_xscf(dc: Datacenter) -> None:
         assert "cfguest2 killed by SA_xscfsnmpg0p" in dc.home.rcsd_log("guest1").read_text()
         wait_until(lambda: ["app1", "userApplication", "cfguest1RMS", "Online"] in dc.call("guest1", "hvdisp"),
                    what="app1 on cfguest1")
+    finally:
+        xscf.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# clovm migrate's node operations (docs/safe-migration.md)
+@pytest.mark.timeout(90)
+def test_cf_sample_and_sf_test(dc: Datacenter) -> None:
+    dc.start("guest1", "guest2")
+    both_up(dc)
+    with pytest.raises(rpc.RpcError) as ei:
+        dc.tls("guest1", "cf_sample", as_="guest2")
+    assert ei.value.code == "FORBIDDEN"
+    s = wait_until(lambda: (v := dc.tls("guest1", "cf_sample"))["clock_diff"]["cfguest2"] is not None
+                   and not v["rms_busy"] and v, what="a settled sample")
+    assert set(s) == {"t", "state", "sf", "peers", "clock_diff", "rms_busy"}
+    assert s["state"] == "UP" and s["sf"] == "running" and s["t"] > 0
+    assert list(s["peers"]) == ["cfguest2"]
+    p = s["peers"]["cfguest2"]
+    assert p["state"] == "UP" and p["timeout"] == 10.0 and 0.0 <= p["gap"] < 5.0
+    assert 0.0 <= s["clock_diff"]["cfguest2"] < 5.0  # same server, same clock: only transit delay
+    assert dc.call("guest1", "cf_sample")["peers"]["cfguest2"]["state"] == "UP"  # also local
+    assert dc.call("guest1", "cf_sample")["t"] > s["t"]
+
+    # sf_test: a fresh test of every agent now (they fail at once: no XSCF runs)
+    dc.tls("guest1", "sf_wait", seconds=60)
+
+    def tests_run() -> int:
+        path = dc.home.sa_log("guest1", "SA_xscfsnmpg0p")
+        return path.read_text().count("test cfguest1: failed") if path.exists() else 0
+    before = tests_run()
+    assert dc.tls("guest1", "sf_test") is None
+    wait_until(lambda: tests_run() > before, what="a new test")
+    assert "testing every shutdown agent on request" in dc.home.rcsd_log("guest1").read_text()
+    assert dc.tls("guest1", "sf_stop") is None
+    assert dc.tls("guest1", "cf_sample")["sf"] == "stopped"
+    assert dc.tls("guest1", "sf_entry", node="cfguest2") == {
+        "cf_name": "cfguest2", "ppar_id": 0, "domain": "guest2", "lan0": f"127.68.{dc.n}.101",
+        "lan1": f"127.68.{dc.n}.102", "user": "xuser", "connection": "ssh"}
+    assert dc.tls("guest1", "sf_entry", node="cfnobody") is None
+
+
+@pytest.mark.timeout(90)
+def test_widen_keeps_a_silent_peer_up_until_narrowed(dc: Datacenter) -> None:
+    dc.start("guest1", "guest2")
+    both_up(dc)
+    widen = dc.home.migrate_dir("guest1") / "widen.json"
+    t0 = dc.tls("guest1", "cf_sample")["t"]
+    assert dc.tls("guest1", "widen", peers=["cfguest1", "cfguest2"], seconds=600, lease=1000,
+                  hypervisor=True) is None
+    saved = json.loads(widen.read_text())["peers"]
+    assert list(saved) == ["cfguest2"] and saved["cfguest2"]["seconds"] == 600.0
+    assert saved["cfguest2"]["hypervisor"] is True and t0 + 1000 < saved["cfguest2"]["until"] < t0 + 1100
+    assert dc.tls("guest1", "cf_sample")["peers"]["cfguest2"]["timeout"] == 600.0
+    assert "failure detection of cfguest2 widened to 600 s" in dc.messages("guest1")
+    with pytest.raises(rpc.RpcError) as ei:
+        dc.tls("guest1", "widen", peers=["cfguest2"], seconds=0, lease=10, hypervisor=False)
+    assert ei.value.code == "BAD_REQUEST"
+
+    dc.sigkill("guest2")
+    time.sleep(2.5)  # 25 emulated seconds: far beyond CLUSTER_TIMEOUT 10
+    s = dc.tls("guest1", "cf_sample")
+    assert s["peers"]["cfguest2"]["state"] == "UP" and s["peers"]["cfguest2"]["gap"] > 20
+    assert dc.tls("guest1", "narrow") is None
+    assert not widen.exists()
+    t1 = time.monotonic()
+    wait_until(lambda: dc.view("guest1")["cfguest2"] == "LEFTCLUSTER", timeout=10, what="LEFTCLUSTER")
+    assert time.monotonic() - t1 >= 0.8  # silence counts from the narrowing (10 emulated s = 1 s)
+    assert "failure detection of cfguest2 narrowed back to CLUSTER_TIMEOUT 10 s" in dc.messages("guest1")
+
+
+@pytest.mark.timeout(90)
+def test_widen_json_is_reapplied_at_start_unless_over(dc: Datacenter) -> None:
+    widen = dc.home.migrate_dir("guest1") / "widen.json"
+    atomic_write(widen, json.dumps({"peers": {
+        "cfguest2": {"seconds": 300, "until": 1e9, "hypervisor": False}}}))
+    atomic_write(dc.home.migrate_dir("guest2") / "widen.json", json.dumps({"peers": {
+        "cfguest1": {"seconds": 300, "until": 1.0, "hypervisor": False}}}))
+    dc.start("guest1", "guest2")
+    s = dc.tls("guest1", "cf_sample")
+    assert s["peers"]["cfguest2"]["timeout"] == 300.0
+    assert dc.tls("guest2", "cf_sample")["peers"]["cfguest1"]["timeout"] == 10.0
+    assert not (dc.home.migrate_dir("guest2") / "widen.json").exists()  # the lease was over: dropped
+    assert json.loads(widen.read_text())["peers"]["cfguest2"]["until"] == 1e9
+    assert dc.tls("guest1", "narrow", peers=["cfguest2"]) is None and not widen.exists()
+    assert dc.tls("guest1", "cf_sample")["peers"]["cfguest2"]["timeout"] == 10.0
+
+
+@pytest.mark.timeout(90)
+def test_clock_align_keeps_the_clock_across_a_change_of_server(dc: Datacenter) -> None:
+    dc.start("guest1", "guest2")
+    both_up(dc)
+    atomic_write(dc.home.offsets_file, json.dumps({"srv2": 30.0}))
+
+    def move(host: str, server: str) -> None:
+        atomic_write(dc.home.placement_file(host), json.dumps({"pid": 0, "host": "primary2", "server": server}))
+
+    def diff(observer: str, peer: str) -> float:
+        return dc.tls(observer, "cf_sample")["clock_diff"][peer]
+
+    assert dc.tls("guest1", "clock_align") is None
+    move("guest1", "srv2")  # guest1 keeps srv1's time: its peer sees no jump
+    time.sleep(1.0)
+    assert dc.call("guest1", "status")["server"] == "srv2"
+    assert diff("guest2", "cfguest1") < 5.0
+    move("guest2", "srv2")  # not aligned: guest2's clock jumps 30 s ahead
+    wait_until(lambda: diff("guest1", "cfguest2") > 25.0, what="guest2's clock 30 s ahead")
+    assert "(WRP, 34) Cluster host cfguest2 is no longer in time sync" in dc.messages("guest1")
+
+
+@pytest.mark.timeout(90)
+def test_xscf_check(dc: Datacenter) -> None:
+    dc.start("guest1")
+    lans = {"lan0": f"127.68.{dc.n}.101", "lan1": f"127.68.{dc.n}.102"}
+    assert dc.tls("guest1", "xscf_check", **lans) == {"known_host": False, "snmp": {"lan0": False, "lan1": False}}
+    xscf = FakeXscf(dc)
+    try:
+        assert dc.tls("guest1", "xscf_check", **lans) == {"known_host": False,
+                                                          "snmp": {"lan0": True, "lan1": True}}
+        add_known_host(dc.home.known_hosts("guest1"), xscf.known_hosts_lines()[0])
+        assert dc.tls("guest1", "xscf_check", **lans)["known_host"] is False  # lan1's key is still missing
+        add_known_host(dc.home.known_hosts("guest1"), xscf.known_hosts_lines()[1])
+
+        async def lan1_down() -> None:
+            xscf.snmp.set_lan(1, False)
+        xscf._run(lan1_down())
+        assert dc.call("guest1", "xscf_check", **lans) == {"known_host": True,
+                                                           "snmp": {"lan0": True, "lan1": False}}
     finally:
         xscf.close()

@@ -15,6 +15,10 @@ failure with detail ``timeout after N s``.
 
 * Start: every row runs init; when a row's init ends (either way) that row runs its test. From then
   on every row not already busy is tested each ``test_interval`` seconds after the start.
+* Test on request (:class:`SfTestRequested`, ``clovm migrate``'s ``sf_test``): while running and
+  not in a shutdown cycle (no kill running or pending), every row not already busy is tested now,
+  exactly as by the periodic test; the periodic schedule is not changed. Otherwise it is ignored
+  with an rcsd line.
 * Stop: outstanding requests and pending kills are dropped, rows reset to Unknown.
 * Reconfig while running: the rows are rebuilt from the new config (Init/Test Unknown, Shut kept for
   rows that still exist) and init+test run again. As in the product, a reconfig that arrives during
@@ -87,6 +91,11 @@ class SfReconfigRequested(Event):
     """sdtool -r after rcsd.cfg / SA_xscfsnmp.cfg changed."""
 
     config: SfConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SfTestRequested(Event):
+    """Test every shutdown agent now (as the periodic test does)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +238,8 @@ class ShutdownFacility:
                 out += self._start(now)
             case SfReconfigRequested(config=config):
                 out += self._reconfig(now, config)
+            case SfTestRequested():
+                out += self._test_requested(now)
             case AgentFinished(req_id=req_id, ok=ok, detail=detail):
                 req = self._requests.pop(req_id, None)
                 if req is not None:  # else stale: ignore
@@ -269,7 +280,7 @@ class ShutdownFacility:
             self._config = config
             self._rows = _fresh_rows(config)
             return [Log("rcsd", "configuration replaced (SF stopped)")]
-        if self._pending_kills or any(r.action == KILL_ACTION for r in self._requests.values()):
+        if self._in_shutdown_cycle():
             return [Log("rcsd", "A reconfig request came in during a shutdown cycle, this request was ignored")]
         self._daemon = step(SF_DAEMON, self._daemon, "reconfig")
         self._config = config
@@ -277,6 +288,16 @@ class ShutdownFacility:
         self._rows = _fresh_rows(config, keep_shut_from=self._rows)
         self._next_test = now + self._test_interval
         return [Log("rcsd", "reconfig: configuration reloaded, re-initialising all agents"), *self._init_all(now)]
+
+    def _in_shutdown_cycle(self) -> bool:
+        return bool(self._pending_kills) or any(r.action == KILL_ACTION for r in self._requests.values())
+
+    def _test_requested(self, now: float) -> list[Effect]:
+        if self._daemon is SfDaemonState.STOPPED:
+            return [Log("rcsd", "test request ignored: rcsd is stopped")]
+        if self._in_shutdown_cycle():
+            return [Log("rcsd", "test request ignored: a shutdown cycle is in progress")]
+        return [Log("rcsd", "testing every shutdown agent on request"), *self._test_all(now)]
 
     def _node_changed(self, now: float, node: str, state: NodeState) -> list[Effect]:
         if node == self.me:  # a node never sees itself LEFTCLUSTER; my side always holds me

@@ -22,11 +22,25 @@ join first. A peer silent for ``timeout / 2`` is *questionable* (a flag on UP, l
 silence); silent for ``timeout`` it becomes LEFTCLUSTER. Deadlines are always computed from the
 current timeout, so ``TimeoutChanged`` (cfset -r) takes effect at once.
 
+Widened detection (``clovm migrate --scoped``). :class:`DetectionWidened` gives some peers
+their own timeout ``seconds`` under a *lease* that ends at ``until`` (emulated seconds): a peer's
+*effective timeout* is the widened value while ``now < until``, else CLUSTER_TIMEOUT; questionable
+and LEFTCLUSTER follow the effective timeout. Names that are not peers (the node itself, unknown
+nodes) are ignored, so a driver may pass a whole cluster: the migrating node widens every peer,
+the others widen only the migrating node. Widening a peer again replaces its widening. The end of a
+lease is a deadline of the machine (reported by ``next_deadline``); :class:`DetectionNarrowed`
+ends widenings explicitly (no names = every widened peer). Whenever a peer's effective timeout is
+*lowered* (a widening shorter than the current timeout, a lease ending, a narrowing) its silence
+counts from that moment, as for ``TimeoutChanged``. With ``hypervisor=True`` a widened peer is
+treated as under the migration window (below): a LEFTCLUSTER one is queried and taken DOWN when its
+domain is stopped, even after the lease ended, until it is narrowed explicitly.
+
 Leaving. LEFTCLUSTER ends in DOWN when the Shutdown Facility eliminates the node
 (``NodeEliminated``) or the operator marks it down (``NodeMarkedDown``, cftool -k). While the
 live-migration window is open (between clovmmigrate -p and -u, SF is stopped) the machine also
 asks the hypervisor side about every LEFTCLUSTER peer (:class:`QueryDomainStatus`) on entry and
 every ``recheck_interval``; a stopped domain makes it DOWN, a running one keeps it LEFTCLUSTER.
+The same holds outside the window for a peer widened with ``hypervisor=True``.
 
 Time. ``handle`` first catches up on every deadline that is due at ``now`` (in case the driver
 ticked late), then applies the event, then runs whatever the event made due. So after every call
@@ -84,6 +98,27 @@ class MigrationWindowChanged(Event):
     """clovmmigrate -p (open=True) / -u (open=False)."""
 
     open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionWidened(Event):
+    """clovm migrate --scoped: use ``seconds`` for ``peers`` until ``until`` (emulated seconds).
+
+    ``hypervisor``: a LEFTCLUSTER listed peer may be taken DOWN when its domain is stopped (as in
+    the migration window), until :class:`DetectionNarrowed` names it.
+    """
+
+    peers: tuple[str, ...]
+    seconds: float
+    until: float
+    hypervisor: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionNarrowed(Event):
+    """End the widening of ``peers`` (empty: of every widened peer)."""
+
+    peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +186,13 @@ class RefuseClusterServices(Effect):
 
 
 # ---- machine ---------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Widening:
+    seconds: float
+    until: float | None  # None once the lease is over (kept only for the hypervisor permission)
+    hypervisor: bool
+
+
 class Membership:
     def __init__(
         self,
@@ -181,7 +223,8 @@ class Membership:
         self._peer_inc: dict[str, int | None] = {}
         self._last_hb: dict[str, float] = {}
         self._questionable: set[str] = set()
-        self._next_query: dict[str, float] = {}  # LEFTCLUSTER peers, only while the window is open
+        self._next_query: dict[str, float] = {}  # LEFTCLUSTER peers the hypervisor is asked about
+        self._widened: dict[str, _Widening] = {}
         self._next_hb: float | None = None  # only while local UP
         self._join_deadline: float | None = None  # only while joining
         self._unanswered: set[str] = set()
@@ -206,16 +249,38 @@ class Membership:
     def questionable(self) -> frozenset[str]:
         return frozenset(self._questionable)
 
+    def effective_timeout(self, peer: str, now: float) -> float:
+        """The timeout that decides about ``peer`` at ``now``: widened while its lease runs."""
+        w = self._widened.get(peer)
+        if w is not None and w.until is not None and now < w.until:
+            return w.seconds
+        return self._timeout
+
+    def last_heard(self, peer: str) -> float | None:
+        """When ``peer`` last counted as heard (its silence starts there); None unless it is UP."""
+        return self._last_hb.get(peer)
+
+    def widened(self) -> dict[str, tuple[float, float | None, bool]]:
+        """peer -> (seconds, lease end or None once over, hypervisor) of every widened peer."""
+        return {p: (w.seconds, w.until, w.hypervisor) for p, w in sorted(self._widened.items())}
+
     def next_deadline(self) -> float | None:
         return self._due
+
+    def _eff(self, peer: str) -> float:
+        """Effective timeout of ``peer`` once every lease due so far has been ended."""
+        w = self._widened.get(peer)
+        return w.seconds if w is not None and w.until is not None else self._timeout
 
     def _compute_deadline(self) -> float | None:
         if not self._active:
             return None
         times = [t for t in (self._next_hb, self._join_deadline) if t is not None]
         for peer, last in self._last_hb.items():
-            times.append(last + (self._timeout if peer in self._questionable else self._timeout / 2))
+            eff = self._eff(peer)
+            times.append(last + (eff if peer in self._questionable else eff / 2))
         times.extend(self._next_query.values())
+        times.extend(w.until for w in self._widened.values() if w.until is not None)
         return min(times, default=None)
 
     @property
@@ -242,7 +307,8 @@ class Membership:
         last = self._last_hb.get(peer)
         if last is None:
             return None
-        return last + (self._timeout if peer in self._questionable else self._timeout / 2)
+        eff = self._eff(peer)
+        return last + (eff if peer in self._questionable else eff / 2)
 
     def _dispatch(self, now: float, event: Event) -> list[Effect]:
         # Network and membership events count only on a running member and only about known peers.
@@ -255,6 +321,10 @@ class Membership:
                 return self._set_timeout(now, seconds)
             case MigrationWindowChanged(is_open):
                 return self._set_window(now, is_open)
+            case DetectionWidened(peers, seconds, until, hypervisor):
+                return self._widen(now, peers, seconds, until, hypervisor)
+            case DetectionNarrowed(peers):
+                return self._narrow(now, peers)
             case HeartbeatReceived(sender, incarnation) if self._member(sender):
                 if self._view[sender] is UP and self._peer_inc[sender] in (None, incarnation):
                     self._peer_inc[sender] = incarnation
@@ -274,8 +344,10 @@ class Membership:
                 return self._down(now, node, "eliminated", "eliminated by the Shutdown Facility")
             case NodeMarkedDown(node) if self._member(node):
                 return self._down(now, node, "marked_down", "marked down with cftool -k")
-            case DomainStatusReported(node, stopped) if self._member(node) and self._window_open and stopped:
+            case DomainStatusReported(node, True) if self._member(node) and self._window_open:
                 return self._down(now, node, "domain_stopped", "domain stopped while the migration window is open")
+            case DomainStatusReported(node, True) if self._member(node) and self._hypervisor_may(node):
+                return self._down(now, node, "domain_stopped", "domain stopped while its failure detection is widened")
             case (
                 HeartbeatReceived()
                 | JoinRequestReceived()
@@ -356,15 +428,91 @@ class Membership:
                 if self._view[p] is UP:
                     self._last_hb[p] = max(self._last_hb[p], now)
         # A longer timeout can make a questionable peer unquestionable again.
-        self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._timeout / 2}
+        self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._eff(p) / 2}
         return [Log("messages", f"CF: {self._me}: CLUSTER_TIMEOUT changed from {old:g} to {seconds:g} seconds")]
 
     def _set_window(self, now: float, is_open: bool) -> list[Effect]:
         if is_open and not self._window_open:
-            self._next_query = {p: now for p in self._peers if self._view[p] is LEFTCLUSTER}
-        elif not is_open:
-            self._next_query.clear()
+            for p in self._peers:
+                if self._view[p] is LEFTCLUSTER:
+                    self._next_query.setdefault(p, now)
         self._window_open = is_open
+        if not is_open:  # widened peers with the hypervisor permission keep being asked about
+            self._next_query = {p: t for p, t in self._next_query.items() if self._hypervisor_may(p)}
+        return []
+
+    def _hypervisor_may(self, peer: str) -> bool:
+        """May the hypervisor's word (domain stopped) take ``peer`` DOWN?"""
+        w = self._widened.get(peer)
+        return self._window_open or (w is not None and w.hypervisor)
+
+    # -- widened failure detection
+    def _lowered(self, now: float, peer: str, old: float) -> None:
+        """``peer``'s effective timeout may have changed from ``old``: a lower one counts its
+        silence from now (as ``_set_timeout``); a higher one may end its questionable flag."""
+        last = self._last_hb.get(peer)
+        if last is None:
+            return
+        if self._eff(peer) < old:
+            self._last_hb[peer] = max(last, now)
+        if now < self._last_hb[peer] + self._eff(peer) / 2:
+            self._questionable.discard(peer)
+
+    def _widen(self, now: float, peers: tuple[str, ...], seconds: float, until: float, hypervisor: bool) -> list[Effect]:
+        if seconds <= 0:
+            raise ValueError(f"a widened timeout must be positive, not {seconds}")
+        chosen = sorted(set(peers) & set(self._peers))
+        if not chosen:
+            return []
+        lease = until if until > now else None
+        if lease is None and not hypervisor:
+            return []  # a lease that is already over changes nothing
+        for p in chosen:
+            old = self._eff(p)
+            self._widened[p] = _Widening(float(seconds), lease, hypervisor)
+            self._lowered(now, p, old)
+            if hypervisor and self._view[p] is LEFTCLUSTER:
+                self._next_query.setdefault(p, now)
+            elif not self._hypervisor_may(p):
+                self._next_query.pop(p, None)
+        who = ", ".join(chosen)
+        if lease is None:
+            text = f"CF: {self._me}: the hypervisor may declare {who} DOWN when its domain is stopped"
+        else:
+            text = f"CF: {self._me}: failure detection of {who} widened to {seconds:g} s for {lease - now:g} s"
+            if hypervisor:
+                text += " (the hypervisor may declare it DOWN when its domain is stopped)"
+        return [Log("messages", text)]
+
+    def _narrow(self, now: float, peers: tuple[str, ...]) -> list[Effect]:
+        chosen = sorted(p for p in (peers or self._widened) if p in self._widened)
+        if not chosen:
+            return []
+        for p in chosen:
+            old = self._eff(p)
+            del self._widened[p]
+            self._lowered(now, p, old)
+            if not self._hypervisor_may(p):
+                self._next_query.pop(p, None)
+        text = f"CF: {self._me}: failure detection of {', '.join(chosen)} narrowed back to CLUSTER_TIMEOUT {self._timeout:g} s"
+        return [Log("messages", text)]
+
+    def _end_lease(self, now: float, p: str) -> list[Effect]:
+        """``p``'s lease is over (``now`` >= its end): silence counts from the lease end."""
+        w = self._widened[p]
+        until, w.until = w.until, None
+        assert until is not None
+        if not w.hypervisor:
+            del self._widened[p]
+        last = self._last_hb.get(p)
+        if last is not None and last + w.seconds <= until:
+            # (late tick only) the peer was already silent for the widened timeout during the lease
+            return self._move(now, p, "heartbeat_lost", f"CF: {p}: LEFTCLUSTER (no heartbeat for {now - last:.1f} s)")
+        if last is not None:
+            if self._timeout < w.seconds:
+                self._last_hb[p] = max(last, until)
+            if now < self._last_hb[p] + self._timeout / 2:
+                self._questionable.discard(p)
         return []
 
     def _down(self, now: float, node: str, trigger: str, why: str) -> list[Effect]:
@@ -386,7 +534,7 @@ class Membership:
         else:
             self._peer_inc.pop(peer, None)
             self._last_hb.pop(peer, None)
-        if new is LEFTCLUSTER and self._window_open:
+        if new is LEFTCLUSTER and self._hypervisor_may(peer):
             self._next_query[peer] = now
         return [AnnounceNodeState(peer, new), Log("messages", text)]
 
@@ -402,18 +550,28 @@ class Membership:
         if self._next_hb is not None and now >= self._next_hb:
             out.append(BroadcastHeartbeat(self._incarnation))
             self._next_hb = now + self._hb_interval
+        ended = []
         for peer in self._peers:
+            w = self._widened.get(peer)
+            if w is not None and w.until is not None and now >= w.until:
+                ended.append(peer)
+                out += self._end_lease(now, peer)
             last = self._last_hb.get(peer)
             if last is not None:  # an UP peer
-                if peer not in self._questionable and now >= last + self._timeout / 2:
+                eff = self._eff(peer)
+                if peer not in self._questionable and now >= last + eff / 2:
                     self._questionable.add(peer)
                     text = f"CF: {peer}: node is questionable: no heartbeat for {now - last:.1f} s"
                     out.append(Log("messages", text))
-                if now >= last + self._timeout:
+                if now >= last + eff:
                     text = f"CF: {peer}: LEFTCLUSTER (no heartbeat for {now - last:.1f} s)"
                     out += self._move(now, peer, "heartbeat_lost", text)
             due = self._next_query.get(peer)
             if due is not None and now >= due:
                 out.append(QueryDomainStatus(peer))
                 self._next_query[peer] = now + self._recheck
+        if ended:
+            text = (f"CF: {self._me}: widened failure detection of {', '.join(ended)} ended (lease over); "
+                    f"CLUSTER_TIMEOUT {self._timeout:g} s applies again")
+            out.append(Log("messages", text))
         return out

@@ -8,11 +8,18 @@ turns its effects into real things:
 * Unix socket ``Home.ldmd_socket(N)`` (local ``ldm``, xscfd, ``clovm fault``):
   ``ldm {argv}`` → ``{rc, stdout, stderr}`` (``migrate-domain`` answers when the migration ends),
   ``kill_domain {domain, how}``, ``arm_abort {domain}``, ``domains`` → list of dicts,
-  ``cd_info``.
+  ``cd_info``, ``activity``, ``where {domain}``.
 * TLS server on ``(address, LDMD_PORT)`` (mutual TLS; the client certificate's CN must be a
   control domain of the topology, else ``FORBIDDEN``): ``peer {msg}`` (the ldmd-to-ldmd
   migration protocol, ``msg = {"type": ClassName, **fields}``), ``ldm {argv}``, ``domains``,
-  ``cd_info``.
+  ``cd_info``, ``activity``, ``where {domain}``.
+* ``clovm migrate``'s questions (docs/safe-migration.md): ``activity`` → ``{"journals": sorted
+  domains with a ``DOMAIN.journal.json`` (clovmmigrate) or ``DOMAIN.migrate.json`` (one-shot)
+  journal in this control domain's clovmmigrate directory, "migrating": sorted domains with a
+  migration in progress here, as source or as target}``; ``where {domain}`` → None if this ldmd
+  does not hold the domain, else ``{"state", "flags", "migration"}`` where ``migration`` is the
+  last ``{"phase", "percent"}`` of an outgoing migration in progress, else None (a target's copy
+  shows flag ``t`` and no progress).
 * Domain processes: a guest domain *is* a process (``python -m clovm.runtime.nodeagent --home H
   --name DOMAIN``, own session, output appended to ``Home.log_file("nodeagent-DOMAIN")``); its placement
   file ``{"pid", "host", "server"}`` names the control domain that owns it. Suspend/resume are
@@ -467,6 +474,10 @@ class LdmdDaemon:
                 return self._domains()
             case "cd_info":
                 return self._cd_info()
+            case "activity":
+                return self._activity()
+            case "where":
+                return self._where(args.get("domain"))
         raise RpcError("UNKNOWN_OP", f"unknown op {op!r}")
 
     async def _handle_tls(self, op: str, args: dict[str, Any], peer: str) -> Any:
@@ -482,6 +493,10 @@ class LdmdDaemon:
                 return self._domains()
             case "cd_info":
                 return self._cd_info()
+            case "activity":
+                return self._activity()
+            case "where":
+                return self._where(args.get("domain"))
         raise RpcError("UNKNOWN_OP", f"unknown op {op!r}")
 
     async def _ldm(self, argv: Any) -> dict[str, Any]:
@@ -573,6 +588,23 @@ class LdmdDaemon:
                         "vcpu": d.vcpu, "memory_mb": d.memory_mb, "pid": p.pid if p else None,
                         "migration": None if prog is None else {"phase": prog.phase, "percent": prog.percent}})
         return out
+
+    def _activity(self) -> dict[str, list[str]]:
+        journals: set[str] = set()
+        d = self.home.migrate_dir(self.name)
+        for suffix in (".journal.json", ".migrate.json"):
+            journals.update(p.name.removesuffix(suffix) for p in d.glob(f"*{suffix}") if p.is_file())
+        migrating = {x.name for x in self.machine.domains() if self.machine.migration(x.name) is not None}
+        return {"journals": sorted(journals), "migrating": sorted(migrating | self.machine.incoming())}
+
+    def _where(self, domain: Any) -> dict[str, Any] | None:
+        if not isinstance(domain, str):
+            raise RpcError("BAD_REQUEST", "where: domain must be a domain name")
+        row = next((x for x in self._domains() if x["name"] == domain), None)
+        if row is None:
+            return None
+        moving = self.machine.migration(domain) is not None
+        return {"state": row["state"], "flags": row["flags"], "migration": row["migration"] if moving else None}
 
     def _cd_info(self) -> dict[str, Any]:
         s = self.topo.server(self.cd.server)

@@ -24,12 +24,19 @@ read at start and written atomically (:func:`clovm.fsutil.atomic_write`):
 ``cluster.config`` (CLUSTER_TIMEOUT), ``rcsd.cfg`` + ``SA_xscfsnmp.cfg`` (SF configuration), and
 in the clovmmigrate directory ``timeout.saved`` (the pre-migration timeout record),
 ``window`` (exists ⇔ the ``-p`` window is open: CF may take a LEFTCLUSTER peer DOWN when its domain
-is stopped, RMS holds switchovers) and ``sf.disabled`` (exists ⇔ SF was stopped with
-``sdtool -e`` / clovmmigrate and must not start with the cluster services). Logs are appended
+is stopped, RMS holds switchovers), ``sf.disabled`` (exists ⇔ SF was stopped with
+``sdtool -e`` / clovmmigrate and must not start with the cluster services) and ``widen.json``
+(``clovm migrate --scoped``: ``{"peers": {cf: {"seconds", "until", "hypervisor"}}}`` with
+``until`` in absolute emulated seconds; re-applied at start as ``DetectionWidened`` unless the
+lease is over — an entry with ``hypervisor`` is kept until narrowed —, removed by ``narrow``). Logs are appended
 line by line: ``messages`` in syslog format (tag CF / SMAWsf / RMS by the machine that logged),
 ``rcsd.log``, ``SA_<agent>.log`` and the RMS ``switchlog`` as plain lines stamped with the
 emulated wall clock of the server hosting the node *now* (the placement file ldmd rewrites after
-a migration is re-read when its mtime changes).
+a migration is re-read when its mtime changes), plus the node's clock *step*. The step is 0 at
+start; ``clock_align`` arms a one-shot adjustment: the first time the node finds its server
+changed (on any look at the placement file: the first heartbeat after a hand-off already
+carries the stepped clock), ``step += offset(old server) - offset(new server)``, so its wall clock
+goes on from where it was instead of jumping to the new server's.
 
 *CF interconnect.* One UDP socket on ``(address, CF_PORT)``. A datagram is a msgspec JSON object
 ``{"t": kind, "from": cf, ...fields, "mac": hex}``; ``mac`` is HMAC-SHA256 with the home's cluster
@@ -60,8 +67,15 @@ relies on the XSCF alone, as the product does.
 *Admin channels.* The unix socket ``home.node_socket(HOST)`` (0600) serves the local admin
 commands and returns data, the CLIs render it. The TLS server on ``(address, NODE_PORT)`` serves
 clovmmigrate and accepts only clients whose certificate CN is a control domain of the topology;
-its operations have exactly the semantics of the table in :mod:`clovm.core.migration` (and of the
-simulator's ``_node_op``). Control domains also answer ``guest_nodes``, ``resolve`` and
+its operations have exactly the semantics of the table in :mod:`clovm.core.migration` and of the
+guest-node table of ``docs/safe-migration.md`` (``cf_sample``, ``widen``, ``narrow``,
+``clock_align``, ``xscf_check``, ``sf_test``, ``sf_entry``; also on the unix socket), as the simulator's
+``_node_op``. ``xscf_check {lan0, lan1[, ppar]}`` looks both addresses up in the node's
+known_hosts (``[addr]:XSCF_SSH_PORT``, as the SSH agents verify host keys) and asks each LAN's
+SNMP agent for the node's domain status with a short timeout (any answer counts: the LAN is up).
+``cf_sample``'s ``clock_diff`` is the estimate the RMS time-sync check uses (largest of the last
+few heartbeat offsets), as an absolute value; ``rms_busy`` is an application switchover pending
+(also one held by the ``-p`` window) or RMS settling with an application not yet placed. Control domains also answer ``guest_nodes``, ``resolve`` and
 ``cd_info``. SF/RMS operations on a control domain fail with ``NOT_AVAILABLE``.
 """
 
@@ -105,6 +119,8 @@ log = structlog.get_logger()
 SAVED_FILE = "timeout.saved"
 WINDOW_FILE = "window"
 SF_DISABLED_FILE = "sf.disabled"
+WIDEN_FILE = "widen.json"
+XSCF_CHECK_SNMP_TIMEOUT = 1.0  # real seconds an xscf_check SNMP query waits per LAN
 PARTITION_FILE = "partition.json"
 CLOCK_SAMPLES = 5  # heartbeats per peer over which the clock offset is estimated
 MIN_AGENT_SECONDS = 2.0  # real seconds an agent run gets at least, whatever the time scale
@@ -240,6 +256,9 @@ class NodeAgent:
         self._snmp: XscfSnmpClient | None = None
         self._priorities: dict[str, int] | None = None
         self._online: set[str] = set()
+        self._clock_step = 0.0  # seconds added to the hosting server's wall clock (clock_align)
+        self._align_armed = False
+        self._last_server: str | None = None
 
         self.timeout = self._read_timeout()
         self.cf_m = mem.Membership(self.cf, self.peers, timeout=float(self.timeout), incarnation=self.incarnation,
@@ -272,6 +291,7 @@ class NodeAgent:
         if self._flag(WINDOW_FILE):
             self._feed(self.cf_d, mem.MigrationWindowChanged(True))
             self._feed(self.rms_d, rmsmod.SwitchoverHoldChanged(True))
+        self._reapply_widen()
         log.info("booting", cf=self.cf, incarnation=self.incarnation, timeout=self.timeout, server=self.server())
         self._feed(self.cf_d, mem.NodeBooted())
 
@@ -358,17 +378,55 @@ class NodeAgent:
         except ValueError:
             return None
 
+    def _read_widen(self) -> dict[str, dict[str, Any]]:
+        try:
+            value = json.loads(read_text_or(self.migrate_dir / WIDEN_FILE, "{}"))
+            peers = value.get("peers", {}) if isinstance(value, dict) else {}
+            return {str(p): {"seconds": float(w["seconds"]), "until": float(w["until"]),
+                             "hypervisor": bool(w["hypervisor"])}
+                    for p, w in peers.items() if p in self.peers}
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("widen.json unreadable: ignored", path=str(self.migrate_dir / WIDEN_FILE))
+            return {}
+
+    def _write_widen(self, peers: dict[str, dict[str, Any]]) -> None:
+        path = self.migrate_dir / WIDEN_FILE
+        if peers:
+            atomic_write(path, json.dumps({"peers": peers}, indent=1, sort_keys=True) + "\n")
+        else:
+            path.unlink(missing_ok=True)
+
+    def _reapply_widen(self) -> None:
+        now = self.clock.now()
+        saved = self._read_widen()
+        kept = {p: w for p, w in saved.items() if w["until"] > now or w["hypervisor"]}
+        for p, w in sorted(kept.items()):
+            self._feed(self.cf_d, mem.DetectionWidened((p,), w["seconds"], w["until"], w["hypervisor"]))
+        if kept != saved or (not kept and (self.migrate_dir / WIDEN_FILE).exists()):
+            self._write_widen(kept)
+
     def server(self) -> str:
-        """The server hosting this node now (a guest's placement file follows migrations)."""
+        """The server hosting this node now (a guest's placement file follows migrations).
+
+        Noticing a change of server applies an armed ``clock_align`` step."""
         if isinstance(self.me, ControlDomain):
             return self.me.server
         p = self._placement.get()
         if isinstance(p, dict) and isinstance(p.get("server"), str):
-            return p["server"]
-        return self.topo.control_domain(self.me.control_domain).server
+            srv = p["server"]
+        else:
+            srv = self.topo.control_domain(self.me.control_domain).server
+        old, self._last_server = self._last_server, srv
+        if old is not None and old != srv and self._align_armed:
+            self._align_armed = False
+            delta = self.clock.offset(old) - self.clock.offset(srv)
+            self._clock_step += delta
+            log.info("clock aligned", old_server=old, new_server=srv, step=delta, total=self._clock_step)
+        return srv
 
     def _wall(self) -> float:
-        return self.clock.wall(self.server())
+        srv = self.server()
+        return self.clock.wall(srv) + self._clock_step
 
     def _log(self, tag: str, e: Log) -> None:
         wall = self._wall()
@@ -776,6 +834,91 @@ class NodeAgent:
             pass
         return None
 
+    # -- clovm migrate (TLS; also local) --
+    def op_cf_sample(self, args: dict) -> Any:
+        now = self.clock.now()
+        view = self.cf_m.view()
+        peers: dict[str, Any] = {}
+        diffs: dict[str, float | None] = {}
+        for p in self.peers:
+            last = self.cf_m.last_heard(p)
+            peers[p] = {"state": str(view[p]), "gap": None if last is None else now - last,
+                        "timeout": self.cf_m.effective_timeout(p, now)}
+            recent = self._clock_diffs.get(p)
+            diffs[p] = abs(max(recent)) if recent else None
+        running = self.sf_m is not None and self.sf_m.daemon is SfDaemonState.RUNNING
+        return {"t": now, "state": str(self.cf_m.local_state), "sf": "running" if running else "stopped",
+                "peers": peers, "clock_diff": diffs, "rms_busy": self.rms_m is not None and rms_busy(self.rms_m)}
+
+    def op_widen(self, args: dict) -> Any:
+        peers, seconds, lease = args.get("peers"), args.get("seconds"), args.get("lease")
+        hypervisor = args.get("hypervisor", False)
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise RpcError("BAD_REQUEST", f"widen: peers must be a list of CF node names, not {peers!r}")
+        for name, v in (("seconds", seconds), ("lease", lease)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise RpcError("BAD_REQUEST", f"widen: {name} must be a positive number, not {v!r}")
+        if not isinstance(hypervisor, bool):
+            raise RpcError("BAD_REQUEST", f"widen: hypervisor must be true or false, not {hypervisor!r}")
+        until = self.clock.now() + float(lease)
+        saved = self._read_widen()
+        for p in peers:
+            if p in self.peers:
+                saved[p] = {"seconds": float(seconds), "until": until, "hypervisor": hypervisor}
+        self._write_widen(saved)
+        self._feed(self.cf_d, mem.DetectionWidened(tuple(peers), float(seconds), until, hypervisor))
+        return None
+
+    def op_narrow(self, args: dict) -> Any:
+        peers = args.get("peers") or []
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise RpcError("BAD_REQUEST", f"narrow: peers must be a list of CF node names, not {peers!r}")
+        saved = self._read_widen()
+        for p in peers or list(saved):
+            saved.pop(p, None)
+        self._write_widen(saved)
+        self._feed(self.cf_d, mem.DetectionNarrowed(tuple(peers)))
+        return None
+
+    def op_clock_align(self, args: dict) -> Any:
+        self.server()  # the server the node is on now: the step applies when it changes from this one
+        self._align_armed = True
+        return None
+
+    async def op_xscf_check(self, args: dict) -> Any:
+        lans = {k: args.get(k) for k in ("lan0", "lan1")}
+        if not all(isinstance(a, str) for a in lans.values()):
+            raise RpcError("BAD_REQUEST", f"xscf_check: lan0 and lan1 must be addresses, not {lans!r}")
+        ppar = args.get("ppar", 0)
+        known = self.home.known_hosts(self.host)
+        # The entry lookup the SSH agents' client makes before it reports an unknown host key (7245).
+        known_host = all(ssh._has_entry(known, a, settings.XSCF_SSH_PORT) for a in lans.values())
+
+        async def answers(addr: str) -> bool:
+            try:
+                await self._snmp_client().status(_require_loopback(addr), settings.SNMP_PORT, int(ppar), self.host,
+                                                 timeout=XSCF_CHECK_SNMP_TIMEOUT)
+                return True
+            except Exception:  # unreachable, refused, not an address of the emulated datacenter
+                return False
+        up = await asyncio.gather(*(answers(a) for a in lans.values()))
+        return {"known_host": known_host, "snmp": dict(zip(lans, up))}
+
+    def op_sf_test(self, args: dict) -> Any:
+        _, sf_d = self._need_sf()
+        self._feed(sf_d, fen.SfTestRequested())
+        return None
+
+    def op_sf_entry(self, args: dict) -> Any:
+        self._need_sf()
+        try:
+            entry = self._file_sf_config().entry(str(args["node"]))
+        except KeyError:
+            return None
+        except formats.FormatError as e:
+            raise RpcError("BAD_CONFIG", str(e)) from None
+        return {k: v for k, v in asdict(entry).items() if k != "device"}
+
     # -- control domains --
     def op_guest_nodes(self, args: dict) -> Any:
         self._need_control()
@@ -784,7 +927,8 @@ class NodeAgent:
         cl = next((c for c in self.topo.clusters if g is not None and g.cf_name in c.nodes), None)
         if g is None or cl is None or cl.kind != "guest":
             raise RpcError("NOT_A_CLUSTER_DOMAIN", f"{domain} is not a node of a guest-domain cluster")
-        return {"node": g.cf_name, "nodes": list(cl.nodes)}
+        return {"node": g.cf_name, "nodes": list(cl.nodes),
+                "domains": {cf: self.topo.host_of_cf(cf).name for cf in cl.nodes}}
 
     def op_resolve(self, args: dict) -> Any:
         self._need_control()
@@ -799,10 +943,11 @@ class NodeAgent:
         return {"host": cd.name, "server": srv.name, "ppar": cd.ppar, "lan0": srv.lan0, "lan1": srv.lan1,
                 "sf_weight": cd.sf_weight, "user": self.topo.xscf.user, "connection": self.topo.xscf.connection}
 
+    MIGRATE_OPS = ("cf_sample", "widen", "narrow", "clock_align", "xscf_check", "sf_test", "sf_entry")
     LOCAL_OPS = ("cftool_n", "cfset_a", "cfset_r", "sdtool", "clsnmpsetup_l", "hvdisp", "status",
-                 "guest_nodes", "resolve", "cd_info")
+                 "guest_nodes", "resolve", "cd_info", *MIGRATE_OPS)
     TLS_OPS = ("node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start", "set_sf_entry",
-               "sf_wait", "clear_record", "guest_nodes", "resolve", "cd_info")
+               "sf_wait", "clear_record", "guest_nodes", "resolve", "cd_info", *MIGRATE_OPS)
 
     def _op(self, op: str, allowed: tuple[str, ...]) -> Callable[[dict], Any]:
         if op not in allowed:
@@ -818,6 +963,16 @@ class NodeAgent:
             raise RpcError("FORBIDDEN", f"{peer or 'a client without a name'} is not a control domain: "
                                         f"only clovmmigrate on a control domain may do {op}")
         return self._op(op, self.TLS_OPS)(args)
+
+
+def rms_busy(rms: rmsmod.Rms) -> bool:
+    """An application in transition: a switchover pending (including one deferred by the -p
+    hold), or RMS still settling after its start with an application whose place it does not know
+    yet. core.rms has no public query for it."""
+    if not rms.running:
+        return False
+    settling = rms._settle_at is not None and any(node is None for node in rms.placement().values())
+    return bool(rms._pending) or settling
 
 
 async def run(home: Home, name: str, ready: proc.Ready, stop: asyncio.Event) -> None:

@@ -7,14 +7,28 @@ one ``Xscf`` per server. The world only routes: it feeds events to machines, arm
 ``next_deadline()`` timers, and turns effects into network messages, process kills, suspends and
 trace lines. Every random choice comes from ``self.rng`` (seeded), every instant from the
 scheduler, so a seed fixes the trace byte for byte.
+
+Commands. :meth:`World.clovmmigrate` runs ``clovmmigrate -p/-u``; :meth:`World.run_machine` runs
+any machine with the same driving interface (``handle(now, RunStarted()|CallReturned(...))`` →
+``Print`` / ``Persist`` / ``Call`` / ``Finished``), e.g. the one-shot ``clovm migrate``. Every
+``Call`` is answered by :meth:`World._call` (control-domain side) or :meth:`World._node_op` (guest
+node side) with the semantics of the tables in :mod:`clovm.core.migration` and
+``docs/safe-migration.md``; a node op reaches the node over the simulated network and gets no
+answer from a dead or suspended node (the call times out). ``Persist`` stores the journal in
+``World.journals[(host, domain)]`` (the one-shot journal under ``DOMAIN + ".migrate"``).
+
+Clocks. A node's wall clock is ``EPOCH + now + offset(server hosting it) + its step``. The step is
+0 at boot; ``clock_align`` arms a one-shot adjustment applied when the node next finds itself on
+another server (hand-off): ``step += offset(old server) - offset(new server)``.
 """
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterable
+from typing import Any, Callable, Generator, Iterable, Protocol
 
 from ..core import fencing as fen
 from ..core import ldm as ldmmod
@@ -32,6 +46,13 @@ from .scheduler import Scheduler, Timer
 EPOCH = 1_764_000_000.0  # emulated wall clock at virtual time 0 (2025-11-24T16:00:00Z)
 CALL_TIMEOUT = 30.0
 INITIAL_SPCONFIG = "config1"
+CLOCK_SAMPLES = 5  # heartbeats per peer over which cf_sample's clock difference is estimated
+
+
+class CommandRun(Protocol):
+    """What :meth:`World.run_machine` drives (``core.migration.ClovmmigrateRun`` and its kin)."""
+
+    def handle(self, now: float, event: Event) -> list[Effect]: ...
 
 
 class Trace:
@@ -56,6 +77,8 @@ class NodeFiles:
     sf_config: SfConfig = field(default_factory=SfConfig)
     known_xscf: set[str] = field(default_factory=set)  # servers whose XSCF host key is known
     logs: dict[str, list[str]] = field(default_factory=dict)
+    # widen.json: peer -> {"seconds", "until" (virtual time), "hypervisor"}
+    widen: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +96,8 @@ class SimNode:
     machines: dict[str, Any] = field(default_factory=dict)
     timers: dict[str, Timer] = field(default_factory=dict)
     tick_pending: bool = False
+    clock_step: float = 0.0  # added to the wall clock of the server hosting it (clock_align)
+    clock_align: bool = False  # step the clock at the next change of server
 
 
 class Pending:
@@ -126,6 +151,9 @@ class World:
         self._ids = 0
         self._ldm_waiting: dict[int, Callable[[Any], None]] = {}
         self._xscf_waiting: dict[int, Callable[[Any], None]] = {}
+        self._progress: dict[tuple[str, str], ldmmod.MigrationProgress] = {}  # (source host, domain)
+        self._background: dict[tuple[str, str], Pending] = {}  # migrate_start: (host, domain)
+        self._clock_samples: dict[tuple[str, str], collections.deque[float]] = {}  # (observer, peer)
         self._build()
 
     # ---- construction ------------------------------------------------------------------------------
@@ -177,14 +205,28 @@ class World:
         return self._server_of[host]
 
     def wallclock(self, node: SimNode) -> float:
-        return EPOCH + self.sched.now + self.offsets[self.server_of_host(node.hosted_by)]
+        return EPOCH + self.sched.now + self.offsets[self.server_of_host(node.hosted_by)] + node.clock_step
+
+    def _place(self, g: SimNode, host: str) -> None:
+        """``g`` now runs on control domain ``host``; apply an armed clock_align on a server change."""
+        old, new = self.server_of_host(g.hosted_by), self.server_of_host(host)
+        g.hosted_by = host
+        if g.clock_align and g.alive and old != new:
+            g.clock_align = False
+            delta = self.offsets[old] - self.offsets[new]
+            g.clock_step += delta
+            self.trace(g.cf, "clock", f"moved from {old} to {new}: clock stepped by {delta:+g} s "
+                                      f"(step now {g.clock_step:+g} s)")
 
     # ---- node processes ----------------------------------------------------------------------------
     def boot(self, n: SimNode) -> None:
         if n.alive:
             return
         n.alive, n.suspended, n.incarnation, n.services = True, False, n.incarnation + 1, "none"
+        n.clock_step, n.clock_align = 0.0, False
         self.silent_since.pop(n.cf, None)
+        for k in [k for k in self._clock_samples if k[0] == n.cf]:
+            del self._clock_samples[k]
         peers = [p for p in n.cluster if p != n.cf]
         n.machines = {"cf": mem.Membership(n.cf, peers, timeout=float(n.files.timeout), incarnation=n.incarnation)}
         if n.kind == "guest":
@@ -199,6 +241,11 @@ class World:
             self.feed(n, "cf", mem.MigrationWindowChanged(True))
             if "rms" in n.machines:
                 self.feed(n, "rms", rmsmod.SwitchoverHoldChanged(True))
+        for peer, w in sorted(n.files.widen.items()):  # widen.json: re-applied unless over
+            if w["until"] > self.sched.now or w["hypervisor"]:
+                self.feed(n, "cf", mem.DetectionWidened((peer,), w["seconds"], w["until"], w["hypervisor"]))
+            else:
+                del n.files.widen[peer]
         self.feed(n, "cf", mem.NodeBooted())
 
     def kill(self, n: SimNode, why: str) -> None:
@@ -304,8 +351,11 @@ class World:
     def _heartbeat(self, p: SimNode, hb: mem.HeartbeatReceived, clock: float) -> None:
         if p.alive and not p.suspended:
             self.feed(p, "cf", hb)
+            local = self.wallclock(p)
+            key = (p.cf, hb.sender)
+            self._clock_samples.setdefault(key, collections.deque(maxlen=CLOCK_SAMPLES)).append(clock - local)
             if "rms" in p.machines:
-                self.feed(p, "rms", rmsmod.PeerClockObserved(hb.sender, clock, self.wallclock(p)))
+                self.feed(p, "rms", rmsmod.PeerClockObserved(hb.sender, clock, local))
 
     # ---- the hypervisor side, as a guest node sees it ----------------------------------------------
     def _domain_stopped(self, domain: str) -> bool:
@@ -412,7 +462,7 @@ class World:
         elif isinstance(e, ldmmod.StartDomainProcess):
             g = self._guest(e.name)
             if g:
-                g.hosted_by = host
+                self._place(g, host)
                 self.boot(g)
         elif isinstance(e, ldmmod.KillDomainProcess):
             g = self._guest(e.name)
@@ -428,7 +478,7 @@ class World:
         elif isinstance(e, ldmmod.AdoptDomainProcess):
             g = self._guest(e.name)
             if g:
-                g.hosted_by = host
+                self._place(g, host)
                 self.trace(g.cf, "ldm", f"{e.name} handed off from {e.from_host} to {host}")
         elif isinstance(e, ldmmod.ResumeDomainProcess):
             g = self._guest(e.name)
@@ -444,6 +494,7 @@ class World:
         elif isinstance(e, ldmmod.ConfigSaved):
             self._xscf_feed(self.server_of_host(host), spmod.SpconfigSaved(e.ppar, frozenset(e.domains) - {"primary"}))
         elif isinstance(e, ldmmod.MigrationProgress):
+            self._progress[(host, e.domain)] = e
             self.trace(host, "ldm", f"migration of {e.domain}: {e.phase} {e.percent}%")
         elif isinstance(e, Log):
             self.trace(host, "ldm", e.text)
@@ -451,14 +502,19 @@ class World:
     # ---- clovmmigrate ----------------------------------------------------------------------------------
     def clovmmigrate(self, host: str, mode: str, domain: str, target: str = "") -> Pending:
         """Run clovmmigrate -p/-u on control domain ``host``; resolves to the Finished effect."""
-        p = Pending()
         run = mig.ClovmmigrateRun(mig.Request(mode, domain, host, target), self.journals.get((host, domain)))
         flag = "-p" if mode == "prepare" else "-u"
-        self.trace(host, "cmd", f"clovmmigrate {flag} {domain} {target}".rstrip())
+        return self.run_machine(host, run, f"clovmmigrate {flag} {domain} {target}".rstrip())
+
+    def run_machine(self, host: str, run: CommandRun, label: str) -> Pending:
+        """Run a command machine on control domain ``host`` (``label`` goes to the trace);
+        resolves to its ``Finished`` effect."""
+        p = Pending()
+        self.trace(host, "cmd", label)
         self._run_effects(host, run, run.handle(self.sched.now, mig.RunStarted()), p)
         return p
 
-    def _run_effects(self, host: str, run: mig.ClovmmigrateRun, effects: list[Effect], p: Pending) -> None:
+    def _run_effects(self, host: str, run: CommandRun, effects: list[Effect], p: Pending) -> None:
         for e in effects:
             if isinstance(e, mig.Print):
                 self.trace(host, "cmd", e.text)
@@ -483,9 +539,61 @@ class World:
                     False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"))
                 self._call(host, e, reply)
 
+    def _cd_name(self, target: str) -> str | None:
+        """The control domain named or addressed by ``target`` (None if it is none)."""
+        if target in self.ldm:
+            return target
+        return next((cd.name for cd in self.topo.control_domains if cd.address == target), None)
+
+    def _remote(self, host: str, cd: str, answer: Callable[[], Any], reply: Callable[..., None]) -> None:
+        """Ask control domain ``cd`` (from ``host``) over the network; reply with what it answers."""
+        def there() -> None:
+            value = answer()
+            self.net.send(cd, host, lambda: reply(True, value), reliable=True)
+        self.net.send(host, cd, there, reliable=True)
+
+    def _activity(self, cd: str) -> dict[str, list[str]]:
+        journals = sorted({d.removesuffix(".migrate") for h, d in self.journals if h == cd})
+        d = self.ldm[cd]
+        migrating = sorted({x.name for x in d.domains() if d.migration(x.name) is not None} | set(d.incoming()))
+        return {"journals": journals, "migrating": migrating}
+
+    def _where(self, cd: str, domain: str) -> dict[str, Any] | None:
+        d = self.ldm[cd]
+        dom = d.domain(domain)
+        if dom is None:
+            return None
+        prog = self._progress.get((cd, domain)) if d.migration(domain) is not None else None
+        return {"state": str(dom.state), "flags": dom.flags,
+                "migration": None if prog is None else {"phase": str(prog.phase), "percent": prog.percent}}
+
     def _call(self, host: str, c: mig.Call, reply: Callable[..., None]) -> None:
         t = self.topo
-        if c.op == "ldm":
+        local = self._cd_name(c.target) or host
+        if c.op == "sleep":
+            self.sched.after(float(c.args["seconds"]), lambda: reply(True, None))
+        elif c.op == "control_domains":
+            reply(True, [{"host": cd.name, "address": cd.address} for cd in t.control_domains])
+        elif c.op in ("activity", "where"):
+            cd = self._cd_name(c.target)
+            if cd is None:
+                return reply(False, error=f"unknown control domain {c.target}")
+            if c.op == "activity":
+                self._remote(host, cd, lambda: self._activity(cd), reply)
+            else:
+                self._remote(host, cd, lambda: self._where(cd, str(c.args["domain"])), reply)
+        elif c.op == "migrate_start":
+            domain, target = str(c.args["domain"]), str(c.args["target"])
+            self._progress.pop((local, domain), None)
+            self.trace(local, "cmd", f"ldm migrate-domain -c {domain} {target} (background)")
+            self._background[(local, domain)] = self.ldm_command(
+                local, "migrate-domain", "-c", domain, self._cd_name(target) or target)
+            reply(True, None)
+        elif c.op == "migrate_result":
+            bg = self._background.get((local, str(c.args["domain"])))
+            r = bg.value if bg is not None and bg.done else None
+            reply(True, None if r is None else {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr})
+        elif c.op == "ldm":
             if c.target not in self.ldm:
                 return reply(False, error=f"unknown control domain {c.target}")
             self.net.send(host, c.target, lambda: self.ldm_command(c.target, *c.args["argv"]).add_callback(
@@ -496,7 +604,8 @@ class World:
             g = next((x for x in t.guests if x.name == c.args["domain"]), None)
             if g is None:
                 return reply(False, error=f"{c.args['domain']} is not a node of a guest-domain cluster")
-            reply(True, {"node": g.cf_name, "nodes": list(t.cluster_of(g.cf_name).nodes)})
+            nodes = list(t.cluster_of(g.cf_name).nodes)
+            reply(True, {"node": g.cf_name, "nodes": nodes, "domains": {cf: t.host_of_cf(cf).name for cf in nodes}})
         elif c.op == "resolve":
             name = c.args["name"]
             try:
@@ -574,8 +683,64 @@ class World:
         elif op == "clear_record":
             f.record = None
             reply(True)
+        elif op == "cf_sample":
+            reply(True, self.cf_sample(n))
+        elif op == "widen":
+            peers = tuple(str(p) for p in c.args["peers"])
+            seconds, hyp = float(c.args["seconds"]), bool(c.args.get("hypervisor", False))
+            until = self.sched.now + float(c.args["lease"])
+            for p in peers:
+                if p in n.cluster and p != n.cf:
+                    f.widen[p] = {"seconds": seconds, "until": until, "hypervisor": hyp}
+            self.feed(n, "cf", mem.DetectionWidened(peers, seconds, until, hyp))
+            reply(True)
+        elif op == "narrow":
+            peers = tuple(str(p) for p in c.args.get("peers") or ())
+            for p in peers or tuple(f.widen):
+                f.widen.pop(p, None)
+            self.feed(n, "cf", mem.DetectionNarrowed(peers))
+            reply(True)
+        elif op == "clock_align":
+            n.clock_align = True
+            reply(True)
+        elif op == "xscf_check":
+            lans = {"lan0": str(c.args["lan0"]), "lan1": str(c.args["lan1"])}
+            servers = {k: self.addr_server.get(a, (None, 0))[0] for k, a in lans.items()}
+            reply(True, {
+                "known_host": all(s is not None and s in f.known_xscf for s in servers.values()),
+                "snmp": {k: s is not None and self.xscf[s].lan_up(lans[k]) for k, s in servers.items()},
+            })
+        elif op == "sf_test":
+            self.feed(n, "sf", fen.SfTestRequested())
+            reply(True)
+        elif op == "sf_entry":
+            e = next((x for x in f.sf_config.xscf if x.cf_name == c.args["node"]), None)
+            reply(True, None if e is None else {"cf_name": e.cf_name, "ppar_id": e.ppar_id, "domain": e.domain,
+                                                "lan0": e.lan0, "lan1": e.lan1, "user": e.user,
+                                                "connection": e.connection})
         else:
             reply(False, error=f"unknown operation {op}")
+
+    def cf_sample(self, n: SimNode) -> dict[str, Any]:
+        """The ``cf_sample`` answer of a live node (see docs/safe-migration.md)."""
+        now = self.sched.now
+        cf: mem.Membership = n.machines["cf"]
+        view = cf.view()
+        peers: dict[str, Any] = {}
+        diffs: dict[str, float | None] = {}
+        for p in n.cluster:
+            if p == n.cf:
+                continue
+            last = cf.last_heard(p)
+            peers[p] = {"state": str(view[p]), "gap": None if last is None else now - last,
+                        "timeout": cf.effective_timeout(p, now)}
+            samples = self._clock_samples.get((n.cf, p))
+            diffs[p] = abs(max(samples)) if samples else None
+        sf = n.machines.get("sf")
+        rms = n.machines.get("rms")
+        return {"t": now, "state": str(cf.local_state),
+                "sf": "running" if sf is not None and str(sf.daemon) == "running" else "stopped",
+                "peers": peers, "clock_diff": diffs, "rms_busy": rms is not None and rms_busy(rms)}
 
     # ---- scenario processes -------------------------------------------------------------------------
     def spawn(self, gen: Generator[Any, Any, None]) -> None:
@@ -618,3 +783,13 @@ class World:
 
     def where(self, domain: str) -> list[tuple[str, str]]:
         return [(h, str(x.state)) for h, d in self.ldm.items() for x in d.domains() if x.name == domain]
+
+
+def rms_busy(rms: rmsmod.Rms) -> bool:
+    """An application in transition: a switchover pending (including one deferred by the -p
+    hold), or RMS still settling after its start with an application whose place it does not know
+    yet. core.rms has no public query for it."""
+    if not rms.running:
+        return False
+    settling = rms._settle_at is not None and any(node is None for node in rms.placement().values())
+    return bool(rms._pending) or settling
