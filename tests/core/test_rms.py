@@ -370,3 +370,22 @@ def test_peer_down_or_rms_stop_ends_the_episode():
     r.handle(95.0, RmsStopped())
     assert r.next_deadline() is None and r.handle(150.0, Ticked()) == []
     assert clock(r, 160.0, 7.0) == []  # RMS not running: no comparison
+
+
+def test_a_report_that_overtakes_the_join_counts_while_settling():
+    """A peer's re-announcement may arrive before the CF join answer makes it UP here: while RMS
+    settles it still counts, so the joiner does not bring the application online a second time."""
+    r = mk("a", up=())
+    r.handle(0.0, RmsStarted())
+    assert r.handle(0.5, AppStateReported("app1", "b", True)) == []  # b still DOWN in our view
+    r.handle(0.6, PeerNodeStateChanged("b", UP))
+    eff = r.handle(SETTLE, Ticked())
+    assert BringAppOnline("app1") not in eff and r.placement()["app1"] == "b"
+
+
+def test_a_settling_report_from_a_node_that_stays_down_is_dropped_at_the_end():
+    r = mk("a", up=())
+    r.handle(0.0, RmsStarted())
+    r.handle(0.5, AppStateReported("app1", "b", True))
+    eff = r.handle(SETTLE, Ticked())
+    assert BringAppOnline("app1") in eff

@@ -14,8 +14,11 @@ decision another node is making right now, is about to be) Online on. A node lea
 peers' :class:`AnnounceAppState` (delivered to it as :class:`AppStateReported`) and from its own
 decisions. Every node that changes an application's state announces it, and an owner re-announces
 its applications whenever a peer becomes UP, so that a (re)starting RMS learns where they run.
-A report that an application is Online on a node we hold DOWN is stale and ignored; so is a
-report about the local node (we know our own state).
+A report that an application is Online on a node we hold DOWN is stale and ignored once RMS has
+settled; while it is still settling (or not yet started) it counts, because a peer's
+re-announcement can overtake the CF join answer that makes the peer UP here, and at the end of
+the settle period a placement on a node that is still DOWN is dropped again. A report about the
+local node is ignored (we know our own state).
 
 *Initial placement.* :class:`RmsStarted` starts a settle period of ``settle`` seconds in which
 the peers' announcements arrive. At its end, every application nobody reported Online becomes
@@ -273,7 +276,9 @@ class Rms:
         if self._settle_at is not None and now >= self._settle_at:
             self._settle_at = None
             for app, node in self._placement.items():
-                if node is None and app not in self._pending:
+                if node is not None and node != self._me and self.node_state(node) is NodeState.DOWN:
+                    self._placement[app] = None  # learnt while settling from a node that is DOWN after all
+                if self._placement[app] is None and app not in self._pending:
                     self._pending[app] = None
             out += self._resolve_pending()
         for peer in [p for p in self._nodes if p in self._wrp35_at]:
@@ -319,7 +324,7 @@ class Rms:
         if app not in self._placement or node == self._me:
             return []
         if online:
-            if self.node_state(node) is NodeState.DOWN:
+            if self.node_state(node) is NodeState.DOWN and not self._learning():
                 return []  # stale: it cannot be Online on a dead node
             if self._placement[app] == self._me:
                 return [_switchlog(f"(SWT, 40) {app}: {node} reports it Online but it is Online on {self._me}; ignored")]
@@ -355,6 +360,11 @@ class Rms:
         if new is SyncState.IN_SYNC:
             self._wrp35_at.pop(peer, None)
         return []
+
+    def _learning(self) -> bool:
+        """Not yet settled: the CF view may still lag behind the peers' announcements (a peer's
+        re-announcement can overtake its join answer), so reports from peers not yet seen UP count."""
+        return not self._running or self._settle_at is not None
 
     # ---------------------------------------------------------------- decisions
     def _successor(self, app: str) -> str | None:

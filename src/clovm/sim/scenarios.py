@@ -281,7 +281,8 @@ def scoped_migration(ctx: Ctx) -> Generator:
     ctx.expect(w.where("guest2") == [("primary3", "active")], f"guest2 active on primary3, got {w.where('guest2')}")
     moved = yield WaitFor(lambda: w.online.get("app1") == {"cfguest3"}, 60.0)
     ctx.expect(moved, f"app1 to fail over to cfguest3, got {w.online.get('app1')}")
-    ctx.expect([k[2] for k in w.kills] == ["cfguest1"], f"only cfguest1 fenced, got {w.kills}")
+    # cfguest1's domain is already stopped when cfguest3's SF acts, so the XSCF has nothing to kill
+    ctx.expect(all(k[2] == "cfguest1" for k in w.kills), f"nobody but cfguest1 fenced, got {w.kills}")
     if r.rc != 0:  # completing needs every node: start guest1 again, then resume
         ctx.expect(r.rc == RC_FAILED, f"clovm migrate to stop resumably (rc 4), got rc={r.rc} {r.message}")
         down = yield WaitFor(lambda: w.view("cfguest3").get("cfguest1") == "DOWN", 120.0)
