@@ -53,8 +53,8 @@ class FakeDC:
         return {"host": host, "server": server, "ppar": ppar, "lan0": LANS[server][0], "lan1": LANS[server][1],
                 "sf_weight": w}
 
-    def domain_where(self, host: str) -> dict | None:
-        st = self.where[host].get("guest2")
+    def domain_where(self, host: str, domain: str = "guest2") -> dict | None:
+        st = self.where[host].get(domain)
         if st is None:
             return None
         prog = None
@@ -131,7 +131,7 @@ class FakeDC:
             case "ldm":
                 return ok(self.ldm(t, a["argv"]))
             case "where":
-                return ok(self.domain_where(t))
+                return ok(self.domain_where(t, a["domain"]))
             case "resolve":
                 return ok(CDS[a["name"]][0] if a["name"] in CDS else None)
             case "cd_info":
@@ -402,3 +402,37 @@ def test_proof_failure_exits_4_and_keeps_the_journal_at_prove():
     fin, prints, j, _ = run(dc, REQ)
     assert fin.rc == mig.RC_FAILED and fin.code == "PROOF_FAILED" and "SF entries" in fin.message
     assert j["step"] == "prove" and j["result"] == "failed"
+
+
+def test_scoped_narrowing_after_the_hand_off_is_best_effort_and_complete_narrows_again():
+    dc = FakeDC()
+    orig = dc.answer
+    calls = {"n": 0}
+
+    def answer(c):  # cfguest1 does not answer the first narrow (it is restarting)
+        if c.op == "narrow" and c.target == "cfguest1" and calls["n"] == 0:
+            calls["n"] += 1
+            return mig.CallReturned(c.call_id, False, None, "timeout")
+        return orig(c)
+    dc.answer = answer
+    fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
+    assert fin.rc == 0, prints
+    assert any("cfguest1 did not answer" in p for p in prints)
+    assert all(not n["widened"] for n in dc.nodes.values())
+
+
+def test_a_node_lost_during_the_run_stops_it_resumably_with_rc4_not_3():
+    dc = FakeDC()
+    orig = dc.answer
+
+    def answer(c):  # cfguest1 is gone once the migration is over
+        if c.target == "cfguest1" and dc.where["primary3"].get("guest2") == "active":
+            return mig.CallReturned(c.call_id, False, None, "connection refused")
+        return orig(c)
+    dc.answer = answer
+    fin, prints, j, _ = run(dc, REQ)
+    assert fin.rc == mig.RC_FAILED and "clovm migrate --resume guest2" in fin.message
+    assert "Nothing was changed" not in fin.message and j["step"] == "complete"
+    dc.answer = orig
+    fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "", resume=True), journal=j)
+    assert fin.rc == 0, prints

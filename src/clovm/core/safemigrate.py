@@ -153,7 +153,16 @@ class SafeMigrationRun(GeneratorRun):
             MigrateStep.PROVE: self._prove,
         }
         while (st := MigrateStep(self.j["step"])) is not MigrateStep.DONE:
-            trigger = yield from steps[st]()
+            try:
+                trigger = yield from steps[st]()
+            except _Stop as s:
+                if s.rc != RC_REFUSED:
+                    raise
+                # A refusal of an embedded clovmmigrate part: by now things have changed, and the
+                # journal says what; the run stops resumably.
+                text = s.message.replace(" Nothing was changed.", "").rstrip(".")
+                raise _Stop(RC_FAILED, s.code, f"{text}. Step {st} stopped; fix the cause, then run "
+                                               f"clovm migrate --resume {d}.") from None
             new = step(MIGRATE_STEPS, st, trigger)
             self._event(str(st), "done", trigger)
             self.j["step"] = str(new)
@@ -424,11 +433,15 @@ class SafeMigrationRun(GeneratorRun):
                          "stopped": f"{d} stopped during the migration; recovering on {here}"}[outcome])
         if self.j["scoped"] and outcome != "stopped":
             yield from self._ask(here, "sleep", seconds=SCOPED_MARGIN)
-            for n in self.j["nodes"]:
-                yield from self._ask(n, "narrow")
-            self._event(str(MigrateStep.MIGRATE), "note", "narrowed: failure detection back to normal")
-            yield self._say(f"--scoped: failure detection of {node} back to normal on "
-                            f"{' '.join(self.j['nodes'])} ({SCOPED_MARGIN:g} s after the hand-off)")
+            narrowed, missed = [], []
+            for n in self.j["nodes"]:  # best effort: an unreachable node's lease lapses by itself,
+                ans = yield from self._try(n, "narrow")  # and the complete step narrows it again
+                (narrowed if ans.ok else missed).append(n)
+            self._event(str(MigrateStep.MIGRATE), "note", "narrowed: failure detection back to normal on "
+                        + " ".join(narrowed) + (f"; not reached: {' '.join(missed)}" if missed else ""))
+            yield self._say(f"--scoped: failure detection of {node} back to normal on {' '.join(narrowed) or '-'} "
+                            f"({SCOPED_MARGIN:g} s after the hand-off)"
+                            + (f"; {' '.join(missed)} did not answer" if missed else ""))
         return outcome
 
     def _recover(self) -> Generator[Effect, CallReturned, str]:

@@ -42,8 +42,9 @@ goes on from where it was instead of jumping to the new server's.
 ``{"t": kind, "from": cf, ...fields, "mac": hex}``; ``mac`` is HMAC-SHA256 with the home's cluster
 key over the canonical JSON (sorted keys) of every other field. A datagram is dropped unless its
 mac verifies, its sender is a peer of this node's cluster, it comes from that peer's address, and
-no partition fault separates the two hosts. Kinds: ``hb {inc, clock}`` (heartbeat + wall clock for
-the RMS time-sync check), ``join {inc}``, ``joinans {accepted, reason}``, ``elim {node}``,
+no partition fault separates the two hosts. Kinds: ``hb {inc, clock, sent}`` (heartbeat + wall clock for
+the RMS time-sync check + the sender's emulated monotonic time, so a heartbeat that sat in the
+socket buffer while the receiving domain was suspended is not used for the clock comparison), ``join {inc}``, ``joinans {accepted, reason}``, ``elim {node}``,
 ``app {app, node, online}``. Only loopback destinations are ever used.
 
 *Partition fault.* ``run/partition.json`` ``{"groups": [[host...], [host...]]}`` (host = domain or
@@ -123,6 +124,8 @@ WIDEN_FILE = "widen.json"
 XSCF_CHECK_SNMP_TIMEOUT = 1.0  # real seconds an xscf_check SNMP query waits per LAN
 PARTITION_FILE = "partition.json"
 CLOCK_SAMPLES = 5  # heartbeats per peer over which the clock offset is estimated
+STALE_HEARTBEAT = 2.0  # emulated seconds: an older heartbeat says nothing about the sender's clock now
+STALE_HEARTBEAT_REAL = 0.25  # ... or this many real seconds, whichever is more (high time scales)
 MIN_AGENT_SECONDS = 2.0  # real seconds an agent run gets at least, whatever the time scale
 SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait
 BUSY_SA = ("Init-ing", "Testing")
@@ -269,6 +272,9 @@ class NodeAgent:
         self.rms_m: rmsmod.Rms | None = None
         self.rms_d: MachineDriver | None = None
         self._clock_diffs: dict[str, collections.deque[float]] = {}  # per peer: recent (peer - local) clocks
+        # A heartbeat older than this (emulated seconds, by the shared emulated monotonic clock the
+        # datagram carries as "sent") is not used for the RMS clock comparison.
+        self._stale_after = max(STALE_HEARTBEAT, STALE_HEARTBEAT_REAL * self.clock.scale)
         if self.guest_cluster:
             self.sf_m = fen.ShutdownFacility(self.cf, self._read_sf_config(), test_interval=settings.SF_TEST_INTERVAL)
             self.sf_d = MachineDriver(self.sf_m, self.clock, self._sf_effects)
@@ -455,7 +461,7 @@ class NodeAgent:
                     self._log("CF", e)
                 case mem.BroadcastHeartbeat(incarnation=inc):
                     for p in self.peers:
-                        self._send(p, {"t": "hb", "inc": inc, "clock": self._wall()})
+                        self._send(p, {"t": "hb", "inc": inc, "clock": self._wall(), "sent": self.clock.now()})
                 case mem.SendJoinRequest(to=to, incarnation=inc):
                     self._send(to, {"t": "join", "inc": inc})
                 case mem.SendJoinAnswer(to=to, accepted=accepted, reason=reason):
@@ -561,6 +567,10 @@ class NodeAgent:
         kind = msg["t"]
         if kind == "hb":
             self._feed(self.cf_d, mem.HeartbeatReceived(sender, int(msg["inc"])))
+            if self.clock.now() - float(msg.get("sent", self.clock.now())) > self._stale_after:
+                # It waited in the socket buffer while this domain was suspended (SIGSTOP): a real
+                # suspended domain would never have received it, and its clock is long out of date.
+                return
             local = self._wall()
             # Transit and scheduling delay is real time, multiplied by --time-scale, and only ever
             # makes the peer's clock look behind: the best estimate of the offset over the last
