@@ -51,6 +51,7 @@ effects of one call come out in a stable order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -211,7 +212,14 @@ class Membership:
         self._peers = tuple(sorted(set(peers) - {me}))
         self._timeout = float(timeout)
         self._incarnation = incarnation
+        self._heartbeat = BroadcastHeartbeat(incarnation)  # immutable: one instance serves every beat
         self._due: float | None = None  # cached next_deadline(), recomputed after every handle
+        # A lower bound of every deadline but the next heartbeat (exact when last computed; only
+        # heartbeats, which postpone deadlines, happen before it is computed again).
+        self._other: float | None = None
+        # Until when a heartbeat cannot change next_deadline(): the local node is UP, nothing is
+        # due before the next heartbeat (the deadline), and every other deadline is later still.
+        self._calm_until = -math.inf
         self._hb_interval = heartbeat_interval
         self._join_timeout = join_timeout
         self._recheck = recheck_interval
@@ -273,15 +281,23 @@ class Membership:
         return w.seconds if w is not None and w.until is not None else self._timeout
 
     def _compute_deadline(self) -> float | None:
+        """The next deadline (also refreshes ``_other``: every deadline but the next heartbeat)."""
         if not self._active:
+            self._other = None
             return None
-        times = [t for t in (self._next_hb, self._join_deadline) if t is not None]
+        times = [] if self._join_deadline is None else [self._join_deadline]
         for peer, last in self._last_hb.items():
             eff = self._eff(peer)
             times.append(last + (eff if peer in self._questionable else eff / 2))
         times.extend(self._next_query.values())
         times.extend(w.until for w in self._widened.values() if w.until is not None)
-        return min(times, default=None)
+        other = self._other = min(times, default=None)
+        nhb = self._next_hb
+        calm = self._local is UP and other is not None and nhb < other  # (UP: nhb is set)
+        self._calm_until = nhb if calm else -math.inf
+        if nhb is None:
+            return other
+        return nhb if other is None or nhb <= other else other
 
     @property
     def _active(self) -> bool:
@@ -291,16 +307,51 @@ class Membership:
     def handle(self, now: float, event: Event) -> list[Effect]:
         # Nothing can be due before the cached deadline, and a heartbeat only postpones
         # deadlines: skipping those passes keeps the common case (a heartbeat) cheap.
-        out = self._expire(now) if self._due is not None and now >= self._due else []
-        if isinstance(event, HeartbeatReceived):
-            was = self._peer_deadline(event.sender)
-            out += self._dispatch(now, event)
-            if out or was is None or self._due is None or was <= self._due:
-                self._due = self._compute_deadline()  # the sender's deadline may have been the earliest
+        due = self._due
+        cls = type(event)
+        if cls is HeartbeatReceived:
+            sender = event.sender
+            if now < self._calm_until and self._view.get(sender) is UP:
+                # The common case. Nothing is due (now < the next heartbeat = due), and the
+                # sender's deadline is at or after ``other`` > ``due``: counting the heartbeat
+                # only postpones it, so ``_due`` stays as it is.
+                inc, known = event.incarnation, self._peer_inc[sender]
+                if known is None or known == inc:
+                    self._peer_inc[sender] = inc
+                    self._last_hb[sender] = now
+                    self._questionable.discard(sender)
+                return []
+            return self._heartbeat_received(now, due, event)
+        if cls is Ticked:
+            nhb, other = self._next_hb, self._other
+            if self._local is UP and now >= nhb and (other is None or now < other):
+                # (local UP: booted, joined, the next heartbeat set.) Only the heartbeat is due
+                # (what _expire would find), and nothing else can be: every other deadline is at
+                # or after ``other``.
+                nhb = self._next_hb = now + self._hb_interval
+                if other is not None and nhb < other:
+                    self._due = self._calm_until = nhb
+                else:
+                    self._due = self._compute_deadline()
+                return [self._heartbeat]
+            out = self._expire(now) if due is not None and now >= due else []
+            out += self._expire(now)  # (a tick changes nothing by itself)
+            self._due = self._compute_deadline()
             return out
+        out = self._expire(now) if due is not None and now >= due else []
         out += self._dispatch(now, event)
         out += self._expire(now)
         self._due = self._compute_deadline()
+        return out
+
+    def _heartbeat_received(self, now: float, due: float | None, event: HeartbeatReceived) -> list[Effect]:
+        """Any other heartbeat: catch up, count it if it counts, recompute the deadline unless the
+        sender's (postponed) deadline was not the earliest."""
+        out = self._expire(now) if due is not None and now >= due else []
+        was = self._peer_deadline(event.sender)
+        out += self._dispatch(now, event)
+        if out or was is None or due is None or was <= due:
+            self._due = self._compute_deadline()  # the sender's deadline may have been the earliest
         return out
 
     def _peer_deadline(self, peer: str) -> float | None:
@@ -548,7 +599,7 @@ class Membership:
             if not self._active:
                 return out
         if self._next_hb is not None and now >= self._next_hb:
-            out.append(BroadcastHeartbeat(self._incarnation))
+            out.append(self._heartbeat)
             self._next_hb = now + self._hb_interval
         ended = []
         for peer in self._peers:

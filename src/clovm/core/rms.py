@@ -219,6 +219,8 @@ class Rms:
         return self._view.get(node, NodeState.DOWN)
 
     def next_deadline(self) -> float | None:
+        if not self._wrp35_at:  # the common case, without building a list
+            return self._settle_at
         times = list(self._wrp35_at.values())
         if self._settle_at is not None:
             times.append(self._settle_at)
@@ -226,6 +228,8 @@ class Rms:
 
     # ---------------------------------------------------------------- events
     def handle(self, now: float, event: Event) -> list[Effect]:
+        if type(event) is PeerClockObserved:  # every heartbeat: skip the match below
+            return self._on_clock(now, event.peer, abs(event.peer_clock - event.local_clock))
         match event:
             case Ticked():
                 return self._on_tick(now)

@@ -43,15 +43,17 @@ def guests(w: World) -> list[str]:
 
 def healthy(w: World) -> bool:
     """Every guest node alive, joined, all peers UP, SF all TestWorked/InitWorked, apps online once."""
+    # (The states are str enums: comparing them with their spelling is comparing str() of them.)
     for cf in guests(w):
         n = w.nodes[cf]
         if not n.alive or n.suspended or n.services != "started":
             return False
-        if any(v != "UP" for v in w.view(cf).values()):
+        cfm = n.machines.get("cf")  # w.view(cf), without building the str dict
+        if cfm is not None and any(v != "UP" for v in cfm.view().values()):
             return False
         rows = w.sf_rows(cf)
-        if not rows or any(str(r.test_state) != "TestWorked" or str(r.init_state) != "InitWorked"
-                           or str(r.sa_state) != "Idle" for r in rows):
+        if not rows or any(r.test_state != "TestWorked" or r.init_state != "InitWorked"
+                           or r.sa_state != "Idle" for r in rows):
             return False
     return all(len(on) == 1 for on in w.online.values())
 
@@ -355,9 +357,10 @@ def run_process(name: str, proc: Callable[[Ctx], Generator], limit: float, topo:
     def main() -> Generator:
         yield from proc(ctx)
         ctx.done = True
+        w.sched.halt()  # = run_until(limit, stop=lambda: ctx.done), without a call per event
 
     w.spawn(main())
-    w.sched.run_until(limit, stop=lambda: ctx.done)
+    w.sched.run_until(limit)
     ctx.expect(ctx.done, f"scenario {name} to finish within {limit:.0f} virtual seconds")
     check_invariants(ctx)
     return Outcome(name, seed, ctx.failures, w.trace.lines, w.sched.now, ctx.metrics)

@@ -1,32 +1,63 @@
-"""Discrete-event scheduler in virtual time (heapq ordered by (time, seq))."""
+"""Discrete-event scheduler in virtual time (heapq ordered by (time, seq)).
+
+Queue entries are ``[when, seq, fn]`` lists: ``seq`` is unique, so ``fn`` is never compared.
+A :class:`Timer` cancels its pending entry in place (``fn`` set to None) instead of wrapping
+every arming in a generation-checking closure; a cancelled entry still advances ``now`` when it
+is popped, exactly as a stale wake-up that did nothing used to.
+"""
 
 from __future__ import annotations
 
-import heapq
-from functools import partial
+from heapq import heappop, heappush
 from typing import Callable
 
 
 class Scheduler:
     def __init__(self) -> None:
         self.now = 0.0
-        self._q: list[tuple[float, int, Callable[[], None]]] = []
+        self._q: list[list] = []
         self._seq = 0
+        self.halted = False  # set by halt(): run_until stops before the next callback
+        self._limit = 0.0  # run_until's ``t``; -inf once halted
+
+    def halt(self) -> None:
+        """Stop ``run_until`` once the running callback returns (as a ``stop`` that now holds,
+        without calling a predicate between every two callbacks)."""
+        self.halted = True
+        self._limit = float("-inf")
 
     def at(self, when: float, fn: Callable[[], None]) -> None:
         self._seq += 1
-        heapq.heappush(self._q, (max(when, self.now), self._seq, fn))
+        now = self.now
+        heappush(self._q, [when if when >= now else now, self._seq, fn])
 
     def after(self, delay: float, fn: Callable[[], None]) -> None:
-        self.at(self.now + delay, fn)
+        self._seq += 1
+        now = self.now
+        when = now + delay
+        heappush(self._q, [when if when >= now else now, self._seq, fn])
 
-    def run_until(self, t: float, stop: Callable[[], bool] = lambda: False) -> None:
-        """Run every callback due up to and including ``t`` (or until ``stop()`` holds)."""
-        while self._q and self._q[0][0] <= t and not stop():
-            when, _, fn = heapq.heappop(self._q)
+    def run_until(self, t: float, stop: Callable[[], bool] | None = None) -> None:
+        """Run every callback due up to and including ``t`` (or until ``stop()`` holds or
+        :meth:`halt` was called)."""
+        q = self._q
+        if stop is None:
+            if not self.halted:
+                self._limit = t
+            while q and q[0][0] <= self._limit:  # (halt() lowers the limit)
+                when, _, fn = heappop(q)
+                self.now = when
+                if fn is not None:
+                    fn()
+            if not self.halted:
+                self.now = max(self.now, t)
+            return
+        while q and q[0][0] <= t and not self.halted and not stop():
+            when, _, fn = heappop(q)
             self.now = when
-            fn()
-        if not stop():
+            if fn is not None:
+                fn()
+        if not self.halted and not stop():
             self.now = max(self.now, t)
 
     def idle(self) -> bool:
@@ -36,21 +67,32 @@ class Scheduler:
 class Timer:
     """One re-armable wake-up (a machine's next_deadline): arming again cancels the previous one."""
 
+    __slots__ = ("_sched", "_fn", "_entry", "_fire_cb", "when")
+
     def __init__(self, sched: Scheduler, fn: Callable[[], None]):
-        self._sched, self._fn, self._gen, self.when = sched, fn, 0, None
+        self._sched, self._fn, self._entry, self.when = sched, fn, None, None
+        self._fire_cb = self._fire
 
     def arm(self, when: float | None) -> None:
         if when == self.when:
             return
-        self._gen += 1
+        entry = self._entry
+        if entry is not None:
+            entry[2] = None  # cancelled: popped later without effect
         self.when = when
-        if when is not None:
-            self._sched.at(when, partial(self._fire, self._gen))
+        if when is None:
+            self._entry = None
+            return
+        s = self._sched
+        s._seq = seq = s._seq + 1
+        now = s.now
+        self._entry = entry = [when if when >= now else now, seq, self._fire_cb]
+        heappush(s._q, entry)
 
-    def _fire(self, gen: int) -> None:
-        if gen == self._gen:  # not re-armed or cancelled since
-            self.when = None
-            self._fn()
+    def _fire(self) -> None:
+        self._entry = None
+        self.when = None
+        self._fn()
 
     def cancel(self) -> None:
         self.arm(None)

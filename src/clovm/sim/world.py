@@ -28,6 +28,7 @@ import collections
 import ipaddress
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Generator, Iterable, Protocol
 
 from ..core import fencing as fen
@@ -47,6 +48,7 @@ EPOCH = 1_764_000_000.0  # emulated wall clock at virtual time 0 (2025-11-24T16:
 CALL_TIMEOUT = 30.0
 INITIAL_SPCONFIG = "config1"
 CLOCK_SAMPLES = 5  # heartbeats per peer over which cf_sample's clock difference is estimated
+TICK = Ticked()  # the one wake-up event (frozen, no fields): not rebuilt for every tick
 
 
 class CommandRun(Protocol):
@@ -98,6 +100,8 @@ class SimNode:
     tick_pending: bool = False
     clock_step: float = 0.0  # added to the wall clock of the server hosting it (clock_align)
     clock_align: bool = False  # step the clock at the next change of server
+    peers: list["SimNode"] = field(default_factory=list)  # the other nodes of its cluster (fixed)
+    heartbeat: Any = None  # the HeartbeatReceived its peers get (cached by the world)
 
 
 class Pending:
@@ -166,7 +170,7 @@ class World:
         for c in t.control_domains:
             d = ldmmod.Ldmd(c.name, c.ppar, c.server, memory_mb=c.memory_mb, bandwidth_mb_s=t.migration.bandwidth_mb_s)
             self.ldm[c.name] = d
-            self.ldm_timers[c.name] = Timer(self.sched, lambda h=c.name: self._ldm_feed(h, Ticked()))
+            self.ldm_timers[c.name] = Timer(self.sched, partial(self._ldm_feed, c.name, TICK))
             for g in t.guests:
                 if g.control_domain == c.name:
                     d.add_domain(g.name, g.memory_mb, g.vcpu, g.dirty_rate_mb_s)
@@ -179,6 +183,8 @@ class World:
                 if kind == "guest":
                     files.sf_config = self._initial_sf_config(cl.nodes)
                 self.nodes[cf] = SimNode(cf, h.name, kind, tuple(cl.nodes), files, hosted_by)
+        for n in self.nodes.values():
+            n.peers = [self.nodes[p] for p in n.cluster if p != n.cf]
         for c in t.control_domains:  # the operator saved the initial configuration
             self.ldm_command(c.name, "add-spconfig", INITIAL_SPCONFIG)
         for cf in sorted(self.nodes):  # power on, slightly staggered
@@ -234,7 +240,7 @@ class World:
             apps = [rmsmod.AppSpec(a.name, tuple(a.nodes), a.shutdown_priority)
                     for a in self.topo.apps if n.cf in a.nodes]
             n.machines["rms"] = rmsmod.Rms(n.cf, n.cluster, apps)
-        n.timers = {k: Timer(self.sched, lambda n=n, k=k, inc=n.incarnation: self._tick(n, k, inc))
+        n.timers = {k: Timer(self.sched, partial(self._tick, n, k, n.incarnation))
                     for k in n.machines}
         self.trace(n.cf, "boot", f"{n.host} started (incarnation {n.incarnation}) on {n.hosted_by}")
         if n.files.window:
@@ -268,19 +274,36 @@ class World:
         if n.suspended:
             n.tick_pending = True
             return
-        self.feed(n, key, Ticked())
+        # self.feed(n, key, TICK), inlined: every UP node ticks every second
+        m = n.machines.get(key)
+        if m is None:
+            return
+        effects = m.handle(self.sched.now, TICK)
+        due, timer = m.next_deadline(), n.timers[key]
+        if due != timer.when:
+            timer.arm(due)
+        if effects:
+            node_effect = self._node_effect
+            for e in effects:
+                node_effect(n, e)
+                if not n.alive:
+                    return
 
     def feed(self, n: SimNode, key: str, event: Event) -> None:
         """Hand an event to one of a node's machines and carry out the effects."""
-        if not n.alive or key not in n.machines:
+        m = n.machines.get(key)
+        if m is None or not n.alive:
             return
-        m = n.machines[key]
         effects = m.handle(self.sched.now, event)
-        n.timers[key].arm(m.next_deadline())
-        for e in effects:
-            self._node_effect(n, e)
-            if not n.alive:
-                return
+        due, timer = m.next_deadline(), n.timers[key]
+        if due != timer.when:
+            timer.arm(due)
+        if effects:
+            node_effect = self._node_effect
+            for e in effects:
+                node_effect(n, e)
+                if not n.alive:
+                    return
 
     def deliver(self, src: str, n: SimNode, key: str, event: Event, *, reliable: bool = False) -> None:
         def go() -> None:
@@ -289,22 +312,32 @@ class World:
         self.net.send(src, n.cf, go, reliable=reliable)
 
     def log(self, n: SimNode, dest: str, text: str, msgid: str = "") -> None:
-        n.files.logs.setdefault(dest, []).append(text)
+        logs = n.files.logs.get(dest)
+        if logs is None:
+            logs = n.files.logs[dest] = []
+        logs.append(text)
         self.trace(n.cf, dest[:6], (f"[{msgid}] " if msgid else "") + text)
 
     def _peers(self, n: SimNode) -> list[SimNode]:
-        return [self.nodes[p] for p in n.cluster if p != n.cf]
+        return n.peers
 
     def _node_effect(self, n: SimNode, e: Effect) -> None:
-        if isinstance(e, Log):
-            self.log(n, e.dest, e.text, e.msgid)
-        # -- CF
-        elif isinstance(e, mem.BroadcastHeartbeat):
-            hb = mem.HeartbeatReceived(n.cf, e.incarnation)
-            clock = self.wallclock(n)  # heartbeats carry the sender's wall clock for RMS
-            peers = [p for p in self._peers(n) if self.net.passes(n.cf, p.cf)]
+        # -- CF (the common case first: every UP node broadcasts every second)
+        if type(e) is mem.BroadcastHeartbeat:
+            hb = n.heartbeat
+            if hb is None or hb.incarnation != e.incarnation:  # immutable: built once per incarnation
+                hb = n.heartbeat = mem.HeartbeatReceived(n.cf, e.incarnation)
+            # heartbeats carry the sender's wall clock for RMS (= self.wallclock(n))
+            clock = EPOCH + self.sched.now + self.offsets[self._server_of[n.hosted_by]] + n.clock_step
+            net, cf = self.net, n.cf
+            peers = n.peers if net.all_pass(cf, len(n.peers)) else [p for p in n.peers if net.passes(cf, p.cf)]
             # one multicast datagram: every reachable peer hears it after the same latency
-            self.net.deliver_later(lambda: [self._heartbeat(p, hb, clock) for p in peers])
+            # (net.deliver_later, inlined)
+            self.sched.after(net.latency + net.rng.random() * net.jitter, partial(self._heartbeats, peers, hb, clock))
+        elif isinstance(e, Log):
+            self.log(n, e.dest, e.text, e.msgid)
+        elif isinstance(e, fen.RunAgent):  # (every effect class is a direct subclass: order is free)
+            self._run_agent(n, e)
         elif isinstance(e, mem.SendJoinRequest):
             self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinRequestReceived(n.cf, e.incarnation))
         elif isinstance(e, mem.SendJoinAnswer):
@@ -326,9 +359,7 @@ class World:
             self.trace(n.cf, "CF", f"join refused by {', '.join(e.refused_by)}: SF, CRM, RMS not started")
             for what in ("SF", "CRM", "RMS"):
                 self.log(n, "messages", f"{what} failed to start: {e.reason}")
-        # -- SF
-        elif isinstance(e, fen.RunAgent):
-            self._run_agent(n, e)
+        # -- SF (RunAgent: above)
         elif isinstance(e, fen.AnnounceEliminated):
             self.trace(n.cf, "SF", f"{e.node} eliminated")
             self.feed(n, "cf", mem.NodeEliminated(e.node))
@@ -348,14 +379,39 @@ class World:
             for p in self._peers(n):
                 self.deliver(n.cf, p, "rms", rmsmod.AppStateReported(e.app, e.node, e.online), reliable=True)
 
-    def _heartbeat(self, p: SimNode, hb: mem.HeartbeatReceived, clock: float) -> None:
-        if p.alive and not p.suspended:
-            self.feed(p, "cf", hb)
-            local = self.wallclock(p)
-            key = (p.cf, hb.sender)
-            self._clock_samples.setdefault(key, collections.deque(maxlen=CLOCK_SAMPLES)).append(clock - local)
-            if "rms" in p.machines:
-                self.feed(p, "rms", rmsmod.PeerClockObserved(hb.sender, clock, local))
+    def _heartbeats(self, peers: list[SimNode], hb: mem.HeartbeatReceived, clock: float) -> None:
+        """One heartbeat datagram arrives at every peer in ``peers`` (``_heartbeat``, inlined)."""
+        now, sender = self.sched.now, hb.sender
+        offsets, server_of, all_samples = self.offsets, self._server_of, self._clock_samples
+        for p in peers:
+            if p.alive and not p.suspended:
+                # feed(p, "cf", hb), inlined
+                m = p.machines.get("cf")
+                if m is not None:
+                    effects = m.handle(now, hb)
+                    due, timer = m.next_deadline(), p.timers["cf"]
+                    if due != timer.when:
+                        timer.arm(due)
+                    for e in effects:
+                        self._node_effect(p, e)
+                        if not p.alive:
+                            break
+                local = EPOCH + now + offsets[server_of[p.hosted_by]] + p.clock_step  # wallclock(p)
+                key = (p.cf, sender)
+                samples = all_samples.get(key)
+                if samples is None:
+                    samples = all_samples[key] = collections.deque(maxlen=CLOCK_SAMPLES)
+                samples.append(clock - local)
+                m = p.machines.get("rms")
+                if m is not None and p.alive:  # feed(p, "rms", ...), inlined
+                    effects = m.handle(now, rmsmod.PeerClockObserved(sender, clock, local))
+                    due, timer = m.next_deadline(), p.timers["rms"]
+                    if due != timer.when:
+                        timer.arm(due)
+                    for e in effects:
+                        self._node_effect(p, e)
+                        if not p.alive:
+                            break
 
     # ---- the hypervisor side, as a guest node sees it ----------------------------------------------
     def _domain_stopped(self, domain: str) -> bool:
@@ -399,7 +455,7 @@ class World:
             ev = spmod.DomainStatusRequested(rid, addr, e.entry.ppar_id, e.entry.domain)
 
         def on_reply(r: spmod.SpReply) -> None:
-            ok = r.ok and (e.action == "kill" or str(r.status) in (str(SpDomainStatus.RUNNING), str(SpDomainStatus.STOPPED)))
+            ok = r.ok and (e.action == "kill" or r.status in (SpDomainStatus.RUNNING, SpDomainStatus.STOPPED))
             text = r.text or str(r.status)
             if e.action != "kill" and r.ok and not ok:
                 text = f"XSCF {server} reports {e.entry.domain} in PPAR-ID {e.entry.ppar_id} as {r.status}"
@@ -429,7 +485,7 @@ class World:
     def _sync_xscf(self, host: str) -> None:
         """Tell the XSCF what the hypervisor of this control domain's PPAR runs now."""
         cd = self.topo.control_domain(host)
-        running = frozenset(x.name for x in self.ldm[host].domains() if x.name != "primary" and str(x.state) == "active")
+        running = frozenset(x.name for x in self.ldm[host].domains() if x.name != "primary" and x.state == "active")
         self._xscf_feed(cd.server, spmod.DomainsRunningReported(cd.ppar, running))
 
     # ---- ldmd --------------------------------------------------------------------------------------
@@ -490,7 +546,7 @@ class World:
                 if g.tick_pending:
                     g.tick_pending = False
                     for k in list(g.machines):
-                        self.feed(g, k, Ticked())
+                        self.feed(g, k, TICK)
         elif isinstance(e, ldmmod.ConfigSaved):
             self._xscf_feed(self.server_of_host(host), spmod.SpconfigSaved(e.ppar, frozenset(e.domains) - {"primary"}))
         elif isinstance(e, ldmmod.MigrationProgress):
