@@ -3,7 +3,9 @@
 * ``no_leftovers`` (autouse): after the test, no process whose command line mentions the test's
   temporary directory may survive; survivors are SIGKILLed and the test fails.
 * ``datacenter``: a factory that runs ``clovm up --home TMP/NAME --time-scale 10`` as a
-  subprocess and ALWAYS runs ``clovm down`` on that home in teardown.
+  subprocess on a copy of the topology moved to this xdist worker's addresses
+  (:func:`worker_topology`, ``tests/conftest.py``'s ``net``) and ALWAYS runs ``clovm down`` on
+  that home in teardown.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+
+from xdist_net import net
 
 TIME_SCALE = "10"
 
@@ -80,6 +85,18 @@ class Datacenter:
         return self.run("exec", host, "--", *command, timeout=timeout)
 
 
+def worker_topology(root: Path, ref: str) -> Path:
+    """A copy of topology ``ref`` (built-in name or file) on this xdist worker's addresses."""
+    path = Path(ref)
+    if path.exists():
+        text, stem = path.read_text(), path.stem
+    else:
+        text, stem = (resources.files("clovm.topologies") / f"{ref}.toml").read_text(), ref
+    out = root / f"{stem}.worker.toml"
+    out.write_text(net(text))
+    return out
+
+
 @dataclass
 class _Factory:
     root: Path
@@ -90,7 +107,7 @@ class _Factory:
         self.homes.append(home)
         args = ["up", "--home", str(home), "--time-scale", TIME_SCALE, *extra]
         if topology is not None:
-            args += ["--topology", topology]
+            args += ["--topology", str(worker_topology(self.root, topology))]
         return Datacenter(home, clovm(*args, timeout=150))
 
 

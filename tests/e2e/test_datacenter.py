@@ -13,6 +13,7 @@ import pytest
 from clovm.cli.render import clsnmpsetup_l
 from clovm.core.sfconfig import XscfEntry
 
+from xdist_net import net
 from conftest import Datacenter, clovm, processes_mentioning, socket_files
 
 pytestmark = pytest.mark.timeout(180)
@@ -35,7 +36,7 @@ def _rows(table: str, skip: int) -> list[list[str]]:
 def test_up_exec_status_down_on_figure_17_1(datacenter: Callable[..., Datacenter]) -> None:
     dc = datacenter()
     assert dc.up.returncode == 0, dc.up.stderr
-    assert "127.20.30.71" in dc.up.stdout and "guest2" in dc.up.stdout
+    assert net("127.20.30.71") in dc.up.stdout and "guest2" in dc.up.stdout
 
     ldm = dc.exec("primary2", "ldm", "list")
     assert ldm.returncode == 0, ldm.stderr
@@ -60,8 +61,8 @@ def test_up_exec_status_down_on_figure_17_1(datacenter: Callable[..., Datacenter
     snmp = dc.exec("guest2", "/etc/opt/FJSVcluster/bin/clsnmpsetup", "-l")
     assert snmp.returncode == 0, snmp.stderr
     assert snmp.stdout == clsnmpsetup_l([
-        XscfEntry("cfguest1", 0, "guest1", "127.20.30.71", "127.20.40.71"),
-        XscfEntry("cfguest2", 0, "guest2", "127.20.30.72", "127.20.40.72"),
+        XscfEntry("cfguest1", 0, "guest1", net("127.20.30.71"), net("127.20.40.71")),
+        XscfEntry("cfguest2", 0, "guest2", net("127.20.30.72"), net("127.20.40.72")),
     ])
 
     st = dc.run("status", "--json")
@@ -109,12 +110,12 @@ def test_bad_topology_names_the_field_and_starts_nothing(tmp_path: Path, datacen
 
 def test_up_refuses_a_taken_address_and_starts_nothing(datacenter: Callable[..., Datacenter]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
-        squatter.bind(("127.20.30.71", 16161))
+        squatter.bind((net("127.20.30.71"), 16161))
         dc = datacenter("taken")
         assert dc.up.returncode != 0
         lines = dc.up.stderr.strip().splitlines()
         assert len(lines) == 1, dc.up.stderr
-        assert "127.20.30.71:16161" in lines[0]
+        assert net("127.20.30.71:16161") in lines[0]
         assert "pytest" in lines[0] or "pid" in lines[0]  # who holds it
         assert not processes_mentioning(str(dc.home) + "/")
         assert socket_files(dc.home) == []

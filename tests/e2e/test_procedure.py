@@ -28,9 +28,9 @@ from typing import Callable
 
 import pytest
 
-from clovm import formats, settings
-from clovm.runtime import ssh
+from clovm import formats
 
+from xdist_net import net
 from conftest import Datacenter
 
 RECOVERY_SCALE = float(os.environ.get("CLOVM_E2E_RECOVERY_SCALE", "20"))  # see the module docstring
@@ -38,9 +38,9 @@ MIGRATE = "/etc/opt/FJSVcluster/bin/clovmmigrate"
 SDTOOL = "/opt/SMAW/bin/sdtool"
 CLSNMPSETUP = "/etc/opt/FJSVcluster/bin/clsnmpsetup"
 GUESTS = ("guest1", "guest2")
-CFGUEST2_MIGRATED = ("xscf        cfguest2           1        guest2       127.20.30.73    127.20.40.73    "
+CFGUEST2_MIGRATED = net("xscf        cfguest2           1        guest2       127.20.30.73    127.20.40.73    "
                      "xuser          ssh")
-CFGUEST2_HOME = ("xscf        cfguest2           0        guest2       127.20.30.72    127.20.40.72    "
+CFGUEST2_HOME = net("xscf        cfguest2           0        guest2       127.20.30.72    127.20.40.72    "
                  "xuser          ssh")
 WRP34 = ("(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node. "
          "Sane operation of RMS can no longer be guaranteed.")
@@ -323,72 +323,6 @@ def test_happy_path_prepare_migrate_update_restores_everything(datacenter: Calla
 
 
 @pytest.mark.timeout(240)
-def test_update_refuses_config_tmp_and_more_than_six_spconfigs_and_changes_nothing(
-        datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter)
-    ok(d.migrate("primary2", "-p", "guest2"))
-    migrate_to_primary3(d)
-
-    def unchanged() -> None:
-        assert_prepared(d)
-        for g in GUESTS:
-            assert snmp_line(d, g, "cfguest2") == CFGUEST2_HOME
-            assert d.migrate_dir(g).joinpath("timeout.saved").read_text().strip() == "10"
-
-    # A config_tmp on the source control domain.
-    ok(d.x("primary2", "ldm", "add-spconfig", "config_tmp"))
-    r = d.migrate("primary2", "-u", "guest2", "primary3")
-    assert r.returncode == 3, r.stderr
-    line = one_line(r)
-    assert "ldm remove-spconfig config_tmp" in line and "primary2" in line, line
-    unchanged()
-    ok(d.x("primary2", "ldm", "remove-spconfig", "config_tmp"))
-
-    # Seven saved configurations on the target.
-    for i in range(1, 7):
-        ok(d.x("primary3", "ldm", "add-spconfig", f"c{i}"))
-    saved = [c for c in spconfigs(d, "primary3") if c.split()[0] != "factory-default"]
-    assert len(saved) == 7, saved
-    r = d.migrate("primary2", "-u", "guest2", "primary3")
-    assert r.returncode == 3, r.stderr
-    line = one_line(r)
-    assert "ldm remove-spconfig" in line and "primary3" in line, line
-    assert "primary2" not in line, line
-    unchanged()
-
-    ok(d.x("primary3", "ldm", "remove-spconfig", "c1"))
-    ok(d.migrate("primary2", "-u", "guest2", "primary3"))
-    for g in GUESTS:
-        assert timeout_of(d, g) == 10
-        assert snmp_line(d, g, "cfguest2") == CFGUEST2_MIGRATED
-        assert all_worked(sd_rows(d, g))
-    for cd in ("primary2", "primary3"):
-        configs = spconfigs(d, cd)
-        assert len([c for c in configs if c.split()[0] != "factory-default"]) <= 6, configs
-        assert not any(c.split()[0] == "config_tmp" for c in configs), configs
-
-
-@pytest.mark.timeout(240)
-def test_update_completes_after_removing_the_current_spconfig_down_to_six(
-        datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter)
-    ok(d.migrate("primary2", "-p", "guest2"))
-    migrate_to_primary3(d)
-    for i in range(1, 7):
-        ok(d.x("primary3", "ldm", "add-spconfig", f"c{i}"))
-    assert "c6 [current]" in spconfigs(d, "primary3")
-    assert d.migrate("primary2", "-u", "guest2", "primary3").returncode == 3
-    ok(d.x("primary3", "ldm", "remove-spconfig", "c6"))  # down to 6 saved, as the manual asks
-    assert len([c for c in spconfigs(d, "primary3") if c.split()[0] != "factory-default"]) == 6
-    # the new name replaces nothing: saved directly, no config_tmp (6 saved + 1 fits in 8)
-    ok(d.migrate("primary2", "-u", "guest2", "primary3"), "-u after removing the current spconfig")
-    assert "config_tmp" not in " ".join(spconfigs(d, "primary3"))
-    for g in GUESTS:
-        assert timeout_of(d, g) == 10
-        assert all_worked(sd_rows(d, g))
-
-
-@pytest.mark.timeout(240)
 def test_cancelled_migration_update_to_source_restores_and_can_prepare_again(
         datacenter: Callable[..., Datacenter]) -> None:
     d = bring_up(datacenter)
@@ -405,135 +339,6 @@ def test_cancelled_migration_update_to_source_restores_and_can_prepare_again(
         assert cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}
         assert not any(c.split()[0] == "config_tmp" for c in spconfigs(d, "primary2"))
     assert "LEFTCLUSTER" not in d.messages("guest1")
-
-
-@pytest.mark.timeout(240)
-def test_aborted_migration_guest_goes_down_after_600_s_then_recovers(datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter, RECOVERY_SCALE)
-    t_p = time.monotonic()
-    ok(d.migrate("primary2", "-p", "guest2"))
-    t_prepared = time.monotonic()
-    abort_migration(d)
-    t_stopped = time.monotonic()
-
-    last_up, seen_down = wait_down(d, 900 / d.scale)
-    # DOWN comes one 600 s timeout after guest2 went silent (it stopped after -p) plus at most one
-    # 10 s domain-status recheck: never before 600 s after -p, and "about 600 s" after it.
-    assert d.emulated(seen_down - t_p) >= 600, (d.emulated(last_up - t_p), d.emulated(seen_down - t_p))
-    assert d.emulated(last_up - t_prepared) >= 590, d.emulated(last_up - t_prepared)
-    # The 600 s run from when guest2 went silent (end of the copy), so the bound from -p includes
-    # the migration's own duration: ~700 s here, within the brief's 720.
-    assert d.emulated(last_up - t_p) <= max(720, d.emulated(t_stopped - t_p) + 630), d.emulated(last_up - t_p)
-    assert d.emulated(last_up - t_stopped) <= 620, d.emulated(last_up - t_stopped)
-    print(f"-p -> DOWN: {d.emulated(last_up - t_p):.0f}..{d.emulated(seen_down - t_p):.0f} emulated s; "
-          f"guest2 stopped -> DOWN: <= {d.emulated(seen_down - t_stopped):.0f} s")
-    hv = ok(d.x("guest1", "hvdisp", "-a")).stdout
-    app = [ln.split() for ln in hv.splitlines() if ln.split()[:1] == ["app1"]]
-    assert app and app[0][2:4] == ["cfguest1RMS", "Online"], hv
-
-    ok(d.x("primary2", "ldm", "start-domain", "guest2"))
-    assert poll(lambda: cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}, 40), cf_states(d)
-    ok(d.migrate("primary2", "-u", "guest2", "primary2"))
-    wait_healthy(d, "after the recovery", within=20)
-    for g in GUESTS:
-        assert timeout_of(d, g) == 10
-        assert snmp_line(d, g, "cfguest2") == CFGUEST2_HOME
-    assert "failed to start" not in d.messages("guest2")
-
-
-@pytest.mark.timeout(240)
-def test_guest_started_before_down_refuses_sf_crm_rms_then_recovers(datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter, RECOVERY_SCALE)
-    ok(d.migrate("primary2", "-p", "guest2"))
-    abort_migration(d)
-    ok(d.x("primary2", "ldm", "start-domain", "guest2"))  # too early: cfguest1 has not seen it DOWN
-    assert cf_states(d).get("cfguest2") != "DOWN"
-
-    def refused() -> bool:
-        msgs = d.messages("guest2").splitlines()
-        return all(any(f"{what} failed to start" in m and "cfguest1" in m for m in msgs) for what in ("SF", "CRM", "RMS"))
-
-    assert poll(refused, 20), d.messages("guest2")[-2000:]
-    r = d.x("guest2", SDTOOL, "-s")
-    assert r.returncode != 0, r.stdout
-
-    ok(d.x("primary2", "ldm", "stop-domain", "guest2"))
-    wait_down(d, 900 / d.scale)
-    ok(d.x("primary2", "ldm", "start-domain", "guest2"))
-    assert poll(lambda: cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}, 40), cf_states(d)
-    ok(d.migrate("primary2", "-u", "guest2", "primary2"))
-    wait_healthy(d, "after the recovery", within=20)
-    for g in GUESTS:
-        assert timeout_of(d, g) == 10
-
-
-@pytest.mark.timeout(240)
-def test_missing_first_ssh_connection_reports_7245_and_update_completes_after_it(
-        datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter)
-    for g in GUESTS:
-        assert "forgot 2" in d.fault("forget-xscf-key", g, "m10-3").stdout
-    ok(d.migrate("primary2", "-p", "guest2"))
-    migrate_to_primary3(d)
-
-    r = d.migrate("primary2", "-u", "guest2", "primary3")
-    assert r.returncode == 4, (r.stdout, r.stderr)
-    assert "7245" in one_line(r)
-    for g in GUESTS:
-        rows = sd_rows(d, g)
-        assert rows is not None and len(rows) == 8
-        mine = [row for row in rows if row[0] == "cfguest2"]
-        assert len(mine) == 4 and all("TestFailed" in row or "InitFailed" in row for row in mine), rows
-        assert all(row[4:] == ["TestWorked", "InitWorked"] for row in rows if row[0] == "cfguest1"), rows
-        assert re.search(r"\b7245\b", d.messages(g)), d.messages(g)[-2000:]
-        assert snmp_line(d, g, "cfguest2") == CFGUEST2_MIGRATED
-        assert d.migrate_dir(g).joinpath("timeout.saved").exists()  # kept for the rerun
-
-    # The first SSH connection: accept m10-3's host key into each guest's known_hosts.
-    key = ssh.load_or_create_host_key(d.home / "servers" / "m10-3" / "ssh_host_key")
-    for g in GUESTS:
-        for addr in ("127.20.30.73", "127.20.40.73"):
-            ssh.add_known_host(d.host_file(g, "root/.ssh/known_hosts"),
-                               ssh.host_key_line(addr, settings.XSCF_SSH_PORT, key))
-        ok(d.x(g, SDTOOL, "-r"))
-    ok(d.migrate("primary2", "-u", "guest2", "primary3"))
-    for g in GUESTS:
-        assert all_worked(sd_rows(d, g))
-        assert timeout_of(d, g) == 10
-        assert list(d.migrate_dir(g).iterdir()) == []
-
-
-@pytest.mark.timeout(240)
-def test_clock_skew_after_migration_logs_wrp34_once_then_wrp35_until_in_sync(
-        datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter, RECOVERY_SCALE)
-    # Baseline: at a high time scale a heartbeat delayed by load at boot can already look out of sync
-    # (5 emulated s = 0.25 real s at scale 20); only what the clock fault causes is counted.
-    sw0, msgs0 = d.switchlog("guest1"), d.messages("guest1")
-    d.fault("clock", "m10-3", "+30")
-    ok(d.migrate("primary2", "-p", "guest2"))
-    migrate_to_primary3(d)
-    ok(d.migrate("primary2", "-u", "guest2", "primary3"))
-
-    def new(text: str, before: str) -> str:
-        return text[len(before):]
-
-    assert poll(lambda: WRP34 in new(d.switchlog("guest1"), sw0), 10), d.switchlog("guest1")
-    assert poll(lambda: new(d.messages("guest1"), msgs0).count(WRP35) >= 2, 200 / d.scale), d.messages("guest1")[-2000:]
-    sw, msgs = new(d.switchlog("guest1"), sw0), new(d.messages("guest1"), msgs0)
-    assert sw.count(WRP34) == 1 and msgs.count(WRP34) == 1, (sw, msgs)
-    assert sw.count(FURTHER) == 1 and msgs.count(FURTHER) == 1, (sw, msgs)
-    assert WRP35 not in sw
-    lines34 = [ln for ln in sw.splitlines() if WRP34 in ln]
-    assert lines34[0].endswith(WRP34), lines34
-
-    d.fault("clock", "m10-3", "-30")
-    time.sleep(90 / d.scale)  # one more (WRP, 35) may be on its way
-    n35 = d.messages("guest1").count(WRP35)
-    time.sleep(200 / d.scale)
-    assert d.messages("guest1").count(WRP35) == n35
-    assert new(d.switchlog("guest1"), sw0).count(WRP34) == 1
-    assert healthy(d)
 
 
 @pytest.mark.timeout(240)

@@ -166,8 +166,10 @@ def _start_ldmd(home: Home, name: str) -> subprocess.Popen[bytes]:
         left = deadline - time.monotonic()
         if left <= 0 or p.poll() is not None:
             p.kill()
+            log = home.log_file(f"ldmd-{name}")
             raise AssertionError(f"ldmd {name} not ready: {buf!r} "
-                                 f"{(home.root / f'{name}.stderr').read_text()}")
+                                 f"{(home.root / f'{name}.stderr').read_text()} "
+                                 f"{log.read_text()[-1500:] if log.exists() else ''}")
         r, _, _ = select.select([p.stdout], [], [], left)
         if r:
             buf += os.read(p.stdout.fileno(), 4096)

@@ -27,8 +27,13 @@ CLSNMPSETUP = "/etc/opt/FJSVcluster/bin/clsnmpsetup"
 SDTOOL = "/opt/SMAW/bin/sdtool"
 CFTOOL = "/opt/SMAW/bin/cftool"
 CFSET = "/opt/SMAW/bin/cfset"
-CFGUEST2_AFTER = ("xscf        cfguest2           1        guest2       127.20.30.73    127.20.40.73    "
-                  "xuser          ssh")
+
+
+def _cfguest2_after(d: "Demo") -> str:
+    """The seed's clsnmpsetup -l row of cfguest2 once it runs on m10-3 (PPAR-ID 1)."""
+    srv = d.home.topology().server("m10-3")
+    return (f"xscf        cfguest2           1        guest2       {srv.lan0:<16}{srv.lan1:<16}"
+            f"{d.home.topology().xscf.user:<15}{d.home.topology().xscf.connection}")
 
 
 @dataclass
@@ -170,7 +175,7 @@ def happy_path(d: Demo) -> None:
     d.say("17.3.1.2 step 2: on each guest domain")
     for g in guests:
         r = d.run(g, CLSNMPSETUP, "-l")
-        d.check(CFGUEST2_AFTER in r.stdout.splitlines(), f"{g}: cfguest2 now names m10-3's XSCF and PPAR-ID 1")
+        d.check(_cfguest2_after(d) in r.stdout.splitlines(), f"{g}: cfguest2 now names m10-3's XSCF and PPAR-ID 1")
         d.check(d.poll(lambda g=g: _sf_all_worked(d, g)), f"{g}: all 8 agents TestWorked/InitWorked")
         d.run(g, SDTOOL, "-s")
     d.run("guest1", CFTOOL, "-n")
@@ -371,16 +376,18 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(out: TextIO, time_scale: float | None = None, scenario: str = "happy-path") -> int:
+def run(out: TextIO, time_scale: float | None = None, scenario: str = "happy-path",
+        topology_ref: str = "figure-17-1") -> int:
+    """``topology_ref``: figure-17-1 or a copy of it (other addresses, same names)."""
     proc, default_scale = SCENARIOS[scenario]
     time_scale = time_scale or default_scale
     with tempfile.TemporaryDirectory(prefix="clovm-demo-") as tmp:
         home = Home(tmp)
-        out.write(f"clovm demo {scenario}: bringing up the figure-17-1 datacenter in {tmp} "
+        out.write(f"clovm demo {scenario}: bringing up the {topology_ref} datacenter in {tmp} "
                   f"(time scale {time_scale:g})\n")
         out.flush()
         try:
-            datacenter.up(home, "figure-17-1", time_scale)
+            datacenter.up(home, topology_ref, time_scale)
         except ClovmError as e:
             out.write(f"clovm demo: cannot bring up the datacenter: {e.message}\n")
             return 1

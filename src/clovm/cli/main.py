@@ -52,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 0 if out.ok else 1
     from ..api import demo
 
-    return demo.run(sys.stdout, args.time_scale, args.scenario)
+    return demo.run(sys.stdout, args.time_scale, args.scenario, args.topology)
 
 
 # ---- the emulated datacenter (thin: parse, call clovm.api, render) ---------------------------------
@@ -277,6 +277,8 @@ def build_parser() -> Parser:
     d.add_argument("--time-scale", type=float, default=None,
                    help="emulated seconds per real second (default: 10, or 20 where 600 s must pass)")
     d.add_argument("--sim", action="store_true", help="run the procedure in the simulator instead")
+    d.add_argument("--topology", default=topology.DEFAULT,
+                   help="figure-17-1 (default) or a TOML copy of it with other loopback addresses")
     d.set_defaults(func=_demo)
 
     u = sub.add_parser("up", help="start the emulated datacenter in the background")
