@@ -245,7 +245,7 @@ def test_happy_path_prepares_migrates_completes_and_proves():
     assert [c["name"] for c in j["proof"]] == ["one running instance", "SF entries", "fresh SF test", "timeouts",
                                               "cluster", "configuration saved"]
     assert all(c["ok"] for c in j["proof"])
-    assert [p["phase"] for p in j["progress"]] == ["pre-copy", "pre-copy", "suspend", "hand-off"]
+    assert [p["phase"] for p in j["progress"]] == ["pre-copy", "pre-copy", "suspend", "hand-off", "done"]
     assert {s["node"] for s in j["samples"]} == set(NODES)
     assert [(e["step"], e["what"]) for e in j["events"] if e["what"] != "note"] == [
         ("prepare", "begin"), ("prepare", "done"), ("migrate", "begin"), ("migrate", "done"),

@@ -425,6 +425,9 @@ class SafeMigrationRun(GeneratorRun):
             yield from self._ask(here, "sleep", seconds=POLL_SECONDS)
         self.j["outcome"] = outcome
         self.j["complete_to"] = tgt if outcome == "migrated" else here
+        # the migration's end as its last progress sample (ends the suspend interval in the timeline)
+        self.j["progress"].append({"t": round(self.now, 3), "percent": 100 if outcome == "migrated" else 0,
+                                   "phase": {"migrated": "done", "cancelled": "cancelled", "stopped": "failed"}[outcome]})
         self._event(str(MigrateStep.MIGRATE), "note", f"outcome: {outcome}")
         yield self._persist()
         yield self._say({"migrated": f"{d} is active on {tgt}",
