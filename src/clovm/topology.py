@@ -266,13 +266,15 @@ def validate(t: Topology, source: str = "<topology>") -> None:
 
 def generate(guests: int, servers: int) -> Topology:
     """A generated topology: ``servers`` servers (one PPAR and control domain each), ``guests``
-    guests spread round-robin over them, one guest cluster, one app on the first two guests."""
-    srv = [Server(name=f"m10-{i + 1}", lan0=f"127.21.{i + 1}.10", lan1=f"127.22.{i + 1}.10", ppars=[i % 16])
+    guests spread round-robin over them, one guest cluster, one app on the first two guests.
+    Addresses are in 127.51/52/61/71.x, away from figure-17-1's blocks and the test workers' copies
+    of them (127.2W/3W/4W.x, tests/xdist_net.py), so a benchmark can run beside the test suite."""
+    srv = [Server(name=f"m10-{i + 1}", lan0=f"127.51.{i + 1}.10", lan1=f"127.52.{i + 1}.10", ppars=[i % 16])
            for i in range(servers)]
     ctl = [ControlDomain(name=f"primary{i + 1}", server=srv[i].name, ppar=srv[i].ppars[0],
-                         cf_name=f"cfprimary{i + 1}", address=f"127.31.0.{i + 1}") for i in range(servers)]
+                         cf_name=f"cfprimary{i + 1}", address=f"127.61.0.{i + 1}") for i in range(servers)]
     gst = [Guest(name=f"guest{i + 1}", control_domain=ctl[i % servers].name, cf_name=f"cfguest{i + 1}",
-                 address=f"127.41.0.{i + 1}") for i in range(guests)]
+                 address=f"127.71.0.{i + 1}") for i in range(guests)]
     clusters = [Cluster(name="ctlcluster", kind="control", nodes=[c.cf_name for c in ctl]),
                 Cluster(name="guestcluster", kind="guest", nodes=[g.cf_name for g in gst])]
     apps = [UserApplication(name="app1", cluster="guestcluster", nodes=[g.cf_name for g in gst[:2]])]
