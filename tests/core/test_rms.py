@@ -389,3 +389,25 @@ def test_a_settling_report_from_a_node_that_stays_down_is_dropped_at_the_end():
     r.handle(0.5, AppStateReported("app1", "b", True))
     eff = r.handle(SETTLE, Ticked())
     assert BringAppOnline("app1") in eff
+
+
+def test_busy_while_settling_without_placement_or_with_a_held_switchover():
+    r = mk("a", up=("b",))
+    assert not r.busy()  # not running
+    r.handle(0.0, RmsStarted())
+    assert r.busy()  # settling, app1 not placed yet
+    r.handle(SETTLE, Ticked())
+    assert not r.busy() and r.placement()["app1"] == "a"
+    r.handle(SETTLE + 1, SwitchoverHoldChanged(True))
+    r.handle(SETTLE + 2, PeerNodeStateChanged("b", DOWN))
+    assert not r.busy()  # b owned nothing
+
+
+def test_busy_while_a_failover_is_held():
+    r = started("b", up=("a",))
+    assert r.placement()["app1"] == "a" and not r.busy()
+    r.handle(SETTLE + 1, SwitchoverHoldChanged(True))
+    r.handle(SETTLE + 2, PeerNodeStateChanged("a", DOWN))
+    assert r.busy()
+    r.handle(SETTLE + 3, SwitchoverHoldChanged(False))
+    assert not r.busy() and r.placement()["app1"] == "b"

@@ -365,6 +365,15 @@ class Rms:
             self._wrp35_at.pop(peer, None)
         return []
 
+    def busy(self) -> bool:
+        """An application in transition: a switchover pending (including one deferred by the -p
+        hold), or RMS still settling after its start with an application whose place it does not
+        know yet (clovm migrate's preflight: "no switchover in progress")."""
+        if not self._running:
+            return False
+        settling = self._settle_at is not None and any(node is None for node in self._placement.values())
+        return bool(self._pending) or settling
+
     def _learning(self) -> bool:
         """Not yet settled: the CF view may still lag behind the peers' announcements (a peer's
         re-announcement can overtake its join answer), so reports from peers not yet seen UP count."""

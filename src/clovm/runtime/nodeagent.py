@@ -858,7 +858,7 @@ class NodeAgent:
             diffs[p] = abs(max(recent)) if recent else None
         running = self.sf_m is not None and self.sf_m.daemon is SfDaemonState.RUNNING
         return {"t": now, "state": str(self.cf_m.local_state), "sf": "running" if running else "stopped",
-                "peers": peers, "clock_diff": diffs, "rms_busy": self.rms_m is not None and rms_busy(self.rms_m)}
+                "peers": peers, "clock_diff": diffs, "rms_busy": self.rms_m is not None and self.rms_m.busy()}
 
     def op_widen(self, args: dict) -> Any:
         peers, seconds, lease = args.get("peers"), args.get("seconds"), args.get("lease")
@@ -973,16 +973,6 @@ class NodeAgent:
             raise RpcError("FORBIDDEN", f"{peer or 'a client without a name'} is not a control domain: "
                                         f"only clovmmigrate on a control domain may do {op}")
         return self._op(op, self.TLS_OPS)(args)
-
-
-def rms_busy(rms: rmsmod.Rms) -> bool:
-    """An application in transition: a switchover pending (including one deferred by the -p
-    hold), or RMS still settling after its start with an application whose place it does not know
-    yet. core.rms has no public query for it."""
-    if not rms.running:
-        return False
-    settling = rms._settle_at is not None and any(node is None for node in rms.placement().values())
-    return bool(rms._pending) or settling
 
 
 async def run(home: Home, name: str, ready: proc.Ready, stop: asyncio.Event) -> None:

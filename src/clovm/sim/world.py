@@ -796,7 +796,7 @@ class World:
         rms = n.machines.get("rms")
         return {"t": now, "state": str(cf.local_state),
                 "sf": "running" if sf is not None and str(sf.daemon) == "running" else "stopped",
-                "peers": peers, "clock_diff": diffs, "rms_busy": rms is not None and rms_busy(rms)}
+                "peers": peers, "clock_diff": diffs, "rms_busy": rms is not None and rms.busy()}
 
     # ---- scenario processes -------------------------------------------------------------------------
     def spawn(self, gen: Generator[Any, Any, None]) -> None:
@@ -841,11 +841,3 @@ class World:
         return [(h, str(x.state)) for h, d in self.ldm.items() for x in d.domains() if x.name == domain]
 
 
-def rms_busy(rms: rmsmod.Rms) -> bool:
-    """An application in transition: a switchover pending (including one deferred by the -p
-    hold), or RMS still settling after its start with an application whose place it does not know
-    yet. core.rms has no public query for it."""
-    if not rms.running:
-        return False
-    settling = rms._settle_at is not None and any(node is None for node in rms.placement().values())
-    return bool(rms._pending) or settling
