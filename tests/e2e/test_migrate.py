@@ -79,8 +79,8 @@ def test_one_shot_migration_dry_run_preflight_clock_step_proof_and_timeline(
     d = bring_up(datacenter)
     d.fault("clock", "m10-3", "+40")  # the target server's clock is 40 s ahead: a manual migration logs WRP 34
 
-    # Dry run: the plan, no change.
-    r = ok(cmigrate(d, "primary2", "guest2", "primary3", "--dry-run"))
+    # Dry run, directly with --host (not through clovm exec): the plan, no change.
+    r = ok(d.dc.run("migrate", "--host", "primary2", "guest2", "primary3", "--dry-run"))
     assert "preflight passed" in r.stdout and "  2 migrate   ldm migrate-domain -c guest2 primary3" in r.stdout
     assert not d.host_file("primary2", JOURNAL).exists()
     assert timeout_of(d, "guest1") == 10 and all_worked(sd_rows(d, "guest1"))
