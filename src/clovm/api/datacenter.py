@@ -371,11 +371,9 @@ def _sf_config(t: topology.Topology, nodes: list[str]) -> tuple[list[SfHost], li
     return hosts, entries
 
 
-def _provision(home: Home, t: topology.Topology, time_scale: float) -> list[str]:
-    """Write every file the daemons read. Returns warnings."""
-    from ..runtime import pki, ssh
-
-    warnings: list[str] = []
+def _provision_base(home: Home, t: topology.Topology, time_scale: float) -> None:
+    """The files every daemon reads, and all an xscfd needs: run directories, topology, secrets,
+    clock and clock offsets."""
     for d in (home.run_dir / "pids", home.run_dir / "domains", home.run_dir / "s", home.log_file("x").parent):
         d.mkdir(parents=True, exist_ok=True)
     atomic_write(home.topology_file, topology.dumps(t))
@@ -383,11 +381,16 @@ def _provision(home: Home, t: topology.Topology, time_scale: float) -> list[str]
     atomic_write(home.clock_file, json.dumps({"epoch": settings.EPOCH, "start": time.monotonic(),
                                               "time_scale": time_scale}) + "\n")
     atomic_write(home.offsets_file, json.dumps({s.name: s.clock_offset for s in t.servers}) + "\n")
+
+
+def _provision(home: Home, t: topology.Topology) -> list[str]:
+    """After :func:`_provision_base`, every other file the daemons read except the known_hosts
+    files (:func:`_provision_xscf_keys`): PKI, hosts, cluster.config, SF configuration,
+    clovmmigrate.conf. Returns warnings."""
+    from ..runtime import pki
+
+    warnings: list[str] = []
     pki.ensure_pki(home, {h.name: h.address for h in t.hosts()})
-    key_lines: list[str] = []
-    for s in t.servers:
-        key = ssh.load_or_create_host_key(home.server_dir(s.name) / "ssh_host_key")
-        key_lines += [ssh.host_key_line(a, settings.XSCF_SSH_PORT, key) for a in (s.lan0, s.lan1)]
     hosts_text = formats.render_hosts([(h.name, h.address) for h in t.hosts()])
     guest_nodes = {cf: cl.nodes for cl in t.clusters if cl.kind == "guest" for cf in cl.nodes}
     render_conf, conf_path = None, CLOVMMIGRATE_CONF
@@ -402,8 +405,6 @@ def _provision(home: Home, t: topology.Topology, time_scale: float) -> list[str]
         if not home.cluster_config(h.name).exists():
             atomic_write(home.cluster_config(h.name),
                          formats.set_cluster_timeout("", settings.DEFAULT_CLUSTER_TIMEOUT))
-        for line in key_lines:
-            ssh.add_known_host(home.known_hosts(h.name), line)
         if h.cf_name in guest_nodes:
             sf_hosts, entries = _sf_config(t, guest_nodes[h.cf_name])
             if not home.rcsd_cfg(h.name).exists():
@@ -413,6 +414,21 @@ def _provision(home: Home, t: topology.Topology, time_scale: float) -> list[str]
         if isinstance(h, topology.ControlDomain) and render_conf is not None:
             atomic_write(home.host_root(h.name) / conf_path, render_conf(t, h.name))
     return warnings
+
+
+def _provision_xscf_keys(home: Home, t: topology.Topology) -> None:
+    """Both LANs of every server, with its SSH host key, in every host's known_hosts. The key is
+    the one its xscfd loaded or created (:func:`clovm.runtime.ssh.load_or_create_host_key`),
+    created here if it is missing. Called by :func:`_launch` once every xscfd is READY, before any
+    ldmd (and so any guest, the only reader of known_hosts) starts."""
+    from ..runtime import ssh
+
+    key_lines: list[str] = []
+    for s in t.servers:
+        key = ssh.load_or_create_host_key(home.server_dir(s.name) / "ssh_host_key")
+        key_lines += [ssh.host_key_line(a, settings.XSCF_SSH_PORT, key) for a in (s.lan0, s.lan1)]
+    for h in t.hosts():
+        ssh.add_known_hosts(home.known_hosts(h.name), key_lines)
 
 
 # ---------------------------------------------------------------------------------- launching
@@ -426,41 +442,111 @@ def _spawn(home: Home, module: str, name: str) -> subprocess.Popen[bytes]:
             cwd=str(home.root))
 
 
-def _await_ready(home: Home, procs: dict[str, subprocess.Popen[bytes]], deadline: float) -> None:
-    """Wait for every process's ``READY`` line; DAEMON_FAILED on exit or timeout."""
-    sel = selectors.DefaultSelector()
-    buf: dict[str, bytes] = {}
-    for name, p in procs.items():
+class _ReadyWaiter:
+    """The ``READY`` lines of spawned daemons, read from their stdout pipes with one selector.
+
+    Each daemon has :data:`settings.READY_TIMEOUT` seconds from its spawn; an exit or a timeout is
+    DAEMON_FAILED. A pipe is closed once its READY is seen (the daemons print nothing after it).
+    """
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.sel = selectors.DefaultSelector()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}  # daemon key -> process, not ready yet
+        self.buf: dict[str, bytes] = {}
+        self.deadline: dict[str, float] = {}
+        self.all: list[subprocess.Popen[bytes]] = []
+
+    def add(self, p: subprocess.Popen[bytes]) -> str:
         assert p.stdout is not None
-        sel.register(p.stdout, selectors.EVENT_READ, name)
-        buf[name] = b""
-    try:
-        while buf:
-            left = deadline - time.monotonic()
+        key = _key(p)
+        self.procs[key], self.buf[key] = p, b""
+        self.deadline[key] = time.monotonic() + settings.READY_TIMEOUT
+        self.all.append(p)
+        self.sel.register(p.stdout, selectors.EVENT_READ, key)
+        return key
+
+    def pending(self) -> bool:
+        return bool(self.procs)
+
+    def wait(self) -> list[str]:
+        """Block until at least one daemon is ready; returns the keys of those that became ready."""
+        done: list[str] = []
+        while not done:
+            key = min(self.deadline, key=self.deadline.__getitem__)
+            left = self.deadline[key] - time.monotonic()
             if left <= 0:
-                name = sorted(buf)[0]
-                key = _key(procs[name])
                 raise ClovmError(errors.DAEMON_FAILED,
-                                 f"{_label(procs[name])} not ready within {settings.READY_TIMEOUT:g} s; "
-                                 f"see {home.log_file(key)}", _log_tail(home, key))
-            for key, _ in sel.select(timeout=min(left, 0.5)):
-                name = key.data
-                chunk = os.read(key.fd, 4096)
+                                 f"{_label(self.procs[key])} not ready within {settings.READY_TIMEOUT:g} s; "
+                                 f"see {self.home.log_file(key)}", _log_tail(self.home, key))
+            for sk, _ in self.sel.select(timeout=min(left, 0.5)):
+                key = sk.data
+                p = self.procs[key]
+                chunk = os.read(sk.fd, 4096)
                 if not chunk:
-                    rc = procs[name].wait(timeout=5)
-                    key = _key(procs[name])
+                    rc = p.wait(timeout=5)
                     raise ClovmError(errors.DAEMON_FAILED,
-                                     f"{_label(procs[name])} exited with rc {rc} before it was ready; "
-                                     f"see {home.log_file(key)}", _log_tail(home, key))
-                buf[name] += chunk
-                if any(line.strip().startswith(b"READY") for line in buf[name].split(b"\n")[:-1]):
-                    sel.unregister(key.fileobj)
-                    del buf[name]
-    finally:
-        sel.close()
-        for p in procs.values():  # the daemons print nothing after READY
+                                     f"{_label(p)} exited with rc {rc} before it was ready; "
+                                     f"see {self.home.log_file(key)}", _log_tail(self.home, key))
+                self.buf[key] += chunk
+                if any(line.strip().startswith(b"READY") for line in self.buf[key].split(b"\n")[:-1]):
+                    self.sel.unregister(sk.fileobj)
+                    assert p.stdout is not None
+                    p.stdout.close()
+                    for d in (self.procs, self.buf, self.deadline):
+                        del d[key]
+                    done.append(key)
+        return done
+
+    def close(self) -> None:
+        self.sel.close()
+        for p in self.all:
             if p.stdout is not None:
                 p.stdout.close()
+
+
+def _launch(home: Home, t: topology.Topology, time_scale: float, started: dict[str, int]) -> list[str]:
+    """Provision the home and start every daemon, each as soon as what it needs exists, with
+    every pending READY awaited at once. Records each spawned pid in ``started`` (``up`` stops
+    them on failure). Returns the provisioning warnings.
+
+    Order (2 cores serve ~11 to ~40 Python daemons, so no core should idle on a barrier):
+    every xscfd right after :func:`_provision_base` (it loads its SSH host key or creates it, as
+    it always did, and reads nothing else of the home), every control domain's node agent right
+    after :func:`_provision` (it needs the PKI, hosts file and cluster.config, nothing else); then, once every xscfd is READY, the
+    known_hosts files (:func:`_provision_xscf_keys`, whose asyncssh import overlaps the daemons'
+    start) and the ldmds, as before: an ldmd pushes its PPAR's domains to its xscfd right after
+    READY (an absent xscfd is retried only every 3 s) and spawns its guests, whose shutdown
+    agents test the XSCFs of every node of their cluster. Guests are awaited afterwards by
+    :func:`_await_guests`.
+    """
+    waiter = _ReadyWaiter(home)
+
+    def spawn(module: str, name: str) -> str:
+        p = _spawn(home, module, name)
+        started[f"{module}:{name}"] = p.pid
+        return waiter.add(p)
+
+    try:
+        _provision_base(home, t, time_scale)
+        xscfds = {spawn("xscfd", s.name) for s in t.servers}
+        warnings = _provision(home, t)
+        for c in t.control_domains:
+            spawn("nodeagent", c.name)
+        from ..runtime import ssh  # noqa: F401 - for _provision_xscf_keys, imported while xscfds start
+
+        ldmds = [c.name for c in t.control_domains]
+        while ldmds or waiter.pending():
+            if ldmds and not xscfds:
+                _provision_xscf_keys(home, t)
+                for name in ldmds:
+                    spawn("ldmd", name)
+                ldmds = []
+                continue
+            xscfds.difference_update(waiter.wait())
+    finally:
+        waiter.close()
+    return warnings
 
 
 def _key(p: subprocess.Popen[bytes]) -> str:
@@ -543,16 +629,10 @@ def up(home: Home, topology_ref: str | None = None, time_scale: float = settings
     started: dict[str, int] = {}
     try:
         _clean_run_state_keep_lock(home)
-        warnings = _provision(home, t, time_scale)
-        deadline = time.monotonic() + settings.READY_TIMEOUT
-        for module, names in (("xscfd", [s.name for s in t.servers]),
-                              ("ldmd", [c.name for c in t.control_domains]),
-                              ("nodeagent", [c.name for c in t.control_domains])):
-            procs = {n: _spawn(home, module, n) for n in names}
-            started.update({f"{module}:{n}": p.pid for n, p in procs.items()})
-            _await_ready(home, procs, time.monotonic() + settings.READY_TIMEOUT)
-        _await_guests(home, t, max(deadline, time.monotonic() + settings.READY_TIMEOUT))
-        daemons = dict(started)
+        warnings = _launch(home, t, time_scale, started)
+        _await_guests(home, t, time.monotonic() + settings.READY_TIMEOUT)
+        # in the order xscfd, ldmd, nodeagent, as the summary and run/lock always listed them
+        daemons = {k: started[k] for m in ("xscfd", "ldmd", "nodeagent") for k in started if k.startswith(f"{m}:")}
         for g in t.guests:
             place = _read_json(home.placement_file(g.name))
             if isinstance(place, dict) and isinstance(place.get("pid"), int):

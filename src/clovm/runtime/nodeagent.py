@@ -94,7 +94,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import msgspec
 import structlog
@@ -108,12 +108,19 @@ from ..core.base import Effect, Event, Log
 from ..core.sfconfig import SfConfig, XscfEntry
 from ..fsutil import append_line, atomic_write, read_text_or
 from ..topology import ControlDomain, Guest, Topology
-from . import pki, proc, rpc, ssh
+from . import pki, proc, rpc
 from .clock import EmuClock
 from .driver import MachineDriver
 from .home import Home
 from .rpc import RpcError
-from .snmp import XscfSnmpClient
+
+if TYPE_CHECKING:
+    from .snmp import XscfSnmpClient
+
+# The XSCF clients (.ssh: asyncssh, .snmp: pysnmp) are imported where they are used, not here:
+# only nodes of a guest cluster run SF, and they import both in NodeAgent.__init__ (before
+# READY, as before). A control domain's node agent never talks to an XSCF and so saves the
+# ~0.2 s of CPU these imports cost (they are most of a node agent's start-up).
 
 log = structlog.get_logger()
 
@@ -283,6 +290,7 @@ class NodeAgent:
             self.rms_m = rmsmod.Rms(self.cf, self.nodes, apps, sync_threshold=settings.RMS_SYNC_THRESHOLD,
                                     sync_period=settings.RMS_SYNC_PERIOD)
             self.rms_d = MachineDriver(self.rms_m, self.clock, self._rms_effects)
+            from . import snmp, ssh  # noqa: F401 - SF's agents use both; see the note on the imports
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -590,6 +598,8 @@ class NodeAgent:
     # ---- XSCF: shutdown agents and domain status -----------------------------------------------
     def _snmp_client(self) -> XscfSnmpClient:
         if self._snmp is None:
+            from .snmp import XscfSnmpClient  # see the note on the imports
+
             s = self.secrets
             user = s.get("xscf_user") or s.get("snmp_user") or settings.XSCF_USER  # the XSCFs' USM user
             self._snmp = XscfSnmpClient(str(user), str(s["snmp_auth"]), str(s["snmp_priv"]))
@@ -600,6 +610,8 @@ class NodeAgent:
         return None if v is None else str(v)
 
     async def _run_agent(self, e: fen.RunAgent) -> None:
+        from . import ssh  # see the note on the imports
+
         real = max(MIN_AGENT_SECONDS, e.timeout / self.clock.scale)
         try:
             async with asyncio.timeout(real):
@@ -616,6 +628,8 @@ class NodeAgent:
         self._feed(self.sf_d, fen.AgentFinished(e.req_id, ok, detail))
 
     async def _agent(self, e: fen.RunAgent, deadline: float) -> tuple[bool, str]:
+        from . import ssh  # see the note on the imports
+
         loop = asyncio.get_running_loop()
         entry = e.entry
         addr = _require_loopback(entry.lan0 if AGENT_LAN[e.agent] == 0 else entry.lan1)
@@ -901,6 +915,8 @@ class NodeAgent:
             raise RpcError("BAD_REQUEST", f"xscf_check: lan0 and lan1 must be addresses, not {lans!r}")
         ppar = args.get("ppar", 0)
         known = self.home.known_hosts(self.host)
+        from . import ssh  # see the note on the imports
+
         # The entry lookup the SSH agents' client makes before it reports an unknown host key (7245).
         known_host = all(ssh._has_entry(known, a, settings.XSCF_SSH_PORT) for a in lans.values())
 

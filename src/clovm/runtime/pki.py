@@ -8,29 +8,41 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING
 
 from ..fsutil import atomic_write
 from .home import Home
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 _VALID = datetime.timedelta(days=3650)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # lazy: see ensure_pki
+
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def _name(cn: str) -> x509.Name:
+    from cryptography import x509  # lazy: see ensure_pki
+    from cryptography.x509.oid import NameOID
+
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "clovm"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
     """Create the CA and a certificate for every ``name -> loopback address`` (address may be None)."""
+    # Imported here, not at module level: only ``clovm up`` issues certificates, while every
+    # daemon imports this module for its TLS contexts, which need nothing but ``ssl``.
+    # cryptography's X.509 costs ~50 ms of CPU per process, paid by ~40 daemons at start-up.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     d = home.pki_dir
     d.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)

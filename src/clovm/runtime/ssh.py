@@ -216,18 +216,26 @@ def add_known_host(path: str | os.PathLike[str], line: str) -> None:
         path: known_hosts file.
         line: a line as made by ``host_key_line``.
     """
+    add_known_hosts(path, [line])
+
+
+def add_known_hosts(path: str | os.PathLike[str], lines: Sequence[str]) -> None:
+    """``add_known_host`` for each line in turn, with one lock and one write of the file
+    (``clovm up`` adds two lines per server to every host's known_hosts)."""
     p = Path(path)
-    new = _split_entry(line.strip())
-    if new is None:
-        raise ValueError(f"not a known_hosts entry: {line!r}")
+    news = []
+    for line in lines:
+        new = _split_entry(line.strip())
+        if new is None:
+            raise ValueError(f"not a known_hosts entry: {line!r}")
+        news.append((new, line.strip()))
     with _locked(p):
-        kept = []
-        for old in _read_lines(p):
-            entry = _split_entry(old)
-            if entry is not None and entry[1] == new[1] and sorted(entry[0]) == sorted(new[0]):
-                continue
-            kept.append(old)
-        kept.append(line.strip())
+        kept = _read_lines(p)
+        for new, text in news:
+            kept = [old for old in kept
+                    if not ((entry := _split_entry(old)) is not None and entry[1] == new[1]
+                            and sorted(entry[0]) == sorted(new[0]))]
+            kept.append(text)
         _atomic_write(p, "\n".join(kept) + "\n")
 
 
