@@ -9,6 +9,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q src  # daemons start faster (also where PYTHONDONTWRITEBYTECODE is set)
 	touch $(STAMP)
 
 venv: $(STAMP)
