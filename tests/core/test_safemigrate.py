@@ -436,3 +436,16 @@ def test_a_node_lost_during_the_run_stops_it_resumably_with_rc4_not_3():
     dc.answer = orig
     fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "", resume=True), journal=j)
     assert fin.rc == 0, prints
+
+
+@pytest.mark.parametrize("outcome", ["cancelled", "stopped"])
+def test_every_journal_write_of_the_recovery_paths_survives_a_kill(outcome):
+    total = run(FakeDC(outcome), REQ)[3]
+    for k in range(1, total + 1):
+        dc = FakeDC(outcome)
+        fin, _, j, _ = run(dc, REQ, kill_at_persist=k)
+        assert fin is None
+        fin2, prints, j2, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "", resume=True), journal=j)
+        assert fin2 is not None and fin2.rc == sm.RC_RESTORED, (outcome, k, j["step"], prints)
+        assert dc.where["primary2"].get("guest2") == "active" and "guest2" not in dc.where["primary3"]
+        assert all(n["timeout"] == 10 and n["record"] is None for n in dc.nodes.values())

@@ -145,13 +145,18 @@ def test_one_shot_cancelled_migration_completes_back_to_the_source(datacenter: C
 
 
 @pytest.mark.timeout(240)
-def test_one_shot_stopped_guest_waits_for_down_restarts_and_completes(datacenter: Callable[..., Datacenter]) -> None:
+def test_one_shot_stopped_guest_killed_in_recover_resumes_waits_for_down_restarts_and_completes(datacenter: Callable[..., Datacenter]) -> None:
     d = bring_up(datacenter, RECOVERY_SCALE)
     old_pid = d.pid("guest2")
     d.fault("migration-abort", "guest2")
     t0 = time.monotonic()
-    r = cmigrate(d, "primary2", "guest2", "primary3", timeout=200)
+    # killed as soon as the recover step is recorded, then resumed: the journal step of this path
+    r = cmigrate(d, "primary2", "guest2", "primary3", env={"CLOVM_MIGRATE_KILL_AT": "recover"}, timeout=200)
+    assert r.returncode in (-9, 137), r.stdout + r.stderr
+    assert journal(d, "primary2")["step"] == "recover"
+    r = cmigrate(d, "primary2", "--resume", timeout=200)
     assert r.returncode == 5, r.stdout + r.stderr
+    assert "resuming the migration of guest2 to primary3 at step recover" in r.stdout
     assert "recover: waiting until cfguest1 hold cfguest2 DOWN" in r.stdout
     assert "primary2 # ldm start-domain guest2" in r.stdout
     assert d.pid("guest2") != old_pid
