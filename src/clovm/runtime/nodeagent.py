@@ -306,6 +306,11 @@ class NodeAgent:
             self._feed(self.cf_d, mem.MigrationWindowChanged(True))
             self._feed(self.rms_d, rmsmod.SwitchoverHoldChanged(True))
         self._reapply_widen()
+        if self.sf_m is not None:
+            # Build the SNMP engine (MIB loading, USM keys) now, not in the middle of the first
+            # agent runs: that burst of CPU would stall the heartbeats just after the join, and at
+            # high time scales a short stall is a whole CLUSTER_TIMEOUT.
+            self._snmp_client().warm()
         log.info("booting", cf=self.cf, incarnation=self.incarnation, timeout=self.timeout, server=self.server())
         self._feed(self.cf_d, mem.NodeBooted())
 

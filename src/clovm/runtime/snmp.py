@@ -720,6 +720,11 @@ class XscfSnmpClient:
         self._engine: Any = None
         self._targets: dict[tuple[str, int, float, int], Any] = {}
 
+    def warm(self) -> None:
+        """Create the engine now (MIB loading: a burst of CPU) rather than on the first request."""
+        if self._engine is None:
+            self._engine = self._hl.SnmpEngine()
+
     @classmethod
     def from_credentials(cls, credentials: SnmpCredentials) -> XscfSnmpClient:
         """Build a client from an ``SnmpCredentials``."""
