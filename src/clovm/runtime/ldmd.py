@@ -463,30 +463,24 @@ class LdmdDaemon:
     # ---------------------------------------------------------------- requests
     async def _handle_unix(self, op: str, args: dict[str, Any], peer: str) -> Any:
         match op:
-            case "ldm":
-                return await self._ldm(args.get("argv"))
             case "kill_domain":
                 return self._kill_domain(str(args["domain"]), str(args.get("how", "kill")))
             case "arm_abort":
                 self.feed(MigrationAbortArmed(str(args["domain"])))
                 return None
-            case "domains":
-                return self._domains()
-            case "cd_info":
-                return self._cd_info()
-            case "activity":
-                return self._activity()
-            case "where":
-                return self._where(args.get("domain"))
-        raise RpcError("UNKNOWN_OP", f"unknown op {op!r}")
+        return await self._handle_common(op, args)
 
     async def _handle_tls(self, op: str, args: dict[str, Any], peer: str) -> Any:
         if peer not in self._cd_names:
             raise RpcError("FORBIDDEN", f"{peer or 'anonymous'} is not a control domain")
+        if op == "peer":
+            self.feed(PeerMessageReceived(peer, decode_peer_msg(args.get("msg"))))
+            return None
+        return await self._handle_common(op, args)
+
+    async def _handle_common(self, op: str, args: dict[str, Any]) -> Any:
+        """The operations both channels serve."""
         match op:
-            case "peer":
-                self.feed(PeerMessageReceived(peer, decode_peer_msg(args.get("msg"))))
-                return None
             case "ldm":
                 return await self._ldm(args.get("argv"))
             case "domains":
