@@ -299,17 +299,10 @@ class ClovmmigrateRun(GeneratorRun):
                         f"(the source control domain if the migration was cancelled). Nothing was changed.")
         # Saved configurations: at most 6, none named config_tmp, on source and target.
         problems = []
+        resuming = (self.journal or {}).get("mode") == "updating"  # config_tmp may be our own
         for h in hosts:
             out = yield from self._ldm(h, "list-spconfig", fail_rc=RC_REFUSED)
-            names = [ln.split()[0] for ln in out.splitlines() if ln.strip()]
-            saved = [n for n in names if n != "factory-default"]
-            resuming = (self.journal or {}).get("mode") == "updating"  # config_tmp may be our own
-            if CONFIG_TMP in names and not resuming:
-                problems.append(f"{h} has a configuration named {CONFIG_TMP}: ldm remove-spconfig {CONFIG_TMP}")
-            if len(saved) > MAX_SAVED_SPCONFIGS:
-                problems.append(f"{h} has {len(saved)} saved configurations ({', '.join(saved)}), at most "
-                                f"{MAX_SAVED_SPCONFIGS} allowed: remove {len(saved) - MAX_SAVED_SPCONFIGS} with "
-                                f"ldm remove-spconfig NAME")
+            problems += spconfig_problems(h, out, allow_config_tmp=resuming)
         if problems:
             raise _Stop(RC_REFUSED, "SPCONFIG_LIMIT",
                         "clovmmigrate: " + "; ".join(problems) + ". Check with ldm list-spconfig. Nothing was changed.")
@@ -418,6 +411,21 @@ class ClovmmigrateRun(GeneratorRun):
         yield from self._ldm(host, "add-spconfig", name)
         yield from self._ldm(host, "remove-spconfig", CONFIG_TMP)
         return name
+
+
+def spconfig_problems(host: str, list_spconfig_stdout: str, *, allow_config_tmp: bool = False) -> list[str]:
+    """What keeps ``host``'s PPAR from taking the saved configuration, each with its remedy:
+    a configuration named config_tmp, more than MAX_SAVED_SPCONFIGS saved ones."""
+    names = [ln.split()[0] for ln in list_spconfig_stdout.splitlines() if ln.strip()]
+    saved = [n for n in names if n != "factory-default"]
+    problems = []
+    if CONFIG_TMP in names and not allow_config_tmp:
+        problems.append(f"{host} has a configuration named {CONFIG_TMP}: ldm remove-spconfig {CONFIG_TMP}")
+    if len(saved) > MAX_SAVED_SPCONFIGS:
+        problems.append(f"{host} has {len(saved)} saved configurations ({', '.join(saved)}), at most "
+                        f"{MAX_SAVED_SPCONFIGS} allowed: remove {len(saved) - MAX_SAVED_SPCONFIGS} with "
+                        f"ldm remove-spconfig NAME")
+    return problems
 
 
 def _domain_state(ldm_list_stdout: str, domain: str) -> str | None:

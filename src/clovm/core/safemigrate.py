@@ -47,8 +47,8 @@ from typing import Any, Generator, Iterator
 from ._state import MIGRATE_STEPS, MigrateStep, step
 from .base import Effect
 from .migration import (
-    MAX_SAVED_SPCONFIGS,
     CONFIG_TMP,
+    MIGRATION_TIMEOUT,
     RC_FAILED,
     RC_OK,
     RC_REFUSED,
@@ -60,6 +60,7 @@ from .migration import (
     Print,
     Request,
     _Stop,
+    spconfig_problems,
 )
 
 RC_RESTORED = 5
@@ -109,10 +110,6 @@ class SafeMigrationRun(GeneratorRun):
     def _persist(self) -> Persist:
         assert self.j is not None
         return Persist(journal_key(self.request.domain), dict(self.j))
-
-    def _noted(self, st: str, prefix: str) -> bool:
-        return any(e["step"] == st and e["what"] == "note" and e["text"].startswith(prefix)
-                   for e in (self.j or {}).get("events", []))
 
     def _say(self, text: str) -> Print:
         return Print(f"clovm migrate: {text}")
@@ -252,14 +249,7 @@ class SafeMigrationRun(GeneratorRun):
                 why = ans.error if not ans.ok else (ans.value["stderr"] or ans.value["stdout"]).strip()
                 problems.append(f"ldm list-spconfig failed on {h} ({why})")
                 continue
-            names = [ln.split()[0] for ln in ans.value["stdout"].splitlines() if ln.strip()]
-            saved = [x for x in names if x != "factory-default"]
-            if CONFIG_TMP in names:
-                problems.append(f"{h} has a configuration named {CONFIG_TMP}: ldm remove-spconfig {CONFIG_TMP}")
-            if len(saved) > MAX_SAVED_SPCONFIGS:
-                problems.append(f"{h} has {len(saved)} saved configurations ({', '.join(saved)}), at most "
-                                f"{MAX_SAVED_SPCONFIGS} allowed: remove {len(saved) - MAX_SAVED_SPCONFIGS} with "
-                                f"ldm remove-spconfig NAME")
+            problems += spconfig_problems(h, ans.value["stdout"])
         for n in nodes:
             if n not in timeouts:
                 continue
@@ -308,13 +298,13 @@ class SafeMigrationRun(GeneratorRun):
                  f"(server {p['source_server']}) -> {p['target']} (server {p['target_server']}, PPAR-ID {tgt['ppar']})",
                  "clovm migrate: plan:"]
         if scoped:
-            lines.append(f"  1 prepare   widen failure detection of {p['node']} to 600 s on {' '.join(others) or '-'}; "
+            lines.append(f"  1 prepare   widen failure detection of {p['node']} to {MIGRATION_TIMEOUT} s on {' '.join(others) or '-'}; "
                          f"{p['node']} widens its view of its peers and stops SF; everything else unchanged")
         else:
-            lines.append(f"  1 prepare   CLUSTER_TIMEOUT 600 s and SF stopped on {' '.join(p['nodes'])} "
+            lines.append(f"  1 prepare   CLUSTER_TIMEOUT {MIGRATION_TIMEOUT} s and SF stopped on {' '.join(p['nodes'])} "
                          f"(clovmmigrate -p)")
         lines += [f"  2 migrate   ldm migrate-domain -c {p['domain']} {p['target']}",
-                  f"  3 complete  timeouts back to "
+                  "  3 complete  timeouts back to "
                   + ", ".join(f"{n} {t} s" for n, t in sorted(p["timeouts"].items()))
                   + f"; SF of {p['node']} -> {tgt['lan0']} / {tgt['lan1']} PPAR-ID {tgt['ppar']} weight "
                     f"{tgt['sf_weight']}; configuration saved on {p['source']} and {p['target']} (clovmmigrate -u)",
@@ -365,10 +355,15 @@ class SafeMigrationRun(GeneratorRun):
             if n == skip:
                 continue
             ans = yield from self._try(n, "cf_sample")
-            if ans.ok and len(self.j["samples"]) < MAX_SAMPLES:
-                v = ans.value
-                self.j["samples"].append({"t": round(self.now, 3), "node": n, "sf": v["sf"], "state": v["state"],
-                                          "peers": v["peers"]})
+            if ans.ok:
+                self._record_sample(n, ans.value)
+
+    def _record_sample(self, n: str, v: dict[str, Any]) -> None:
+        """Keep node ``n``'s cf_sample answer for the timeline (at most MAX_SAMPLES)."""
+        assert self.j is not None
+        if len(self.j["samples"]) < MAX_SAMPLES:
+            self.j["samples"].append({"t": round(self.now, 3), "node": n, "sf": v["sf"], "state": v["state"],
+                                      "peers": v["peers"]})
 
     def _migrate(self) -> Generator[Effect, CallReturned, str]:
         assert self.j is not None
@@ -462,8 +457,7 @@ class SafeMigrationRun(GeneratorRun):
             for n in others:
                 ans = yield from self._try(n, "cf_sample")
                 if ans.ok:
-                    self.j["samples"].append({"t": round(self.now, 3), "node": n, "sf": ans.value["sf"],
-                                              "state": ans.value["state"], "peers": ans.value["peers"]})
+                    self._record_sample(n, ans.value)
                 down &= ans.ok and ans.value["peers"].get(node, {}).get("state") == "DOWN"
             yield self._persist()
             if down:
@@ -498,7 +492,7 @@ class SafeMigrationRun(GeneratorRun):
 
     def _complete(self) -> Generator[Effect, CallReturned, str]:
         assert self.j is not None
-        if self.j.get("clovmmigrate") is None and self._noted_done_prepare():
+        if self.j.get("clovmmigrate") is None:
             # Resumed after the clovmmigrate part finished (its journal is gone): nothing left to do
             # if no node still holds a pre-migration record.
             records = []
@@ -510,9 +504,6 @@ class SafeMigrationRun(GeneratorRun):
         yield self._say(f"complete: clovmmigrate -u {self.request.domain} {self.j['complete_to']}")
         yield from self._sub("update", self.j["complete_to"])
         return "completed"
-
-    def _noted_done_prepare(self) -> bool:
-        return any(e["step"] == "prepare" and e["what"] == "done" for e in (self.j or {}).get("events", []))
 
     def _prove(self) -> Generator[Effect, CallReturned, str]:
         assert self.j is not None
