@@ -425,8 +425,7 @@ def main_clovm(argv: Sequence[str], *, host: str | None = None, home: Home | str
 
     def body(ctx: _Ctx, a: _MigrateArgs) -> int:
         if a.action == "status":
-            domains = [a.domain] if a.domain else sorted(
-                {p.name.split(".migrate", 1)[0] for p in ctx.home.migrate_dir(ctx.host).glob("*.migrate*.json")})
+            domains = [a.domain] if a.domain else me.recorded_migrations(ctx.home, ctx.host, finished=True)
             shown = 0
             for d in domains:
                 try:

@@ -50,7 +50,9 @@ Only one ``clovmmigrate`` per domain runs at a time on a host (``DOMAIN.lock``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -59,7 +61,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, TextIO
+from typing import Any, Callable, Iterator, NamedTuple, TextIO
 
 from .. import formats, settings
 from ..core import migration as mig
@@ -215,7 +217,9 @@ class _Env:
         except StopIteration:
             raise _CallFailed(f"{target} is not a control domain") from None
 
+    @functools.cached_property
     def _scale(self) -> float:
+        """The datacenter's time scale (fixed for its life), read once."""
         try:
             scale = float(json.loads(self.home.clock_file.read_text())["time_scale"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -223,7 +227,7 @@ class _Env:
         return max(scale, 1e-9)
 
     def _sf_wait_timeout(self, seconds: float) -> float:
-        return max(SF_WAIT_MIN, seconds / self._scale() + SF_WAIT_MARGIN)
+        return max(SF_WAIT_MIN, seconds / self._scale + SF_WAIT_MARGIN)
 
     # -- the calls ------------------------------------------------------------------------------------
     async def answer(self, c: mig.Call) -> mig.CallReturned:
@@ -255,7 +259,7 @@ class _Env:
                 return await rpc.call_unix(self.home.ldmd_socket(self.host), op, **args)
             return await rpc.call_tls(self._cd_address(target), settings.LDMD_PORT, self.ctx, op, **args)
         if op == "sleep":
-            await asyncio.sleep(max(float(args["seconds"]) / self._scale(), 0.05))
+            await asyncio.sleep(max(float(args["seconds"]) / self._scale, 0.05))
             return None
         if op == "control_domains":
             return [{"host": cd.name, "address": cd.address} for cd in self.home.topology().control_domains]
@@ -318,23 +322,31 @@ def _say(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
-class _Lock:
-    """``DOMAIN.lock`` (flock) in the clovmmigrate directory: one clovmmigrate / clovm migrate per domain."""
+class _Refused(Exception):
+    """The run cannot start; ``str()`` is the message (without the program name)."""
 
-    def __init__(self, home: Home, host: str, domain: str):
-        d = home.migrate_dir(host)
-        d.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(d / f"{domain}.lock", os.O_RDWR | os.O_CREAT, 0o600)
 
-    def acquire(self) -> bool:
+@contextlib.contextmanager
+def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[dict | None]:
+    """Hold ``DOMAIN.lock`` (flock: one clovmmigrate / clovm migrate per domain) and yield the
+    journal at ``path`` (None if there is none); _Refused if locked or unreadable."""
+    d = home.migrate_dir(host)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / f"{domain}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False
-
-    def close(self) -> None:
-        os.close(self.fd)  # releases the flock
+            raise _Refused(f"another clovmmigrate or clovm migrate for {domain} is running on {host}; wait for "
+                           f"it to finish. Nothing was changed.") from None
+        try:
+            journal = _load_journal(path)
+        except ValueError as e:
+            raise _Refused(f"the journal {path} is unreadable ({_one_line(str(e))}); move it away and run the "
+                           f"command again. Nothing was changed.") from None
+        yield journal
+    finally:
+        os.close(fd)  # releases the flock
 
 
 async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], persist: Callable[[mig.Persist], None],
@@ -363,24 +375,14 @@ async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, ou
     """Run ``clovmmigrate`` on control domain ``host`` and return its exit code (see core.migration)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    path = journal_path(home, host, request.domain)
-    lock = _Lock(home, host, request.domain)
     try:
-        if not lock.acquire():
-            _say(err, f"clovmmigrate: another clovmmigrate or clovm migrate for {request.domain} is running on "
-                      f"{host}; wait for it to finish. Nothing was changed.")
-            return mig.RC_REFUSED
-        try:
-            journal = _load_journal(path)
-        except ValueError as e:
-            _say(err, f"clovmmigrate: the journal {path} is unreadable ({_one_line(str(e))}); move it away and run "
-                      f"the command again. Nothing was changed.")
-            return mig.RC_REFUSED
-        run = mig.ClovmmigrateRun(request, journal)
-        return await _drive(run, _Env(home, host), time.monotonic,
-                            lambda e: _persist(journal_path(home, host, e.domain), e.journal), out, err)
-    finally:
-        lock.close()
+        with _locked_journal(home, host, request.domain, journal_path(home, host, request.domain)) as journal:
+            run = mig.ClovmmigrateRun(request, journal)
+            return await _drive(run, _Env(home, host), time.monotonic,
+                                lambda e: _persist(journal_path(home, host, e.domain), e.journal), out, err)
+    except _Refused as e:
+        _say(err, f"clovmmigrate: {e}")
+        return mig.RC_REFUSED
 
 
 def run_clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
@@ -407,10 +409,13 @@ def last_journal_path(home: Home, host: str, domain: str) -> Path:
     return home.migrate_dir(host) / f"{domain}.migrate-last.json"
 
 
-def recorded_migrations(home: Home, host: str) -> list[str]:
-    """Domains with a ``clovm migrate`` journal in progress on control domain ``host``."""
+def recorded_migrations(home: Home, host: str, *, finished: bool = False) -> list[str]:
+    """Domains with a ``clovm migrate`` journal in progress on control domain ``host`` (with
+    ``finished``: or the journal of their last finished one)."""
     d = home.migrate_dir(host)
-    return sorted(p.name[: -len(".migrate.json")] for p in d.glob("*.migrate.json")) if d.is_dir() else []
+    suffixes = (".migrate.json", ".migrate-last.json") if finished else (".migrate.json",)
+    names = [p.name for p in d.iterdir()] if d.is_dir() else []
+    return sorted({n[: -len(s)] for n in names for s in suffixes if n.endswith(s)})
 
 
 def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict] | None:
@@ -469,26 +474,16 @@ async def run_safe_migration_async(home: Home, host: str, request: sm.MigrateReq
     """Run ``clovm migrate`` on control domain ``host``; (exit code, the last journal written or read)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    lock = _Lock(home, host, request.domain)
     try:
-        if not lock.acquire():
-            _say(err, f"clovm migrate: another clovm migrate or clovmmigrate for {request.domain} is running on "
-                      f"{host}; wait for it to finish. Nothing was changed.")
-            return sm.RC_REFUSED, None
-        path = migrate_journal_path(home, host, request.domain)
-        try:
-            journal = _load_journal(path)
-        except ValueError as e:
-            _say(err, f"clovm migrate: the journal {path} is unreadable ({_one_line(str(e))}); move it away and run "
-                      f"the command again. Nothing was changed.")
-            return sm.RC_REFUSED, None
-        persist = _MigratePersist(home, host, request.domain)
-        clock = EmuClock(home)
-        run = sm.SafeMigrationRun(request, journal)
-        rc = await _drive(run, _Env(home, host), clock.now, persist, out, err)
-        return rc, persist.journal if persist.journal is not None else journal
-    finally:
-        lock.close()
+        with _locked_journal(home, host, request.domain,
+                             migrate_journal_path(home, host, request.domain)) as journal:
+            persist = _MigratePersist(home, host, request.domain)
+            run = sm.SafeMigrationRun(request, journal)
+            rc = await _drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
+            return rc, persist.journal if persist.journal is not None else journal
+    except _Refused as e:
+        _say(err, f"clovm migrate: {e}")
+        return sm.RC_REFUSED, None
 
 
 def run_safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
