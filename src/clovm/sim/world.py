@@ -37,7 +37,7 @@ from ..core import membership as mem
 from ..core import migration as mig
 from ..core import rms as rmsmod
 from ..core import sp as spmod
-from ..core._state import AGENT_ACTION, AGENT_LAN, NodeState, SpDomainStatus
+from ..core._state import AGENT_ACTION, AGENT_LAN, SpDomainStatus
 from ..core.base import Effect, Event, Log, Ticked
 from ..core.sfconfig import SfConfig, SfHost, XscfEntry
 from ..topology import Topology
@@ -274,20 +274,7 @@ class World:
         if n.suspended:
             n.tick_pending = True
             return
-        # self.feed(n, key, TICK), inlined: every UP node ticks every second
-        m = n.machines.get(key)
-        if m is None:
-            return
-        effects = m.handle(self.sched.now, TICK)
-        due, timer = m.next_deadline(), n.timers[key]
-        if due != timer.when:
-            timer.arm(due)
-        if effects:
-            node_effect = self._node_effect
-            for e in effects:
-                node_effect(n, e)
-                if not n.alive:
-                    return
+        self.feed(n, key, TICK)
 
     def feed(self, n: SimNode, key: str, event: Event) -> None:
         """Hand an event to one of a node's machines and carry out the effects."""
@@ -437,7 +424,6 @@ class World:
         server, _ = self.addr_server.get(addr, (None, None))
         if server is None:
             return  # nothing answers at that address: the agent times out
-        xs = self.xscf[server]
 
         def answer(ok: bool, text: str) -> None:
             self.deliver(f"xscf:{server}", n, "sf", fen.AgentFinished(e.req_id, ok, text), reliable=True)
