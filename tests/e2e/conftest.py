@@ -50,6 +50,17 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
+def poll(check: Callable[[], bool], within: float, every: float = 0.2) -> bool:
+    """Call ``check`` every ``every`` s until it is true (True) or ``within`` s passed (False)."""
+    deadline = time.monotonic() + within
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+
+
 def socket_files(home: Path) -> list[Path]:
     return [p for p in home.rglob("*") if p.is_socket()] if home.exists() else []
 

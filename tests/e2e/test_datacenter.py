@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -14,19 +13,9 @@ from clovm.cli.render import clsnmpsetup_l
 from clovm.core.sfconfig import XscfEntry
 
 from xdist_net import net
-from conftest import Datacenter, clovm, processes_mentioning, socket_files
+from conftest import Datacenter, clovm, poll, processes_mentioning, socket_files
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _poll(check: Callable[[], bool], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
 
 
 def _rows(table: str, skip: int) -> list[list[str]]:
@@ -48,7 +37,7 @@ def test_up_exec_status_down_on_figure_17_1(datacenter: Callable[..., Datacenter
         states = {row[0]: row[2] for row in _rows(r.stdout, 1) if len(row) >= 3}
         return r.returncode == 0 and states.get("cfguest1") == "UP" and states.get("cfguest2") == "UP"
 
-    assert _poll(both_up, 30), dc.exec("guest1", "cftool", "-n").stdout
+    assert poll(both_up, 30, every=0.5), dc.exec("guest1", "cftool", "-n").stdout
 
     def sf_tested() -> bool:
         r = dc.exec("guest2", "sdtool", "-s")
@@ -56,7 +45,7 @@ def test_up_exec_status_down_on_figure_17_1(datacenter: Callable[..., Datacenter
         return (r.returncode == 0 and len(rows) == 8
                 and all(row[-2:] == ["TestWorked", "InitWorked"] for row in rows))
 
-    assert _poll(sf_tested, 30), dc.exec("guest2", "sdtool", "-s").stdout
+    assert poll(sf_tested, 30, every=0.5), dc.exec("guest2", "sdtool", "-s").stdout
 
     snmp = dc.exec("guest2", "/etc/opt/FJSVcluster/bin/clsnmpsetup", "-l")
     assert snmp.returncode == 0, snmp.stderr

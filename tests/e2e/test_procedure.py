@@ -31,7 +31,7 @@ import pytest
 from clovm import formats
 
 from xdist_net import net
-from conftest import Datacenter
+from conftest import Datacenter, poll
 
 RECOVERY_SCALE = float(os.environ.get("CLOVM_E2E_RECOVERY_SCALE", "20"))  # see the module docstring
 MIGRATE = "/etc/opt/FJSVcluster/bin/clovmmigrate"
@@ -131,16 +131,6 @@ def _up(datacenter: Callable[..., Datacenter], scale: float | None, name: str) -
 
 def _home_root(datacenter: Callable[..., Datacenter], name: str) -> Path:
     return datacenter.root / name  # type: ignore[attr-defined]
-
-
-def poll(check: Callable[[], bool], within: float, every: float = 0.2) -> bool:
-    deadline = time.monotonic() + within
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
 
 
 def cf_states(d: DC, host: str = "guest1") -> dict[str, str]:

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import Datacenter
 from test_procedure import (
+    DC,
     CFGUEST2_HOME,
     GUESTS,
     RECOVERY_SCALE,
@@ -24,6 +25,17 @@ from test_procedure import (
     wait_down,
     wait_healthy,
 )
+
+
+def start_and_complete_on_primary2(d: DC) -> None:
+    """The seed's recovery once cfguest2 is DOWN: start guest2 on primary2, -u back to primary2."""
+    ok(d.x("primary2", "ldm", "start-domain", "guest2"))
+    assert poll(lambda: cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}, 40), cf_states(d)
+    ok(d.migrate("primary2", "-u", "guest2", "primary2"))
+    wait_healthy(d, "after the recovery", within=20)
+    for g in GUESTS:
+        assert timeout_of(d, g) == 10
+        assert snmp_line(d, g, "cfguest2") == CFGUEST2_HOME
 
 
 @pytest.mark.timeout(240)
@@ -50,13 +62,7 @@ def test_aborted_migration_guest_goes_down_after_600_s_then_recovers(datacenter:
     app = [ln.split() for ln in hv.splitlines() if ln.split()[:1] == ["app1"]]
     assert app and app[0][2:4] == ["cfguest1RMS", "Online"], hv
 
-    ok(d.x("primary2", "ldm", "start-domain", "guest2"))
-    assert poll(lambda: cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}, 40), cf_states(d)
-    ok(d.migrate("primary2", "-u", "guest2", "primary2"))
-    wait_healthy(d, "after the recovery", within=20)
-    for g in GUESTS:
-        assert timeout_of(d, g) == 10
-        assert snmp_line(d, g, "cfguest2") == CFGUEST2_HOME
+    start_and_complete_on_primary2(d)
     assert "failed to start" not in d.messages("guest2")
 
 
@@ -78,9 +84,4 @@ def test_guest_started_before_down_refuses_sf_crm_rms_then_recovers(datacenter: 
 
     ok(d.x("primary2", "ldm", "stop-domain", "guest2"))
     wait_down(d, 900 / d.scale)
-    ok(d.x("primary2", "ldm", "start-domain", "guest2"))
-    assert poll(lambda: cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}, 40), cf_states(d)
-    ok(d.migrate("primary2", "-u", "guest2", "primary2"))
-    wait_healthy(d, "after the recovery", within=20)
-    for g in GUESTS:
-        assert timeout_of(d, g) == 10
+    start_and_complete_on_primary2(d)
