@@ -20,6 +20,13 @@ SF_TEST_INTERVAL = 600.0
 RMS_SYNC_THRESHOLD = 5.0
 RMS_SYNC_PERIOD = 60.0
 DEFAULT_TIME_SCALE = 1.0
+# Real-time floors of the runtime at high time scales (docs/runtime-design.md, "Time floors"):
+# a loaded machine cannot keep sub-second real-time promises, so these many *real* seconds are the
+# least that CF's failure detection, CF's join window and one shutdown-agent run get, whatever the
+# time scale. At scale 1 (and up to 10 for detection) they change nothing.
+CF_MIN_DETECTION_REAL = 1.0
+CF_MIN_JOIN_REAL = 0.5
+SF_MIN_AGENT_REAL = 2.0
 EPOCH = 1_764_000_000.0  # emulated wall clock when a datacenter starts: 2025-11-24T16:00:00Z
 
 # ---- credentials created by `clovm up` (stored 0600 in the home's secrets file) ---------------

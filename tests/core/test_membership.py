@@ -108,9 +108,64 @@ def test_join_deadline_with_silent_peers(answering: tuple[str, ...], view_after:
     assert m.local_state is UP and of(out, StartClusterServices)
     assert m.view() == view_after
     assert any("no answer from" in t and C in t for t in texts(out))
-    # a late answer changes nothing: the silent peer stays DOWN
-    assert m.handle(3.5, JoinAnswerReceived(C, True, "")) == []
+    # a late refusal changes nothing: the silent peer stays DOWN
+    assert m.handle(3.5, JoinAnswerReceived(C, False, "busy", 4)) == []
     assert m.view()[C] is DOWN
+
+
+def test_an_accepting_answer_after_the_join_window_takes_the_peer_as_joined() -> None:
+    # The peer accepted our request (so it holds us UP and counts our heartbeats), but its answer
+    # came after our window closed: ignoring it would leave two views that never agree again.
+    m = Membership(A, [B], incarnation=3)
+    m.handle(0.0, NodeBooted())
+    up = m.handle(3.0, Ticked())
+    assert m.local_state is UP and m.view()[B] is DOWN
+    assert any("no answer from cfguest2" in t for t in texts(up))
+    m.handle(3.2, HeartbeatReceived(B, 9))  # a heartbeat of a peer we hold DOWN does not count
+    assert m.view()[B] is DOWN
+    out = m.handle(3.4, JoinAnswerReceived(B, True, "", 9))
+    assert of(out, AnnounceNodeState) == [AnnounceNodeState(B, UP)] and m.view()[B] is UP
+    assert any("answer after the join window" in t for t in texts(out))
+    # from now on its heartbeats (of the incarnation it answered with) keep it UP ...
+    for t in range(4, 30, 2):
+        m.handle(float(t), HeartbeatReceived(B, 9))
+    m.handle(30.0, Ticked())
+    assert m.view()[B] is UP
+    # ... and its silence makes it LEFTCLUSTER after CLUSTER_TIMEOUT, as for any member
+    m.handle(38.1, Ticked())
+    assert m.view()[B] is LEFT
+
+
+def test_a_peer_joining_us_in_our_window_is_not_listed_as_silent() -> None:
+    m = Membership(A, [B, C])
+    m.handle(0.0, NodeBooted())
+    m.handle(1.0, JoinRequestReceived(B, 5))  # B booted too: we accept it; its answer to us is lost
+    out = m.handle(3.0, Ticked())
+    line = next(t for t in texts(out) if "cluster members" in t)
+    assert line.endswith("UP, cluster members: cfguest1 cfguest2 (no answer from cfguest3)")
+
+
+def test_min_timeout_is_a_floor_under_every_effective_timeout() -> None:
+    # (the runtime's real-time floor at high time scales: 60 emulated s at --time-scale 60)
+    m = joined(timeout=10.0, min_timeout=60.0)
+    assert m.timeout == 10.0 and m.effective_timeout(B, 0.0) == 60.0
+    m.handle(29.9, Ticked())
+    assert B not in m.questionable()
+    m.handle(30.0, Ticked())
+    assert B in m.questionable() and m.view()[B] is UP
+    m.handle(59.9, Ticked())
+    assert m.view()[B] is UP
+    out = m.handle(60.0, Ticked())
+    assert m.view()[B] is LEFT and any("no heartbeat for 60.0 s" in t for t in texts(out))
+    # a CLUSTER_TIMEOUT above the floor applies as configured; a widening below it is floored
+    m2 = joined(timeout=10.0, min_timeout=60.0)
+    m2.handle(1.0, TimeoutChanged(600.0))
+    assert m2.effective_timeout(B, 1.0) == 600.0
+    m3 = joined(timeout=10.0, min_timeout=60.0)
+    m3.handle(1.0, DetectionWidened((B,), 30.0, 500.0))
+    assert m3.effective_timeout(B, 2.0) == 60.0
+    with pytest.raises(ValueError):
+        Membership(A, [B], min_timeout=-1.0)
 
 
 def test_no_heartbeat_broadcast_before_join_completes() -> None:

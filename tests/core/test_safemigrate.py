@@ -117,7 +117,7 @@ class FakeDC:
                 continue
             state = "DOWN" if (self.nodes[p]["state"] == "DOWN" and self.down_seen) else "UP"
             t = n["widened"].get(p, n["timeout"])
-            peers[p] = {"state": state, "gap": 0.5, "timeout": t}
+            peers[p] = {"state": state, "gap": 0.5, "timeout": t, "widened": p in n["widened"]}
         return {"t": self.now, "state": n["state"], "sf": n["sf"], "peers": peers,
                 "clock_diff": {p: self.clock_diff for p in peers}, "rms_busy": False}
 
@@ -402,6 +402,34 @@ def test_proof_failure_exits_4_and_keeps_the_journal_at_prove():
     fin, prints, j, _ = run(dc, REQ)
     assert fin.rc == mig.RC_FAILED and fin.code == "PROOF_FAILED" and "SF entries" in fin.message
     assert j["step"] == "prove" and j["result"] == "failed"
+
+
+def test_proof_fails_on_a_widening_left_behind_not_on_an_effective_timeout_above_the_recorded():
+    # The runtime's real-time floor (60 s at --time-scale 60) makes the effective timeout exceed the
+    # recorded 10 s on every node: that is not a widening, and the proof holds ...
+    dc = FakeDC()
+    orig_sample = dc.sample
+
+    def floored(cf: str) -> dict:
+        s = orig_sample(cf)
+        for v in s["peers"].values():
+            v["timeout"] = max(v["timeout"], 60)
+        return s
+    dc.sample = floored
+    fin, prints, _, _ = run(dc, REQ)
+    assert fin.rc == 0, prints
+    # ... while a lease still running on one node (its narrow was lost) fails it.
+    dc = FakeDC()
+    orig = dc.answer
+
+    def answer(c):
+        if c.op == "narrow" and c.target == "cfguest1":
+            return mig.CallReturned(c.call_id, True, None)  # says yes, narrows nothing
+        return orig(c)
+    dc.answer = answer
+    fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
+    assert fin.rc == mig.RC_FAILED and fin.code == "PROOF_FAILED", prints
+    assert any("cfguest1: 10 s, widened for cfguest2" in p for p in prints), prints
 
 
 def test_scoped_narrowing_after_the_hand_off_is_best_effort_and_complete_narrows_again():

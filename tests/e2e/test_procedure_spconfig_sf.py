@@ -18,7 +18,7 @@ from test_procedure import (
     CFGUEST2_MIGRATED,
     FURTHER,
     GUESTS,
-    RECOVERY_SCALE,
+    SYNC_SCALE,
     SDTOOL,
     WRP34,
     WRP35,
@@ -142,7 +142,7 @@ def test_missing_first_ssh_connection_reports_7245_and_update_completes_after_it
 @pytest.mark.timeout(240)
 def test_clock_skew_after_migration_logs_wrp34_once_then_wrp35_until_in_sync(
         datacenter: Callable[..., Datacenter]) -> None:
-    d = bring_up(datacenter, RECOVERY_SCALE)
+    d = bring_up(datacenter, SYNC_SCALE)
     # Baseline: at a high time scale a heartbeat delayed by load at boot can already look out of sync
     # (5 emulated s = 0.25 real s at scale 20); only what the clock fault causes is counted.
     sw0, msgs0 = d.switchlog("guest1"), d.messages("guest1")

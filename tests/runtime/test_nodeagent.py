@@ -364,6 +364,32 @@ def test_sigkill_leftcluster_then_refused_rejoin(dc: Datacenter) -> None:
     assert "RMS failed to start" in msgs and "CRM failed to start" in msgs
 
 
+def test_real_time_floor_of_failure_detection_at_time_scale_60(dc: Datacenter) -> None:
+    # At --time-scale 60 CLUSTER_TIMEOUT 10 s is 0.17 real s: a scheduling hiccup of a loaded
+    # machine. The runtime floors failure detection at settings.CF_MIN_DETECTION_REAL (1 real s).
+    clock = json.loads(dc.home.clock_file.read_text())
+    atomic_write(dc.home.clock_file, json.dumps({**clock, "start": time.monotonic(), "time_scale": 60.0}))
+    dc.start("primary1", "guest1", "guest2")
+    both_up(dc)
+    guest2 = dc.procs["guest2"]
+    os.kill(guest2.pid, signal.SIGSTOP)  # 0.4 real s = 24 emulated s of silence: above 10, below 60
+    try:
+        time.sleep(0.4)
+    finally:
+        os.kill(guest2.pid, signal.SIGCONT)
+    time.sleep(0.3)
+    assert dc.view("guest1")["cfguest2"] == "UP"
+    assert "cfguest2: LEFTCLUSTER" not in dc.messages("guest1")
+    t0 = time.monotonic()
+    os.kill(guest2.pid, signal.SIGSTOP)  # a real silence still ends in LEFTCLUSTER, after the floor
+    try:
+        wait_until(lambda: dc.view("guest1")["cfguest2"] == "LEFTCLUSTER", timeout=10, what="LEFTCLUSTER")
+    finally:
+        os.kill(guest2.pid, signal.SIGCONT)
+    assert 0.9 <= time.monotonic() - t0 <= 5.0
+    assert "cfguest2: LEFTCLUSTER (no heartbeat for 6" in dc.messages("guest1")  # 60.x emulated s
+
+
 @pytest.mark.timeout(90)
 def test_datagram_with_wrong_mac_is_ignored(dc: Datacenter) -> None:
     dc.start("guest1", "guest2")

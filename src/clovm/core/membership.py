@@ -42,6 +42,12 @@ asks the hypervisor side about every LEFTCLUSTER peer (:class:`QueryDomainStatus
 every ``recheck_interval``; a stopped domain makes it DOWN, a running one keeps it LEFTCLUSTER.
 The same holds outside the window for a peer widened with ``hypervisor=True``.
 
+Time floors. ``min_timeout`` is a lower bound of every effective timeout (CLUSTER_TIMEOUT and
+widenings alike); ``timeout`` and the log lines keep the configured values. The simulator leaves it
+at 0. The runtime sets it to one real second's worth of emulated time, so that a sped-up clock
+(``--time-scale 60``: 10 s are 0.17 real s) does not turn a scheduling hiccup of a loaded machine
+into a LEFTCLUSTER; at time scale 10 or less it changes nothing.
+
 Time. ``handle`` first catches up on every deadline that is due at ``now`` (in case the driver
 ticked late), then applies the event, then runs whatever the event made due. So after every call
 ``next_deadline()`` is strictly later than ``now`` (or None), and a heartbeat arriving at or after
@@ -205,12 +211,16 @@ class Membership:
         heartbeat_interval: float = 1.0,
         join_timeout: float = 3.0,
         recheck_interval: float = 10.0,
+        min_timeout: float = 0.0,
     ) -> None:
         if min(timeout, heartbeat_interval, join_timeout, recheck_interval) <= 0:
             raise ValueError("timeouts and intervals must be positive")
+        if min_timeout < 0:
+            raise ValueError("min_timeout must not be negative")
         self._me = me
         self._peers = tuple(sorted(set(peers) - {me}))
         self._timeout = float(timeout)
+        self._min_timeout = float(min_timeout)
         self._incarnation = incarnation
         self._heartbeat = BroadcastHeartbeat(incarnation)  # immutable: one instance serves every beat
         self._due: float | None = None  # cached next_deadline(), recomputed after every handle
@@ -261,8 +271,13 @@ class Membership:
         """The timeout that decides about ``peer`` at ``now``: widened while its lease runs."""
         w = self._widened.get(peer)
         if w is not None and w.until is not None and now < w.until:
-            return w.seconds
-        return self._timeout
+            return max(w.seconds, self._min_timeout)
+        return self._base()
+
+    def is_widened(self, peer: str, now: float) -> bool:
+        """Whether a widening lease of ``peer`` runs at ``now``."""
+        w = self._widened.get(peer)
+        return w is not None and w.until is not None and now < w.until
 
     def last_heard(self, peer: str) -> float | None:
         """When ``peer`` last counted as heard (its silence starts there); None unless it is UP."""
@@ -275,10 +290,14 @@ class Membership:
     def next_deadline(self) -> float | None:
         return self._due
 
+    def _base(self) -> float:
+        """CLUSTER_TIMEOUT as failure detection applies it (never below ``min_timeout``)."""
+        return max(self._timeout, self._min_timeout)
+
     def _eff(self, peer: str) -> float:
         """Effective timeout of ``peer`` once every lease due so far has been ended."""
         w = self._widened.get(peer)
-        return w.seconds if w is not None and w.until is not None else self._timeout
+        return max(w.seconds, self._min_timeout) if w is not None and w.until is not None else self._base()
 
     def _compute_deadline(self) -> float | None:
         """The next deadline (also refreshes ``_other``: every deadline but the next heartbeat)."""
@@ -391,6 +410,15 @@ class Membership:
                 elif allowed(MEMBERSHIP, self._view[sender], "joined"):
                     return self._move(now, sender, "joined", f"CF: {sender}: accepted our join request", incarnation)
                 return []
+            case JoinAnswerReceived(sender, True, _, incarnation) if (
+                self._local is UP and self._member(sender) and allowed(MEMBERSHIP, self._view[sender], "joined")
+            ):
+                # The answer came after our join window closed. The peer holds us UP since it
+                # accepted, and it expects our heartbeats: holding it DOWN would leave two views
+                # that never agree again (it counts us, we ignore it). Take it as joined.
+                return self._move(now, sender, "joined",
+                                  f"CF: {sender}: accepted our join request (answer after the join window)",
+                                  incarnation)
             case NodeEliminated(node) if self._member(node):
                 return self._down(now, node, "eliminated", "eliminated by the Shutdown Facility")
             case NodeMarkedDown(node) if self._member(node):
@@ -445,7 +473,9 @@ class Membership:
 
     def _finish_join(self, now: float) -> list[Effect]:
         self._join_deadline = None
-        unanswered, self._unanswered = sorted(self._unanswered), set()
+        # (a peer whose own join request we accepted meanwhile is UP: it did answer, in effect)
+        unanswered = sorted(p for p in self._unanswered if self._view[p] is not UP)
+        self._unanswered = set()
         me = self._me
         if self._refusals:
             self._local = step(MEMBERSHIP, self._local, "join_refused")
@@ -469,8 +499,9 @@ class Membership:
     def _set_timeout(self, now: float, seconds: float) -> list[Effect]:
         if seconds <= 0:
             raise ValueError(f"CLUSTER_TIMEOUT must be positive, not {seconds}")
-        old, self._timeout = self._timeout, float(seconds)
-        if self._timeout < old:
+        old, old_base = self._timeout, self._base()
+        self._timeout = float(seconds)
+        if self._base() < old_base:
             # Lowering the timeout never expels a peer retroactively: its silence counts from the
             # change. After clovmmigrate -u, the migrated node has heard nobody during its suspend
             # (a suspended guest's clock does not run); 600 -> 10 s must not make it declare its
@@ -556,13 +587,13 @@ class Membership:
         if not w.hypervisor:
             del self._widened[p]
         last = self._last_hb.get(p)
-        if last is not None and last + w.seconds <= until:
+        if last is not None and last + max(w.seconds, self._min_timeout) <= until:
             # (late tick only) the peer was already silent for the widened timeout during the lease
             return self._move(now, p, "heartbeat_lost", f"CF: {p}: LEFTCLUSTER (no heartbeat for {now - last:.1f} s)")
         if last is not None:
-            if self._timeout < w.seconds:
+            if self._base() < max(w.seconds, self._min_timeout):
                 self._last_hb[p] = max(last, until)
-            if now < self._last_hb[p] + self._timeout / 2:
+            if now < self._last_hb[p] + self._base() / 2:
                 self._questionable.discard(p)
         return []
 

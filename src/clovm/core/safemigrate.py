@@ -540,7 +540,7 @@ class SafeMigrationRun(GeneratorRun):
             st = yield from self._ask(n, "node_status")
             s = yield from self._ask(n, "cf_sample")
             want = j["timeouts"][n]
-            widened = sorted(p for p, v in s["peers"].items() if v["timeout"] is not None and v["timeout"] != want)
+            widened = sorted(p for p, v in s["peers"].items() if v.get("widened"))
             if int(st["timeout"]) != want or widened:
                 bad_timeouts.append(f"{n}: {st['timeout']} s" + (f", widened for {' '.join(widened)}" if widened else "")
                                     + f" (recorded {want} s)")

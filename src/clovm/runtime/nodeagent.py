@@ -133,7 +133,7 @@ PARTITION_FILE = "partition.json"
 CLOCK_SAMPLES = 5  # heartbeats per peer over which the clock offset is estimated
 STALE_HEARTBEAT = 2.0  # emulated seconds: an older heartbeat says nothing about the sender's clock now
 STALE_HEARTBEAT_REAL = 0.25  # ... or this many real seconds, whichever is more (high time scales)
-MIN_AGENT_SECONDS = 2.0  # real seconds an agent run gets at least, whatever the time scale
+JOIN_TIMEOUT = 3.0  # emulated seconds CF waits for join answers (before the real-time floor)
 SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait
 BUSY_SA = ("Init-ing", "Testing")
 
@@ -271,8 +271,11 @@ class NodeAgent:
         self._last_server: str | None = None
 
         self.timeout = self._read_timeout()
+        scale = self.clock.scale
         self.cf_m = mem.Membership(self.cf, self.peers, timeout=float(self.timeout), incarnation=self.incarnation,
-                                   heartbeat_interval=settings.HEARTBEAT_INTERVAL)
+                                   heartbeat_interval=settings.HEARTBEAT_INTERVAL,
+                                   join_timeout=max(JOIN_TIMEOUT, settings.CF_MIN_JOIN_REAL * scale),
+                                   min_timeout=settings.CF_MIN_DETECTION_REAL * scale)
         self.cf_d = MachineDriver(self.cf_m, self.clock, self._cf_effects)
         self.sf_m: fen.ShutdownFacility | None = None
         self.sf_d: MachineDriver | None = None
@@ -381,8 +384,8 @@ class NodeAgent:
     def _machine_config(self, cfg: SfConfig) -> SfConfig:
         """The config the SF machine runs with: rcsd.cfg timeouts are emulated seconds, but SNMP
         and SSH take real time, so at a high --time-scale each agent gets at least
-        MIN_AGENT_SECONDS of real time."""
-        floor = math.ceil(MIN_AGENT_SECONDS * self.clock.scale)
+        settings.SF_MIN_AGENT_REAL of real time."""
+        floor = math.ceil(settings.SF_MIN_AGENT_REAL * self.clock.scale)
         hosts = tuple(replace(h, agents=tuple(replace(a, timeout=max(a.timeout, floor)) for a in h.agents))
                       for h in cfg.hosts)
         return SfConfig(hosts, cfg.xscf)
@@ -617,7 +620,7 @@ class NodeAgent:
     async def _run_agent(self, e: fen.RunAgent) -> None:
         from . import ssh  # see the note on the imports
 
-        real = max(MIN_AGENT_SECONDS, e.timeout / self.clock.scale)
+        real = e.timeout / self.clock.scale  # (at least SF_MIN_AGENT_REAL: see _machine_config)
         try:
             async with asyncio.timeout(real):
                 ok, detail = await self._agent(e, asyncio.get_running_loop().time() + real)
@@ -872,7 +875,7 @@ class NodeAgent:
         for p in self.peers:
             last = self.cf_m.last_heard(p)
             peers[p] = {"state": str(view[p]), "gap": None if last is None else now - last,
-                        "timeout": self.cf_m.effective_timeout(p, now)}
+                        "timeout": self.cf_m.effective_timeout(p, now), "widened": self.cf_m.is_widened(p, now)}
             recent = self._clock_diffs.get(p)
             diffs[p] = abs(max(recent)) if recent else None
         running = self.sf_m is not None and self.sf_m.daemon is SfDaemonState.RUNNING

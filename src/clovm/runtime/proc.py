@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -60,6 +61,10 @@ def daemon_main(prog: str, run: Callable[[Home, str, Ready, asyncio.Event], Awai
             loop.add_signal_handler(sig, stop.set)
 
         def ready() -> None:
+            # Everything built while starting (modules, MIBs, keys: ~50,000 objects in a node
+            # agent) leaves the collector's sight. A full collection then takes well under a
+            # millisecond instead of ~30 ms, which at --time-scale 60 is 2 s of stalled heartbeats.
+            gc.freeze()
             atomic_write(home.pid_file(key), f"{os.getpid()}\n")
             print("READY", flush=True)
             log.info("ready")

@@ -775,7 +775,7 @@ class World:
                 continue
             last = cf.last_heard(p)
             peers[p] = {"state": str(view[p]), "gap": None if last is None else now - last,
-                        "timeout": cf.effective_timeout(p, now)}
+                        "timeout": cf.effective_timeout(p, now), "widened": cf.is_widened(p, now)}
             samples = self._clock_samples.get((n.cf, p))
             diffs[p] = abs(max(samples)) if samples else None
         sf = n.machines.get("sf")
