@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import secrets as secretsmod
 import selectors
 import signal
@@ -28,7 +29,7 @@ from typing import Any, Iterable
 from .. import formats, settings, topology
 from ..core.sfconfig import SfHost, XscfEntry
 from ..fsutil import atomic_write
-from ..runtime import rpc
+from ..runtime import rpc, spawn
 from ..runtime.home import Home
 from ..runtime.proc import daemon_key
 from . import errors
@@ -98,7 +99,13 @@ def _cmdline(pid: int) -> list[str]:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if len(argv) == 1 and " " in argv[0]:  # a forked daemon's title: its argv, shell-quoted (runtime.spawn)
+        try:
+            return shlex.split(argv[0])
+        except ValueError:
+            return argv
+    return argv
 
 
 def _alive(pid: int) -> bool:
@@ -432,8 +439,11 @@ def _provision_xscf_keys(home: Home, t: topology.Topology) -> None:
 
 
 # ---------------------------------------------------------------------------------- launching
-def _spawn(home: Home, module: str, name: str) -> subprocess.Popen[bytes]:
+def _spawn(home: Home, module: str, name: str) -> subprocess.Popen[bytes] | spawn.Forked:
     log = home.log_file(daemon_key(module, name))
+    if spawn.forking():
+        spawn.preload()
+        return spawn.fork_daemon(module, home.root, name, log, ready_pipe=True, cwd=home.root)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err:
         return subprocess.Popen(

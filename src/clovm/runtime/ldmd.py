@@ -97,7 +97,7 @@ from ..core.ldm import (
 )
 from ..fsutil import append_line, atomic_write, read_text_or
 from ..topology import ControlDomain, Topology
-from . import pki
+from . import pki, spawn
 from .clock import EmuClock
 from .driver import MachineDriver
 from .home import Home
@@ -163,7 +163,7 @@ class _Proc:
     name: str
     pid: int
     pidfd: int
-    popen: subprocess.Popen[bytes] | None
+    popen: subprocess.Popen[bytes] | spawn.Forked | None
     owned: bool = True
 
 
@@ -319,14 +319,18 @@ class LdmdDaemon:
             self._kill_pid(old.pid, signal.SIGKILL)
         logf = self.home.log_file(daemon_key("nodeagent", name))
         logf.parent.mkdir(parents=True, exist_ok=True)
-        with open(logf, "ab") as out:
-            popen = subprocess.Popen(domain_command(self.home, name), stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=out, start_new_session=True, close_fds=True)
+        popen: subprocess.Popen[bytes] | spawn.Forked
+        if spawn.forking() and not os.environ.get(DOMAIN_CMD_ENV):
+            popen = spawn.fork_daemon("nodeagent", self.home.root, name, logf, ready_pipe=False)
+        else:
+            with open(logf, "ab") as out:
+                popen = subprocess.Popen(domain_command(self.home, name), stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=out, start_new_session=True, close_fds=True)
         self._write_placement(name, popen.pid)
         self.log.info("domain_process_started", domain=name, pid=popen.pid)
         self._watch(name, popen.pid, popen)
 
-    def _watch(self, name: str, pid: int, popen: subprocess.Popen[bytes] | None) -> None:
+    def _watch(self, name: str, pid: int, popen: subprocess.Popen[bytes] | spawn.Forked | None) -> None:
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
