@@ -60,11 +60,15 @@ def atomic_write(path: StrPath, data: str | bytes, mode: int = 0o644) -> None:
 
 
 def append_line(path: StrPath, line: str) -> None:
-    """Append ``line`` (a newline is added unless it ends with one) to ``path`` and fsync it.
+    """Append ``line`` (a newline is added unless it ends with one) to ``path``.
 
     The file (mode 0644 before umask) and its parent directories are created if missing. The
     line is written with one ``write`` on an ``O_APPEND`` descriptor, so concurrent appenders
-    do not interleave within a line.
+    do not interleave within a line, and a line written survives its writer being killed (it is
+    in the kernel's page cache). It is not fsynced, as syslogd does not sync its log files by
+    default: these are logs (messages, switchlog, rcsd.log), not state the cluster relies on,
+    and 16 node agents fsyncing each log line while they start together stalled their event
+    loops long enough to miss CF heartbeats. State goes through :func:`atomic_write`.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +76,6 @@ def append_line(path: StrPath, line: str) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, payload)
-        os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -89,7 +89,7 @@ def run(env: FakeEnv, req: mig.Request, journal: dict | None = None, kill_after:
     effects = r.handle(0.0, mig.RunStarted())
     printed, calls = [], 0
     while True:
-        call = None
+        batch = []
         for e in effects:
             if isinstance(e, mig.Print):
                 printed.append(e.text)
@@ -98,12 +98,14 @@ def run(env: FakeEnv, req: mig.Request, journal: dict | None = None, kill_after:
             elif isinstance(e, mig.Finished):
                 return e, printed, journal
             elif isinstance(e, mig.Call):
-                call = e
-        assert call is not None
-        if kill_after is not None and calls >= kill_after:
-            return None, printed, journal
-        calls += 1
-        effects = r.handle(0.0, env.answer(call))
+                batch.append(e)
+        assert batch
+        effects = []
+        for call in batch:  # (a batch, every node at once: a kill may fall between two of its calls)
+            if kill_after is not None and calls >= kill_after:
+                return None, printed, journal
+            calls += 1
+            effects += r.handle(0.0, env.answer(call))
 
 
 P = mig.Request("prepare", "guest2", "primary2")
@@ -265,3 +267,28 @@ def test_six_saved_none_current_saves_new_name_without_config_tmp():
     assert fin.rc == 0, fin.message
     assert [c[1:] for c in env.changes if c[0] == "primary2"] == [("add-spconfig", "clovm-config")]
     assert len(env.spconfigs["primary2"]) == 8
+
+
+def test_node_calls_go_out_as_one_batch_per_kind_and_answers_may_come_in_any_order():
+    # -u asks every node at once (a driver may carry the calls of one handle() result out
+    # concurrently): that is what keeps a 16-node -u near a 2-node one.
+    env = FakeEnv()
+    _, _, journal = run(env, P)
+    r = mig.ClovmmigrateRun(mig.Request("update", "guest2", "primary2", "primary2"), journal)
+    effects = r.handle(0.0, mig.RunStarted())
+    batches: list[list[tuple[str, str]]] = []
+    while not any(isinstance(e, mig.Finished) for e in effects):
+        calls = [e for e in effects if isinstance(e, mig.Call)]
+        assert calls
+        batches.append([(c.target, c.op) for c in calls])
+        answers = [env.answer(c) for c in calls]
+        effects = []
+        for a in reversed(answers):  # the last call answers first
+            effects += r.handle(0.0, a)
+        if len(calls) > 1:
+            assert r.handle(0.0, answers[0]) == []  # a late duplicate changes nothing
+    fin = next(e for e in effects if isinstance(e, mig.Finished))
+    assert fin.rc == 0, fin.message
+    nodes = ["cfguest1", "cfguest2"]
+    for op in ("node_status", "set_sf_entry", "window", "sf_start", "sf_wait", "clear_record"):
+        assert [(n, op) for n in nodes] in batches, (op, batches)

@@ -210,7 +210,7 @@ def run(dc: FakeDC, req: sm.MigrateRequest, journal: dict | None = None, kill_at
     persists = 0
     last = journal
     while True:
-        call = None
+        calls = []
         for e in effects:
             if isinstance(e, mig.Print):
                 prints.append(e.text)
@@ -222,9 +222,11 @@ def run(dc: FakeDC, req: sm.MigrateRequest, journal: dict | None = None, kill_at
             elif isinstance(e, mig.Finished):
                 return e, prints, last, persists
             elif isinstance(e, mig.Call):
-                call = e
-        assert call is not None
-        effects = m.handle(dc.now, dc.answer(call))
+                calls.append(e)
+        assert calls
+        effects = []  # a batch (several calls) is answered call by call; the last answer continues
+        for call in calls:
+            effects += m.handle(dc.now, dc.answer(call))
 
 
 REQ = sm.MigrateRequest("guest2", "primary2", "primary3")

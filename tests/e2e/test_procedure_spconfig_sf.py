@@ -22,7 +22,6 @@ from test_procedure import (
     SDTOOL,
     WRP34,
     WRP35,
-    all_worked,
     assert_prepared,
     bring_up,
     healthy,
@@ -31,6 +30,7 @@ from test_procedure import (
     one_line,
     poll,
     sd_rows,
+    sf_settled_after_update,
     snmp_line,
     spconfigs,
     timeout_of,
@@ -76,7 +76,7 @@ def test_update_refuses_config_tmp_and_more_than_six_spconfigs_and_changes_nothi
     for g in GUESTS:
         assert timeout_of(d, g) == 10
         assert snmp_line(d, g, "cfguest2") == CFGUEST2_MIGRATED
-        assert all_worked(sd_rows(d, g))
+        assert sf_settled_after_update(d, g), sd_rows(d, g)
     for cd in ("primary2", "primary3"):
         configs = spconfigs(d, cd)
         assert len([c for c in configs if c.split()[0] != "factory-default"]) <= 6, configs
@@ -100,7 +100,7 @@ def test_update_completes_after_removing_the_current_spconfig_down_to_six(
     assert "config_tmp" not in " ".join(spconfigs(d, "primary3"))
     for g in GUESTS:
         assert timeout_of(d, g) == 10
-        assert all_worked(sd_rows(d, g))
+        assert sf_settled_after_update(d, g), sd_rows(d, g)
 
 
 @pytest.mark.timeout(240)
@@ -134,7 +134,7 @@ def test_missing_first_ssh_connection_reports_7245_and_update_completes_after_it
         ok(d.x(g, SDTOOL, "-r"))
     ok(d.migrate("primary2", "-u", "guest2", "primary3"))
     for g in GUESTS:
-        assert all_worked(sd_rows(d, g))
+        assert sf_settled_after_update(d, g), sd_rows(d, g)
         assert timeout_of(d, g) == 10
         assert list(d.migrate_dir(g).iterdir()) == []
 

@@ -324,7 +324,7 @@ class SafeMigrationRun(GeneratorRun):
         try:
             item = next(gen)
             while True:
-                if isinstance(item, Call):
+                if isinstance(item, (Call, tuple)):  # a call or a batch of calls (_ask_all)
                     item = gen.send((yield item))
                     continue
                 if isinstance(item, Persist):

@@ -185,9 +185,21 @@ class _Env:
     def __init__(self, home: Home, host: str):
         self.home, self.host = home, host
         self._ctx: ssl.SSLContext | None = None
+        self._channels: rpc.Channels | None = None
         self._migrations: dict[str, asyncio.Future[Any]] = {}  # migrate_start: domain -> ldm command
 
     # -- helpers -----------------------------------------------------------------------------------
+    @property
+    def channels(self) -> rpc.Channels:
+        """The run's kept connections to the guest nodes (closed by ``close()``)."""
+        if self._channels is None:
+            self._channels = rpc.Channels(self.ctx)
+        return self._channels
+
+    def close(self) -> None:
+        if self._channels is not None:
+            self._channels.close()
+
     @property
     def ctx(self) -> ssl.SSLContext:
         if self._ctx is None:
@@ -294,7 +306,7 @@ class _Env:
                 timeout = SAMPLE_TIMEOUT
             if op == "sf_wait":
                 timeout = self._sf_wait_timeout(float(args.get("seconds", 0.0)))
-            return await rpc.call_tls(node.address, settings.NODE_PORT, self.ctx, op, timeout=timeout, **args)
+            return await self.channels.call(node.address, settings.NODE_PORT, op, timeout=timeout, **args)
         raise _CallFailed(f"unknown operation {op}")
 
 
@@ -352,9 +364,17 @@ def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[
 async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], persist: Callable[[mig.Persist], None],
                  out: TextIO, err: TextIO) -> int:
     """Carry out the effects of ``run`` until it finishes; its exit code."""
+    try:
+        return await _drive_effects(run, env, now, persist, out, err)
+    finally:
+        env.close()
+
+
+async def _drive_effects(run: mig.GeneratorRun, env: _Env, now: Callable[[], float],
+                         persist: Callable[[mig.Persist], None], out: TextIO, err: TextIO) -> int:
     effects = run.handle(now(), mig.RunStarted())
     while True:
-        call: mig.Call | None = None
+        calls: list[mig.Call] = []
         for e in effects:
             if isinstance(e, mig.Print):
                 _say(err if e.err else out, e.text)
@@ -363,11 +383,16 @@ async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], per
             elif isinstance(e, mig.Finished):
                 return e.rc
             elif isinstance(e, mig.Call):
-                call = e
-        if call is None:  # cannot happen with a well-formed machine
+                calls.append(e)
+        if not calls:  # cannot happen with a well-formed machine
             _say(err, f"{run.PROG}: internal error: the run stopped without finishing")
             return mig.RC_FAILED
-        effects = run.handle(now(), await env.answer(call))
+        if len(calls) == 1:
+            effects = run.handle(now(), await env.answer(calls[0]))
+            continue
+        effects = []  # a batch: every node at once; the run continues once the last answer is in
+        for answer in await asyncio.gather(*(env.answer(c) for c in calls)):
+            effects += run.handle(now(), answer)
 
 
 async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,

@@ -90,6 +90,7 @@ import hmac
 import ipaddress
 import json
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict, replace
@@ -133,8 +134,13 @@ PARTITION_FILE = "partition.json"
 CLOCK_SAMPLES = 5  # heartbeats per peer over which the clock offset is estimated
 STALE_HEARTBEAT = 2.0  # emulated seconds: an older heartbeat says nothing about the sender's clock now
 STALE_HEARTBEAT_REAL = 0.25  # ... or this many real seconds, whichever is more (high time scales)
+DRAIN_MAX = 1024  # datagrams read in one turn of the event loop (see _CfProtocol)
+PROBE_FRESH = 0.25  # real seconds a finished XSCF probe still answers for another agent run (see _probe)
+PROBE_CONCURRENCY = 4  # XSCF probes one node runs at once
+FIRST_HOLD = 5.0  # real seconds other probes wait at most for those of the node set_sf_entry changed
 JOIN_TIMEOUT = 3.0  # emulated seconds CF waits for join answers (before the real-time floor)
-SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait
+SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait ...
+SF_WAIT_POLL_REAL = 0.05  # ... or these real seconds, whichever is less
 BUSY_SA = ("Init-ing", "Testing")
 
 # ---------------------------------------------------------------------------------------------
@@ -215,11 +221,27 @@ class _Watched:
 
 
 class _CfProtocol(asyncio.DatagramProtocol):
-    def __init__(self, agent: NodeAgent):
-        self.agent = agent
+    """Hands every datagram to the agent, and drains the socket while at it.
+
+    asyncio reads one datagram per turn of the event loop. When the loop is slow (a node
+    starting its shutdown agents on a machine where 40 daemons boot at once), 15 peers' heartbeats
+    arrive faster than one per turn: they would queue in the socket buffer, and CF would count a
+    peer whose heartbeat is waiting there as silent. So every turn that reads one reads them all.
+    """
+
+    def __init__(self, agent: NodeAgent, sock: socket.socket):
+        self.agent, self.sock = agent, sock
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.agent.on_datagram(data, addr)
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable reported here: best effort, as below
+                return
+            self.agent.on_datagram(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP port unreachable from a peer that is not running: heartbeats are best effort
@@ -264,6 +286,17 @@ class NodeAgent:
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.Server] = []
         self._snmp: XscfSnmpClient | None = None
+        self._ssh: dict[str, Any] = {}  # XSCF user -> XscfSshPool, made at the first agent run
+        self._probes: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        self._probe_done: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        # CF nodes whose agents' probes skip the PROBE_CONCURRENCY queue: the one whose entry
+        # set_sf_entry changed last (clovmmigrate -u then waits for it: sf_wait {node})
+        self._probe_first: set[str] = set()
+        self._first_pending = 0  # agent runs of _probe_first nodes not finished yet
+        self._first_idle = asyncio.Event()
+        self._first_idle.set()
+        self._probe_gen = 0  # bumped by every SF start/reconfig/test request: probes of older ones are not reused
         self._priorities: dict[str, int] | None = None
         self._online: set[str] = set()
         self._clock_step = 0.0  # seconds added to the hosting server's wall clock (clock_align)
@@ -299,8 +332,14 @@ class NodeAgent:
     async def start(self) -> None:
         """Bind every socket, then boot CF (join the cluster)."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _CfProtocol(self),
-                                                           local_addr=(self.address, settings.CF_PORT))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.address, settings.CF_PORT))
+            sock.setblocking(False)
+            transport, _ = await loop.create_datagram_endpoint(lambda: _CfProtocol(self, sock), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         self._udp = transport
         self._servers.append(await rpc.serve_unix(self.home.node_socket(self.host), self._local_handler))
         ctx = pki.server_context(self.home, self.host)
@@ -342,6 +381,15 @@ class NodeAgent:
             pass
         if self._snmp is not None:
             self._snmp.close()
+        for pool in self._ssh.values():
+            pool.close()
+
+    def _sf_request(self, event: Event) -> None:
+        """An operator's (or clovmmigrate's) start, reconfig or test of SF: its agent runs probe
+        the XSCFs afresh, never answered by a probe of before the request (see _probe)."""
+        self._probe_gen += 1
+        self._probe_done.clear()
+        self._feed(self.sf_d, event)
 
     def _feed(self, driver: MachineDriver | None, event: Event) -> None:
         if driver is not None and not self._closed:
@@ -491,7 +539,7 @@ class NodeAgent:
                 case mem.StartClusterServices():
                     self.services = "started"
                     if not self._flag(SF_DISABLED_FILE):
-                        self._feed(self.sf_d, fen.SfStartRequested())
+                        self._sf_request(fen.SfStartRequested())
                     self._feed(self.rms_d, rmsmod.SwitchoverHoldChanged(self._flag(WINDOW_FILE)))
                     self._feed(self.rms_d, rmsmod.RmsStarted())
                 case mem.RefuseClusterServices(reason=reason):
@@ -509,7 +557,11 @@ class NodeAgent:
                 case Log():
                     self._log("SMAWsf", e)
                 case fen.RunAgent():
-                    self._spawn(self._run_agent(e))
+                    first = e.action != "kill" and e.entry.cf_name in self._probe_first
+                    if first:  # counted now, before any agent task runs (see _probe_once)
+                        self._first_pending += 1
+                        self._first_idle.clear()
+                    self._spawn(self._run_agent(e, first))
                 case fen.AnnounceEliminated(node=node):
                     log.info("eliminated", node=node)
                     self._feed(self.cf_d, mem.NodeEliminated(node))
@@ -613,11 +665,28 @@ class NodeAgent:
             self._snmp = XscfSnmpClient(str(user), str(s["snmp_auth"]), str(s["snmp_priv"]))
         return self._snmp
 
+    def _ssh_pool(self, user: str) -> Any:
+        pool = self._ssh.get(user)
+        if pool is None:
+            from .ssh import XscfSshPool  # see the note on the imports
+
+            pool = self._ssh[user] = XscfSshPool(user, self._xscf_password(), self.home.known_hosts(self.host))
+        return pool
+
     def _xscf_password(self) -> str | None:
         v = self.secrets.get("xscf_password", self.secrets.get("password"))
         return None if v is None else str(v)
 
-    async def _run_agent(self, e: fen.RunAgent) -> None:
+    async def _run_agent(self, e: fen.RunAgent, first: bool = False) -> None:
+        try:
+            await self._run_agent_now(e)
+        finally:
+            if first:
+                self._first_pending -= 1
+                if self._first_pending == 0:
+                    self._first_idle.set()
+
+    async def _run_agent_now(self, e: fen.RunAgent) -> None:
         from . import ssh  # see the note on the imports
 
         real = e.timeout / self.clock.scale  # (at least SF_MIN_AGENT_REAL: see _machine_config)
@@ -636,8 +705,6 @@ class NodeAgent:
         self._feed(self.sf_d, fen.AgentFinished(e.req_id, ok, detail))
 
     async def _agent(self, e: fen.RunAgent, deadline: float) -> tuple[bool, str]:
-        from . import ssh  # see the note on the imports
-
         loop = asyncio.get_running_loop()
         entry = e.entry
         addr = _require_loopback(entry.lan0 if AGENT_LAN[e.agent] == 0 else entry.lan1)
@@ -651,9 +718,61 @@ class NodeAgent:
             act = client.panic if AGENT_ACTION[e.agent] == "panic" else client.reset
             r = await act(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=left())
             return r.ok, r.text
-        rc, out, err = await ssh.xscf_exec(addr, settings.XSCF_SSH_PORT, entry.user, self._xscf_password(),
-                                           ["showdomainstatus", "-p", str(entry.ppar_id)],
-                                           known_hosts_path=self.home.known_hosts(self.host), timeout=left())
+        return await self._probe(entry, addr, left)
+
+    async def _probe(self, entry: XscfEntry, addr: str, left: Callable[[], float]) -> tuple[bool, str]:
+        """An init or test of the agents of ``entry`` on one LAN: can this node reach the XSCF at
+        ``addr`` over SSH (host key known) and does its SNMP agent report the domain?
+
+        The agents ``…g0p``/``…g0r`` (and ``g1p``/``g1r``) of a node test the same thing, and an
+        init is followed at once by a test: a probe with the same (address, PPAR, domain, user),
+        asked for since the last SF start/reconfig/test request (``sdtool -b``/``-r``, ``sf_test``,
+        clovmmigrate's ``sf_start``), that is running is joined, and one that finished less than
+        PROBE_FRESH real seconds ago answers again, result or exception alike. The periodic test
+        and a start at boot make fresh probes too (their first request does). At most PROBE_CONCURRENCY probes run at once
+        (20 nodes restarting SF together must not starve each other's heartbeats).
+        """
+        key = (self._probe_gen, addr, entry.ppar_id, entry.domain, entry.user)
+        loop = asyncio.get_running_loop()
+        done = self._probe_done.get(key)
+        if done is not None and loop.time() - done[0] <= PROBE_FRESH:
+            outcome = done[1]
+        else:
+            task = self._probes.get(key)
+            if task is None:
+                task = self._probes[key] = asyncio.ensure_future(self._probe_once(entry, addr, left))
+                task.add_done_callback(lambda t, key=key: self._probe_finished(key, t))
+            outcome = await asyncio.shield(task)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _probe_finished(self, key: tuple[Any, ...], task: asyncio.Future[Any]) -> None:
+        if self._probes.get(key) is task:
+            del self._probes[key]
+        if not task.cancelled():
+            self._probe_done[key] = (asyncio.get_running_loop().time(), task.result())
+
+    async def _probe_once(self, entry: XscfEntry, addr: str, left: Callable[[], float]) -> tuple[bool, str] | Exception:
+        try:
+            if entry.cf_name in self._probe_first:
+                return await self._probe_xscf(entry, addr, left)
+            # The other nodes' agents wait until the first node's agent runs are over (or for
+            # FIRST_HOLD real seconds at most), then take turns: what clovmmigrate -u waits for
+            # does not share the CPU with the 4·N² probes of every node's restarted SF.
+            try:
+                await asyncio.wait_for(self._first_idle.wait(), FIRST_HOLD)
+            except TimeoutError:
+                pass
+            async with self._probe_slots:
+                return await self._probe_xscf(entry, addr, left)
+        except Exception as ex:  # handed to every agent run that joined this probe
+            return ex
+
+    async def _probe_xscf(self, entry: XscfEntry, addr: str, left: Callable[[], float]) -> tuple[bool, str]:
+        client = self._snmp_client()
+        rc, out, err = await self._ssh_pool(entry.user).exec(
+            addr, settings.XSCF_SSH_PORT, ["showdomainstatus", "-p", str(entry.ppar_id)], timeout=left())
         if rc != 0:
             return False, f"showdomainstatus on XSCF {addr} failed (rc {rc}): {' '.join((err or out).split())}"
         r = await client.status(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=left())
@@ -745,7 +864,7 @@ class NodeAgent:
                 raise RpcError("SF_REFUSED", f"SF cannot start on {self.cf}: {self.refusal}")
             self._set_flag(SF_DISABLED_FILE, False)
             if self.services == "started":
-                self._feed(sf_d, fen.SfStartRequested())
+                self._sf_request(fen.SfStartRequested())
             return None
         if flag == "e":
             self._set_flag(SF_DISABLED_FILE, True)
@@ -756,7 +875,7 @@ class NodeAgent:
                 config = self._read_sf_config()
             except formats.FormatError as e:
                 raise RpcError("BAD_CONFIG", str(e)) from None
-            self._feed(sf_d, fen.SfReconfigRequested(config))
+            self._sf_request(fen.SfReconfigRequested(config))
             return None
         raise RpcError("BAD_REQUEST", f"sdtool: unknown flag -{flag} (s, b, e or r)")
 
@@ -829,7 +948,7 @@ class NodeAgent:
         _, sf_d = self._need_sf()
         self._set_flag(SF_DISABLED_FILE, False)
         if self.services == "started":
-            self._feed(sf_d, fen.SfStartRequested())
+            self._sf_request(fen.SfStartRequested())
         return None
 
     def op_set_sf_entry(self, args: dict) -> Any:
@@ -846,18 +965,21 @@ class NodeAgent:
             raise RpcError("BAD_REQUEST", f"set_sf_entry: {_one_line(e)}") from None
         atomic_write(self.home.sa_xscfsnmp_cfg(self.host), sa_text)
         atomic_write(self.home.rcsd_cfg(self.host), rcsd_text)
-        self._feed(sf_d, fen.SfReconfigRequested(self._machine_config(config)))
+        self._probe_first = {entry.cf_name}  # the entry that changed is probed first (see _probe_once)
+        self._sf_request(fen.SfReconfigRequested(self._machine_config(config)))
         return None
 
     async def op_sf_wait(self, args: dict) -> Any:
         sf, _ = self._need_sf()
         deadline = self.clock.now() + float(args["seconds"])
+        node = args.get("node")
+        poll = min(SF_WAIT_POLL / self.clock.scale, SF_WAIT_POLL_REAL)
         while True:
-            rows = self._rows()
+            rows = [r for r in self._rows() if node is None or r[0] == node]
             busy = any(r[2] in BUSY_SA or r[4] == "Unknown" for r in rows)
             if (sf.daemon is SfDaemonState.RUNNING and not busy) or self.clock.now() >= deadline:
                 return rows
-            await asyncio.sleep(min(SF_WAIT_POLL, max(0.0, deadline - self.clock.now())) / self.clock.scale)
+            await asyncio.sleep(min(poll, max(0.0, deadline - self.clock.now()) / self.clock.scale))
 
     def op_clear_record(self, args: dict) -> Any:
         try:
@@ -940,7 +1062,7 @@ class NodeAgent:
 
     def op_sf_test(self, args: dict) -> Any:
         _, sf_d = self._need_sf()
-        self._feed(sf_d, fen.SfTestRequested())
+        self._sf_request(fen.SfTestRequested())
         return None
 
     def op_sf_entry(self, args: dict) -> Any:

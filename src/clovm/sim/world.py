@@ -570,7 +570,8 @@ class World:
             elif isinstance(e, mig.Call):
                 answered = [False]
 
-                def reply(ok: bool, value: Any = None, error: str = "", call: mig.Call = e) -> None:
+                def reply(ok: bool, value: Any = None, error: str = "", call: mig.Call = e,
+                          answered: list[bool] = answered) -> None:  # (bound per call: a batch has several)
                     if answered[0]:
                         return
                     answered[0] = True
@@ -714,7 +715,7 @@ class World:
 
             def poll() -> None:
                 sf = n.machines.get("sf") if n.alive else None
-                rows = sf.rows() if sf else []
+                rows = [r for r in (sf.rows() if sf else []) if c.args.get("node") in (None, r.host)]
                 busy = any(str(r.sa_state) in ("Init-ing", "Testing") or str(r.test_state) == "Unknown" for r in rows)
                 if sf is not None and not busy or self.sched.now >= deadline:
                     reply(True, [[r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state),
