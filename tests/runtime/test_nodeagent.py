@@ -448,6 +448,7 @@ class FakeXscf:
         self.dc = dc
         self.lans = [f"127.68.{dc.n}.101", f"127.68.{dc.n}.102"]
         self.fenced: list[tuple[str, str, int]] = []  # (how, domain, lan)
+        self.status_calls = 0  # showdomainstatus over SSH: one per probe
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -475,6 +476,7 @@ class FakeXscf:
 
     def _cli(self, argv: list[str]) -> tuple[int, str, str]:
         if argv[:2] == ["showdomainstatus", "-p"]:
+            self.status_calls += 1
             return 0, "Logical Domain Name  Status\nguest1  Solaris running\nguest2  Solaris running\n", ""
         return 127, "", f"{argv[0]}: command not found\n"
 
@@ -515,6 +517,7 @@ def test_shutdown_facility_against_a_fake_xscf(dc: Datacenter) -> None:
         wait_until(lambda: f"[ID 7245 daemon.err] 7245 The first SSH connection to XSCF {lan0} has not been made: "
                    f"connect once with ssh xuser@{lan0} from guest1" in dc.messages("guest1"), what="7245")
 
+        before = xscf.status_calls
         for g in ("guest1", "guest2"):
             for line in xscf.known_hosts_lines():
                 add_known_host(dc.home.known_hosts(g), line)
@@ -525,6 +528,8 @@ def test_shutdown_facility_against_a_fake_xscf(dc: Datacenter) -> None:
             return len(rows) == 8 and all(r[2:] == ["Idle", "Unknown", "TestWorked", "InitWorked"] for r in rows)
         for g in ("guest1", "guest2"):
             wait_until(lambda g=g: working(g), timeout=30, what=f"{g}: agents work")
+        # 8 rows x (init + test) per guest, but one probe per XSCF LAN and node: 2 x 2 per guest
+        assert 8 <= xscf.status_calls - before <= 12, xscf.status_calls - before  # (32 without sharing)
 
         atomic_write(dc.home.run_dir / "partition.json", json.dumps({"groups": [["guest1"], ["guest2"]]}))
         # Equal weights, no app priority: the side with the alphabetically first node (cfguest1) wins.

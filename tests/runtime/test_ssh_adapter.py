@@ -20,6 +20,7 @@ from clovm.runtime.ssh import (
     XscfHostKeyChanged,
     XscfHostKeyUnknown,
     XscfSshClient,
+    XscfSshPool,
     XscfSshServer,
     XscfUnreachable,
     add_known_host,
@@ -294,3 +295,46 @@ def test_load_or_create_host_key(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     again = load_or_create_host_key(path)
     assert again.export_public_key() == key.export_public_key()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.asyncio
+async def test_pool_keeps_one_connection_per_address_and_rechecks_known_hosts_and_lan(
+    server: XscfSshServer, cli: Cli, known_hosts: Path
+) -> None:
+    made: list[object] = []
+
+    class Counting(set):  # the server's set of live connections, counting every one it adds
+        def add(self, conn: object) -> None:
+            made.append(conn)
+            super().add(conn)
+    server._connections = Counting(server._connections)
+    trust(server, known_hosts)
+    pool = XscfSshPool(USER, PASSWORD, known_hosts)
+    try:
+        for _ in range(3):
+            assert (await pool.exec(LAN0, server.port, "showdomainstatus -p 0"))[:2] == (0, STATUS_TEXT)
+        results = await asyncio.gather(*(pool.exec(LAN1, server.port, ["showdomainstatus", "-p", "0"])
+                                         for _ in range(4)))  # concurrent commands: channels of one connection
+        assert all(r[0] == 0 for r in results)
+        assert len(made) == 2  # one key exchange per address
+        assert len(cli.calls) == 7
+
+        # known_hosts changed (the key forgotten): the kept connection is not used, the host key is
+        # checked again, and the first SSH connection is missing again
+        remove_known_hosts(known_hosts, [LAN0, LAN1])
+        with pytest.raises(XscfHostKeyUnknown):
+            await pool.exec(LAN0, server.port, "showdomainstatus -p 0")
+        trust(server, known_hosts)
+        assert (await pool.exec(LAN0, server.port, "showdomainstatus -p 0"))[0] == 0
+        assert len(made) == 4  # (the refused attempt was a connection too, up to the key check)
+
+        # the XSCF's LAN#1 goes down: its sessions are dropped, the pool cannot reconnect
+        await server.set_lan(1, False)
+        with pytest.raises(XscfUnreachable):
+            await pool.exec(LAN1, server.port, "showdomainstatus -p 0", timeout=3)
+        await server.set_lan(1, True)
+        assert (await pool.exec(LAN1, server.port, "showdomainstatus -p 0"))[0] == 0  # a new connection
+        assert len(made) == 5
+    finally:
+        pool.close()
