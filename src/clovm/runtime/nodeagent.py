@@ -138,6 +138,7 @@ WATCH_INTERVAL = 0.05  # real seconds between two looks at a watched file (_Watc
 DRAIN_MAX = 1024  # datagrams read in one turn of the event loop (see _CfProtocol)
 PROBE_FRESH = 0.25  # real seconds a finished XSCF probe still answers for another agent run (see _probe)
 PROBE_CONCURRENCY = 4  # XSCF probes one node runs at once
+PROBE_SNMP_TIMEOUT = 2.0  # real seconds a probe's SNMP query waits (less only if its agent run has less left)
 FIRST_HOLD = 5.0  # real seconds other probes wait at most for those of the node set_sf_entry changed
 JOIN_TIMEOUT = 3.0  # emulated seconds CF waits for join answers (before the real-time floor)
 SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait ...
@@ -787,7 +788,10 @@ class NodeAgent:
             addr, settings.XSCF_SSH_PORT, ["showdomainstatus", "-p", str(entry.ppar_id)], timeout=left())
         if rc != 0:
             return False, f"showdomainstatus on XSCF {addr} failed (rc {rc}): {' '.join((err or out).split())}"
-        r = await client.status(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=left())
+        # One fixed SNMP timeout (the agent run's own deadline bounds the whole probe): the client
+        # keeps one transport target per (address, timeout), so a probe never builds a new one.
+        r = await client.status(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain,
+                                timeout=min(PROBE_SNMP_TIMEOUT, left()))
         if not r.ok:
             return False, " ".join(r.text.split()) or f"XSCF {addr} does not know {entry.domain}"
         if r.status in (str(SpDomainStatus.RUNNING), str(SpDomainStatus.STOPPED)):
