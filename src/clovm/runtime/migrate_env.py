@@ -387,10 +387,7 @@ async def _drive_effects(run: mig.GeneratorRun, env: _Env, now: Callable[[], flo
         if not calls:  # cannot happen with a well-formed machine
             _say(err, f"{run.PROG}: internal error: the run stopped without finishing")
             return mig.RC_FAILED
-        if len(calls) == 1:
-            effects = run.handle(now(), await env.answer(calls[0]))
-            continue
-        effects = []  # a batch: every node at once; the run continues once the last answer is in
+        effects = []  # one call, or a batch (every node at once): the run goes on with the last answer
         for answer in await asyncio.gather(*(env.answer(c) for c in calls)):
             effects += run.handle(now(), answer)
 

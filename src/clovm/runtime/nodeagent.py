@@ -250,9 +250,7 @@ class _CfProtocol(asyncio.DatagramProtocol):
         for _ in range(DRAIN_MAX):
             try:
                 data, addr = self.sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. ICMP port unreachable reported here: best effort, as below
+            except OSError:  # drained (BlockingIOError), or an ICMP error: best effort, as below
                 return
             self.agent.on_datagram(data, addr)
 
@@ -738,12 +736,13 @@ class NodeAgent:
         ``addr`` over SSH (host key known) and does its SNMP agent report the domain?
 
         The agents ``…g0p``/``…g0r`` (and ``g1p``/``g1r``) of a node test the same thing, and an
-        init is followed at once by a test: a probe with the same (address, PPAR, domain, user),
-        asked for since the last SF start/reconfig/test request (``sdtool -b``/``-r``, ``sf_test``,
-        clovmmigrate's ``sf_start``), that is running is joined, and one that finished less than
-        PROBE_FRESH real seconds ago answers again, result or exception alike. The periodic test
-        and a start at boot make fresh probes too (their first request does). At most PROBE_CONCURRENCY probes run at once
-        (20 nodes restarting SF together must not starve each other's heartbeats).
+        init is followed at once by a test: a probe with the same (address, PPAR, domain, user)
+        that is running is joined, and one that finished less than PROBE_FRESH real seconds ago
+        answers again, result or exception alike. Never across an SF start, reconfig or test
+        request (``sdtool -b``/``-r``, ``sf_test``, clovmmigrate's ``sf_start``: _sf_request): the
+        runs such a request starts always probe afresh. At most PROBE_CONCURRENCY probes run at
+        once, the node set_sf_entry changed first (16 nodes restarting SF together must not
+        starve each other's heartbeats, nor what clovmmigrate -u waits for).
         """
         key = (self._probe_gen, addr, entry.ppar_id, entry.domain, entry.user)
         loop = asyncio.get_running_loop()
