@@ -184,12 +184,12 @@ class GeneratorRun:
         out: list[Effect] = []
         try:
             item = self._gen.send(answer) if answer is not None else next(self._gen)
-            while not isinstance(item, (Call, tuple)) or item == ():
+            while item == () or not isinstance(item, (Call, tuple)):
                 if item == ():  # an empty batch: answered at once
                     item = self._gen.send(())
-                    continue
-                out.append(item)
-                item = next(self._gen)
+                else:  # any other effect goes out as it is
+                    out.append(item)
+                    item = next(self._gen)
             if isinstance(item, tuple):
                 self._batch = {c.call_id: None for c in item}
                 out.extend(item)
@@ -219,10 +219,14 @@ class GeneratorRun:
              **args: Any) -> Generator[Effect, CallReturned, Any]:
         ans = yield self._call(target, op, **args)
         if not ans.ok:
-            hint = " Nothing was changed." if fail_rc == RC_REFUSED else \
-                " Run the same command again once the cause is fixed; it continues where it stopped."
-            raise _Stop(fail_rc, code, f"{self.PROG}: {target}: {op} failed: {ans.error}.{hint}")
+            raise self._failed(target, op, ans, fail_rc, code)
         return ans.value
+
+    def _failed(self, target: str, op: str, ans: CallReturned, fail_rc: int, code: str) -> _Stop:
+        """How a failed call stops the run (``_ask``, ``_ask_all``)."""
+        hint = " Nothing was changed." if fail_rc == RC_REFUSED else \
+            " Run the same command again once the cause is fixed; it continues where it stopped."
+        return _Stop(fail_rc, code, f"{self.PROG}: {target}: {op} failed: {ans.error}.{hint}")
 
     def _ask_all(self, calls: list[tuple[str, str, dict[str, Any]]], /, *, fail_rc: int = RC_FAILED,
                  code: str = "STEP_FAILED") -> Generator[Any, Any, list[Any]]:
@@ -231,9 +235,7 @@ class GeneratorRun:
         answers = yield tuple(self._call(t, op, **args) for t, op, args in calls)
         for (target, op, _), ans in zip(calls, answers):
             if not ans.ok:
-                hint = " Nothing was changed." if fail_rc == RC_REFUSED else \
-                    " Run the same command again once the cause is fixed; it continues where it stopped."
-                raise _Stop(fail_rc, code, f"{self.PROG}: {target}: {op} failed: {ans.error}.{hint}")
+                raise self._failed(target, op, ans, fail_rc, code)
         return [ans.value for ans in answers]
 
     def _try(self, target: str, op: str, /, **args: Any) -> Generator[Effect, CallReturned, CallReturned]:

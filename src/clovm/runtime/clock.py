@@ -8,13 +8,10 @@ offset of a server (``clovm fault clock``), re-read from ``offsets.json`` when t
 from __future__ import annotations
 
 import json
-import os
 import time
 
+from ..fsutil import WatchedJson
 from .home import Home
-
-
-LOOK_INTERVAL = 0.05  # real seconds between two looks at offsets.json
 
 
 class EmuClock:
@@ -22,29 +19,14 @@ class EmuClock:
         self.home = home
         c = json.loads(home.clock_file.read_text())
         self.epoch, self.start, self.scale = float(c["epoch"]), float(c["start"]), float(c["time_scale"])
-        self._offsets: dict[str, float] = {}
-        self._offsets_mtime = -1
-        self._offsets_name = str(home.offsets_file)
-        self._next_look = -1.0
+        self._offsets = WatchedJson(home.offsets_file)
 
     def now(self) -> float:
         return self.scale * (time.monotonic() - self.start)
 
     def offset(self, server: str) -> float:
-        """The server's clock offset (``clovm fault clock``); the file is looked at at most every
-        LOOK_INTERVAL real seconds (every heartbeat asks)."""
-        now = time.monotonic()
-        if now >= self._next_look:
-            self._next_look = now + LOOK_INTERVAL
-            try:
-                m = os.stat(self._offsets_name).st_mtime_ns
-            except FileNotFoundError:
-                self._offsets, self._offsets_mtime = {}, -1
-            else:
-                if m != self._offsets_mtime:
-                    self._offsets = json.loads(self.home.offsets_file.read_text())
-                    self._offsets_mtime = m
-        return float(self._offsets.get(server, 0.0))
+        """The server's clock offset (``clovm fault clock``; 0 without one)."""
+        return float((self._offsets.get() or {}).get(server, 0.0))
 
     def wall(self, server: str) -> float:
         return self.epoch + self.now() + self.offset(server)

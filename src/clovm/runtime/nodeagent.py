@@ -89,12 +89,10 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import socket
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import msgspec
@@ -107,7 +105,7 @@ from ..core import rms as rmsmod
 from ..core._state import AGENT_ACTION, AGENT_LAN, NodeState, SfDaemonState, SpDomainStatus
 from ..core.base import Effect, Event, Log
 from ..core.sfconfig import SfConfig, XscfEntry
-from ..fsutil import append_line, atomic_write, read_text_or
+from ..fsutil import WatchedJson, append_line, atomic_write, read_text_or
 from ..topology import ControlDomain, Guest, Topology
 from . import pki, proc, rpc
 from .clock import EmuClock
@@ -134,7 +132,6 @@ PARTITION_FILE = "partition.json"
 CLOCK_SAMPLES = 5  # heartbeats per peer over which the clock offset is estimated
 STALE_HEARTBEAT = 2.0  # emulated seconds: an older heartbeat says nothing about the sender's clock now
 STALE_HEARTBEAT_REAL = 0.25  # ... or this many real seconds, whichever is more (high time scales)
-WATCH_INTERVAL = 0.05  # real seconds between two looks at a watched file (_Watched, EmuClock.offset)
 DRAIN_MAX = 1024  # datagrams read in one turn of the event loop (see _CfProtocol)
 PROBE_FRESH = 0.25  # real seconds a finished XSCF probe still answers for another agent run (see _probe)
 PROBE_CONCURRENCY = 4  # XSCF probes one node runs at once
@@ -196,41 +193,7 @@ def _require_loopback(address: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Files re-read when they change
-
-
-class _Watched:
-    """A small JSON file re-read only when its mtime changes (None while it does not exist).
-
-    Its mtime is looked at most every WATCH_INTERVAL real seconds: CF asks on every heartbeat it
-    sends or receives (the partition file, the node's placement), which with 15 peers was ~300
-    stat calls a second per node, most of a node agent's CPU in a 16-guest datacenter.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._name = str(path)
-        self._mtime: int | None = None
-        self._value: Any = None
-        self._next_look = -1.0
-
-    def get(self) -> Any:
-        now = time.monotonic()
-        if now < self._next_look:
-            return self._value
-        self._next_look = now + WATCH_INTERVAL
-        try:
-            m = os.stat(self._name).st_mtime_ns
-        except FileNotFoundError:
-            self._mtime, self._value = None, None
-            return None
-        if m != self._mtime:
-            try:
-                self._value = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                self._value = None  # half-written by hand: treat as absent until it changes
-            self._mtime = m
-        return self._value
+# CF's socket
 
 
 class _CfProtocol(asyncio.DatagramProtocol):
@@ -287,8 +250,8 @@ class NodeAgent:
         self.secrets = home.secrets()
         self.key = str(self.secrets["cluster_key"]).encode()
         self.migrate_dir = home.migrate_dir(host)
-        self._placement = _Watched(home.placement_file(host))
-        self._partition = _Watched(home.run_dir / PARTITION_FILE)
+        self._placement = WatchedJson(home.placement_file(host))
+        self._partition = WatchedJson(home.run_dir / PARTITION_FILE)
         self.services = "none"  # none | started | refused
         self.refusal = ""
         self.incarnation = int(time.time() * 1000) % 2**31
