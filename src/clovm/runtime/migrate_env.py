@@ -187,6 +187,7 @@ class _Env:
         self._ctx: ssl.SSLContext | None = None
         self._channels: rpc.Channels | None = None
         self._migrations: dict[str, asyncio.Future[Any]] = {}  # migrate_start: domain -> ldm command
+        self._conf_cache: tuple[tuple[int, int, int], tuple[ConfEntry, ...]] | None = None
 
     # -- helpers -----------------------------------------------------------------------------------
     @property
@@ -210,15 +211,23 @@ class _Env:
         return self._ctx
 
     def _conf(self) -> tuple[ConfEntry, ...]:
+        """The parsed clovmmigrate.conf, parsed again only when the file changed (every node call
+        of a run looks up its address here)."""
         path = self.home.host_root(self.host) / CLOVMMIGRATE_CONF
         try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._conf_cache is not None and self._conf_cache[0] == stamp:
+                return self._conf_cache[1]
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise _CallFailed(f"/{CLOVMMIGRATE_CONF} does not exist on {self.host}") from None
         try:
-            return parse_clovmmigrate_conf(text)
+            entries = parse_clovmmigrate_conf(text)
         except formats.FormatError as e:
             raise _CallFailed(f"/{CLOVMMIGRATE_CONF} on {self.host}: {e}") from None
+        self._conf_cache = (stamp, entries)
+        return entries
 
     def _cd_address(self, target: str) -> str:
         """Address of a control domain named by host name or address."""

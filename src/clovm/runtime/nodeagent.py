@@ -136,7 +136,7 @@ DRAIN_MAX = 1024  # datagrams read in one turn of the event loop (see _CfProtoco
 PROBE_FRESH = 0.25  # real seconds a finished XSCF probe still answers for another agent run (see _probe)
 PROBE_CONCURRENCY = 4  # XSCF probes one node runs at once
 PROBE_SNMP_TIMEOUT = 2.0  # real seconds a probe's SNMP query waits (less only if its agent run has less left)
-FIRST_HOLD = 5.0  # real seconds other probes wait at most for those of the node set_sf_entry changed
+FIRST_HOLD = 5.0  # real seconds other probes wait at most while clovmmigrate -u tests the changed entry (_probe_once)
 JOIN_TIMEOUT = 3.0  # emulated seconds CF waits for join answers (before the real-time floor)
 SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait ...
 SF_WAIT_POLL_REAL = 0.05  # ... or these real seconds, whichever is less
@@ -173,6 +173,12 @@ def decode_datagram(key: bytes, data: bytes) -> dict[str, Any] | None:
     if not isinstance(msg.get("t"), str) or not isinstance(msg.get("from"), str):
         return None
     return msg
+
+
+def _left(deadline: float) -> float:
+    """Real seconds an SNMP query may wait before ``deadline`` (loop time). Quantised to 0.5 s, at
+    least 0.5: XscfSnmpClient keeps one transport target per (address, port, timeout)."""
+    return max(0.5, round((deadline - asyncio.get_running_loop().time()) * 2) / 2)
 
 
 def _one_line(e: BaseException) -> str:
@@ -268,7 +274,9 @@ class NodeAgent:
         # set_sf_entry changed last (clovmmigrate -u then waits for it: sf_wait {node})
         self._probe_first: set[str] = set()
         self._first_pending = 0  # agent runs of _probe_first nodes not finished yet
-        self._first_idle = asyncio.Event()
+        self._first_held = False  # set_sf_entry .. clear_record: clovmmigrate -u runs (see _probe_once)
+        self._hold_timer: asyncio.TimerHandle | None = None  # ends the hold after FIRST_HOLD real seconds
+        self._first_idle = asyncio.Event()  # set: the other nodes' probes may run
         self._first_idle.set()
         self._probe_gen = 0  # bumped by every SF start/reconfig/test request: probes of older ones are not reused
         self._priorities: dict[str, int] | None = None
@@ -333,6 +341,8 @@ class NodeAgent:
     async def close(self) -> None:
         """Stop timers and tasks, close the sockets, remove the unix socket."""
         self._closed = True
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
         for d in (self.cf_d, self.sf_d, self.rms_d):
             if d is not None:
                 d.stop()
@@ -657,16 +667,36 @@ class NodeAgent:
         finally:
             if first:
                 self._first_pending -= 1
-                if self._first_pending == 0:
-                    self._first_idle.set()
+                self._release_others()
+
+    def _hold_others(self) -> None:
+        """Hold the other nodes' probes while clovmmigrate -u runs: until ``clear_record`` or
+        FIRST_HOLD real seconds (a -u that fails or is killed leaves no hold behind)."""
+        self._first_held = True
+        self._first_idle.clear()
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        self._hold_timer = asyncio.get_running_loop().call_later(FIRST_HOLD, self._end_hold)
+
+    def _end_hold(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self._first_held = False
+        self._release_others()
+
+    def _release_others(self) -> None:
+        """Let the other nodes' probes run once the changed entry's runs are over and clovmmigrate
+        -u has said it is done (``clear_record``), see _probe_once."""
+        if self._first_pending == 0 and not self._first_held:
+            self._first_idle.set()
 
     async def _run_agent_now(self, e: fen.RunAgent) -> None:
         from . import ssh  # see the note on the imports
 
         real = e.timeout / self.clock.scale  # (at least SF_MIN_AGENT_REAL: see _machine_config)
         try:
-            async with asyncio.timeout(real):
-                ok, detail = await self._agent(e, asyncio.get_running_loop().time() + real)
+            ok, detail = await self._agent(e, real)
         except TimeoutError:
             ok, detail = False, f"timeout after {e.timeout:g} s"
         except ssh.XscfHostKeyUnknown:
@@ -678,23 +708,21 @@ class NodeAgent:
             ok, detail = False, _one_line(ex)
         self._feed(self.sf_d, fen.AgentFinished(e.req_id, ok, detail))
 
-    async def _agent(self, e: fen.RunAgent, deadline: float) -> tuple[bool, str]:
-        loop = asyncio.get_running_loop()
+    async def _agent(self, e: fen.RunAgent, real: float) -> tuple[bool, str]:
+        """One agent run; raises TimeoutError when it takes longer than ``real`` seconds (a kill
+        from now, an init/test from when its probe gets its turn: see _probe_once)."""
         entry = e.entry
         addr = _require_loopback(entry.lan0 if AGENT_LAN[e.agent] == 0 else entry.lan1)
-
-        def left() -> float:
-            # Quantised: XscfSnmpClient caches one transport target per (address, port, timeout).
-            return max(0.5, round((deadline - loop.time()) * 2) / 2)
-
-        client = self._snmp_client()
         if e.action == "kill":
+            client = self._snmp_client()
             act = client.panic if AGENT_ACTION[e.agent] == "panic" else client.reset
-            r = await act(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=left())
+            async with asyncio.timeout(real):
+                r = await act(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain,
+                              timeout=_left(asyncio.get_running_loop().time() + real))
             return r.ok, r.text
-        return await self._probe(entry, addr, left)
+        return await self._probe(entry, addr, real)
 
-    async def _probe(self, entry: XscfEntry, addr: str, left: Callable[[], float]) -> tuple[bool, str]:
+    async def _probe(self, entry: XscfEntry, addr: str, real: float) -> tuple[bool, str]:
         """An init or test of the agents of ``entry`` on one LAN: can this node reach the XSCF at
         ``addr`` over SSH (host key known) and does its SNMP agent report the domain?
 
@@ -715,7 +743,7 @@ class NodeAgent:
         else:
             task = self._probes.get(key)
             if task is None:
-                task = self._probes[key] = asyncio.ensure_future(self._probe_once(entry, addr, left))
+                task = self._probes[key] = asyncio.ensure_future(self._probe_once(entry, addr, real))
                 task.add_done_callback(lambda t, key=key: self._probe_finished(key, t))
             outcome = await asyncio.shield(task)
         if isinstance(outcome, BaseException):
@@ -728,23 +756,35 @@ class NodeAgent:
         if not task.cancelled():
             self._probe_done[key] = (asyncio.get_running_loop().time(), task.result())
 
-    async def _probe_once(self, entry: XscfEntry, addr: str, left: Callable[[], float]) -> tuple[bool, str] | Exception:
+    async def _probe_once(self, entry: XscfEntry, addr: str, real: float) -> tuple[bool, str] | Exception:
+        """The probe itself, given ``real`` seconds from when it gets its turn.
+
+        The agent runs of the entry set_sf_entry changed go first. The other nodes' probes wait
+        until those are over *and* clovmmigrate -u has said it is done (``clear_record``: by
+        then every node has tested the changed entry), or FIRST_HOLD real seconds at most, then
+        take PROBE_CONCURRENCY turns. So what -u waits for on every node does not share 2 CPUs
+        with the 4·N² probes of N restarted shutdown facilities. The wait is the emulator's
+        scheduling, not the agent's: its timeout counts from its turn (a real rcsd starts every
+        agent as a process of its own at once).
+        """
         try:
-            if entry.cf_name in self._probe_first:
-                return await self._probe_xscf(entry, addr, left)
-            # The other nodes' agents wait until the first node's agent runs are over (or for
-            # FIRST_HOLD real seconds at most), then take turns: what clovmmigrate -u waits for
-            # does not share the CPU with the 4·N² probes of every node's restarted SF.
-            try:
-                await asyncio.wait_for(self._first_idle.wait(), FIRST_HOLD)
-            except TimeoutError:
-                pass
-            async with self._probe_slots:
-                return await self._probe_xscf(entry, addr, left)
+            if entry.cf_name not in self._probe_first:
+                try:
+                    await asyncio.wait_for(self._first_idle.wait(), FIRST_HOLD)
+                except TimeoutError:
+                    pass
+                async with self._probe_slots:
+                    async with asyncio.timeout(real):
+                        return await self._probe_xscf(entry, addr, asyncio.get_running_loop().time() + real)
+            async with asyncio.timeout(real):
+                return await self._probe_xscf(entry, addr, asyncio.get_running_loop().time() + real)
         except Exception as ex:  # handed to every agent run that joined this probe
             return ex
 
-    async def _probe_xscf(self, entry: XscfEntry, addr: str, left: Callable[[], float]) -> tuple[bool, str]:
+    async def _probe_xscf(self, entry: XscfEntry, addr: str, deadline: float) -> tuple[bool, str]:
+        def left() -> float:
+            return _left(deadline)
+
         client = self._snmp_client()
         rc, out, err = await self._ssh_pool(entry.user).exec(
             addr, settings.XSCF_SSH_PORT, ["showdomainstatus", "-p", str(entry.ppar_id)], timeout=left())
@@ -944,6 +984,7 @@ class NodeAgent:
         atomic_write(self.home.sa_xscfsnmp_cfg(self.host), sa_text)
         atomic_write(self.home.rcsd_cfg(self.host), rcsd_text)
         self._probe_first = {entry.cf_name}  # the entry that changed is probed first (see _probe_once)
+        self._hold_others()
         self._sf_request(fen.SfReconfigRequested(self._machine_config(config)))
         return None
 
@@ -960,6 +1001,7 @@ class NodeAgent:
             await asyncio.sleep(min(poll, max(0.0, deadline - self.clock.now()) / self.clock.scale))
 
     def op_clear_record(self, args: dict) -> Any:
+        self._end_hold()  # -u is done: the other nodes' probes may run (_probe_once)
         try:
             (self.migrate_dir / SAVED_FILE).unlink()
         except FileNotFoundError:

@@ -57,6 +57,12 @@ CliCallback = Callable[[list[str]], "CliResult | Awaitable[CliResult]"]
 """``cli(argv) -> (rc, stdout, stderr)``, plain or async."""
 
 PROMPT = "XSCF> "
+# Ciphers, most preferred first, offered by both ends. AES-GCM first: asyncssh's ChaCha20-Poly1305
+# (its default) builds cipher objects per packet, and a command on a kept connection then costs
+# about twice the CPU (measured: 2.96 against 1.52 ms per ``showdomainstatus``, both ends). The
+# rest keep any OpenSSH client able to connect (an operator's first connection).
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr",
+           "chacha20-poly1305@openssh.com")
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +472,7 @@ class XscfSshServer:
             keepalive_interval=0,
             config=None,
             reuse_address=True,
+            encryption_algs=list(CIPHERS),
         )
         if self._port == 0:
             self._port = int(acceptor.sockets[0].getsockname()[1])
@@ -558,6 +565,7 @@ def _client_options(
         "client_keys": list(client_keys) if client_keys else None,
         "agent_path": None,
         "config": None,
+        "encryption_algs": list(CIPHERS),
         "x509_trusted_certs": None,
         "x509_trusted_cert_paths": None,
         "gss_auth": False,
