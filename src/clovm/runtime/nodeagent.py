@@ -670,8 +670,9 @@ class NodeAgent:
                 self._release_others()
 
     def _hold_others(self) -> None:
-        """Hold the other nodes' probes while clovmmigrate -u runs: until ``clear_record`` or
-        FIRST_HOLD real seconds (a -u that fails or is killed leaves no hold behind)."""
+        """Hold the other nodes' probes while clovmmigrate -u runs: until ``clear_record``, an
+        ``sf_wait`` that finds a row not working (-u then stops with rc 4), or FIRST_HOLD real
+        seconds (a -u that is killed leaves no hold behind)."""
         self._first_held = True
         self._first_idle.clear()
         if self._hold_timer is not None:
@@ -997,6 +998,8 @@ class NodeAgent:
             rows = [r for r in self._rows() if node is None or r[0] == node]
             busy = any(r[2] in BUSY_SA or r[4] == "Unknown" for r in rows)
             if (sf.daemon is SfDaemonState.RUNNING and not busy) or self.clock.now() >= deadline:
+                if any(r[4] != "TestWorked" or r[5] != "InitWorked" for r in rows):
+                    self._end_hold()  # -u fails here and never sends clear_record (_probe_once)
                 return rows
             await asyncio.sleep(min(poll, max(0.0, deadline - self.clock.now()) / self.clock.scale))
 
