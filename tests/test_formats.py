@@ -394,6 +394,40 @@ def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypa
     assert os.listdir(tmp_path) == ["cluster.config"]
 
 
+def test_atomic_write_many_writes_every_file_and_syncs_each_directory_once(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sf = tmp_path / "etc" / "opt" / "SMAW" / "SMAWsf"
+    other = tmp_path / "var"
+    synced: list[str] = []
+    real_fsync_dir = fsutil._fsync_dir
+    monkeypatch.setattr(fsutil, "_fsync_dir", lambda d: (synced.append(str(d)), real_fsync_dir(d)))
+    fsutil.atomic_write_many({sf / "SA_xscfsnmp.cfg": "a\n", sf / "rcsd.cfg": RCSD, other / "x": b"y"})
+    assert (sf / "SA_xscfsnmp.cfg").read_text() == "a\n" and (sf / "rcsd.cfg").read_text() == RCSD
+    assert (other / "x").read_bytes() == b"y"
+    assert sorted(synced) == sorted([str(sf), str(other)])  # one fsync per directory, not per file
+    assert sorted(os.listdir(sf)) == ["SA_xscfsnmp.cfg", "rcsd.cfg"]
+
+
+def test_atomic_write_many_failure_leaves_no_temp_and_keeps_later_files(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tmp_path / "a.cfg", tmp_path / "b.cfg"
+    second.write_text(CC)
+    calls: list[object] = []
+    real_replace = os.replace
+
+    def second_fails(src: str, dst: object) -> None:
+        calls.append(dst)
+        if dst == second:
+            raise OSError("disk on fire")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", second_fails)
+    with pytest.raises(OSError, match="disk on fire"):
+        fsutil.atomic_write_many({first: "new", second: "garbage"})
+    assert first.read_text() == "new" and second.read_text() == CC
+    assert sorted(os.listdir(tmp_path)) == ["a.cfg", "b.cfg"]
+
+
 def test_append_line_and_read_text_or(tmp_path) -> None:
     log = tmp_path / "var" / "adm" / "messages"
     assert fsutil.read_text_or(log, None) is None

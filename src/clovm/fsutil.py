@@ -2,7 +2,8 @@
 
 * :func:`atomic_write` replaces a file so that a reader (or a crash) sees either the old or the
   new contents, never a torn mix: write a temporary file in the same directory, fsync it,
-  ``os.replace`` it over the target, fsync the directory.
+  ``os.replace`` it over the target, fsync the directory; :func:`atomic_write_many` does
+  several files with one directory fsync.
 * :func:`append_line` appends one line to a log with a single ``write`` (no fsync: logs).
 * :func:`read_text_or` reads a text file, or returns a default when it does not exist.
 * :class:`WatchedJson` is a small JSON file re-read only when it changes.
@@ -17,7 +18,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 StrPath = str | os.PathLike[str]
 T = TypeVar("T")
@@ -37,29 +38,43 @@ def atomic_write(path: StrPath, data: str | bytes, mode: int = 0o644) -> None:
     Parent directories are created as needed. The temporary file lives in the target's
     directory (so ``os.replace`` is a rename within one file system) and is removed on failure.
     """
-    target = Path(path)
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
+    atomic_write_many({path: data}, mode)
+
+
+def atomic_write_many(files: Mapping[StrPath, str | bytes], mode: int = 0o644) -> None:
+    """:func:`atomic_write` for several files, one after the other, with one fsync per directory.
+
+    Each file is replaced atomically on its own (a crash may leave the first new and the second
+    old, as with two calls); the directories are synced once after the last rename, so a
+    file's rename is durable when this returns.
+    """
+    parents: dict[Path, None] = {}
+    for path, data in files.items():
+        target = Path(path)
+        parent = target.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
-            os.fchmod(fd, mode)
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(parent)
+            try:
+                os.fchmod(fd, mode)
+                view = memoryview(payload)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp_name, target)
+        except BaseException:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+            raise
+        parents[parent] = None
+    for parent in parents:
+        _fsync_dir(parent)
 
 
 def append_line(path: StrPath, line: str) -> None:

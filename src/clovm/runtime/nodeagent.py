@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import math
 import hashlib
 import hmac
@@ -105,7 +106,7 @@ from ..core import rms as rmsmod
 from ..core._state import AGENT_ACTION, AGENT_LAN, NodeState, SfDaemonState, SpDomainStatus
 from ..core.base import Effect, Event, Log
 from ..core.sfconfig import SfConfig, XscfEntry
-from ..fsutil import WatchedJson, append_line, atomic_write, read_text_or
+from ..fsutil import WatchedJson, append_line, atomic_write, atomic_write_many, read_text_or
 from ..topology import ControlDomain, Guest, Topology
 from . import pki, proc, rpc
 from .clock import EmuClock
@@ -138,8 +139,6 @@ PROBE_CONCURRENCY = 4  # XSCF probes one node runs at once
 PROBE_SNMP_TIMEOUT = 2.0  # real seconds a probe's SNMP query waits (less only if its agent run has less left)
 FIRST_HOLD = 5.0  # real seconds other probes wait at most while clovmmigrate -u tests the changed entry (_probe_once)
 JOIN_TIMEOUT = 3.0  # emulated seconds CF waits for join answers (before the real-time floor)
-SF_WAIT_POLL = 1.0  # emulated seconds between two looks at the SF rows in sf_wait ...
-SF_WAIT_POLL_REAL = 0.05  # ... or these real seconds, whichever is less
 BUSY_SA = ("Init-ing", "Testing")
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +191,9 @@ def _stamp(wall: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(wall))) + f".{ms:03d}"
 
 
+@functools.lru_cache(maxsize=1024)
 def _require_loopback(address: str) -> str:
+    """``address`` itself, if it is in 127.0.0.0/8 (remembered: every heartbeat and agent run asks)."""
     if not ipaddress.ip_address(address).is_loopback:
         raise RuntimeError(f"{address} is outside 127.0.0.0/8: the emulated datacenter uses loopback only")
     return address
@@ -277,6 +278,7 @@ class NodeAgent:
         self._first_held = False  # set_sf_entry .. clear_record: clovmmigrate -u runs (see _probe_once)
         self._hold_timer: asyncio.TimerHandle | None = None  # ends the hold after FIRST_HOLD real seconds
         self._first_idle = asyncio.Event()  # set: the other nodes' probes may run
+        self._sf_changed = asyncio.Event()  # set whenever the SF machine was fed (sf_wait)
         self._first_idle.set()
         self._probe_gen = 0  # bumped by every SF start/reconfig/test request: probes of older ones are not reused
         self._priorities: dict[str, int] | None = None
@@ -534,6 +536,7 @@ class NodeAgent:
                     log.warning("unexpected CF effect", effect=repr(e))
 
     def _sf_effects(self, effects: Sequence[Effect]) -> None:
+        self._sf_changed.set()  # sf_wait looks at the rows again
         for e in effects:
             if self._closed:
                 return
@@ -982,8 +985,7 @@ class NodeAgent:
             raise RpcError("BAD_CONFIG", str(e)) from None
         except (TypeError, ValueError) as e:
             raise RpcError("BAD_REQUEST", f"set_sf_entry: {_one_line(e)}") from None
-        atomic_write(self.home.sa_xscfsnmp_cfg(self.host), sa_text)
-        atomic_write(self.home.rcsd_cfg(self.host), rcsd_text)
+        atomic_write_many({self.home.sa_xscfsnmp_cfg(self.host): sa_text, self.home.rcsd_cfg(self.host): rcsd_text})
         self._probe_first = {entry.cf_name}  # the entry that changed is probed first (see _probe_once)
         self._hold_others()
         self._sf_request(fen.SfReconfigRequested(self._machine_config(config)))
@@ -993,15 +995,20 @@ class NodeAgent:
         sf, _ = self._need_sf()
         deadline = self.clock.now() + float(args["seconds"])
         node = args.get("node")
-        poll = min(SF_WAIT_POLL / self.clock.scale, SF_WAIT_POLL_REAL)
         while True:
+            # Looked at again whenever the SF machine is fed (an agent finished, a timer fired):
+            # the answer goes out on the turn the last row settles, not at the next poll.
+            self._sf_changed.clear()
             rows = [r for r in self._rows() if node is None or r[0] == node]
             busy = any(r[2] in BUSY_SA or r[4] == "Unknown" for r in rows)
             if (sf.daemon is SfDaemonState.RUNNING and not busy) or self.clock.now() >= deadline:
                 if any(r[4] != "TestWorked" or r[5] != "InitWorked" for r in rows):
                     self._end_hold()  # -u fails here and never sends clear_record (_probe_once)
                 return rows
-            await asyncio.sleep(min(poll, max(0.0, deadline - self.clock.now()) / self.clock.scale))
+            try:
+                await asyncio.wait_for(self._sf_changed.wait(), max(0.0, deadline - self.clock.now()) / self.clock.scale)
+            except TimeoutError:
+                pass
 
     def op_clear_record(self, args: dict) -> Any:
         self._end_hold()  # -u is done: the other nodes' probes may run (_probe_once)
