@@ -772,20 +772,24 @@ class NodeAgent:
         agent as a process of its own at once).
         """
         try:
-            if entry.cf_name not in self._probe_first:
-                try:
-                    await asyncio.wait_for(self._first_idle.wait(), FIRST_HOLD)
-                except TimeoutError:
-                    pass
-                async with self._probe_slots:
-                    async with asyncio.timeout(real):
-                        return await self._probe_xscf(entry, addr, asyncio.get_running_loop().time() + real)
-            async with asyncio.timeout(real):
-                return await self._probe_xscf(entry, addr, asyncio.get_running_loop().time() + real)
+            if entry.cf_name in self._probe_first:
+                return await self._probe_xscf(entry, addr, real)
+            try:
+                await asyncio.wait_for(self._first_idle.wait(), FIRST_HOLD)
+            except TimeoutError:
+                pass
+            async with self._probe_slots:
+                return await self._probe_xscf(entry, addr, real)
         except Exception as ex:  # handed to every agent run that joined this probe
             return ex
 
-    async def _probe_xscf(self, entry: XscfEntry, addr: str, deadline: float) -> tuple[bool, str]:
+    async def _probe_xscf(self, entry: XscfEntry, addr: str, real: float) -> tuple[bool, str]:
+        """SSH ``showdomainstatus`` and the SNMP status query, within ``real`` seconds from now."""
+        deadline = asyncio.get_running_loop().time() + real
+        async with asyncio.timeout_at(deadline):
+            return await self._query_xscf(entry, addr, deadline)
+
+    async def _query_xscf(self, entry: XscfEntry, addr: str, deadline: float) -> tuple[bool, str]:
         def left() -> float:
             return _left(deadline)
 
