@@ -790,18 +790,15 @@ class NodeAgent:
             return await self._query_xscf(entry, addr, deadline)
 
     async def _query_xscf(self, entry: XscfEntry, addr: str, deadline: float) -> tuple[bool, str]:
-        def left() -> float:
-            return _left(deadline)
-
         client = self._snmp_client()
         rc, out, err = await self._ssh_pool(entry.user).exec(
-            addr, settings.XSCF_SSH_PORT, ["showdomainstatus", "-p", str(entry.ppar_id)], timeout=left())
+            addr, settings.XSCF_SSH_PORT, ["showdomainstatus", "-p", str(entry.ppar_id)], timeout=_left(deadline))
         if rc != 0:
             return False, f"showdomainstatus on XSCF {addr} failed (rc {rc}): {' '.join((err or out).split())}"
         # One fixed SNMP timeout (the agent run's own deadline bounds the whole probe): the client
         # keeps one transport target per (address, timeout), so a probe never builds a new one.
         r = await client.status(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain,
-                                timeout=min(PROBE_SNMP_TIMEOUT, left()))
+                                timeout=min(PROBE_SNMP_TIMEOUT, _left(deadline)))
         if not r.ok:
             return False, " ".join(r.text.split()) or f"XSCF {addr} does not know {entry.domain}"
         if r.status in (str(SpDomainStatus.RUNNING), str(SpDomainStatus.STOPPED)):

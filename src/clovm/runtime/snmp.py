@@ -826,7 +826,7 @@ class XscfSnmpClient:
         """Name of the target-address row for this destination (created on first use)."""
         self.warm()
         eng = self._engine
-        if not self._targets:  # the first target: the engine's UDP client transport too
+        if config.get_transport(eng, udp.DOMAIN_NAME) is None:  # the engine's UDP client transport
             config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_client_mode())
         key = (address, port, timeout, retries)
         name = self._targets.get(key)
