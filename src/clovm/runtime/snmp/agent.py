@@ -1,21 +1,9 @@
-"""SNMPv3 adapter of the emulated XSCF: agent (service-processor side) and manager (fence side).
+"""The SNMPv3 agent of one emulated XSCF (service-processor side): :class:`XscfSnmpAgent`.
 
 The XSCF of each SPARC M10 server answers the shutdown agents over SNMPv3 (authPriv, HMAC-SHA-256
-+ AES-128) on each of its two LANs. The MIB (an *emulation* subtree under Fujitsu's enterprise
-number, not a real Fujitsu MIB) is described in ``docs/xscf-mib.md``; in short::
++ AES-128) on each of its two LANs; the MIB it serves is in :mod:`.codec`.
 
-    xscfEmuMIB         1.3.6.1.4.1.211.1.3.99
-      xscfAgentName    .1.1.0   DisplayString  read-only
-      xscfAgentLan     .1.2.0   Integer32      read-only   LAN the request arrived on (0, 1)
-      xscfDomainEntry  .1.3.1   INDEX { xscfDomainPpar, xscfDomainName }  (ppar, len, chars...)
-        .3 xscfDomainResult        INTEGER ok(1) error(2)           read-only  (asks backend.status)
-        .4 xscfDomainStatus        DisplayString                    read-only  (asks backend.status)
-        .5 xscfDomainText          DisplayString                    read-only  (asks backend.status)
-        .6 xscfDomainAction        INTEGER status(1) panic(2) reset(3) read-write
-        .7 xscfDomainActionResult  INTEGER none(0) ok(1) error(2)   read-only  (last action on row)
-        .8 xscfDomainActionText    DisplayString                    read-only  (last action on row)
-
-Design (agent):
+Design:
 
 * **One SnmpEngine per XSCF, one UDP transport per LAN.** Each LAN's socket is registered with its
   own transport domain (``udp.DOMAIN_NAME + (lan + 1,)``), so the request's transport domain tells
@@ -38,228 +26,51 @@ Design (agent):
   (same source and request-id) is answered from a short cache instead of being executed twice.
 * Backend callbacks may be plain functions or return awaitables; every PDU is processed in its own
   task.
-
-pysnmp timers run on the wall clock: keep this module out of virtual-time code (use a fake at the
-adapter boundary there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.machinery
 import inspect
-import os
-import runpy
 import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.entity import config, engine
-from pysnmp.proto import errind, rfc1905
+from pysnmp.proto import rfc1905
 from pysnmp.proto.api import v2c
-from pysnmp.smi import builder as _mib_builder
 
-__all__ = [
-    "ACTION_PANIC",
-    "ACTION_RESET",
-    "ACTION_STATUS",
-    "COL_ACTION",
-    "COL_ACTION_RESULT",
-    "COL_ACTION_TEXT",
-    "COL_RESULT",
-    "COL_STATUS",
-    "COL_TEXT",
-    "OID_AGENT_LAN",
-    "OID_AGENT_NAME",
-    "OID_DOMAIN_ENTRY",
-    "XSCF_EMU_MIB",
-    "SnmpCredentials",
-    "SnmpAuthError",
-    "SnmpError",
-    "SnmpResult",
-    "SnmpUnreachable",
-    "XscfSnmpAgent",
-    "XscfSnmpBackend",
-    "XscfSnmpClient",
-    "domain_row_index",
-]
+from . import mibcache  # noqa: F401 - installs the MIB bytecode cache before any engine exists
+from .codec import (
+    _ACTION_NAMES,
+    _ENTRY,
+    _LOCAL_COLUMNS,
+    _SCALARS,
+    _STATUS_COLUMNS,
+    ACTION_PANIC,
+    ACTION_STATUS,
+    COL_ACTION,
+    COL_ACTION_RESULT,
+    COL_ACTION_TEXT,
+    COL_RESULT,
+    COL_STATUS,
+    COL_TEXT,
+    OID_AGENT_LAN,
+    OID_AGENT_NAME,
+    RESULT_ERROR,
+    RESULT_NONE,
+    RESULT_OK,
+    _parse_row_index,
+)
+from .model import SnmpCredentials
 
-# ---- start-up cost: pysnmp's MIB modules from the bytecode cache -------------------------------
-# Every SnmpEngine (one per xscfd, one per guest node's SNMP client) loads ~17 MIB modules, which
-# pysnmp's builder reads as .py files and compiles twice (once in MibSource.read, once more in
-# runpy.run_path, which it calls instead of executing the code it read unless python runs with
-# -O): ~0.1 s of CPU per engine, with ~25 of them starting at once in a 16-guest datacenter.
-# The same code objects come from the __pycache__ bytecode pip wrote when it installed pysnmp,
-# validated against the source as the import system does (SourceFileLoader.get_code, which
-# compiles the source if the cache is stale or missing). Only where the source file is plain
-# (no legacy ``NAME.pyc`` beside it, which pysnmp would prefer); anything else goes to pysnmp.
+__all__ = ["ActionReply", "StatusReply", "XscfSnmpAgent", "XscfSnmpBackend"]
 
-
-def _mib_code(path: str) -> Any:
-    return importlib.machinery.SourceFileLoader("<mib>", path).get_code("<mib>")
-
-
-class _CachedRunpy:
-    """``runpy`` as pysnmp's builder uses it: ``run_path`` of a MIB file, with cached bytecode."""
-
-    @staticmethod
-    def run_path(path_name: str, init_globals: dict[str, Any] | None = None,
-                 run_name: str | None = None) -> dict[str, Any]:
-        run_module_code = getattr(runpy, "_run_module_code", None)
-        if run_module_code is None or not str(path_name).endswith(".py"):
-            return runpy.run_path(path_name, init_globals, run_name)
-        # what runpy.run_path does for a path that is not a sys.path entry, minus the compile
-        return run_module_code(_mib_code(path_name), init_globals, run_name or "<run_path>",
-                               pkg_name="", script_name=path_name)
-
-
-def _install_mib_bytecode_cache() -> None:
-    source = getattr(_mib_builder, "DirMibSource", None)
-    if source is None or getattr(_mib_builder, "runpy", None) is not runpy:
-        return  # not the pysnmp this was written for: leave it alone
-    read = source.read
-
-    def cached_read(self: Any, f: str) -> tuple[Any, str]:
-        base = os.path.join(self._srcName, f)
-        if os.path.isfile(base + ".py") and not os.path.exists(base + ".pyc"):
-            return _mib_code(base + ".py"), ".py"
-        return read(self, f)
-
-    source.read = cached_read
-    _mib_builder.runpy = _CachedRunpy
-
-
-_install_mib_bytecode_cache()
-
-
-# --------------------------------------------------------------------------------------------
-# MIB
-
-XSCF_EMU_MIB: tuple[int, ...] = (1, 3, 6, 1, 4, 1, 211, 1, 3, 99)
-"""Root of the emulation subtree (Fujitsu enterprise 211; not a real Fujitsu MIB)."""
-
-_OBJECTS = XSCF_EMU_MIB + (1,)
-OID_AGENT_NAME = _OBJECTS + (1, 0)
-OID_AGENT_LAN = _OBJECTS + (2, 0)
-OID_DOMAIN_ENTRY = _OBJECTS + (3, 1)
-_ENTRY = OID_DOMAIN_ENTRY
-
-COL_RESULT = 3
-COL_STATUS = 4
-COL_TEXT = 5
-COL_ACTION = 6
-COL_ACTION_RESULT = 7
-COL_ACTION_TEXT = 8
-_STATUS_COLUMNS = (COL_RESULT, COL_STATUS, COL_TEXT)
-_LOCAL_COLUMNS = (COL_ACTION, COL_ACTION_RESULT, COL_ACTION_TEXT)
-
-ACTION_STATUS = 1
-ACTION_PANIC = 2
-ACTION_RESET = 3
-_ACTION_NAMES = {ACTION_STATUS: "status", ACTION_PANIC: "panic", ACTION_RESET: "reset"}
-
-RESULT_NONE = 0
-RESULT_OK = 1
-RESULT_ERROR = 2
-
-_MAX_NAME = 64
-_SCALARS = (OID_AGENT_NAME, OID_AGENT_LAN)  # sorted; the only walkable objects
 _SET_DEDUP_SECONDS = 30.0
-
-
-def domain_row_index(ppar: int, domain: str) -> tuple[int, ...]:
-    """Encode the ``xscfDomainEntry`` index for a domain.
-
-    Args:
-        ppar: PPAR-ID (0..2147483647; an M10 has 0..15).
-        domain: logical-domain name, 1..64 UTF-8 bytes.
-
-    Returns:
-        ``(ppar, len(name), byte1, byte2, ...)`` (a non-IMPLIED OCTET STRING index).
-
-    Raises:
-        ValueError: the PPAR-ID or the name is out of range.
-    """
-    raw = domain.encode("utf-8")
-    if not 0 <= ppar <= 0x7FFFFFFF:
-        raise ValueError(f"PPAR-ID out of range: {ppar}")
-    if not 1 <= len(raw) <= _MAX_NAME:
-        raise ValueError(f"domain name must be 1..{_MAX_NAME} bytes: {domain!r}")
-    return (ppar, len(raw), *raw)
-
-
-def _parse_row_index(suffix: tuple[int, ...]) -> tuple[int, str] | None:
-    if len(suffix) < 3:
-        return None
-    ppar, length, chars = suffix[0], suffix[1], suffix[2:]
-    if not 0 <= ppar <= 0x7FFFFFFF or not 1 <= length <= _MAX_NAME or len(chars) != length:
-        return None
-    if any(not 0 <= c <= 255 for c in chars):
-        return None
-    try:
-        return ppar, bytes(chars).decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _column_oid(column: int, ppar: int, domain: str) -> tuple[int, ...]:
-    return _ENTRY + (column,) + domain_row_index(ppar, domain)
-
-
-# --------------------------------------------------------------------------------------------
-# Public types
-
-
-@dataclass(frozen=True, slots=True)
-class SnmpCredentials:
-    """An SNMPv3 USM user at security level authPriv (HMAC-SHA-256 + AES-128).
-
-    Attributes:
-        user: USM user name.
-        auth_key: authentication pass phrase (at least 8 characters).
-        priv_key: privacy pass phrase (at least 8 characters).
-    """
-
-    user: str
-    auth_key: str
-    priv_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class SnmpResult:
-    """Outcome of one XSCF request.
-
-    Attributes:
-        ok: the XSCF accepted the request (status: the domain is known; panic/reset: done).
-        status: domain status word for a status query; ``""`` for panic and reset.
-        text: human-readable text from the XSCF (reason on failure).
-    """
-
-    ok: bool
-    status: str
-    text: str
-
-
-class SnmpError(Exception):
-    """The XSCF answered, but not in a way this client understands (protocol-level error)."""
-
-
-class SnmpUnreachable(SnmpError):
-    """The XSCF did not answer usably: LAN/agent down, or the credentials are wrong.
-
-    Fence agents should treat every ``SnmpUnreachable`` alike ("SP unreachable or credentials
-    wrong"). A timeout raises this class itself; an explicit USM rejection raises the subclass
-    ``SnmpAuthError``.
-    """
-
-
-class SnmpAuthError(SnmpUnreachable):
-    """The XSCF answered with a USM report: wrong user, authentication key or privacy key."""
-
 
 StatusReply = tuple[bool, str, str] | None
 ActionReply = tuple[bool, str] | None
@@ -293,10 +104,6 @@ async def _maybe_await(value: Any) -> Any:
 
 class _Drop(Exception):
     """Internal: send no response to this PDU."""
-
-
-# --------------------------------------------------------------------------------------------
-# Agent
 
 
 @dataclass(slots=True)
@@ -404,7 +211,7 @@ class XscfSnmpAgent:
         finally:
             eng.close_dispatcher()
 
-    async def __aenter__(self) -> XscfSnmpAgent:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -477,17 +284,17 @@ class XscfSnmpAgent:
 
     def _process_pdu(
         self,
-        snmpEngine: engine.SnmpEngine,  # noqa: N803 - pysnmp callback signature
-        messageProcessingModel: Any,  # noqa: N803
-        securityModel: Any,  # noqa: N803
-        securityName: Any,  # noqa: N803
-        securityLevel: Any,  # noqa: N803
-        contextEngineId: Any,  # noqa: N803
-        contextName: Any,  # noqa: N803
-        pduVersion: Any,  # noqa: N803
-        PDU: Any,  # noqa: N803
-        maxSizeResponseScopedPDU: Any,  # noqa: N803
-        stateReference: Any,  # noqa: N803
+        snmpEngine: engine.SnmpEngine,  # pysnmp's callback signature, names and all
+        messageProcessingModel: Any,
+        securityModel: Any,
+        securityName: Any,
+        securityLevel: Any,
+        contextEngineId: Any,
+        contextName: Any,
+        pduVersion: Any,
+        PDU: Any,
+        maxSizeResponseScopedPDU: Any,
+        stateReference: Any,
     ) -> None:
         t_domain, t_address = snmpEngine.message_dispatcher.get_transport_info(stateReference)
         lan = next((i for i, e in enumerate(self._lans) if e.domain == tuple(t_domain)), None)
@@ -687,225 +494,3 @@ _PDU_TYPES = (
     rfc1905.GetBulkRequestPDU.tagSet,
     rfc1905.SetRequestPDU.tagSet,
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Manager
-
-
-class XscfSnmpClient:
-    """SNMPv3 manager used by the shutdown agents to query, panic and reset guest domains.
-
-    One pysnmp engine is created lazily and reused for every request of this instance (it binds
-    to the running event loop of the first request; use one client per loop). Call ``close()``
-    when done.
-
-    It drives pysnmp's native command generators (``pysnmp.entity.rfc3413.cmdgen``) with its own
-    local configuration (one USM user, one target-parameters row, one UDP client transport, one
-    target-address row per (address, port, timeout, retries)) and plain OID var-binds. The hlapi
-    ``get_cmd``/``set_cmd`` would resolve every var-bind through the MIB view (``make_varbinds``)
-    even with ``lookupMib=False``: more than half of a status query's CPU, and a node agent
-    probing 16 XSCFs at once runs many of them.
-
-    Args:
-        user: USM user name.
-        auth_key: HMAC-SHA-256 authentication pass phrase.
-        priv_key: AES-128 privacy pass phrase.
-    """
-
-    _PARAMS = "clovm-authpriv"
-
-    def __init__(self, user: str, auth_key: str, priv_key: str) -> None:
-        from pysnmp.entity.rfc3413 import cmdgen  # import cost paid once, on first client
-
-        self._get = cmdgen.GetCommandGenerator()
-        self._set = cmdgen.SetCommandGenerator()
-        self._user, self._auth_key, self._priv_key = user, auth_key, priv_key
-        self._engine: Any = None
-        self._targets: dict[tuple[str, int, float, int], str] = {}
-
-    def warm(self) -> None:
-        """Create the engine now (MIB loading: a burst of CPU) rather than on the first request."""
-        if self._engine is None:
-            eng = engine.SnmpEngine()
-            config.add_v3_user(eng, self._user, config.USM_AUTH_HMAC192_SHA256, self._auth_key,
-                               config.USM_PRIV_CFB128_AES, self._priv_key)
-            config.add_target_parameters(eng, self._PARAMS, self._user, "authPriv")
-            self._engine = eng
-            self._targets.clear()
-
-    @classmethod
-    def from_credentials(cls, credentials: SnmpCredentials) -> XscfSnmpClient:
-        """Build a client from an ``SnmpCredentials``."""
-        return cls(credentials.user, credentials.auth_key, credentials.priv_key)
-
-    def close(self) -> None:
-        """Release the engine's sockets and timers. The client can be used again afterwards."""
-        eng, self._engine = self._engine, None
-        self._targets.clear()
-        if eng is not None:
-            eng.close_dispatcher()
-
-    async def __aenter__(self) -> XscfSnmpClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    async def status(
-        self, address: str, port: int, ppar: int, domain: str,
-        timeout: float = 2.0, retries: int = 0,
-    ) -> SnmpResult:
-        """Ask the XSCF for a domain's status.
-
-        Args:
-            address: XSCF LAN address.
-            port: XSCF SNMP port.
-            ppar: PPAR-ID.
-            domain: domain name.
-            timeout: seconds to wait for each attempt.
-            retries: extra attempts after the first one.
-
-        Returns:
-            ``SnmpResult(ok, status, text)``; ``ok`` is False if the XSCF does not know the domain
-            (or reports another error; see ``text``).
-
-        Raises:
-            SnmpUnreachable: no answer within ``timeout * (retries + 1)`` seconds.
-            SnmpError: an unexpected SNMP error answer.
-        """
-        oids = [_column_oid(c, ppar, domain) for c in (COL_RESULT, COL_STATUS, COL_TEXT)]
-        values = await self._request("get", address, port, timeout, retries, [(o, None) for o in oids])
-        result, status, text = values
-        return SnmpResult(int(result) == RESULT_OK, _text(status), _text(text))
-
-    async def panic(
-        self, address: str, port: int, ppar: int, domain: str,
-        timeout: float = 2.0, retries: int = 0,
-    ) -> SnmpResult:
-        """Panic a domain (SET ``xscfDomainAction`` = panic(2)).
-
-        Arguments, return value and exceptions are as for ``status`` (``status`` is ``""``).
-        """
-        return await self._action(ACTION_PANIC, address, port, ppar, domain, timeout, retries)
-
-    async def reset(
-        self, address: str, port: int, ppar: int, domain: str,
-        timeout: float = 2.0, retries: int = 0,
-    ) -> SnmpResult:
-        """Reset a domain (SET ``xscfDomainAction`` = reset(3)).
-
-        Arguments, return value and exceptions are as for ``status`` (``status`` is ``""``).
-        """
-        return await self._action(ACTION_RESET, address, port, ppar, domain, timeout, retries)
-
-    async def _action(
-        self, action: int, address: str, port: int, ppar: int, domain: str,
-        timeout: float, retries: int,
-    ) -> SnmpResult:
-        oid = _column_oid(COL_ACTION, ppar, domain)
-        failed = False
-        try:
-            await self._request("set", address, port, timeout, retries, [(oid, action)])
-        except _CommitFailed:
-            failed = True
-        # The per-row text of the last action; best effort, the verdict above is authoritative.
-        try:
-            (text,) = await self._request(
-                "get", address, port, timeout, retries,
-                [(_column_oid(COL_ACTION_TEXT, ppar, domain), None)],
-            )
-            message = _text(text)
-        except SnmpError:
-            message = ""
-        if not message:
-            message = f"{_ACTION_NAMES[action]} {'failed' if failed else 'accepted'}"
-        return SnmpResult(not failed, "", message)
-
-    def _target(self, address: str, port: int, timeout: float, retries: int) -> str:
-        """Name of the target-address row for this destination (created on first use)."""
-        self.warm()
-        eng = self._engine
-        if config.get_transport(eng, udp.DOMAIN_NAME) is None:  # the engine's UDP client transport
-            config.add_transport(eng, udp.DOMAIN_NAME, udp.UdpAsyncioTransport().open_client_mode())
-        key = (address, port, timeout, retries)
-        name = self._targets.get(key)
-        if name is None:
-            name = self._targets[key] = f"xscf-{len(self._targets)}"
-            # snmpTargetAddrTimeout is in hundredths of a second
-            config.add_target_address(eng, name, udp.DOMAIN_NAME, (address, port), self._PARAMS,
-                                      timeout=round(timeout * 100), retryCount=retries)
-        return name
-
-    async def _request(
-        self, kind: str, address: str, port: int, timeout: float, retries: int,
-        var_binds: list[tuple[tuple[int, ...], int | None]],
-    ) -> list[Any]:
-        target = self._target(address, port, timeout, retries)
-        if kind == "get":
-            vbs = [(oid, None) for oid, _ in var_binds]
-            generator = self._get
-        else:
-            vbs = [(oid, v2c.Integer(v)) for oid, v in var_binds]
-            generator = self._set
-        future: asyncio.Future[tuple[Any, Any, Any, Any]] = asyncio.get_running_loop().create_future()
-
-        def done(_eng: Any, _handle: Any, err_ind: Any, err_status: Any, err_index: Any, answer: Any,
-                 _ctx: Any) -> None:
-            if not future.done():
-                future.set_result((err_ind, err_status, err_index, answer))
-
-        generator.send_varbinds(self._engine, target, None, "", vbs, done)
-        err_ind, err_status, err_index, answer = await future
-        where = f"XSCF {address}:{port}"
-        if err_ind:
-            if isinstance(err_ind, errind.RequestTimedOut):
-                total = timeout * (retries + 1)
-                raise SnmpUnreachable(
-                    f"{where} did not answer SNMP within {total:g} s: unreachable or wrong credentials"
-                )
-            if isinstance(err_ind, _AUTH_ERRORS):
-                raise SnmpAuthError(
-                    f"{where} rejected the SNMPv3 credentials ({err_ind}): "
-                    "wrong user, auth key or priv key"
-                )
-            raise SnmpError(f"{where}: SNMP error: {err_ind}")
-        if int(err_status):
-            name = err_status.prettyPrint() if hasattr(err_status, "prettyPrint") else str(err_status)
-            if kind == "set" and name == "commitFailed":
-                raise _CommitFailed
-            raise SnmpError(f"{where}: SNMP {kind} failed: {name} at var-bind {int(err_index)}")
-        values = [vb[1] for vb in answer]
-        for value in values:
-            if value.tagSet in _EXCEPTION_TAGS:
-                raise SnmpError(
-                    f"{where}: object missing ({value.prettyPrint()}): not an emulated XSCF?"
-                )
-        return values
-
-
-class _CommitFailed(SnmpError):
-    pass
-
-
-_AUTH_ERRORS = (
-    errind.WrongDigest,
-    errind.UnknownUserName,
-    errind.UnknownSecurityName,
-    errind.DecryptionError,
-    errind.AuthenticationError,
-    errind.AuthenticationFailure,
-    errind.UnsupportedSecurityLevel,
-    errind.NotInTimeWindow,
-)
-
-_EXCEPTION_TAGS = (
-    v2c.NoSuchObject.tagSet,
-    v2c.NoSuchInstance.tagSet,
-    v2c.EndOfMibView.tagSet,
-)
-
-
-def _text(value: Any) -> str:
-    return bytes(value.asOctets()).decode("utf-8", "replace")
-
