@@ -45,12 +45,13 @@ cluster host, seven whitespace-separated fields plus an optional eighth::
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from typing import Iterable, Mapping
 
-from .core.sfconfig import AgentRef, SfHost, XscfEntry
+from .core.sfconfig import CONNECTIONS as _CONNECTIONS
+from .core.sfconfig import PPAR_MAX as _PPAR_MAX
+from .core.sfconfig import NAME, AgentRef, SfHost, XscfEntry, entry_problem, is_ip
 
 __all__ = [
     "FormatError",
@@ -193,7 +194,7 @@ def set_cluster_timeout(text: str, seconds: int) -> str:
 # rcsd.cfg
 
 _RCSD = "rcsd.cfg"
-_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+_TOKEN = NAME
 
 
 def _positive_int(text: str, what: str, lineno: int, source: str) -> int:
@@ -285,37 +286,9 @@ SA_XSCFSNMP_HEADER = (
     "# SA_xscfsnmp.cfg: XSCF of each cluster host's domain (clovm format; passwords are elsewhere)\n"
     "# cf_name ppar_id domain lan0 lan1 user connection [device]\n"
 )
-_CONNECTIONS = ("ssh", "telnet")
-_PPAR_MAX = 31
 _FIELD = re.compile(r"\S+\Z")
-
-
-def _ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_entry(e: XscfEntry) -> str | None:
-    """What is wrong with ``e`` for SA_xscfsnmp.cfg, or None."""
-    if not _TOKEN.match(e.cf_name):
-        return f"bad CF node name {e.cf_name!r}"
-    if isinstance(e.ppar_id, bool) or not isinstance(e.ppar_id, int) or not 0 <= e.ppar_id <= _PPAR_MAX:
-        return f"PPAR-ID must be an integer 0..{_PPAR_MAX}, not {e.ppar_id!r}"
-    if not _TOKEN.match(e.domain):
-        return f"bad domain name {e.domain!r}"
-    for label, addr in (("LAN#0", e.lan0), ("LAN#1", e.lan1)):
-        if not _ip(addr):
-            return f"XSCF-{label} address {addr!r} is not an IP address"
-    if not _FIELD.match(e.user) or e.user.startswith("#"):
-        return f"bad user name {e.user!r}"
-    if e.connection not in _CONNECTIONS:
-        return f"connection must be ssh or telnet, not {e.connection!r}"
-    if not _TOKEN.match(e.device):
-        return f"bad device name {e.device!r}"
-    return None
+_ip = is_ip
+_check_entry = entry_problem  # the one check of an SA_xscfsnmp.cfg entry (core.sfconfig)
 
 
 def parse_sa_xscfsnmp(text: str) -> tuple[XscfEntry, ...]:
@@ -428,6 +401,29 @@ def _default_priority(msgid: str) -> str:
     if msgid.upper().startswith("ERR"):
         return "daemon.err"
     return "daemon.notice"
+
+
+def log_stamp(wall: float) -> str:
+    """``YYYY-MM-DD HH:MM:SS.mmm`` (UTC): the stamp of the plain-text node logs (rcsd.log, SA_*.log, switchlog)."""
+    ms = int((wall % 1) * 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(wall))) + f".{ms:03d}"
+
+
+def node_log_line(wall: float, host: str, tag: str, dest: str, text: str, msgid: str = "") -> str:
+    """The line a node writes for one log entry of machine ``tag`` to ``dest``: a syslog line for
+    ``messages`` (the tag is the syslog tag, so a ``"CF: "`` prefix of the text is dropped), else
+    the text after a :func:`log_stamp`."""
+    if dest == "messages":
+        return syslog_line(wall, host, tag, text.removeprefix(f"{tag}: "), msgid)
+    return f"{log_stamp(wall)} {text}"
+
+
+def log_message(dest: str, line: str) -> str:
+    """The message of a line :func:`node_log_line` wrote, without its time stamp: for
+    ``messages`` ``"TAG: [ID n facility.level] text"`` (the host name dropped too), else the text."""
+    if dest == "messages":
+        return line[16:].split(" ", 1)[1] if len(line) > 16 else line  # "Mmm dd HH:MM:SS host ..."
+    return line[24:]  # "YYYY-MM-DD HH:MM:SS.mmm "
 
 
 def syslog_line(

@@ -5,6 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# ---- cluster defaults: defined once in core.defaults (the core machines use them too) ----------
+from .core.defaults import (
+    CLOCK_SAMPLES,
+    DEFAULT_CLUSTER_TIMEOUT,
+    EPOCH,
+    HEARTBEAT_INTERVAL,
+    INITIAL_SPCONFIG,
+    JOIN_TIMEOUT,
+    RMS_SYNC_PERIOD,
+    RMS_SYNC_THRESHOLD,
+    SF_TEST_INTERVAL,
+    STALE_HEARTBEAT,
+    XSCF_USER,
+)
+
+__all__ = ["CLOCK_SAMPLES", "DEFAULT_CLUSTER_TIMEOUT", "EPOCH", "HEARTBEAT_INTERVAL", "INITIAL_SPCONFIG",
+           "JOIN_TIMEOUT", "RMS_SYNC_PERIOD", "RMS_SYNC_THRESHOLD", "SF_TEST_INTERVAL", "STALE_HEARTBEAT",
+           "XSCF_USER"]
+
+
 # ---- ports (each emulated host has its own loopback address, so ports can be fixed) ----------
 SNMP_PORT = 16161  # XSCF SNMP agent, on LAN#0 and LAN#1 (real XSCF: 161)
 XSCF_SSH_PORT = 10022  # XSCF SSH CLI, on LAN#0 and LAN#1 (real XSCF: 22)
@@ -12,13 +32,7 @@ LDMD_PORT = 8101  # ldmd-to-ldmd migration channel (the real ldmd's port), TLS
 CF_PORT = 9382  # CF heartbeats, UDP on the node's interconnect address
 NODE_PORT = 9796  # node admin channel for clovmmigrate, TLS
 
-# ---- cluster defaults --------------------------------------------------------------------------
-DEFAULT_CLUSTER_TIMEOUT = 10
-MIGRATION_CLUSTER_TIMEOUT = 600
-HEARTBEAT_INTERVAL = 1.0
-SF_TEST_INTERVAL = 600.0
-RMS_SYNC_THRESHOLD = 5.0
-RMS_SYNC_PERIOD = 60.0
+# ---- the runtime's own defaults -----------------------------------------------------------------
 DEFAULT_TIME_SCALE = 1.0
 # Real-time floors of the runtime at high time scales (docs/runtime-design.md, "Time floors"):
 # a loaded machine cannot keep sub-second real-time promises, so these many *real* seconds are the
@@ -27,11 +41,6 @@ DEFAULT_TIME_SCALE = 1.0
 CF_MIN_DETECTION_REAL = 1.0
 CF_MIN_JOIN_REAL = 0.5
 SF_MIN_AGENT_REAL = 2.0
-EPOCH = 1_764_000_000.0  # emulated wall clock when a datacenter starts: 2025-11-24T16:00:00Z
-
-# ---- credentials created by `clovm up` (stored 0600 in the home's secrets file) ---------------
-XSCF_USER = "xuser"
-INITIAL_SPCONFIG = "config1"
 
 # ---- product paths, relative to a host's root -------------------------------------------------
 CLUSTER_CONFIG = "etc/default/cluster.config"
@@ -44,14 +53,25 @@ RCSD_LOG = "var/opt/SMAWsf/log/rcsd.log"
 SA_LOG_DIR = "var/opt/SMAWsf/log"
 SWITCHLOG = "var/opt/SMAWRrms/log/switchlog"
 MIGRATE_DIR = "var/opt/FJSVcluster/clovmmigrate"
+CLOVMMIGRATE_CONF = "etc/opt/FJSVcluster/etc/clovmmigrate.conf"  # on a control domain
+# ---- a home's run directory --------------------------------------------------------------------
+PARTITION_FILE = "partition.json"  # clovm fault partition (see runtime/home.py)
+# the product commands' full paths on a host
+CLOVMMIGRATE_PATH = "/etc/opt/FJSVcluster/bin/clovmmigrate"
+CLSNMPSETUP_PATH = "/etc/opt/FJSVcluster/bin/clsnmpsetup"
+SDTOOL_PATH = "/opt/SMAW/bin/sdtool"
+CFTOOL_PATH = "/opt/SMAW/bin/cftool"
+CFSET_PATH = "/opt/SMAW/bin/cfset"
+HVDISP_PATH = "/opt/SMAW/bin/hvdisp"
+LDM_PATH = "/usr/sbin/ldm"
 COMMAND_PATHS = {  # full product path -> command name
-    "/etc/opt/FJSVcluster/bin/clovmmigrate": "clovmmigrate",
-    "/etc/opt/FJSVcluster/bin/clsnmpsetup": "clsnmpsetup",
-    "/opt/SMAW/bin/sdtool": "sdtool",
-    "/opt/SMAW/bin/cftool": "cftool",
-    "/opt/SMAW/bin/cfset": "cfset",
-    "/opt/SMAW/bin/hvdisp": "hvdisp",
-    "/usr/sbin/ldm": "ldm",
+    CLOVMMIGRATE_PATH: "clovmmigrate",
+    CLSNMPSETUP_PATH: "clsnmpsetup",
+    SDTOOL_PATH: "sdtool",
+    CFTOOL_PATH: "cftool",
+    CFSET_PATH: "cfset",
+    HVDISP_PATH: "hvdisp",
+    LDM_PATH: "ldm",
 }
 
 CALL_TIMEOUT = 10.0  # real seconds for one RPC

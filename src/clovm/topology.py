@@ -11,9 +11,13 @@ import ipaddress
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 import msgspec
+
+from .core.node import ControlDomainFacts, NodeDisk, NodeSpec
+from .core.rms import AppSpec
+from .core.sfconfig import SfConfig, SfHost, XscfEntry
 
 
 class TopologyError(ValueError):
@@ -105,6 +109,58 @@ class Topology(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={
 
     def hosts(self) -> list[ControlDomain | Guest]:
         return [*self.control_domains, *self.guests]
+
+    # ---- what the core machines are built from (both drivers and provisioning use these) ------
+    def control_domain_facts(self, name: str) -> ControlDomainFacts:
+        """What control domain ``name`` answers to ``cd_info``."""
+        cd = self.control_domain(name)
+        srv = self.server(cd.server)
+        return ControlDomainFacts(cd.name, srv.name, cd.ppar, srv.lan0, srv.lan1, cd.sf_weight, self.xscf.user,
+                                  self.xscf.connection)
+
+    def initial_sf_config(self, nodes: Iterable[str]) -> SfConfig:
+        """rcsd.cfg hosts and SA_xscfsnmp.cfg entries of a guest cluster as ``clovm up`` writes them:
+        each node's weight is its control domain's, its XSCF the one of the server it starts on."""
+        hosts, entries = [], []
+        for cf in nodes:
+            g = self.host_of_cf(cf)
+            assert isinstance(g, Guest)
+            cd = self.control_domain(g.control_domain)
+            srv = self.server(cd.server)
+            hosts.append(SfHost(cf, weight=cd.sf_weight, adm_ip=g.address))
+            entries.append(XscfEntry(cf, cd.ppar, g.name, srv.lan0, srv.lan1, self.xscf.user, self.xscf.connection))
+        return SfConfig(tuple(hosts), tuple(entries))
+
+    def hosts_table(self) -> dict[str, str]:
+        """etc/inet/hosts of every host: name -> address."""
+        return {h.name: h.address for h in self.hosts()}
+
+    def node_spec(self, host: str) -> NodeSpec:
+        """The fixed facts of host ``host``'s cluster node."""
+        me = next(h for h in self.hosts() if h.name == host)
+        cluster = next((c for c in self.clusters if me.cf_name in c.nodes), None)
+        guest_cluster = cluster is not None and cluster.kind == "guest"
+        control = isinstance(me, ControlDomain)
+        guest_domains: dict[str, tuple[str, tuple[str, ...]]] = {}
+        if control:
+            for g in self.guests:
+                cl = next((c for c in self.clusters if g.cf_name in c.nodes), None)
+                if cl is not None and cl.kind == "guest":
+                    guest_domains[g.name] = (g.cf_name, tuple(cl.nodes))
+        return NodeSpec(
+            cf=me.cf_name, host=me.name, nodes=tuple(cluster.nodes) if cluster else (me.cf_name,),
+            guest_cluster=guest_cluster,
+            apps=tuple(AppSpec(a.name, tuple(a.nodes), a.shutdown_priority) for a in self.apps
+                       if guest_cluster and me.cf_name in a.nodes),
+            control_domains=frozenset(c.name for c in self.control_domains),
+            control=self.control_domain_facts(me.name) if control else None,
+            guest_domains=guest_domains, cf_domain={h.cf_name: h.name for h in self.hosts()})
+
+    def initial_disk(self, host: str) -> NodeDisk:
+        """A host's node files as ``clovm up`` provisions them (before anything changed them)."""
+        spec = self.node_spec(host)
+        sf = self.initial_sf_config(spec.nodes) if spec.guest_cluster else SfConfig()
+        return NodeDisk(sf_config=sf, hosts=self.hosts_table())
 
 
 DEFAULT = "figure-17-1"

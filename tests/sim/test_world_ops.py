@@ -13,7 +13,6 @@ import pytest
 from clovm import topology
 from clovm.core import sp as spmod
 from clovm.core.base import Effect, Event
-from clovm.core.membership import NodeMarkedDown
 from clovm.core.migration import Call, CallReturned, Finished, Persist, Print, RunStarted
 from clovm.sim.scenarios import healthy
 from clovm.sim.world import EPOCH, World
@@ -183,7 +182,7 @@ def test_expired_widening_is_dropped_at_boot() -> None:
 @pytest.mark.parametrize("align", [True, False])
 def test_clock_align_keeps_the_wall_clock_continuous_across_a_migration(align: bool) -> None:
     w = world()
-    w.offsets["m10-3"] = 30.0
+    w.set_clock_offset("m10-3", 30.0)
     n1 = w.nodes["cfguest1"]
     calls = [("cfguest1", "clock_align", {})] if align else []
     calls += [("primary1", "migrate_start", {"domain": "guest1", "target": "primary3"}),
@@ -229,15 +228,15 @@ def test_sf_test_starts_a_fresh_test_of_every_agent() -> None:
         testing.append({str(r.sa_state) for r in w.sf_rows("cfguest1")})
     orig = w._node_op
 
-    def node_op(n, c, reply):  # sample the rows right after the node handled the call
-        orig(n, c, reply)
+    def node_op(n, c, reply, caller=""):  # sample the rows right after the node handled the call
+        orig(n, c, reply, caller)
         if c.op == "sf_test":
             watch()
     w._node_op = node_op  # type: ignore[method-assign]
     w.sched.run_until(w.sched.now + 60.0, stop=lambda: p.done)
     assert p.done and values(s) == [None]
     assert testing == [{"Testing"}]
-    assert "testing every shutdown agent on request" in n1.files.logs["rcsd"]
+    assert "testing every shutdown agent on request" in w.log_texts("cfguest1", "rcsd")
     w.run(w.sched.now + 30.0)
     assert healthy(w)
 
@@ -257,7 +256,7 @@ def test_sf_entry_and_guest_nodes() -> None:
 def test_unknown_node_op_is_an_error() -> None:
     w = world()
     s = run(w, "primary1", [("cfguest1", "no_such_op", {})])
-    assert s.answers == [(False, None, "unknown operation no_such_op")]
+    assert s.answers == [(False, None, "nodeagent guest1: unknown operation 'no_such_op'")]
 
 
 def test_rms_busy_while_a_switchover_is_held() -> None:
@@ -267,7 +266,7 @@ def test_rms_busy_while_a_switchover_is_held() -> None:
     run(w, "primary1", [(other, "window", {"open": True})])
     w.kill(w.nodes[owner], "test")
     w.run(w.sched.now + 15.0)
-    w.feed(w.nodes[other], "cf", NodeMarkedDown(owner))  # cftool -k: DOWN, but switchovers are held
+    assert w.ask(other, "cftool_k", {"node": owner}) == "DOWN"  # cftool -k: DOWN, but switchovers are held
     [v] = values(run(w, "primary1", [(other, "cf_sample", {})]))
     assert v["rms_busy"] is True  # app1's failover is deferred by the hold
     [_, v] = values(run(w, "primary1", [(other, "window", {"open": False}), (other, "cf_sample", {})]))

@@ -66,6 +66,8 @@ from ._state import (
     allowed,
     step,
 )
+from . import messages
+from .defaults import SF_LIGHTER_SIDE_DELAY, SF_TEST_INTERVAL
 from .base import Effect, Event, Log, Ticked
 from .sfconfig import SfConfig, SfHost, XscfEntry
 
@@ -181,8 +183,8 @@ class ShutdownFacility:
         me: str,
         config: SfConfig,
         *,
-        test_interval: float = 600.0,
-        lighter_side_delay: float = 30.0,
+        test_interval: float = SF_TEST_INTERVAL,
+        lighter_side_delay: float = SF_LIGHTER_SIDE_DELAY,
     ) -> None:
         if test_interval <= 0:
             raise ValueError("test_interval must be positive")
@@ -372,8 +374,8 @@ class ShutdownFacility:
         _advance(self._rows[(req.host, req.agent)], req.action, "worked" if ok else "failed")
         verdict = "worked" if ok else "failed"
         out: list[Effect] = [Log(req.agent, f"{req.action} {req.host}: {verdict}" + (f": {detail}" if detail else ""))]
-        if not ok and detail.startswith("7245"):
-            out.append(Log("messages", detail, "7245"))
+        if not ok and messages.is_7245(detail):
+            out.append(Log("messages", detail, messages.MSG_7245))
         elif not ok and req.action != KILL_ACTION:
             out.append(Log("messages", f"SF: {req.action} of {req.agent} for {req.host} failed: {detail}"))
         if req.action == INIT_ACTION:

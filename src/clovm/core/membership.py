@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ._state import MEMBERSHIP, NodeState, allowed, step
+from .defaults import DEFAULT_CLUSTER_TIMEOUT, DOMAIN_RECHECK_INTERVAL, HEARTBEAT_INTERVAL, JOIN_TIMEOUT
 from .base import Effect, Event, Log, Ticked, TransitionError
 
 UP, LEFTCLUSTER = NodeState.UP, NodeState.LEFTCLUSTER
@@ -206,11 +207,11 @@ class Membership:
         me: str,
         peers: Iterable[str],
         *,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_CLUSTER_TIMEOUT,
         incarnation: int = 1,
-        heartbeat_interval: float = 1.0,
-        join_timeout: float = 3.0,
-        recheck_interval: float = 10.0,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        join_timeout: float = JOIN_TIMEOUT,
+        recheck_interval: float = DOMAIN_RECHECK_INTERVAL,
         min_timeout: float = 0.0,
     ) -> None:
         if min(timeout, heartbeat_interval, join_timeout, recheck_interval) <= 0:

@@ -55,9 +55,10 @@ from typing import Any, Generator, Iterator
 
 from ._state import RUN, RunState, step
 from .base import Effect, Event, Ticked
+from .defaults import MIGRATION_CLUSTER_TIMEOUT
 from .sfconfig import XscfEntry
 
-MIGRATION_TIMEOUT = 600
+MIGRATION_TIMEOUT = MIGRATION_CLUSTER_TIMEOUT  # (core.defaults)
 MAX_SAVED_SPCONFIGS = 6
 CONFIG_TMP = "config_tmp"
 DEFAULT_SAVED_NAME = "clovm-config"

@@ -57,11 +57,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ._state import TIME_SYNC, AppState, NodeState, SyncState, step
+from .defaults import RMS_SETTLE, RMS_SYNC_PERIOD, RMS_SYNC_THRESHOLD
 from .base import Effect, Event, Log, Ticked
-
-WRP_34 = "(WRP, 34) Cluster host {host} is no longer in time sync with local node. Sane operation of RMS can no longer be guaranteed."
-WRP_35 = "(WRP, 35) Cluster host {host} is no longer in time sync with local node. Sane operation of RMS can no longer be guaranteed."
-WRP_FURTHER = "Further out-of-sync messages will appear in the syslog."
+from .messages import WRP_34, WRP_35, WRP_FURTHER
 
 
 # ------------------------------------------------------------------------------------ values
@@ -153,9 +151,9 @@ class Rms:
         nodes: Iterable[str],
         apps: Iterable[AppSpec],
         *,
-        sync_threshold: float = 5.0,
-        sync_period: float = 60.0,
-        settle: float = 3.0,
+        sync_threshold: float = RMS_SYNC_THRESHOLD,
+        sync_period: float = RMS_SYNC_PERIOD,
+        settle: float = RMS_SETTLE,
     ) -> None:
         self._me = me
         order = list(dict.fromkeys(nodes))

@@ -11,11 +11,17 @@ Parsing and rendering of the text files lives in :mod:`clovm.formats`; these are
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, replace
 
 from ._state import XSCF_AGENTS
 
 DEFAULT_AGENT_TIMEOUT = 20
+PPAR_MAX = 31
+CONNECTIONS = ("ssh", "telnet")
+NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")  # CF node, domain and device names in the SF files
+_FIELD = re.compile(r"\S+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +81,31 @@ class SfConfig:
         if weight is not None:
             hs = tuple(replace(h, weight=weight) if h.cf_name == entry.cf_name else h for h in hs)
         return SfConfig(hosts=hs, xscf=xs)
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def entry_problem(e: XscfEntry) -> str | None:
+    """What is wrong with ``e`` as an SA_xscfsnmp.cfg line, or None."""
+    if not isinstance(e.cf_name, str) or not NAME.match(e.cf_name):
+        return f"bad CF node name {e.cf_name!r}"
+    if isinstance(e.ppar_id, bool) or not isinstance(e.ppar_id, int) or not 0 <= e.ppar_id <= PPAR_MAX:
+        return f"PPAR-ID must be an integer 0..{PPAR_MAX}, not {e.ppar_id!r}"
+    if not isinstance(e.domain, str) or not NAME.match(e.domain):
+        return f"bad domain name {e.domain!r}"
+    for label, addr in (("LAN#0", e.lan0), ("LAN#1", e.lan1)):
+        if not isinstance(addr, str) or not is_ip(addr):
+            return f"XSCF-{label} address {addr!r} is not an IP address"
+    if not isinstance(e.user, str) or not _FIELD.match(e.user) or e.user.startswith("#"):
+        return f"bad user name {e.user!r}"
+    if e.connection not in CONNECTIONS:
+        return f"connection must be ssh or telnet, not {e.connection!r}"
+    if not isinstance(e.device, str) or not NAME.match(e.device):
+        return f"bad device name {e.device!r}"
+    return None

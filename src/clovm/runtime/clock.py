@@ -20,9 +20,19 @@ class EmuClock:
         c = json.loads(home.clock_file.read_text())
         self.epoch, self.start, self.scale = float(c["epoch"]), float(c["start"]), float(c["time_scale"])
         self._offsets = WatchedJson(home.offsets_file)
+        self._raw: object = object()
+        self._parsed: dict[str, float] = {}
 
     def now(self) -> float:
         return self.scale * (time.monotonic() - self.start)
+
+    def offsets(self) -> dict[str, float]:
+        """Every server's clock offset (``clovm fault clock``): the same dict until the file changes."""
+        v = self._offsets.get()
+        if v is not self._raw:
+            self._raw = v
+            self._parsed = {str(k): float(x) for k, x in v.items()} if isinstance(v, dict) else {}
+        return self._parsed
 
     def offset(self, server: str) -> float:
         """The server's clock offset (``clovm fault clock``; 0 without one)."""

@@ -30,6 +30,11 @@ class Home:
     def offsets_file(self) -> Path:
         return self.run_dir / "offsets.json"
 
+    @property
+    def partition_file(self) -> Path:
+        """``clovm fault partition``: ``{"groups": [[host...], ...]}`` (the CF interconnect split)."""
+        return self.run_dir / settings.PARTITION_FILE
+
     def pid_file(self, name: str) -> Path:
         return self.run_dir / "pids" / f"{name}.pid"
 
@@ -93,6 +98,9 @@ class Home:
 
     def migrate_dir(self, host: str) -> Path:
         return self.host_root(host) / settings.MIGRATE_DIR
+
+    def clovmmigrate_conf(self, host: str) -> Path:
+        return self.host_root(host) / settings.CLOVMMIGRATE_CONF
 
     # ---- loaded once per process ----------------------------------------------------------
     @cached_property

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Generator
 
 from ..core import ldm as ldmmod
+from ..core.messages import WRP_34, WRP_35
 from ..core.migration import Finished
 from ..core.safemigrate import RC_FAILED, MigrateRequest, SafeMigrationRun, journal_key
 from ..topology import Topology
@@ -194,7 +195,7 @@ def early_start(ctx: Ctx) -> Generator:
     ctx.expect(refused, "SF, CRM and RMS to refuse to start on cfguest2")
     msgs = w.nodes["cfguest2"].files.logs.get("messages", [])
     for what in ("SF", "CRM", "RMS"):
-        ctx.expect(any(m.startswith(f"{what} failed to start") and "cfguest1" in m for m in msgs),
+        ctx.expect(any(f"] {what} failed to start: " in m and "cfguest1" in m for m in msgs),
                    f"messages to say {what} failed to start because of cfguest1")
     ctx.expect(not sf_running(w, "cfguest2"), "SF not running on cfguest2")
     r = yield w.ldm_command("primary2", "stop-domain", "guest2")
@@ -222,7 +223,7 @@ def split_brain(ctx: Ctx) -> Generator:
 def time_sync(ctx: Ctx) -> Generator:
     w = ctx.world
     skew = 30.0 + w.rng.uniform(0.0, 30.0)
-    w.offsets["m10-3"] = skew
+    w.set_clock_offset("m10-3", skew)
     w.trace("m10-3", "fault", f"XSCF clock {skew:+.1f} s")
     yield from wait_healthy(ctx, "at start")
     yield from prepare(ctx, "primary2", "guest2")
@@ -230,22 +231,22 @@ def time_sync(ctx: Ctx) -> Generator:
     ctx.expect(r.rc == 0, "migration to succeed")
     yield from update(ctx, "primary2", "guest2", "primary3")
     yield 200.0
-    sw = w.nodes["cfguest1"].files.logs.get("switchlog", [])
-    msgs = w.nodes["cfguest1"].files.logs.get("messages", [])
-    w34 = ("(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node. "
-           "Sane operation of RMS can no longer be guaranteed.")
-    w35 = w34.replace("(WRP, 34)", "(WRP, 35)")
+    sw = w.log_texts("cfguest1", "switchlog")
+    w34 = WRP_34.format(host="cfguest2")
+    w35 = WRP_35.format(host="cfguest2")
+    msgs = [m.split("] ", 1)[-1] for m in w.log_texts("cfguest1", "messages")]
     ctx.expect(sw.count(w34) == 1 and msgs.count(w34) == 1, "(WRP, 34) once in switchlog and messages")
     ctx.expect("Further out-of-sync messages will appear in the syslog." in sw, "the 'Further out-of-sync' line")
     n35 = msgs.count(w35)
     ctx.expect(n35 >= 2, f"(WRP, 35) periodically while out of sync, got {n35}")
-    w.offsets["m10-3"] = 0.0
+    w.set_clock_offset("m10-3", 0.0)
     w.trace("m10-3", "fault", "XSCF clock back in sync")
     yield 120.0
     n35_after_sync = msgs.count(w35)
     yield 300.0
+    msgs = [m.split("] ", 1)[-1] for m in w.log_texts("cfguest1", "messages")]
     ctx.expect(msgs.count(w35) == n35_after_sync, "silence once the clocks agree")
-    ctx.expect(sw.count(w34) == 1, "no second (WRP, 34)")
+    ctx.expect(w.log_texts("cfguest1", "switchlog").count(w34) == 1, "no second (WRP, 34)")
 
 
 # ---- clovm migrate ----------------------------------------------------------------------------------

@@ -1,53 +1,75 @@
-"""The simulated datacenter: every core machine of a topology, wired through a fake network.
+"""The simulated driver: a whole datacenter of core machines, wired through a fake network.
 
 One :class:`SimNode` per cluster node (guest domains and control domains) holds the node's
-"disk" (:class:`NodeFiles`: what survives a crash) and, while its process lives, its machines:
-CF membership for every node; SF and RMS on guest-cluster nodes. One ``Ldmd`` per control domain,
-one ``Xscf`` per server. The world only routes: it feeds events to machines, arms their
-``next_deadline()`` timers, and turns effects into network messages, process kills, suspends and
-trace lines. Every random choice comes from ``self.rng`` (seeded), every instant from the
-scheduler, so a seed fixes the trace byte for byte.
+"disk" (:class:`NodeFiles`: what survives a crash) and, while its process lives, its
+:class:`~clovm.core.node.Node` — the same sans-IO composition of CF, SF and RMS that the node
+agent daemon runs. One ``Ldmd`` per control domain, one ``Xscf`` per server. The world only
+translates: it feeds events to machines, arms their ``next_deadline()`` timers, and turns effects
+into simulated datagrams, XSCF requests, process kills, suspends, file changes and trace lines.
+It decides nothing a node decides. Every random choice comes from ``self.rng`` (seeded), every
+instant from the scheduler, so a seed fixes the trace byte for byte.
 
 Commands. :meth:`World.clovmmigrate` runs ``clovmmigrate -p/-u``; :meth:`World.run_machine` runs
 any machine with the same driving interface (``handle(now, RunStarted()|CallReturned(...))`` →
 ``Print`` / ``Persist`` / ``Call`` / ``Finished``), e.g. the one-shot ``clovm migrate``. Every
-``Call`` is answered by :meth:`World._call` (control-domain side) or :meth:`World._node_op` (guest
-node side) with the semantics of the tables in :mod:`clovm.core.migration` and
-``docs/safe-migration.md``; a node op reaches the node over the simulated network and gets no
-answer from a dead or suspended node (the call times out). ``Persist`` stores the journal in
+``Call`` is answered by :meth:`World._call`: control-domain calls here, node operations by the
+node itself (:meth:`World.operation`), reached over the simulated network; a dead or suspended node
+gives no answer (the call times out). ``Persist`` stores the journal in
 ``World.journals[(host, domain)]`` (the one-shot journal under ``DOMAIN + ".migrate"``).
 
-Clocks. A node's wall clock is ``EPOCH + now + offset(server hosting it) + its step``. The step is
-0 at boot; ``clock_align`` arms a one-shot adjustment applied when the node next finds itself on
-another server (hand-off): ``step += offset(old server) - offset(new server)``.
+Clocks. A node's wall clock is the core node's (``EPOCH + now + offset(server hosting it) +
+its step``); the world tells a node its server when it boots and at a hand-off, and every node
+the servers' offsets when ``clovm fault clock`` (:meth:`World.set_clock_offset`) changes one.
 """
 
 from __future__ import annotations
 
-import collections
-import ipaddress
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
-from typing import Any, Callable, Generator, Iterable, Protocol
+from typing import Any, Callable, Generator, Protocol
 
+from .. import formats
 from ..core import fencing as fen
 from ..core import ldm as ldmmod
 from ..core import membership as mem
 from ..core import migration as mig
 from ..core import rms as rmsmod
 from ..core import sp as spmod
-from ..core._state import AGENT_ACTION, AGENT_LAN, SpDomainStatus
+from ..core._state import AGENT_ACTION, AGENT_LAN
 from ..core.base import Effect, Event, Log, Ticked
-from ..core.sfconfig import SfConfig, SfHost, XscfEntry
+from ..core.defaults import EPOCH, INITIAL_SPCONFIG
+from ..core.node import (
+    Answer,
+    AskDomainStatus,
+    Broadcast,
+    CheckXscf,
+    ClockOffsetsObserved,
+    DomainStatusAnswered,
+    Heartbeat,
+    MessageReceived,
+    Node,
+    NodeDisk,
+    NodeSpec,
+    NodeStarted,
+    OperationRequested,
+    PlacementObserved,
+    RunShutdownAgent,
+    Send,
+    Store,
+    Trace,
+    WriteLog,
+    XscfAnswered,
+    XscfChecked,
+    XscfHostKeyUnknown,
+)
+from ..core.sfconfig import XscfEntry
 from ..topology import Topology
 from .network import SimNetwork
 from .scheduler import Scheduler, Timer
 
-EPOCH = 1_764_000_000.0  # emulated wall clock at virtual time 0 (2025-11-24T16:00:00Z)
 CALL_TIMEOUT = 30.0
-INITIAL_SPCONFIG = "config1"
-CLOCK_SAMPLES = 5  # heartbeats per peer over which cf_sample's clock difference is estimated
+DOMAIN_STATUS_TIMEOUT = 2.0  # s a domain status query waits for LAN#0 before asking LAN#1
 TICK = Ticked()  # the one wake-up event (frozen, no fields): not rebuilt for every tick
 
 
@@ -57,7 +79,7 @@ class CommandRun(Protocol):
     def handle(self, now: float, event: Event) -> list[Effect]: ...
 
 
-class Trace:
+class TraceLog:
     def __init__(self, sched: Scheduler, echo: Callable[[str], None] | None = None):
         self.sched, self.lines, self.echo = sched, [], echo
 
@@ -69,18 +91,13 @@ class Trace:
 
 
 @dataclass
-class NodeFiles:
-    """A node's persistent state (its etc/ and var/ trees): survives a crash or restart."""
+class NodeFiles(NodeDisk):
+    """A node's disk (its etc/ and var/ trees, what survives a crash or restart): the files the
+    core node keeps (:class:`~clovm.core.node.NodeDisk`), plus its logs and which XSCF host keys
+    its root's known_hosts holds."""
 
-    timeout: int = 10
-    record: int | None = None  # pre-migration timeout recorded by clovmmigrate -p
-    window: bool = False
-    sf_enabled: bool = True
-    sf_config: SfConfig = field(default_factory=SfConfig)
     known_xscf: set[str] = field(default_factory=set)  # servers whose XSCF host key is known
-    logs: dict[str, list[str]] = field(default_factory=dict)
-    # widen.json: peer -> {"seconds", "until" (virtual time), "hypervisor"}
-    widen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logs: dict[str, list[str]] = field(default_factory=dict)  # dest -> lines as the runtime writes them
 
 
 @dataclass
@@ -88,20 +105,36 @@ class SimNode:
     cf: str
     host: str  # domain / host name
     kind: str  # "guest" | "control"
-    cluster: tuple[str, ...]
+    spec: NodeSpec
     files: NodeFiles
     hosted_by: str  # control domain hosting it (itself for a control domain)
     alive: bool = False
     suspended: bool = False
     incarnation: int = 0
-    services: str = "none"  # none | started | refused
-    machines: dict[str, Any] = field(default_factory=dict)
-    timers: dict[str, Timer] = field(default_factory=dict)
+    node: Node | None = None  # while its process lives
+    timer: Timer | None = None
     tick_pending: bool = False
-    clock_step: float = 0.0  # added to the wall clock of the server hosting it (clock_align)
-    clock_align: bool = False  # step the clock at the next change of server
     peers: list["SimNode"] = field(default_factory=list)  # the other nodes of its cluster (fixed)
-    heartbeat: Any = None  # the HeartbeatReceived its peers get (cached by the world)
+
+    @property
+    def cluster(self) -> tuple[str, ...]:
+        return self.spec.nodes
+
+    @property
+    def services(self) -> str:
+        return self.node.services if self.node is not None else "none"
+
+    @property
+    def machines(self) -> dict[str, Any]:
+        """The node's machines by kind ("cf", "sf", "rms"), while it lives (for scenarios)."""
+        n = self.node
+        if n is None:
+            return {}
+        return {k: m for k, m in (("cf", n.cf), ("sf", n.sf), ("rms", n.rms)) if m is not None}
+
+    @property
+    def clock_step(self) -> float:
+        return self.node.clock_step if self.node is not None else 0.0
 
 
 class Pending:
@@ -137,7 +170,7 @@ class World:
         self.rng = random.Random(seed)
         self.sched = Scheduler()
         self.net = SimNetwork(self.sched, self.rng, loss=loss)
-        self.trace = Trace(self.sched, echo)
+        self.trace = TraceLog(self.sched, echo)
         self.offsets = {s.name: s.clock_offset for s in topo.servers}
         self._server_of = {c.name: c.server for c in topo.control_domains}
         self.nodes: dict[str, SimNode] = {}
@@ -157,7 +190,7 @@ class World:
         self._xscf_waiting: dict[int, Callable[[Any], None]] = {}
         self._progress: dict[tuple[str, str], ldmmod.MigrationProgress] = {}  # (source host, domain)
         self._background: dict[tuple[str, str], Pending] = {}  # migrate_start: (host, domain)
-        self._clock_samples: dict[tuple[str, str], collections.deque[float]] = {}  # (observer, peer)
+        self._op_replies: dict[int, tuple[str, Callable[..., None]]] = {}  # op_id -> (node, reply)
         self._build()
 
     # ---- construction ------------------------------------------------------------------------------
@@ -177,12 +210,11 @@ class World:
         for cl in t.clusters:
             for cf in cl.nodes:
                 h = t.host_of_cf(cf)
-                kind = cl.kind
-                hosted_by = h.control_domain if kind == "guest" else h.name
-                files = NodeFiles(known_xscf={s.name for s in t.servers})
-                if kind == "guest":
-                    files.sf_config = self._initial_sf_config(cl.nodes)
-                self.nodes[cf] = SimNode(cf, h.name, kind, tuple(cl.nodes), files, hosted_by)
+                hosted_by = h.control_domain if cl.kind == "guest" else h.name
+                disk = t.initial_disk(h.name)
+                files = NodeFiles(**{f.name: getattr(disk, f.name) for f in fields(NodeDisk)},
+                                  known_xscf={s.name for s in t.servers})
+                self.nodes[cf] = SimNode(cf, h.name, cl.kind, t.node_spec(h.name), files, hosted_by)
         for n in self.nodes.values():
             n.peers = [self.nodes[p] for p in n.cluster if p != n.cf]
         for c in t.control_domains:  # the operator saved the initial configuration
@@ -190,17 +222,6 @@ class World:
         for cf in sorted(self.nodes):  # power on, slightly staggered
             n = self.nodes[cf]
             self.sched.after(self.rng.uniform(0.0, 0.5), lambda n=n: self.boot(n))
-
-    def _initial_sf_config(self, nodes: Iterable[str]) -> SfConfig:
-        t = self.topo
-        hosts, entries = [], []
-        for cf in nodes:
-            g = t.host_of_cf(cf)
-            cd = t.control_domain(g.control_domain)
-            srv = t.server(cd.server)
-            hosts.append(SfHost(cf, weight=cd.sf_weight, adm_ip=g.address))
-            entries.append(XscfEntry(cf, cd.ppar, g.name, srv.lan0, srv.lan1, t.xscf.user, t.xscf.connection))
-        return SfConfig(tuple(hosts), tuple(entries))
 
     def _new_id(self) -> int:
         self._ids += 1
@@ -211,244 +232,216 @@ class World:
         return self._server_of[host]
 
     def wallclock(self, node: SimNode) -> float:
-        return EPOCH + self.sched.now + self.offsets[self.server_of_host(node.hosted_by)] + node.clock_step
+        """A node's wall clock (its server's, plus its clock step while it runs)."""
+        if node.node is not None:
+            return node.node.wall(self.sched.now)
+        return EPOCH + self.sched.now + self.offsets[self.server_of_host(node.hosted_by)]
+
+    def set_clock_offset(self, server: str, seconds: float) -> None:
+        """``clovm fault clock``: server's clock is off by ``seconds`` from now on."""
+        self.offsets[server] = seconds
+        event = ClockOffsetsObserved(tuple(sorted(self.offsets.items())))
+        for n in self.nodes.values():
+            self.feed(n, event)
 
     def _place(self, g: SimNode, host: str) -> None:
-        """``g`` now runs on control domain ``host``; apply an armed clock_align on a server change."""
-        old, new = self.server_of_host(g.hosted_by), self.server_of_host(host)
+        """``g`` now runs on control domain ``host`` (the node hears of its new server)."""
         g.hosted_by = host
-        if g.clock_align and g.alive and old != new:
-            g.clock_align = False
-            delta = self.offsets[old] - self.offsets[new]
-            g.clock_step += delta
-            self.trace(g.cf, "clock", f"moved from {old} to {new}: clock stepped by {delta:+g} s "
-                                      f"(step now {g.clock_step:+g} s)")
+        self.feed(g, PlacementObserved(self.server_of_host(host)))
 
     # ---- node processes ----------------------------------------------------------------------------
     def boot(self, n: SimNode) -> None:
         if n.alive:
             return
-        n.alive, n.suspended, n.incarnation, n.services = True, False, n.incarnation + 1, "none"
-        n.clock_step, n.clock_align = 0.0, False
+        n.alive, n.suspended, n.incarnation, n.tick_pending = True, False, n.incarnation + 1, False
         self.silent_since.pop(n.cf, None)
-        for k in [k for k in self._clock_samples if k[0] == n.cf]:
-            del self._clock_samples[k]
-        peers = [p for p in n.cluster if p != n.cf]
-        n.machines = {"cf": mem.Membership(n.cf, peers, timeout=float(n.files.timeout), incarnation=n.incarnation)}
-        if n.kind == "guest":
-            n.machines["sf"] = fen.ShutdownFacility(n.cf, n.files.sf_config)
-            apps = [rmsmod.AppSpec(a.name, tuple(a.nodes), a.shutdown_priority)
-                    for a in self.topo.apps if n.cf in a.nodes]
-            n.machines["rms"] = rmsmod.Rms(n.cf, n.cluster, apps)
-        n.timers = {k: Timer(self.sched, partial(self._tick, n, k, n.incarnation))
-                    for k in n.machines}
+        n.node = Node(n.spec, n.files, incarnation=n.incarnation, server=self.server_of_host(n.hosted_by),
+                      offsets=self.offsets)
+        n.timer = Timer(self.sched, partial(self._tick, n, n.incarnation))
         self.trace(n.cf, "boot", f"{n.host} started (incarnation {n.incarnation}) on {n.hosted_by}")
-        if n.files.window:
-            self.feed(n, "cf", mem.MigrationWindowChanged(True))
-            if "rms" in n.machines:
-                self.feed(n, "rms", rmsmod.SwitchoverHoldChanged(True))
-        for peer, w in sorted(n.files.widen.items()):  # widen.json: re-applied unless over
-            if w["until"] > self.sched.now or w["hypervisor"]:
-                self.feed(n, "cf", mem.DetectionWidened((peer,), w["seconds"], w["until"], w["hypervisor"]))
-            else:
-                del n.files.widen[peer]
-        self.feed(n, "cf", mem.NodeBooted())
+        self.feed(n, NodeStarted())
 
     def kill(self, n: SimNode, why: str) -> None:
         if not n.alive:
             return
         n.alive = False
         self.silent_since.setdefault(n.cf, self.sched.now)
-        for t in n.timers.values():
-            t.cancel()
-        n.machines, n.timers, n.services = {}, {}, "none"
+        if n.timer is not None:
+            n.timer.cancel()
+        n.node, n.timer = None, None
         for app, on in self.online.items():
             on.discard(n.cf)
+        self._op_replies = {k: v for k, v in self._op_replies.items() if v[0] != n.cf}  # never answered
         self.trace(n.cf, "down", f"{n.host} stopped: {why}")
         if n.kind == "guest":
             self._ldm_feed(n.hosted_by, ldmmod.DomainProcessExited(n.host))
 
-    def _tick(self, n: SimNode, key: str, inc: int) -> None:
+    def _tick(self, n: SimNode, inc: int) -> None:
         if not n.alive or n.incarnation != inc:
             return
         if n.suspended:
             n.tick_pending = True
             return
-        self.feed(n, key, TICK)
+        self.feed(n, TICK)
 
-    def feed(self, n: SimNode, key: str, event: Event) -> None:
-        """Hand an event to one of a node's machines and carry out the effects."""
-        m = n.machines.get(key)
-        if m is None or not n.alive:
+    def feed(self, n: SimNode, event: Event) -> None:
+        """Hand an event to a node and carry out the effects."""
+        node = n.node
+        if node is None:
             return
-        effects = m.handle(self.sched.now, event)
-        due, timer = m.next_deadline(), n.timers[key]
+        effects = node.handle(self.sched.now, event)
+        due, timer = node.next_deadline(), n.timer
         if due != timer.when:
             timer.arm(due)
-        if effects:
-            node_effect = self._node_effect
-            for e in effects:
-                node_effect(n, e)
-                if not n.alive:
-                    return
+        for e in effects:
+            self._node_effect(n, e)
+            if not n.alive:
+                return
 
-    def deliver(self, src: str, n: SimNode, key: str, event: Event, *, reliable: bool = False) -> None:
+    def operation(self, n: SimNode, op: str, args: dict[str, Any] | None = None, caller: str | None = None,
+                  reply: Callable[..., None] | None = None) -> None:
+        """Ask node ``n`` for an operation (``caller``: the control domain asking; None: the
+        node's own admin channel); ``reply(ok, value, error=...)`` gets the answer, if it comes."""
+        op_id = self._new_id()
+        self._op_replies[op_id] = (n.cf, reply or (lambda *a, **k: None))
+        self.feed(n, OperationRequested(op_id, op, dict(args or {}), caller))
+
+    def ask(self, cf: str, op: str, args: dict[str, Any] | None = None) -> Any:
+        """An operation on node ``cf``'s admin channel that answers at once (its value; raises
+        RuntimeError with the message of a refusal)."""
+        got: list[tuple[bool, Any, str]] = []
+        self.operation(self.nodes[cf], op, args, None, lambda ok, value=None, error="": got.append((ok, value, error)))
+        if not got:
+            raise RuntimeError(f"{cf}: {op} did not answer at once")
+        ok, value, error = got[0]
+        if not ok:
+            raise RuntimeError(error)
+        return value
+
+    def deliver(self, src: str, n: SimNode, event: Event, *, reliable: bool = False) -> None:
         def go() -> None:
             if n.alive and not n.suspended:
-                self.feed(n, key, event)
+                self.feed(n, event)
         self.net.send(src, n.cf, go, reliable=reliable)
 
-    def log(self, n: SimNode, dest: str, text: str, msgid: str = "") -> None:
-        logs = n.files.logs.get(dest)
-        if logs is None:
-            logs = n.files.logs[dest] = []
-        logs.append(text)
-        self.trace(n.cf, dest[:6], (f"[{msgid}] " if msgid else "") + text)
-
-    def _peers(self, n: SimNode) -> list[SimNode]:
-        return n.peers
-
     def _node_effect(self, n: SimNode, e: Effect) -> None:
-        # -- CF (the common case first: every UP node broadcasts every second)
-        if type(e) is mem.BroadcastHeartbeat:
-            hb = n.heartbeat
-            if hb is None or hb.incarnation != e.incarnation:  # immutable: built once per incarnation
-                hb = n.heartbeat = mem.HeartbeatReceived(n.cf, e.incarnation)
-            # heartbeats carry the sender's wall clock for RMS (= self.wallclock(n))
-            clock = EPOCH + self.sched.now + self.offsets[self._server_of[n.hosted_by]] + n.clock_step
+        cls = type(e)
+        if cls is Broadcast:
+            m = e.message
+            event = MessageReceived(n.cf, m)
             net, cf = self.net, n.cf
-            peers = n.peers if net.all_pass(cf, len(n.peers)) else [p for p in n.peers if net.passes(cf, p.cf)]
-            # one multicast datagram: every reachable peer hears it after the same latency
-            # (net.deliver_later, inlined)
-            self.sched.after(net.latency + net.rng.random() * net.jitter, partial(self._heartbeats, peers, hb, clock))
-        elif isinstance(e, Log):
-            self.log(n, e.dest, e.text, e.msgid)
-        elif isinstance(e, fen.RunAgent):  # (every effect class is a direct subclass: order is free)
-            self._run_agent(n, e)
-        elif isinstance(e, mem.SendJoinRequest):
-            self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinRequestReceived(n.cf, e.incarnation))
-        elif isinstance(e, mem.SendJoinAnswer):
-            self.deliver(n.cf, self.nodes[e.to], "cf", mem.JoinAnswerReceived(n.cf, e.accepted, e.reason, e.incarnation))
-        elif isinstance(e, mem.AnnounceNodeState):
+            if type(m) is Heartbeat:  # every UP node, every second: one multicast datagram
+                peers = n.peers if net.all_pass(cf, len(n.peers)) else [p for p in n.peers if net.passes(cf, p.cf)]
+                # every reachable peer hears it after the same latency (net.deliver_later, inlined)
+                self.sched.after(net.latency + net.rng.random() * net.jitter, partial(self._heartbeats, peers, event))
+            else:
+                for p in n.peers:
+                    self.deliver(cf, p, event, reliable=True)
+        elif cls is WriteLog:
+            self.log(n, e)
+        elif cls is RunShutdownAgent:
+            self._run_agent(n, e.run)
+        elif cls is Send:
+            self.deliver(n.cf, self.nodes[e.to], MessageReceived(n.cf, e.message))
+        elif cls is Answer:
+            cf, reply = self._op_replies.pop(e.op_id, (None, None))
+            if reply is not None:
+                reply(e.ok, e.value, error=e.error)
+        elif cls is Store:
+            setattr(n.files, e.key, e.value)
+        elif cls is mem.AnnounceNodeState:
             self.trace(n.cf, "CF", f"{e.node}: {e.state}")
-            self.feed(n, "sf", fen.NodeStateChanged(e.node, e.state))
-            self.feed(n, "rms", rmsmod.PeerNodeStateChanged(e.node, e.state))
-        elif isinstance(e, mem.QueryDomainStatus):
-            self._query_domain(n, e.node)
-        elif isinstance(e, mem.StartClusterServices):
-            n.services = "started"
-            self.trace(n.cf, "CF", "joined: starting SF, CRM, RMS")
-            if n.files.sf_enabled:
-                self.feed(n, "sf", fen.SfStartRequested())
-            self.feed(n, "rms", rmsmod.RmsStarted())
-        elif isinstance(e, mem.RefuseClusterServices):
-            n.services = "refused"
-            self.trace(n.cf, "CF", f"join refused by {', '.join(e.refused_by)}: SF, CRM, RMS not started")
-            for what in ("SF", "CRM", "RMS"):
-                self.log(n, "messages", f"{what} failed to start: {e.reason}")
-        # -- SF (RunAgent: above)
-        elif isinstance(e, fen.AnnounceEliminated):
-            self.trace(n.cf, "SF", f"{e.node} eliminated")
-            self.feed(n, "cf", mem.NodeEliminated(e.node))
-            for p in self._peers(n):
-                self.deliver(n.cf, p, "cf", mem.NodeEliminated(e.node), reliable=True)
-        # -- RMS
-        elif isinstance(e, rmsmod.BringAppOnline):
+        elif cls is Trace:
+            self.trace(n.cf, e.what, e.text)
+        elif cls is AskDomainStatus:
+            self._ask_domain_status(n, e.node, e.entry)
+        elif cls is CheckXscf:
+            self._check_xscf(n, e)
+        elif cls is rmsmod.BringAppOnline:
             on = self.online.setdefault(e.app, set())
             on.add(n.cf)
             self.trace(n.cf, "RMS", f"{e.app} Online")
             if len(on) > 1:
                 self.violations.append(f"t={self.sched.now:.3f}: {e.app} online on {sorted(on)}")
-        elif isinstance(e, rmsmod.TakeAppOffline):
+        elif cls is rmsmod.TakeAppOffline:
             self.online.setdefault(e.app, set()).discard(n.cf)
             self.trace(n.cf, "RMS", f"{e.app} Offline")
-        elif isinstance(e, rmsmod.AnnounceAppState):
-            for p in self._peers(n):
-                self.deliver(n.cf, p, "rms", rmsmod.AppStateReported(e.app, e.node, e.online), reliable=True)
+        else:
+            raise TypeError(f"sim: unexpected node effect {e!r}")
 
-    def _heartbeats(self, peers: list[SimNode], hb: mem.HeartbeatReceived, clock: float) -> None:
-        """One heartbeat datagram arrives at every peer in ``peers`` (``_heartbeat``, inlined)."""
-        now, sender = self.sched.now, hb.sender
-        offsets, server_of, all_samples = self.offsets, self._server_of, self._clock_samples
+    def log(self, n: SimNode, e: WriteLog) -> None:
+        """Keep a log line as the node agent writes it (stamped with the node's wall clock)."""
+        line = formats.node_log_line(self.wallclock(n), n.host, e.tag, e.dest, e.text, e.msgid)
+        logs = n.files.logs.get(e.dest)
+        if logs is None:
+            logs = n.files.logs[e.dest] = []
+        logs.append(line)
+        self.trace(n.cf, e.dest[:6], (f"[{e.msgid}] " if e.msgid else "") + e.text)
+
+    def _heartbeats(self, peers: list[SimNode], event: MessageReceived) -> None:
+        """One heartbeat datagram arrives at every peer in ``peers``."""
         for p in peers:
             if p.alive and not p.suspended:
-                # feed(p, "cf", hb), inlined
-                m = p.machines.get("cf")
-                if m is not None:
-                    effects = m.handle(now, hb)
-                    due, timer = m.next_deadline(), p.timers["cf"]
-                    if due != timer.when:
-                        timer.arm(due)
-                    for e in effects:
-                        self._node_effect(p, e)
-                        if not p.alive:
-                            break
-                local = EPOCH + now + offsets[server_of[p.hosted_by]] + p.clock_step  # wallclock(p)
-                key = (p.cf, sender)
-                samples = all_samples.get(key)
-                if samples is None:
-                    samples = all_samples[key] = collections.deque(maxlen=CLOCK_SAMPLES)
-                samples.append(clock - local)
-                m = p.machines.get("rms")
-                if m is not None and p.alive:  # feed(p, "rms", ...), inlined
-                    effects = m.handle(now, rmsmod.PeerClockObserved(sender, clock, local))
-                    due, timer = m.next_deadline(), p.timers["rms"]
-                    if due != timer.when:
-                        timer.arm(due)
-                    for e in effects:
-                        self._node_effect(p, e)
-                        if not p.alive:
-                            break
+                self.feed(p, event)
 
-    # ---- the hypervisor side, as a guest node sees it ----------------------------------------------
-    def _domain_stopped(self, domain: str) -> bool:
-        """Stopped means: an ldmd holds the domain, not active, and its XSCF does not see it running."""
-        for host, d in self.ldm.items():
-            for dom in d.domains():
-                if dom.name == domain:
-                    srv = self.server_of_host(host)
-                    st = self.xscf[srv].status(self.topo.control_domain(host).ppar).get(domain)
-                    return str(dom.state) != "active" and st != SpDomainStatus.RUNNING
-        return False  # nowhere to be found: do not conclude anything
+    # ---- the XSCF side, as a guest node's shutdown agents see it ----------------------------------
+    def _xscf_request(self, n: SimNode, addr: str, ev_of: Callable[[int], Event], target: str,
+                      on_reply: Callable[[spmod.SpReply], None]) -> str | None:
+        """Send a request to the XSCF answering at ``addr``: its server (None: nothing answers there)."""
+        server, _ = self.addr_server.get(addr, (None, None))
+        if server is None:
+            return None
+        rid = self._new_id()
+        self._xscf_waiting[rid] = on_reply
+        ev = ev_of(rid)
+        self.net.send(n.cf, f"xscf:{server}", lambda: self._xscf_feed(server, ev, by=n.cf, target=target),
+                      reliable=True)
+        return server
 
-    def _query_domain(self, n: SimNode, node: str) -> None:
-        domain = self.topo.host_of_cf(node).name
-        self.net.send(n.cf, "hypervisor", lambda: self.deliver(
-            "hypervisor", n, "cf", mem.DomainStatusReported(node, self._domain_stopped(domain)), reliable=True),
-            reliable=True)
+    def _ask_domain_status(self, n: SimNode, node: str, entry: XscfEntry, lan: int = 0) -> None:
+        """The domain status of ``node`` from the XSCF of its SA_xscfsnmp.cfg entry: LAN#0, and
+        LAN#1 if LAN#0 does not answer within DOMAIN_STATUS_TIMEOUT (no answer at all: nothing)."""
+        addr = entry.lan0 if lan == 0 else entry.lan1
+        answered = [False]
 
-    # ---- shutdown agents -----------------------------------------------------------------------------
-    def _run_agent(self, n: SimNode, e: fen.RunAgent) -> None:
-        lan = AGENT_LAN[e.agent]
-        addr = e.entry.lan0 if lan == 0 else e.entry.lan1
+        def on_reply(r: spmod.SpReply) -> None:
+            answered[0] = True
+            if r.ok:
+                self.deliver(f"xscf:{addr}", n, DomainStatusAnswered(node, str(r.status)), reliable=True)
+
+        def no_answer() -> None:
+            if not answered[0] and lan == 0 and n.alive:
+                self._ask_domain_status(n, node, entry, 1)
+        self._xscf_request(n, addr, lambda rid: spmod.DomainStatusRequested(rid, addr, entry.ppar_id, entry.domain),
+                           node, on_reply)
+        self.sched.after(DOMAIN_STATUS_TIMEOUT, no_answer)
+
+    def _check_xscf(self, n: SimNode, e: CheckXscf) -> None:
+        servers = [self.addr_server.get(a, (None, 0))[0] for a in (e.lan0, e.lan1)]
+        known = all(s is not None and s in n.files.known_xscf for s in servers)
+        snmp = tuple((k, s is not None and self.xscf[s].lan_up(a))
+                     for k, a, s in zip(("lan0", "lan1"), (e.lan0, e.lan1), servers))
+        self.feed(n, XscfChecked(e.op_id, known, snmp))
+
+    def _run_agent(self, n: SimNode, run: fen.RunAgent) -> None:
+        entry = run.entry
+        addr = entry.lan0 if AGENT_LAN[run.agent] == 0 else entry.lan1
         server, _ = self.addr_server.get(addr, (None, None))
         if server is None:
             return  # nothing answers at that address: the agent times out
 
-        def answer(ok: bool, text: str) -> None:
-            self.deliver(f"xscf:{server}", n, "sf", fen.AgentFinished(e.req_id, ok, text), reliable=True)
+        def answer(event: Event) -> None:
+            self.deliver(f"xscf:{server}", n, event, reliable=True)
 
-        if e.action in ("init", "test") and server not in n.files.known_xscf:
-            self.net.send(n.cf, f"xscf:{server}", lambda: answer(
-                False, f"7245 The first SSH connection to XSCF {addr} ({server}) has not been made: connect once "
-                f"with ssh {e.entry.user}@{addr} from {n.host} and accept the host key"), reliable=True)
+        if run.action in ("init", "test") and server not in n.files.known_xscf:  # SSH refuses the host key
+            self.net.send(n.cf, f"xscf:{server}", lambda: answer(XscfHostKeyUnknown(run)), reliable=True)
             return
-        rid = self._new_id()
-        if e.action == "kill":
-            ev: Event = (spmod.DomainPanicRequested if AGENT_ACTION[e.agent] == "panic" else spmod.DomainResetRequested)(
-                rid, addr, e.entry.ppar_id, e.entry.domain)
+        if run.action == "kill":
+            kind = spmod.DomainPanicRequested if AGENT_ACTION[run.agent] == "panic" else spmod.DomainResetRequested
         else:
-            ev = spmod.DomainStatusRequested(rid, addr, e.entry.ppar_id, e.entry.domain)
-
-        def on_reply(r: spmod.SpReply) -> None:
-            ok = r.ok and (e.action == "kill" or r.status in (SpDomainStatus.RUNNING, SpDomainStatus.STOPPED))
-            text = r.text or str(r.status)
-            if e.action != "kill" and r.ok and not ok:
-                text = f"XSCF {server} reports {e.entry.domain} in PPAR-ID {e.entry.ppar_id} as {r.status}"
-            answer(ok, text)
-
-        self._xscf_waiting[rid] = on_reply
-        self.net.send(n.cf, f"xscf:{server}", lambda: self._xscf_feed(server, ev, by=n.cf, target=e.host), reliable=True)
+            kind = spmod.DomainStatusRequested
+        self._xscf_request(n, addr, lambda rid: kind(rid, addr, entry.ppar_id, entry.domain), run.host,
+                           lambda r: answer(XscfAnswered(run, r.ok, str(r.status), r.text)))
 
     def _xscf_feed(self, server: str, ev: Event, by: str = "", target: str = "") -> None:
         for eff in self.xscf[server].handle(self.sched.now, ev):
@@ -531,8 +524,7 @@ class World:
                 self.trace(g.cf, "ldm", f"{e.name} resumed (SIGCONT) on {host}")
                 if g.tick_pending:
                     g.tick_pending = False
-                    for k in list(g.machines):
-                        self.feed(g, k, TICK)
+                    self.feed(g, TICK)
         elif isinstance(e, ldmmod.ConfigSaved):
             self._xscf_feed(self.server_of_host(host), spmod.SpconfigSaved(e.ppar, frozenset(e.domains) - {"primary"}))
         elif isinstance(e, ldmmod.MigrationProgress):
@@ -643,147 +635,33 @@ class World:
                 lambda r: self.net.send(c.target, host, lambda: reply(True, {"rc": r.rc, "stdout": r.stdout,
                                                                              "stderr": r.stderr}), reliable=True)),
                 reliable=True)
-        elif c.op == "guest_nodes":
-            g = next((x for x in t.guests if x.name == c.args["domain"]), None)
-            if g is None:
-                return reply(False, error=f"{c.args['domain']} is not a node of a guest-domain cluster")
-            nodes = list(t.cluster_of(g.cf_name).nodes)
-            reply(True, {"node": g.cf_name, "nodes": nodes, "domains": {cf: t.host_of_cf(cf).name for cf in nodes}})
-        elif c.op == "resolve":
-            name = c.args["name"]
-            try:
-                ipaddress.ip_address(name)
-                return reply(True, name)
-            except ValueError:
-                pass
-            reply(True, next((h.address for h in t.hosts() if h.name == name), None))
-        elif c.op == "cd_info":
-            cd = next((x for x in t.control_domains if c.target in (x.address, x.name)), None)
+        elif c.op in ("guest_nodes", "resolve"):  # answered by the local control domain's node
+            self._at_node(host, self._cd_node(host), c, reply)
+        elif c.op == "cd_info":  # answered by the control domain named or addressed
+            cd = self._cd_name(c.target)
             if cd is None:
                 return reply(False, error=f"no control domain answers at {c.target}")
-            srv = t.server(cd.server)
-            reply(True, {"host": cd.name, "server": srv.name, "ppar": cd.ppar, "lan0": srv.lan0, "lan1": srv.lan1,
-                         "sf_weight": cd.sf_weight, "user": t.xscf.user, "connection": t.xscf.connection})
+            self._remote(host, cd, lambda: t.control_domain_facts(cd).info(), reply)
         else:
             n = self.nodes.get(c.target)
             if n is None:
                 return reply(False, error=f"unknown cluster node {c.target}")
+            self._at_node(host, n, c, reply)
 
-            def at_node() -> None:
-                if not n.alive or n.suspended:
-                    return  # no answer: the call times out
-                self._node_op(n, c, lambda *a, **k: self.net.send(n.cf, host, lambda: reply(*a, **k), reliable=True))
-            self.net.send(host, n.cf, at_node, reliable=True)
+    def _cd_node(self, host: str) -> SimNode:
+        return self.nodes[self.topo.control_domain(host).cf_name]
 
-    def _node_op(self, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
-        f = n.files
-        op = c.op
-        if op == "node_status":
-            sf = n.machines.get("sf")
-            running = sf is not None and str(sf.daemon) == "running"
-            reply(True, {"timeout": f.timeout, "sf": "running" if running else "stopped", "record": f.record,
-                         "window": f.window})
-        elif op == "record_timeout":
-            if f.record is None:
-                f.record = f.timeout
-            reply(True, f.record)
-        elif op == "set_timeout":
-            f.timeout = int(c.args["seconds"])
-            self.feed(n, "cf", mem.TimeoutChanged(float(f.timeout)))
-            reply(True)
-        elif op == "window":
-            f.window = bool(c.args["open"])
-            self.feed(n, "cf", mem.MigrationWindowChanged(f.window))
-            self.feed(n, "rms", rmsmod.SwitchoverHoldChanged(f.window))
-            reply(True)
-        elif op == "sf_stop":
-            f.sf_enabled = False
-            self.feed(n, "sf", fen.SfStopRequested())
-            reply(True)
-        elif op == "sf_start":
-            f.sf_enabled = True
-            if n.services == "started":
-                self.feed(n, "sf", fen.SfStartRequested())
-            reply(True)
-        elif op == "set_sf_entry":
-            entry = XscfEntry(**c.args["entry"])
-            f.sf_config = f.sf_config.with_entry(entry, weight=int(c.args["weight"]))
-            self.feed(n, "sf", fen.SfReconfigRequested(f.sf_config))
-            reply(True)
-        elif op == "sf_wait":
-            deadline = self.sched.now + float(c.args["seconds"])
+    def _at_node(self, host: str, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
+        """Carry call ``c`` from control domain ``host`` to node ``n`` and its answer back; a dead or
+        suspended node gives no answer (the call times out)."""
+        def at_node() -> None:
+            if n.alive and not n.suspended:
+                self._node_op(n, c, lambda *a, **k: self.net.send(n.cf, host, lambda: reply(*a, **k), reliable=True),
+                              host)
+        self.net.send(host, n.cf, at_node, reliable=True)
 
-            def poll() -> None:
-                sf = n.machines.get("sf") if n.alive else None
-                rows = [r for r in (sf.rows() if sf else []) if c.args.get("node") in (None, r.host)]
-                busy = any(str(r.sa_state) in ("Init-ing", "Testing") or str(r.test_state) == "Unknown" for r in rows)
-                if sf is not None and not busy or self.sched.now >= deadline:
-                    reply(True, [[r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state),
-                                  str(r.init_state)] for r in rows])
-                else:
-                    self.sched.after(1.0, poll)
-            poll()
-        elif op == "clear_record":
-            f.record = None
-            reply(True)
-        elif op == "cf_sample":
-            reply(True, self.cf_sample(n))
-        elif op == "widen":
-            peers = tuple(str(p) for p in c.args["peers"])
-            seconds, hyp = float(c.args["seconds"]), bool(c.args.get("hypervisor", False))
-            until = self.sched.now + float(c.args["lease"])
-            for p in peers:
-                if p in n.cluster and p != n.cf:
-                    f.widen[p] = {"seconds": seconds, "until": until, "hypervisor": hyp}
-            self.feed(n, "cf", mem.DetectionWidened(peers, seconds, until, hyp))
-            reply(True)
-        elif op == "narrow":
-            peers = tuple(str(p) for p in c.args.get("peers") or ())
-            for p in peers or tuple(f.widen):
-                f.widen.pop(p, None)
-            self.feed(n, "cf", mem.DetectionNarrowed(peers))
-            reply(True)
-        elif op == "clock_align":
-            n.clock_align = True
-            reply(True)
-        elif op == "xscf_check":
-            lans = {"lan0": str(c.args["lan0"]), "lan1": str(c.args["lan1"])}
-            servers = {k: self.addr_server.get(a, (None, 0))[0] for k, a in lans.items()}
-            reply(True, {
-                "known_host": all(s is not None and s in f.known_xscf for s in servers.values()),
-                "snmp": {k: s is not None and self.xscf[s].lan_up(lans[k]) for k, s in servers.items()},
-            })
-        elif op == "sf_test":
-            self.feed(n, "sf", fen.SfTestRequested())
-            reply(True)
-        elif op == "sf_entry":
-            e = next((x for x in f.sf_config.xscf if x.cf_name == c.args["node"]), None)
-            reply(True, None if e is None else {"cf_name": e.cf_name, "ppar_id": e.ppar_id, "domain": e.domain,
-                                                "lan0": e.lan0, "lan1": e.lan1, "user": e.user,
-                                                "connection": e.connection})
-        else:
-            reply(False, error=f"unknown operation {op}")
-
-    def cf_sample(self, n: SimNode) -> dict[str, Any]:
-        """The ``cf_sample`` answer of a live node (see docs/safe-migration.md)."""
-        now = self.sched.now
-        cf: mem.Membership = n.machines["cf"]
-        view = cf.view()
-        peers: dict[str, Any] = {}
-        diffs: dict[str, float | None] = {}
-        for p in n.cluster:
-            if p == n.cf:
-                continue
-            last = cf.last_heard(p)
-            peers[p] = {"state": str(view[p]), "gap": None if last is None else now - last,
-                        "timeout": cf.effective_timeout(p, now), "widened": cf.is_widened(p, now)}
-            samples = self._clock_samples.get((n.cf, p))
-            diffs[p] = abs(max(samples)) if samples else None
-        sf = n.machines.get("sf")
-        rms = n.machines.get("rms")
-        return {"t": now, "state": str(cf.local_state),
-                "sf": "running" if sf is not None and str(sf.daemon) == "running" else "stopped",
-                "peers": peers, "clock_diff": diffs, "rms_busy": rms is not None and rms.busy()}
+    def _node_op(self, n: SimNode, c: mig.Call, reply: Callable[..., None], caller: str = "") -> None:
+        self.operation(n, c.op, c.args, caller, reply)
 
     # ---- scenario processes -------------------------------------------------------------------------
     def spawn(self, gen: Generator[Any, Any, None]) -> None:
@@ -819,6 +697,10 @@ class World:
         n = self.nodes[observer]
         cf = n.machines.get("cf")
         return {k: str(v) for k, v in cf.view().items()} if cf else {}
+
+    def log_texts(self, cf: str, dest: str) -> list[str]:
+        """Node ``cf``'s log ``dest`` without time stamps (see :func:`clovm.formats.log_message`)."""
+        return [formats.log_message(dest, ln) for ln in self.nodes[cf].files.logs.get(dest, [])]
 
     def sf_rows(self, cf: str) -> list:
         sf = self.nodes[cf].machines.get("sf")

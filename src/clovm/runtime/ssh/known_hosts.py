@@ -201,6 +201,3 @@ def has_entry(path: str | os.PathLike[str], address: str, port: int) -> bool:
         entry is not None and any(_pattern_matches(p, [pattern], []) for p in entry[0])
         for entry in map(_split_entry, _read_lines(Path(path)))
     )
-
-
-"""The former private name of :func:`has_entry` (still used by callers)."""
