@@ -16,8 +16,9 @@ import shutil
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -342,7 +343,7 @@ def test_sdtool_s_when_sf_stopped_is_one_line_rc_1(world: World) -> None:
 
 
 def test_sdtool_on_a_control_domain_passes_the_agents_error(world: World) -> None:
-    rc, out, err = world.run("cftool", "-n", host="primary1")  # (no fake agent: unreachable, see below)
+    rc, _out, _err = world.run("cftool", "-n", host="primary1")  # (no fake agent: unreachable, see below)
     assert rc == 1
     world.loop.serve(rpc.serve_unix(world.home.node_socket("primary1"), _not_available))
     assert world.run("sdtool", "-s", host="primary1") == (
@@ -428,8 +429,8 @@ def test_host_and_home_from_options_and_environment(world: World, monkeypatch: p
 
 def test_clovmmigrate_only_on_control_domains(world: World) -> None:
     assert world.run("clovmmigrate", "-p", "guest2", host="guest1") == (
-        1, "", "clovmmigrate: command not available on guest1: run clovmmigrate on the cluster node of the "
-               "source control domain\n")
+        1, "", ("clovmmigrate: command not available on guest1: run clovmmigrate on the cluster node of the "
+               "source control domain\n"))
     assert world.dc.calls == []
 
 
@@ -463,8 +464,8 @@ def test_prepare_end_to_end(world: World) -> None:
         "cfguest1: shutdown facility stopped",
         "cfguest2: CF cluster interconnect timeout 10 -> 600 s",
         "cfguest2: shutdown facility stopped",
-        "clovmmigrate: guest2 (cfguest2) is ready for live migration; after it (also if it is cancelled or fails) "
-        "run clovmmigrate -u guest2 TARGET-HOST",
+        ("clovmmigrate: guest2 (cfguest2) is ready for live migration; after it (also if it is cancelled or fails) "
+        "run clovmmigrate -u guest2 TARGET-HOST"),
     ]
     for n in world.dc.nodes.values():
         assert (n["timeout"], n["sf"], n["window"]) == (600, "stopped", True)
@@ -482,7 +483,7 @@ def test_prepare_via_the_cli_of_the_product_path(world: World) -> None:
 
 def test_prepare_of_a_domain_not_in_the_conf_is_refused(world: World) -> None:
     world.dc.domains["primary2"]["guest7"] = "active"
-    rc, out, err = world.migrate(mig.Request("prepare", "guest7", "primary2"))
+    rc, _out, err = world.migrate(mig.Request("prepare", "guest7", "primary2"))
     assert rc == mig.RC_REFUSED
     assert "guest7 is not a node of a guest-domain cluster" in err and world.dc.changes() == []
 
@@ -525,7 +526,7 @@ def test_prepare_then_update_end_to_end(world: World) -> None:
 def test_unreachable_node_refuses_prepare(world: World) -> None:
     conf = world.home.host_root("primary2") / migrate_env.CLOVMMIGRATE_CONF
     conf.write_text(conf.read_text().replace("127.69.1.1", "127.69.1.99"))  # nobody listens there
-    rc, out, err = world.migrate(P)
+    rc, _out, err = world.migrate(P)
     assert rc == mig.RC_REFUSED
     assert err.startswith("clovmmigrate: cfguest1: node_status failed: 127.69.1.99:9796: ")
     assert world.dc.changes() == []

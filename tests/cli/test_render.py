@@ -16,7 +16,14 @@ from clovm.cli.render import (
     ldm_list_spconfig,
     sdtool_s,
 )
-from clovm.core._state import InitState, NodeState, SaState, ShutState, TestState, XSCF_AGENTS
+from clovm.core._state import (
+    XSCF_AGENTS,
+    InitState,
+    NodeState,
+    SaState,
+    ShutState,
+    TestState,
+)
 from clovm.core.sfconfig import XscfEntry
 
 SEED_CLSNMPSETUP = """\

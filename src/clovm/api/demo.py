@@ -1,35 +1,40 @@
 """``clovm demo``: the seed's procedure (17.3.1.1 → live migration → 17.3.1.2) on a fresh
 emulated datacenter, typed as an operator would, with every outcome checked.
 
-Each command runs through the same admin front ends as ``clovm exec`` and is printed behind its
-host prompt (``primary2 # ...``) with its real output. The datacenter lives in a temporary home
-and is always torn down. The result is 0 only if every check held.
+Each command runs through an injected :data:`Runner` (the CLI passes the admin front ends that
+``clovm exec`` uses) and is printed behind its host prompt (``primary2 # ...``) with its real
+output. The datacenter lives in a temporary home and is always torn down. The result is 0 only if
+every check held.
 """
 
 from __future__ import annotations
 
 import io
-import signal
 import json
+import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
-from ..cli import admin
+from .. import settings
 from ..runtime.home import Home
-from . import datacenter
+from . import datacenter, faults
 from .errors import ClovmError
 
-CLOVMMIGRATE = "/etc/opt/FJSVcluster/bin/clovmmigrate"
-CLSNMPSETUP = "/etc/opt/FJSVcluster/bin/clsnmpsetup"
-SDTOOL = "/opt/SMAW/bin/sdtool"
-CFTOOL = "/opt/SMAW/bin/cftool"
-CFSET = "/opt/SMAW/bin/cfset"
+CLOVMMIGRATE = settings.CLOVMMIGRATE_PATH
+CLSNMPSETUP = settings.CLSNMPSETUP_PATH
+SDTOOL = settings.SDTOOL_PATH
+CFTOOL = settings.CFTOOL_PATH
+CFSET = settings.CFSET_PATH
+
+# runs one admin command on a host: (name or full path, argv, host, home, out, err) -> exit status
+Runner = Callable[[str, Sequence[str], str, Home, TextIO, TextIO], int]
 
 
-def _cfguest2_after(d: "Demo") -> str:
+def _cfguest2_after(d: Demo) -> str:
     """The seed's clsnmpsetup -l row of cfguest2 once it runs on m10-3 (PPAR-ID 1)."""
     srv = d.home.topology().server("m10-3")
     return (f"xscf        cfguest2           1        guest2       {srv.lan0:<16}{srv.lan1:<16}"
@@ -47,13 +52,14 @@ class Result:
 class Demo:
     home: Home
     out: TextIO
+    runner: Runner
     scale: float = 10.0
     failures: list[str] = field(default_factory=list)
     checks: int = 0
 
     def run(self, host: str, cmd: str, *argv: str, show: bool = True) -> Result:
         o, e = io.StringIO(), io.StringIO()
-        rc = admin.run_command(cmd, list(argv), host=host, home=str(self.home.root), out=o, err=e)
+        rc = self.runner(cmd, list(argv), host, self.home, o, e)
         r = Result(rc, o.getvalue(), e.getvalue())
         if show:
             self.out.write(f"{host} # {' '.join((cmd, *argv))}\n{r.stdout}{r.stderr}")
@@ -187,9 +193,11 @@ def happy_path(d: Demo) -> None:
         d.check("LEFTCLUSTER" not in msgs, f"{g}: nobody left the cluster")
 
 
-def _fault(d: Demo, kind: str, *args: str) -> None:
-    d.out.write(f"(fault) clovm fault {kind} {' '.join(args)}\n")
-    d.out.write(datacenter.fault(d.home, kind, list(args)) + "\n")
+def _fault(d: Demo, typed: str, inject: Callable[[], str]) -> None:
+    """Print the ``clovm fault`` command line ``typed`` (as an operator would type it), then
+    inject the fault and print what it did."""
+    d.out.write(f"(fault) clovm fault {typed}\n")
+    d.out.write(inject() + "\n")
 
 
 def _healthy(d: Demo, what: str) -> None:
@@ -210,7 +218,7 @@ def _abort(d: Demo) -> tuple[float, float]:
     d.say("17.3.1.1: -p, then the live migration fails and guest2 stops")
     t_p = time.monotonic()
     d.check(d.run("primary2", CLOVMMIGRATE, "-p", "guest2").rc == 0, "clovmmigrate -p exits 0")
-    _fault(d, "migration-abort", "guest2")
+    _fault(d, "migration-abort guest2", lambda: faults.migration_abort(d.home, "guest2"))
     r = d.run("primary2", "ldm", "migrate-domain", "-c", "guest2", "primary3")
     d.check(r.rc != 0, "the migration fails")
     pid = _guest_pid(d.home, "guest2")
@@ -277,7 +285,7 @@ def ssh_first_connection(d: Demo) -> None:
     _healthy(d, "at start")
     d.say("the guests never made their first SSH connection to the target's XSCF (m10-3)")
     for g in ("guest1", "guest2"):
-        _fault(d, "forget-xscf-key", g, "m10-3")
+        _fault(d, f"forget-xscf-key {g} m10-3", lambda g=g: faults.forget_xscf_key(d.home, g, "m10-3"))
     _migrate(d)
     r = d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3")
     d.check(r.rc == 4 and "7245" in r.stderr + r.stdout, "-u reports the SF test failure and message 7245")
@@ -293,7 +301,7 @@ def ssh_first_connection(d: Demo) -> None:
     for g in ("guest1", "guest2"):
         for addr in (srv.lan0, srv.lan1):
             d.out.write(f"{g} # ssh {d.home.topology().xscf.user}@{addr}   (host key accepted)\n")
-            ssh.add_known_host(d.home.known_hosts(g), ssh.host_key_line(addr, 10022, key))
+            ssh.add_known_host(d.home.known_hosts(g), ssh.host_key_line(addr, settings.XSCF_SSH_PORT, key))
         d.run(g, SDTOOL, "-r")
     d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3").rc == 0, "-u completes once the key is known")
     _healthy(d, "after the first connection")
@@ -322,7 +330,7 @@ def spconfig_limit(d: Demo) -> None:
 
 def time_sync(d: Demo) -> None:
     _healthy(d, "at start")
-    _fault(d, "clock", "m10-3", "+30")
+    _fault(d, "clock m10-3 +30", lambda: faults.clock(d.home, "m10-3", +30.0))
     _migrate(d)
     d.check(d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3").rc == 0, "-u succeeds")
     w34 = "(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node."
@@ -337,7 +345,7 @@ def time_sync(d: Demo) -> None:
             "(WRP, 34) once in guest1's switchlog with the 'Further out-of-sync' line")
     for ln in [x for x in msgs.read_text().splitlines() if "WRP" in x][-3:]:
         d.out.write(f"guest1 var/adm/messages: {ln}\n")
-    _fault(d, "clock", "m10-3", "-30")
+    _fault(d, "clock m10-3 -30", lambda: faults.clock(d.home, "m10-3", -30.0))
     time.sleep(90 / d.scale)
     n = msgs.read_text().count(w35)
     time.sleep(240 / d.scale)
@@ -382,9 +390,16 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(out: TextIO, time_scale: float | None = None, scenario: str = "happy-path",
+def run(out: TextIO, runner: Runner, time_scale: float | None = None, scenario: str = "happy-path",
         topology_ref: str = "figure-17-1") -> int:
-    """``topology_ref``: figure-17-1 or a copy of it (other addresses, same names)."""
+    """Bring up a datacenter in a temporary home, run one scenario on it, tear it down.
+
+    out -- where the transcript goes
+    runner -- runs one admin command on a host (the CLI's ``run_command``)
+    time_scale -- emulated seconds per real second; None: the scenario's own (:data:`SCENARIOS`)
+    scenario -- a key of :data:`SCENARIOS`
+    topology_ref -- figure-17-1 or a copy of it (other addresses, same names)
+    """
     proc, default_scale = SCENARIOS[scenario]
     time_scale = time_scale or default_scale
     with tempfile.TemporaryDirectory(prefix="clovm-demo-") as tmp:
@@ -397,7 +412,7 @@ def run(out: TextIO, time_scale: float | None = None, scenario: str = "happy-pat
         except ClovmError as e:
             out.write(f"clovm demo: cannot bring up the datacenter: {e.message}\n")
             return 1
-        d = Demo(home, out, scale=time_scale)
+        d = Demo(home, out, runner, scale=time_scale)
         previous = signal.signal(signal.SIGTERM, _interrupted)  # so that `finally` tears down
         try:
             proc(d)
@@ -405,7 +420,6 @@ def run(out: TextIO, time_scale: float | None = None, scenario: str = "happy-pat
             datacenter.down(home)
             signal.signal(signal.SIGTERM, previous)
         out.write(f"\nclovm demo: {d.checks - len(d.failures)} of {d.checks} checks held; datacenter stopped\n")
-        for f in d.failures:
-            out.write(f"  FAILED: {f}\n")
+        out.writelines(f"  FAILED: {f}\n" for f in d.failures)
         return 0 if not d.failures else 1
 

@@ -1,73 +1,65 @@
 """The product's admin commands, typed on an emulated host: cftool, cfset, sdtool, clsnmpsetup,
-hvdisp, ldm and clovmmigrate.
+hvdisp, ldm, clovmmigrate and ``clovm migrate``.
 
 Each ``main_<cmd>(argv, *, host=None, home=None, out=None, err=None) -> int`` parses the product's
-single-letter options (``getopt``, as the product does), talks to the daemons of the host it runs
-on and prints what the product prints (tables from :mod:`clovm.cli.render`). The host is
-``--host HOST`` (anywhere in argv), else the ``host`` argument, else ``$CLOVM_HOST``; the home is
-``--home DIR``, else ``home``, else ``settings.default_home()``. :func:`run_command` runs one by
-name or by the product's full path (``settings.COMMAND_PATHS``); ``clovm exec`` uses it.
+single-letter options (``getopt``, as the product does), calls its use case in
+:mod:`clovm.api.commands` over the home's :class:`~clovm.api.env.HomeEnv`, and prints what the
+product prints (tables from :mod:`clovm.cli.render`). The host is ``--host HOST`` (anywhere in
+argv), else the ``host`` argument, else ``$CLOVM_HOST``; the home is ``--home DIR``, else
+``home``, else ``settings.default_home()``. :func:`run_command` runs one by name or by the
+product's full path (``settings.COMMAND_PATHS``); ``clovm exec`` uses it.
 
-Exit codes and messages (always one line on stderr):
+Exit codes and messages (always one line on stderr), from the use cases' report codes:
 
 * bad usage: ``<cmd>: <problem>; usage: <syntax>`` — rc 2, nothing is contacted or changed;
 * unknown host: ``<cmd>: unknown host X (see clovm status)`` — rc 1;
 * daemon down: ``<cmd>: cannot reach <daemon> on HOST: <reason>; is the datacenter up
   (clovm status)?`` — rc 1;
-* the daemon refused: ``<cmd>: <its one-line error>`` — rc 1.
+* a control-domain command elsewhere: ``<cmd>: command not available on HOST: <why>`` — rc 1;
+* ``sdtool -s`` without SF: the product's ``sdtool: The shutdown facility is not running; ...`` — rc 1;
+* the daemon refused: ``<cmd>: <its one-line error>`` — rc 1;
+* clovmmigrate and ``clovm migrate``: the machine's own rc (core.migration, core.safemigrate).
 
-Node-agent values rendered here (unix ``home.node_socket(host)``); rows may be JSON objects
-(field names below) or arrays (fields in that order):
-
-=================  =====================================================================================
-op                 value
-=================  =====================================================================================
-``cftool_n``       rows ``{node, number, state[, os, cpu]}``
-``cfset_a``        ``{KEY: VALUE}`` (or ``[[KEY, VALUE]...]``)
-``cfset_r``        ignored
-``sdtool {flag}``  ``s``: rows ``{host, agent, sa_state, shut_state, test_state, init_state}``; SF not
-                   running: error code ``SF_NOT_RUNNING`` (or value None / ``{"running": false}``).
-                   ``b`` / ``e`` / ``r``: None or a one-line message to print
-``clsnmpsetup_l``  entries ``{cf_name, ppar_id, domain, lan0, lan1, user, connection[, device]}``
-``hvdisp``         ``{"local_system": str, "rows": [{name, type, host, state[, detail]}...]}`` or rows
-=================  =====================================================================================
+``clovm migrate --json`` prints one JSON object on stdout instead (``rc``, ``ok``, ``code``: the
+stable code of a refusal or failure, else null, ``message``; for a run also ``domain`` and the
+journal's ``step``, ``outcome``, ``complete_to``, ``result``, ``proof``; for ``--status``
+``migrations``); the lines meant for the operator then all go to stderr.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import getopt
+import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from .. import settings
-from ..core import migration as mig
-from ..core.sfconfig import XscfEntry
-from ..runtime import rpc
+from ..api import commands
+from ..api.env import Env, HomeEnv
+from ..api.errors import ClovmError
+from ..core import codes
 from ..runtime.home import Home
 from . import render
 
 __all__ = [
     "COMMANDS",
-    "run_command",
-    "main_cftool",
+    "SDTOOL_NOT_RUNNING",
     "main_cfset",
-    "main_sdtool",
+    "main_cftool",
+    "main_clovm",
+    "main_clovmmigrate",
     "main_clsnmpsetup",
     "main_hvdisp",
     "main_ldm",
-    "main_clovmmigrate",
-    "main_clovm",
-    "SDTOOL_NOT_RUNNING",
+    "main_sdtool",
+    "run_command",
 ]
 
 SDTOOL_NOT_RUNNING = "sdtool: The shutdown facility is not running; start it with /opt/SMAW/bin/sdtool -b"
-SF_NOT_RUNNING_CODES = frozenset({"SF_NOT_RUNNING", "NOT_RUNNING"})
-LDM_MIGRATE_TIMEOUT = 3600.0  # real seconds: a live migration may take long
-LDM_TIMEOUT = 60.0  # real seconds for any other ldm sub-command
 
 USAGE = {
     "cftool": "cftool -n",
@@ -77,10 +69,16 @@ USAGE = {
     "hvdisp": "hvdisp [-a]",
     "ldm": "ldm subcommand [options] [operands]",
     "clovmmigrate": "clovmmigrate -p source-ldom | -u source-ldom target-host",
-    "clovm": "clovm migrate DOMAIN TARGET-HOST [--scoped] [--dry-run] [--timeline FILE.svg] | clovm migrate "
-             "--resume [DOMAIN] [--timeline FILE.svg] | clovm migrate --status [DOMAIN]",
+    "clovm": "clovm migrate DOMAIN TARGET-HOST [--scoped] [--dry-run] [--timeline FILE.svg] [--json] | clovm migrate "
+             "--resume [DOMAIN] [--timeline FILE.svg] [--json] | clovm migrate --status [DOMAIN] [--json]",
 }
-_WHAT = {"node": "the cluster node agent", "ldmd": "the logical domains manager (ldmd)"}
+# where a control-domain command is refused elsewhere: "command not available on HOST: <this>"
+ONLY_ON_CONTROL_DOMAINS = {
+    "ldm": "ldm runs on control domains",
+    "clovmmigrate": "run clovmmigrate on the cluster node of the source control domain",
+    "clovm": "run clovm migrate on the source control domain",
+}
+EXIT_CODES = {codes.BAD_USAGE: 2, codes.SEVERAL_MIGRATIONS: 2}  # every other report code: 1
 
 
 # ---- errors and context ----------------------------------------------------------------------------------
@@ -88,15 +86,11 @@ class _Usage(Exception):
     """Bad usage: one line, rc 2."""
 
 
-class _Fail(Exception):
-    """A clean failure: one line (without the command name), rc 1."""
-
-
 @dataclass
 class _Ctx:
     cmd: str
     host: str
-    home: Home
+    env: Env
     out: TextIO
     err: TextIO
 
@@ -104,28 +98,16 @@ class _Ctx:
         self.out.write(text)
         self.out.flush()
 
-    def node(self, op: str, **args: Any) -> Any:
-        """One node-agent op on this host (unix socket)."""
-        return self._call("node", self.home.node_socket(self.host), op, settings.CALL_TIMEOUT, args)
 
-    def ldmd(self, op: str, timeout: float = settings.CALL_TIMEOUT, **args: Any) -> Any:
-        return self._call("ldmd", self.home.ldmd_socket(self.host), op, timeout, args)
-
-    def _call(self, what: str, path: Path, op: str, timeout: float, args: dict) -> Any:
-        try:
-            return rpc.call_unix_sync(path, op, timeout, **args)
-        except rpc.RpcUnreachable as e:
-            raise _Fail(f"cannot reach {_WHAT[what]} on {self.host}: {_reason(e, path)}; is the datacenter up "
-                        f"(clovm status)?") from None
-
-    def is_control_domain(self) -> bool:
-        return any(c.name == self.host for c in self.home.topology().control_domains)
-
-
-def _reason(e: rpc.RpcUnreachable, path: Path) -> str:
-    msg = e.message
-    prefix = f"{path}: "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
+def _message(cmd: str, host: str, e: ClovmError) -> str:
+    """The product's stderr line for a report code."""
+    if e.code == codes.SF_NOT_RUNNING and cmd == "sdtool":
+        return SDTOOL_NOT_RUNNING
+    if e.code == codes.NOT_A_CONTROL_DOMAIN and cmd in ONLY_ON_CONTROL_DOMAINS:
+        return f"{cmd}: command not available on {host}: {ONLY_ON_CONTROL_DOMAINS[cmd]}"
+    if e.code == codes.SEVERAL_MIGRATIONS:
+        return f"clovm migrate: {e.message}"
+    return f"{cmd}: {e.message}"
 
 
 def _split_common(argv: Sequence[str]) -> tuple[list[str], str | None, str | None]:
@@ -158,47 +140,47 @@ def _split_common(argv: Sequence[str]) -> tuple[list[str], str | None, str | Non
     return rest, host, home
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    return "--json" in list(argv)[: list(argv).index("--")] if "--" in argv else "--json" in argv
+
+
 def _run(cmd: str, argv: Sequence[str], host: str | None, home: Home | str | Path | None, out: TextIO | None,
          err: TextIO | None, parse: Callable[[list[str]], Any], body: Callable[[_Ctx, Any], int],
-         *, control_domain_only: str = "") -> int:
-    """Common frame: options, host and home, then ``body``; every failure is one line."""
+         *, json_errors: bool = False) -> int:
+    """Common frame: options, host and home, then ``body``; every failure is one line on stderr
+    (and, with ``json_errors`` and ``--json`` in argv, a JSON object on stdout too)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    as_json = json_errors and _wants_json(argv)
 
-    def fail(text: str, rc: int) -> int:
-        err.write(f"{cmd}: {text}\n")
+    def fail(line: str, code: str, message: str) -> int:
+        rc = EXIT_CODES.get(code, 1)
+        err.write(line + "\n")
         err.flush()
+        if as_json:
+            _print_json(out, {"rc": rc, "ok": False, "code": code, "message": message})
         return rc
 
     try:
         rest, host_opt, home_opt = _split_common(argv)
         parsed = parse(rest)
-    except _Usage as e:
-        return fail(f"{e}; usage: {USAGE[cmd]}", 2)
-    except getopt.GetoptError as e:
-        return fail(f"{e}; usage: {USAGE[cmd]}", 2)
+    except (_Usage, getopt.GetoptError) as e:
+        return fail(f"{cmd}: {e}; usage: {USAGE[cmd]}", codes.BAD_USAGE, f"{e}; usage: {USAGE[cmd]}")
     host = host_opt or host or os.environ.get("CLOVM_HOST") or None
     if not host:
-        return fail(f"no host given: use --host HOST or set CLOVM_HOST; usage: {USAGE[cmd]}", 2)
+        text = f"no host given: use --host HOST or set CLOVM_HOST; usage: {USAGE[cmd]}"
+        return fail(f"{cmd}: {text}", codes.BAD_USAGE, text)
     the_home = Home(home_opt) if home_opt else home if isinstance(home, Home) else \
         Home(home) if home is not None else Home(settings.default_home())
-    if not the_home.topology_file.exists():
-        return fail(f"no datacenter in {the_home.root} (start one with clovm up)", 1)
     try:
-        topo = the_home.topology()
-    except Exception as e:  # TopologyError: one line
-        return fail(f"cannot load the datacenter's topology: {e}", 1)
-    if host not in {h.name for h in topo.hosts()}:
-        return fail(f"unknown host {host} (see clovm status)", 1)
-    ctx = _Ctx(cmd, host, the_home, out, err)
-    if control_domain_only and not ctx.is_control_domain():
-        return fail(f"command not available on {host}: {control_domain_only}", 1)
-    try:
-        return body(ctx, parsed)
-    except _Fail as e:
-        return fail(str(e), 1)
-    except rpc.RpcError as e:
-        return fail(e.message, 1)
+        return body(_Ctx(cmd, host, HomeEnv(the_home), out, err), parsed)
+    except ClovmError as e:
+        return fail(_message(cmd, host, e), e.code, e.message)
+
+
+def _print_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, indent=2, default=str) + "\n")
+    out.flush()
 
 
 def _getopt_one(argv: list[str], letters: str, *, allow_none: bool = False) -> tuple[str | None, list[str], list[str]]:
@@ -216,115 +198,61 @@ def _getopt_one(argv: list[str], letters: str, *, allow_none: bool = False) -> t
     return flag[1], [value] if value else [], operands
 
 
-# ---- value coercion ---------------------------------------------------------------------------------------
-class _SdRow(NamedTuple):
-    host: str
-    agent: str
-    sa_state: str
-    shut_state: str
-    test_state: str
-    init_state: str
-
-
-def _row(cls: Any, value: Any) -> Any:
-    """``cls`` (NamedTuple or dataclass) from a JSON object (by field name) or array (in order)."""
-    names = cls._fields if hasattr(cls, "_fields") else [f.name for f in dataclasses.fields(cls)]
-    if isinstance(value, dict):
-        return cls(**{k: value[k] for k in names if k in value})
-    return cls(*value)
-
-
-def _rows(cls: Any, value: Any, what: str) -> list:
-    try:
-        return [_row(cls, v) for v in (value or [])]
-    except (TypeError, KeyError) as e:
-        raise _Fail(f"unexpected {what} answer from the cluster node agent: {e}") from None
-
-
-# ---- cftool -------------------------------------------------------------------------------------------------
+# ---- cftool, cfset, sdtool, clsnmpsetup, hvdisp ----------------------------------------------------------
 def main_cftool(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                 out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``cftool -n``: CF node states as this node sees them."""
     def body(ctx: _Ctx, parsed: tuple) -> int:
-        rows = _rows(render.CftoolRow, ctx.node("cftool_n"), "cftool_n")
-        ctx.print(render.cftool_n(rows))
+        ctx.print(render.cftool_n(commands.cftool_nodes(ctx.env, ctx.host)))
         return 0
     return _run("cftool", argv, host, home, out, err, lambda a: _getopt_one(a, "n"), body)
 
 
-# ---- cfset --------------------------------------------------------------------------------------------------
 def main_cfset(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``cfset -a`` (all values), ``cfset -r`` (re-read cluster.config), ``cfset -g name`` (one value)."""
     def body(ctx: _Ctx, parsed: tuple) -> int:
         flag, values, _ = parsed
         if flag == "r":
-            ctx.node("cfset_r")
-            return 0
-        raw = ctx.node("cfset_a")
-        settings_ = dict(raw) if isinstance(raw, dict) else {str(k): v for k, v in (raw or [])}
-        if flag == "a":
-            ctx.print(render.cfset_a(settings_))
-            return 0
-        name = values[0]
-        if name not in settings_:
-            raise _Fail(f"{name} is not set in the CF module (see cfset -a)")
-        ctx.print(f"KEY: {name}  VALUE: {settings_[name]}\n")
+            commands.cfset_reread(ctx.env, ctx.host)
+        elif flag == "a":
+            ctx.print(render.cfset_a(commands.cfset_values(ctx.env, ctx.host)))
+        else:
+            ctx.print(f"KEY: {values[0]}  VALUE: {commands.cfset_get(ctx.env, ctx.host, values[0])}\n")
         return 0
     return _run("cfset", argv, host, home, out, err, lambda a: _getopt_one(a, "arg:"), body)
 
 
-# ---- sdtool -------------------------------------------------------------------------------------------------
 def main_sdtool(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                 out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``sdtool -s`` (status table), ``-b`` (start SF), ``-e`` (stop SF), ``-r`` (re-read rcsd.cfg)."""
     def body(ctx: _Ctx, parsed: tuple) -> int:
         flag = parsed[0]
-        try:
-            value = ctx.node("sdtool", flag=flag)
-        except rpc.RpcError as e:
-            if flag == "s" and e.code in SF_NOT_RUNNING_CODES and not isinstance(e, rpc.RpcUnreachable):
-                return _not_running(ctx)
-            raise
-        if flag != "s":
-            if isinstance(value, str) and value.strip():
-                ctx.print(value.rstrip("\n") + "\n")
+        if flag == "s":
+            ctx.print(render.sdtool_s(commands.sdtool_status(ctx.env, ctx.host)))
             return 0
-        if value is None or (isinstance(value, dict) and not value.get("running", True)):
-            return _not_running(ctx)
-        rows = value.get("rows", []) if isinstance(value, dict) else value
-        ctx.print(render.sdtool_s(_rows(_SdRow, rows, "sdtool")))
+        text = commands.sdtool_control(ctx.env, ctx.host, flag)
+        if text:
+            ctx.print(text + "\n")
         return 0
     return _run("sdtool", argv, host, home, out, err, lambda a: _getopt_one(a, "sber"), body)
 
 
-def _not_running(ctx: _Ctx) -> int:
-    ctx.err.write(SDTOOL_NOT_RUNNING + "\n")
-    ctx.err.flush()
-    return 1
-
-
-# ---- clsnmpsetup --------------------------------------------------------------------------------------------
 def main_clsnmpsetup(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                      out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``clsnmpsetup -l``: the XSCF entries of the shutdown facility (SA_xscfsnmp.cfg)."""
     def body(ctx: _Ctx, parsed: tuple) -> int:
-        entries = _rows(XscfEntry, ctx.node("clsnmpsetup_l"), "clsnmpsetup_l")
-        ctx.print(render.clsnmpsetup_l(entries))
+        ctx.print(render.clsnmpsetup_l(commands.clsnmpsetup_entries(ctx.env, ctx.host)))
         return 0
     return _run("clsnmpsetup", argv, host, home, out, err, lambda a: _getopt_one(a, "l"), body)
 
 
-# ---- hvdisp -------------------------------------------------------------------------------------------------
 def main_hvdisp(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                 out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``hvdisp -a`` (or ``hvdisp``): RMS resources and their states."""
     def body(ctx: _Ctx, parsed: tuple) -> int:
-        value = ctx.node("hvdisp")
-        local = ""
-        if isinstance(value, dict):
-            local, value = str(value.get("local_system", "") or ""), value.get("rows", [])
-        ctx.print(render.hvdisp(_rows(render.HvdispRow, value, "hvdisp"), local_system=local))
+        hv = commands.hvdisp(ctx.env, ctx.host)
+        ctx.print(render.hvdisp(hv.rows, local_system=hv.local_system))
         return 0
     return _run("hvdisp", argv, host, home, out, err, lambda a: _getopt_one(a, "a", allow_none=True), body)
 
@@ -342,16 +270,14 @@ def main_ldm(argv: Sequence[str], *, host: str | None = None, home: Home | str |
              out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``ldm SUBCOMMAND ...``: passed to this control domain's ldmd; its stdout, stderr and rc."""
     def body(ctx: _Ctx, args: list[str]) -> int:
-        timeout = LDM_MIGRATE_TIMEOUT if args[0] in ("migrate-domain", "migrate") else LDM_TIMEOUT
-        r = ctx.ldmd("ldm", timeout=timeout, argv=args)
-        if r.get("stdout"):
-            ctx.print(r["stdout"])
-        if r.get("stderr"):
-            ctx.err.write(r["stderr"])
+        r = commands.ldm(ctx.env, ctx.host, args)
+        if r.stdout:
+            ctx.print(r.stdout)
+        if r.stderr:
+            ctx.err.write(r.stderr)
             ctx.err.flush()
-        return int(r.get("rc", 1))
-    return _run("ldm", argv, host, home, out, err, _parse_ldm, body,
-                control_domain_only="ldm runs on control domains")
+        return r.rc
+    return _run("ldm", argv, host, home, out, err, _parse_ldm, body)
 
 
 # ---- clovmmigrate -------------------------------------------------------------------------------------------
@@ -374,15 +300,13 @@ def _parse_clovmmigrate(argv: list[str]) -> tuple[str, str, str]:
 def main_clovmmigrate(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                       out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``clovmmigrate -p source-ldom`` / ``clovmmigrate -u source-ldom target-host`` (core.migration)."""
-    from ..runtime.migrate_env import run_clovmmigrate
-
     def body(ctx: _Ctx, parsed: tuple[str, str, str]) -> int:
         mode, domain, target = parsed
-        return run_clovmmigrate(ctx.home, ctx.host, mig.Request(mode, domain, ctx.host, target), ctx.out, ctx.err)
-    return _run("clovmmigrate", argv, host, home, out, err, _parse_clovmmigrate, body,
-                control_domain_only="run clovmmigrate on the cluster node of the source control domain")
+        return commands.clovmmigrate(ctx.env, ctx.host, mode, domain, target, out=ctx.out, err=ctx.err).rc
+    return _run("clovmmigrate", argv, host, home, out, err, _parse_clovmmigrate, body)
 
 
+# ---- clovm migrate ------------------------------------------------------------------------------------------
 class _MigrateArgs(NamedTuple):
     action: str  # "run" | "resume" | "status"
     domain: str
@@ -390,13 +314,15 @@ class _MigrateArgs(NamedTuple):
     scoped: bool
     dry_run: bool
     timeline: str
+    json: bool = False
 
 
 def _parse_clovm(argv: list[str]) -> _MigrateArgs:
     if not argv or argv[0] != "migrate":
         raise _Usage(f"unknown subcommand {argv[0]!r}" if argv else "a subcommand is required")
-    opts, operands = getopt.gnu_getopt(argv[1:], "", ["scoped", "dry-run", "resume", "status", "timeline="])
-    flags = {k: v for k, v in opts}
+    opts, operands = getopt.gnu_getopt(argv[1:], "", ["scoped", "dry-run", "resume", "status", "timeline=", "json"])
+    flags = dict(opts)
+    as_json = "--json" in flags
     action = "resume" if "--resume" in flags else "status" if "--status" in flags else "run"
     if "--resume" in flags and "--status" in flags:
         raise _Usage("options --resume and --status cannot be combined")
@@ -406,62 +332,59 @@ def _parse_clovm(argv: list[str]) -> _MigrateArgs:
             raise _Usage(f"option {extra[0]} cannot be combined with --{action}")
         if len(operands) > 1:
             raise _Usage(f"unexpected operand {operands[1]!r}")
-        return _MigrateArgs(action, operands[0] if operands else "", "", False, False, flags.get("--timeline", ""))
+        return _MigrateArgs(action, operands[0] if operands else "", "", False, False, flags.get("--timeline", ""),
+                            as_json)
     if len(operands) != 2:
         raise _Usage("DOMAIN and TARGET-HOST are required" if len(operands) < 2
                      else f"unexpected operand {operands[2]!r}")
     if "--dry-run" in flags and "--timeline" in flags:
         raise _Usage("a dry run draws no timeline")
     return _MigrateArgs("run", operands[0], operands[1], "--scoped" in flags, "--dry-run" in flags,
-                        flags.get("--timeline", ""))
+                        flags.get("--timeline", ""), as_json)
+
+
+JOURNAL_KEYS = ("step", "outcome", "complete_to", "result", "proof", "source", "target")  # in --json
+
+
+def _journal_json(j: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: (j or {}).get(k) for k in JOURNAL_KEYS}
 
 
 def main_clovm(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
                out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``clovm migrate ...`` on a control domain (core.safemigrate; docs/safe-migration.md)."""
     from .. import timeline
-    from ..core import safemigrate as sm
-    from ..runtime import migrate_env as me
 
     def body(ctx: _Ctx, a: _MigrateArgs) -> int:
         if a.action == "status":
-            domains = [a.domain] if a.domain else me.recorded_migrations(ctx.home, ctx.host, finished=True)
-            shown = 0
-            for d in domains:
-                try:
-                    found = me.load_migrate_journal(ctx.home, ctx.host, d)
-                except ValueError as e:
-                    raise _Fail(f"the journal of {d} is unreadable ({e}); move it away") from None
-                if found is not None:
-                    path, j = found
-                    ctx.print(f"{path.relative_to(ctx.home.host_root(ctx.host)).as_posix()}:\n"
-                              + timeline.render_text_summary(j).rstrip("\n") + "\n")
-                    shown += 1
-            if not shown:
+            found = commands.migrate_status(ctx.env, ctx.host, a.domain)
+            if a.json:
+                _print_json(ctx.out, {"rc": 0, "ok": True, "code": None, "message": "", "migrations": [
+                    {"domain": v.domain, "journal": v.path, **_journal_json(v.journal)} for v in found]})
+                return 0
+            for v in found:
+                ctx.print(f"{v.path}:\n" + timeline.render_text_summary(v.journal).rstrip("\n") + "\n")
+            if not found:
                 ctx.print(f"no clovm migrate is recorded on {ctx.host}" + (f" for {a.domain}" if a.domain else "")
                           + "\n")
             return 0
-        domain = a.domain
-        if a.action == "resume" and not domain:
-            recorded = me.recorded_migrations(ctx.home, ctx.host)
-            if not recorded:
-                raise _Fail(f"no clovm migrate is recorded on {ctx.host}; nothing to resume")
-            if len(recorded) > 1:
-                ctx.err.write(f"clovm migrate: several migrations are recorded ({', '.join(recorded)}); name one: "
-                              f"clovm migrate --resume DOMAIN\n")
-                return 2
-            domain = recorded[0]
-        req = sm.MigrateRequest(domain, ctx.host, a.target, scoped=a.scoped, dry_run=a.dry_run,
-                                resume=a.action == "resume")
-        rc, journal = me.run_safe_migration(ctx.home, ctx.host, req, ctx.out, ctx.err)
-        if journal is not None and not a.dry_run and rc != sm.RC_REFUSED:
-            ctx.print(timeline.render_text_summary(journal).rstrip("\n") + "\n")
+        lines = ctx.err if a.json else ctx.out  # with --json, stdout is the JSON document alone
+        r = commands.migrate(ctx.env, ctx.host, a.domain, a.target, scoped=a.scoped, dry_run=a.dry_run,
+                             resume=a.action == "resume", out=lines, err=ctx.err)
+        drawn = ""
+        if r.journal is not None and not a.dry_run and r.rc != commands.RC_REFUSED:
+            lines.write(timeline.render_text_summary(r.journal).rstrip("\n") + "\n")
+            lines.flush()
             if a.timeline:
-                timeline.write_svg(Path(a.timeline), journal)
-                ctx.print(f"clovm migrate: timeline written to {a.timeline}\n")
-        return rc
-    return _run("clovm", argv, host, home, out, err, _parse_clovm, body,
-                control_domain_only="run clovm migrate on the source control domain")
+                timeline.write_svg(Path(a.timeline), r.journal)
+                drawn = a.timeline
+                lines.write(f"clovm migrate: timeline written to {a.timeline}\n")
+                lines.flush()
+        if a.json:
+            _print_json(ctx.out, {"rc": r.rc, "ok": r.rc == 0, "code": r.code, "message": r.message,
+                                  "domain": r.domain, **_journal_json(r.journal), "timeline": drawn or None})
+        return r.rc
+    return _run("clovm", argv, host, home, out, err, _parse_clovm, body, json_errors=True)
 
 
 # ---- dispatch -----------------------------------------------------------------------------------------------

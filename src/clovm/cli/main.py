@@ -1,12 +1,19 @@
-"""``clovm``: the developer/operator entry point (sim, demo, and the emulated datacenter)."""
+"""``clovm``: the developer/operator entry point (sim, demo, and the emulated datacenter).
+
+Thin: each subcommand parses its arguments, calls :mod:`clovm.api` (or the simulator) and
+renders the result; errors are the use cases' :class:`~clovm.api.errors.ClovmError` (one line on
+stderr, rc 1). ``clovm status --json`` prints the status document (per-daemon state, and a code
+when something is wrong); on an error it prints ``{"ok": false, "code", "message"}``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from .. import settings, topology
 
@@ -51,8 +58,9 @@ def _demo(args: argparse.Namespace) -> int:
         print("demo (simulated datacenter):", "all checks held" if out.ok else "FAILED")
         return 0 if out.ok else 1
     from ..api import demo
+    from .admin import run_command
 
-    return demo.run(sys.stdout, args.time_scale, args.scenario, args.topology)
+    return demo.run(sys.stdout, run_command, args.time_scale, args.scenario, args.topology)
 
 
 # ---- the emulated datacenter (thin: parse, call clovm.api, render) ---------------------------------
@@ -145,6 +153,8 @@ def _status(args: argparse.Namespace) -> int:
     try:
         st = datacenter.status(_home(args))
     except ClovmError as e:
+        if args.json:
+            print(json.dumps({"ok": False, "code": e.code, "message": e.message}, indent=2))
         return _fail("status", e)
     print(json.dumps(st, indent=2, default=str) if args.json else _render_status(st))
     return 0
@@ -210,11 +220,68 @@ def _shell(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
 
+FAULT_USAGE = {
+    "xscf-down": "SERVER [--lan 0|1]",
+    "xscf-up": "SERVER [--lan 0|1]",
+    "partition": "HOST... [-- HOST...]",
+    "heal": "",
+    "clock": "SERVER ±SECONDS",
+    "migration-abort": "DOMAIN",
+    "forget-xscf-key": "HOST SERVER",
+}
+
+
+def _fault_call(kind: str, args: list[str]) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """``clovm fault KIND ARGS...`` as (function of :mod:`clovm.api.faults`, its arguments after
+    the home, keyword arguments); ClovmError BAD_ARGUMENT (the usage) or UNKNOWN_FAULT."""
+    import math
+
+    from ..api import ClovmError, faults
+    from ..core import codes
+
+    if kind not in FAULT_USAGE:
+        raise ClovmError(codes.UNKNOWN_FAULT, f"unknown fault {kind!r} (one of: {', '.join(faults.FAULTS)})")
+    usage = ClovmError(codes.BAD_ARGUMENT, f"usage: clovm fault {kind} {FAULT_USAGE[kind]}")
+    if kind in ("xscf-down", "xscf-up"):
+        rest, lans = list(args), [0, 1]
+        if "--lan" in rest:
+            i = rest.index("--lan")
+            if i + 1 >= len(rest) or rest[i + 1] not in ("0", "1"):
+                raise usage
+            lans = [int(rest[i + 1])]
+            del rest[i:i + 2]
+        if len(rest) != 1:
+            raise usage
+        return "xscf_lan", (rest[0],), {"up": kind == "xscf-up", "lans": lans}
+    if kind == "partition":
+        if not args or args[0] == "--" or args[-1] == "--" or args.count("--") > 1:
+            raise usage
+        if "--" in args:
+            cut = args.index("--")
+            return "partition", (args[:cut], args[cut + 1:]), {}
+        return "partition", (args, None), {}
+    if kind == "clock":
+        if len(args) != 2:
+            raise usage
+        try:
+            delta = float(args[1])
+        except ValueError:
+            delta = math.nan
+        if not math.isfinite(delta):
+            raise ClovmError(codes.BAD_ARGUMENT, f"not a number of seconds: {args[1]!r}")
+        return "clock", (args[0], delta), {}
+    n = {"heal": 0, "migration-abort": 1, "forget-xscf-key": 2}[kind]
+    if len(args) != n:
+        raise usage
+    return kind.replace("-", "_"), tuple(args), {}
+
+
 def _fault(args: argparse.Namespace) -> int:
-    from ..api import ClovmError, datacenter
+    from ..api import ClovmError, faults
 
     try:
-        print(datacenter.fault(_home(args), args.kind, _strip_dashes(args.args)))
+        name, pos, kw = _fault_call(args.kind, _strip_dashes(args.args))
+        print(getattr(faults, name)(_home(args), *pos, **kw))
     except ClovmError as e:
         return _fail("fault", e)
     return 0
@@ -229,6 +296,8 @@ def _migrate(args: argparse.Namespace) -> int:
             argv.append("--" + flag.replace("_", "-"))
     if args.timeline:
         argv += ["--timeline", args.timeline]
+    if args.json:
+        argv.append("--json")
     host = args.host or os.environ.get("CLOVM_HOST") or None
     return main_clovm(argv, host=host, home=_home(args), out=sys.stdout, err=sys.stderr)
 
@@ -241,7 +310,7 @@ def _timeline(args: argparse.Namespace) -> int:
     try:
         journal = json.loads(Path(args.journal).read_text(encoding="utf-8"))
         if not isinstance(journal, dict):
-            raise ValueError("not a JSON object")
+            raise ValueError("not a JSON object")  # noqa: TRY004 - handled with the JSON errors below
     except (OSError, ValueError) as e:
         print(f"clovm timeline: cannot read the journal {args.journal}: {e}", file=sys.stderr)
         return 1
@@ -304,9 +373,7 @@ def build_parser() -> Parser:
     _add_home(sh)
     sh.add_argument("host")
     sh.set_defaults(func=_shell)
-    fa = sub.add_parser("fault", help="inject a fault: " + ", ".join(
-        ("xscf-down SERVER [--lan 0|1]", "xscf-up SERVER [--lan 0|1]", "partition HOST... [-- HOST...]", "heal",
-         "clock SERVER ±SECONDS", "migration-abort DOMAIN", "forget-xscf-key HOST SERVER")))
+    fa = sub.add_parser("fault", help="inject a fault: " + ", ".join(f"{k} {u}".rstrip() for k, u in FAULT_USAGE.items()))
     _add_home(fa)
     fa.add_argument("kind")
     fa.add_argument("args", nargs=argparse.REMAINDER)
@@ -320,6 +387,8 @@ def build_parser() -> Parser:
     mg.add_argument("--resume", action="store_true", help="continue a recorded migration from its journal")
     mg.add_argument("--status", action="store_true", help="show the journal")
     mg.add_argument("--timeline", default="", metavar="FILE.svg", help="draw the migration into FILE.svg")
+    mg.add_argument("--json", action="store_true",
+                    help="print the result (rc, stable code of a refusal or failure, journal state) as JSON")
     mg.set_defaults(func=_migrate)
     tl = sub.add_parser("timeline", help="draw a clovm migrate journal as SVG")
     tl.add_argument("journal", metavar="JOURNAL.json")

@@ -7,20 +7,22 @@ still followed by one space, so columns never run together; the last column is n
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+from ..api.dto import CftoolRow, HvdispRow
 from ..core.sfconfig import XscfEntry
 
-__all__ = [
+__all__ = [  # CftoolRow and HvdispRow are clovm.api.dto's rows, re-exported
+    "HVDISP_CONFIGURATION",
     "CftoolRow",
     "HvdispRow",
-    "sdtool_s",
-    "clsnmpsetup_l",
-    "cftool_n",
     "cfset_a",
-    "ldm_list_spconfig",
+    "cftool_n",
+    "clsnmpsetup_l",
     "hvdisp",
-    "HVDISP_CONFIGURATION",
+    "ldm_list_spconfig",
+    "sdtool_s",
 ]
 
 
@@ -28,7 +30,7 @@ def _table(widths: Sequence[int], rows: Iterable[Sequence[str]]) -> list[str]:
     """Left-aligned cells, cell i padded to widths[i] (at least one trailing space); last unpadded."""
     out = []
     for cells in rows:
-        parts = [c.ljust(w - 1) + " " for c, w in zip(cells[:-1], widths)]
+        parts = [c.ljust(w - 1) + " " for c, w in zip(cells[:-1], widths, strict=False)]
         out.append(("".join(parts) + cells[-1]).rstrip())
     return out
 
@@ -90,14 +92,6 @@ def clsnmpsetup_l(entries: Iterable[XscfEntry]) -> str:
 # cftool -n
 
 
-class CftoolRow(NamedTuple):
-    node: str
-    number: int
-    state: Any  # NodeState or str; printed with str()
-    os: str = "Solaris"
-    cpu: str = "Sparc"
-
-
 def cftool_n(rows: Iterable[Any]) -> str:
     """``cftool -n``: ``Node Number State Os Cpu``.
 
@@ -156,14 +150,6 @@ def ldm_list_spconfig(names_with_labels: Iterable[tuple[str, str]]) -> str:
 # hvdisp -a
 
 HVDISP_CONFIGURATION = "/opt/SMAW/SMAWRrms/build/config.us"
-
-
-class HvdispRow(NamedTuple):
-    name: str  # resource name, e.g. "app1" or "cfguest1RMS"
-    type: str  # "userApplication" or "SysNode"
-    host: str  # SysNode the state is reported for ("" for a SysNode itself)
-    state: Any  # AppState, "Online", "Offline", "Faulted", ...; printed with str()
-    detail: str = ""
 
 
 def hvdisp(rows: Iterable[Any], local_system: str = "", configuration: str = HVDISP_CONFIGURATION) -> str:

@@ -80,3 +80,15 @@ START_FAILED: Code = "START_FAILED"  # recover: ldm start-domain failed
 NOT_JOINED: Code = "NOT_JOINED"  # recover: the restarted node did not join the cluster
 PROOF_FAILED: Code = "PROOF_FAILED"  # a proof check failed (resume proves again)
 NOT_MIGRATED: Code = "NOT_MIGRATED"  # not migrated, but restored and proven on the source (rc 5)
+
+# ---- the Pacemaker topology (clovm.pacemaker; spelled in pacemaker/codes.py until it imports these) --
+NOT_ROOT: Code = "NOT_ROOT"  # namespaces, mounts and cgroups need root
+MISSING_PACKAGES: Code = "MISSING_PACKAGES"  # corosync/pacemaker/fence-agents/sshd/pcs not installed
+NOT_A_VM: Code = "NOT_A_VM"  # the operation needs a VM but was given a hypervisor host
+VM_NOT_RUNNING: Code = "VM_NOT_RUNNING"  # the VM has no running processes
+HOST_NOT_RUNNING: Code = "HOST_NOT_RUNNING"  # the hypervisor host's init process is gone
+PLATFORM_FAILED: Code = "PLATFORM_FAILED"  # ip / unshare / nsenter / mount / cgroup refused something
+UP_FAILED: Code = "UP_FAILED"  # the topology did not come up (everything made was removed again)
+CLUSTER_NOT_READY: Code = "CLUSTER_NOT_READY"  # nodes not online, stonith not started or failed actions
+EXEC_TIMEOUT: Code = "EXEC_TIMEOUT"  # a command run inside a host did not finish in time
+HYPERVISOR_FAILED: Code = "HYPERVISOR_FAILED"  # a host's hypervisor daemon did not answer

@@ -53,6 +53,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator
 
+from . import codes
 from ._state import RUN, RunState, step
 from .base import Effect, Event, Ticked
 from .defaults import MIGRATION_CLUSTER_TIMEOUT
@@ -216,7 +217,7 @@ class GeneratorRun:
     def _call(self, target: str, op: str, /, **args: Any) -> Call:
         return Call(next(self._ids), target, op, args)
 
-    def _ask(self, target: str, op: str, /, *, fail_rc: int = RC_FAILED, code: str = "STEP_FAILED",
+    def _ask(self, target: str, op: str, /, *, fail_rc: int = RC_FAILED, code: str = codes.STEP_FAILED,
              **args: Any) -> Generator[Effect, CallReturned, Any]:
         ans = yield self._call(target, op, **args)
         if not ans.ok:
@@ -230,7 +231,7 @@ class GeneratorRun:
         return _Stop(fail_rc, code, f"{self.PROG}: {target}: {op} failed: {ans.error}.{hint}")
 
     def _ask_all(self, calls: list[tuple[str, str, dict[str, Any]]], /, *, fail_rc: int = RC_FAILED,
-                 code: str = "STEP_FAILED") -> Generator[Any, Any, list[Any]]:
+                 code: str = codes.STEP_FAILED) -> Generator[Any, Any, list[Any]]:
         """``_ask`` for ``(target, op, args)`` each, all at once; their values in order. A failure
         stops the run as ``_ask`` does (after every answer came: the first failure in call order)."""
         answers = yield tuple(self._call(t, op, **args) for t, op, args in calls)
@@ -255,19 +256,19 @@ class ClovmmigrateRun(GeneratorRun):
     def _ldm(self, host: str, *argv: str, fail_rc: int = RC_FAILED) -> Generator[Effect, CallReturned, str]:
         r = yield from self._ask(host, "ldm", fail_rc=fail_rc, argv=list(argv))
         if r["rc"] != 0:
-            raise _Stop(fail_rc, "LDM_FAILED", f"{self.PROG}: {host}: ldm {' '.join(argv)}: "
+            raise _Stop(fail_rc, codes.LDM_FAILED, f"{self.PROG}: {host}: ldm {' '.join(argv)}: "
                         f"{(r['stderr'] or r['stdout']).strip()}")
         return r["stdout"]
 
     def _guest_nodes(self) -> Generator[Effect, CallReturned, tuple[str, list[str]]]:
         d, here = self.request.domain, self.request.local_host
-        info = yield from self._ask(here, "guest_nodes", fail_rc=RC_REFUSED, code="NOT_A_CLUSTER_DOMAIN",
+        info = yield from self._ask(here, "guest_nodes", fail_rc=RC_REFUSED, code=codes.NOT_A_CLUSTER_DOMAIN,
                                     domain=d)
         return info["node"], sorted(info["nodes"])
 
     def _statuses(self, nodes: list[str]) -> Generator[Any, Any, dict[str, dict]]:
         values = yield from self._ask_all([(n, "node_status", {}) for n in nodes], fail_rc=RC_REFUSED,
-                                          code="NODE_UNREACHABLE")
+                                          code=codes.NODE_UNREACHABLE)
         return dict(zip(nodes, values))
 
     # -- -p ----------------------------------------------------------------------------------------
@@ -275,12 +276,12 @@ class ClovmmigrateRun(GeneratorRun):
         d, here = self.request.domain, self.request.local_host
         listing = yield from self._ask(here, "ldm", fail_rc=RC_REFUSED, argv=["list", d])
         if listing["rc"] != 0:
-            raise _Stop(RC_REFUSED, "DOMAIN_NOT_HOSTED",
+            raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_HOSTED,
                         f"clovmmigrate: {d} is not a domain of this control domain ({here}); run "
                         f"clovmmigrate -p on the control domain that hosts it (see ldm list there).")
         state = _domain_state(listing["stdout"], d)
         if state != "active":
-            raise _Stop(RC_STOPPED, "DOMAIN_STOPPED",
+            raise _Stop(RC_STOPPED, codes.DOMAIN_STOPPED,
                         f"clovmmigrate: {d} is stopped (state {state}); nothing to prepare for a live "
                         f"migration.")
         node, nodes = yield from self._guest_nodes()
@@ -290,7 +291,7 @@ class ClovmmigrateRun(GeneratorRun):
         if not prepared_before:
             stopped = [n for n in nodes if status[n]["sf"] != "running"]
             if stopped:
-                raise _Stop(RC_REFUSED, "SF_ALREADY_STOPPED",
+                raise _Stop(RC_REFUSED, codes.SF_ALREADY_STOPPED,
                             f"clovmmigrate: the shutdown facility is already stopped on {', '.join(stopped)} "
                             f"(not by clovmmigrate); start it with /opt/SMAW/bin/sdtool -b and check "
                             f"sdtool -s, then run clovmmigrate -p again. Nothing was changed.")
@@ -319,17 +320,17 @@ class ClovmmigrateRun(GeneratorRun):
         d, here, tgt_name = self.request.domain, self.request.local_host, self.request.target_host
         addr = yield from self._ask(here, "resolve", fail_rc=RC_REFUSED, name=tgt_name)
         if not addr:
-            raise _Stop(RC_REFUSED, "TARGET_UNRESOLVED",
+            raise _Stop(RC_REFUSED, codes.TARGET_UNRESOLVED,
                         f"clovmmigrate: cannot resolve target-host {tgt_name!r}: give the destination control "
                         f"domain's IP address or a host name registered in /etc/inet/hosts. Nothing was changed.")
         src = yield from self._ask(here, "cd_info", fail_rc=RC_REFUSED)
-        tgt = yield from self._ask(addr, "cd_info", fail_rc=RC_REFUSED, code="TARGET_NOT_CONTROL_DOMAIN")
+        tgt = yield from self._ask(addr, "cd_info", fail_rc=RC_REFUSED, code=codes.TARGET_NOT_CONTROL_DOMAIN)
         node, nodes = yield from self._guest_nodes()
         # The domain must be where target-host says it is.
         hosts = [src["host"]] if tgt["host"] == src["host"] else [src["host"], tgt["host"]]
         listing = yield from self._ask(tgt["host"], "ldm", fail_rc=RC_REFUSED, argv=["list", d])
         if listing["rc"] != 0:
-            raise _Stop(RC_REFUSED, "DOMAIN_NOT_ON_TARGET",
+            raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_ON_TARGET,
                         f"clovmmigrate: {d} is not on {tgt['host']}; give the control domain where {d} is now "
                         f"(the source control domain if the migration was cancelled). Nothing was changed.")
         # Saved configurations: at most 6, none named config_tmp, on source and target.
@@ -339,12 +340,12 @@ class ClovmmigrateRun(GeneratorRun):
             out = yield from self._ldm(h, "list-spconfig", fail_rc=RC_REFUSED)
             problems += spconfig_problems(h, out, allow_config_tmp=resuming)
         if problems:
-            raise _Stop(RC_REFUSED, "SPCONFIG_LIMIT",
+            raise _Stop(RC_REFUSED, codes.SPCONFIG_LIMIT,
                         "clovmmigrate: " + "; ".join(problems) + ". Check with ldm list-spconfig. Nothing was changed.")
         status = yield from self._statuses(nodes)
         journal_t = (self.journal or {}).get("timeouts", {})
         if self.journal is None and all(s["record"] is None for s in status.values()):
-            raise _Stop(RC_REFUSED, "NOT_PREPARED",
+            raise _Stop(RC_REFUSED, codes.NOT_PREPARED,
                         f"clovmmigrate: {d} was not prepared: no clovmmigrate -p {d} is in force on "
                         f"{' '.join(nodes)}. Nothing was changed.")
         self.journal = {**(self.journal or {"domain": d, "node": node, "nodes": nodes, "timeouts": {}}),
@@ -366,7 +367,7 @@ class ClovmmigrateRun(GeneratorRun):
         for n in nodes:
             b = status[n]["record"] if status[n]["record"] is not None else journal_t.get(n)
             if b is None:
-                raise _Stop(RC_FAILED, "TIMEOUT_UNKNOWN",
+                raise _Stop(RC_FAILED, codes.TIMEOUT_UNKNOWN,
                             f"clovmmigrate: {n}: the timeout before clovmmigrate -p is recorded neither on the "
                             f"node nor in the journal; set it with cfset on {n} by hand.")
             before[n] = int(b)
@@ -397,7 +398,7 @@ class ClovmmigrateRun(GeneratorRun):
             if bad:
                 failed.append(f"{n}: " + ", ".join(bad))
         if failed:  # keep the records and the journal: -u can be run again once it is fixed
-            raise _Stop(RC_FAILED, "SF_TEST_FAILED",
+            raise _Stop(RC_FAILED, codes.SF_TEST_FAILED,
                         "clovmmigrate: the shutdown facility does not work everywhere: " + "; ".join(failed)
                         + ". If message 7245 is in /var/adm/messages, make the first SSH connection to that "
                         "XSCF from the node, then run clovmmigrate -u again.")

@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generator, Iterator
 
+from . import codes
 from ._state import MIGRATE_STEPS, MigrateStep, step
 from .base import Effect
 from .migration import (
@@ -120,7 +121,7 @@ class SafeMigrationRun(GeneratorRun):
         d, here = r.domain, r.local_host
         if self.j is None:
             if r.resume:
-                raise _Stop(RC_REFUSED, "NO_JOURNAL", f"clovm migrate: no migration of {d} is recorded on {here}; "
+                raise _Stop(RC_REFUSED, codes.NO_JOURNAL, f"clovm migrate: no migration of {d} is recorded on {here}; "
                                                       f"nothing to resume.")
             plan = yield from self._preflight()
             for line in self._plan(plan):
@@ -134,11 +135,11 @@ class SafeMigrationRun(GeneratorRun):
             yield self._persist()
         else:
             if r.dry_run:
-                raise _Stop(RC_REFUSED, "RECORDED", f"clovm migrate: a migration of {d} to {self.j['target']} is "
+                raise _Stop(RC_REFUSED, codes.RECORDED, f"clovm migrate: a migration of {d} to {self.j['target']} is "
                                                     f"recorded (step {self.j['step']}); clovm migrate --status shows "
                                                     f"it. Nothing was changed.")
             if r.target_host and r.target_host not in (self.j["target"], self.j.get("target_address")):
-                raise _Stop(RC_REFUSED, "OTHER_TARGET",
+                raise _Stop(RC_REFUSED, codes.OTHER_TARGET,
                             f"clovm migrate: a migration of {d} to {self.j['target']} is recorded (step "
                             f"{self.j['step']}); finish it first with clovm migrate --resume {d}. Nothing was changed.")
             yield self._say(f"resuming the migration of {d} to {self.j['target']} at step {self.j['step']}")
@@ -172,13 +173,13 @@ class SafeMigrationRun(GeneratorRun):
         assert self.j is not None
         d, failed = self.request.domain, [c for c in self.j["proof"] if not c["ok"]]
         if failed:
-            return (RC_FAILED, "PROOF_FAILED",
+            return (RC_FAILED, codes.PROOF_FAILED,
                     f"clovm migrate: {len(failed)} proof check(s) failed: "
                     + "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
                     + ". Fix the cause, then run clovm migrate --resume to prove again.")
         if self.j["complete_to"] == self.j["target"]:
             return RC_OK, "", f"clovm migrate: {d} migrated to {self.j['target']} and proven."
-        return (RC_RESTORED, "NOT_MIGRATED",
+        return (RC_RESTORED, codes.NOT_MIGRATED,
                 f"clovm migrate: {d} was not migrated ({self.j['outcome']}); the cluster was restored on "
                 f"{self.j['source']} and proven there.")
 
@@ -189,28 +190,28 @@ class SafeMigrationRun(GeneratorRun):
         refuse = dict(fail_rc=RC_REFUSED)
         w = yield from self._ask(here, "where", **refuse, domain=d)
         if w is None:
-            raise _Stop(RC_REFUSED, "DOMAIN_NOT_HOSTED",
+            raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_HOSTED,
                         f"clovm migrate: {d} is not a domain of this control domain ({here}); run clovm migrate on "
                         f"the control domain that hosts it (see ldm list there). Nothing was changed.")
         if w["state"] != "active":
-            raise _Stop(RC_REFUSED, "DOMAIN_STOPPED",
+            raise _Stop(RC_REFUSED, codes.DOMAIN_STOPPED,
                         f"clovm migrate: {d} is {w['state']}, not running: a live migration needs a running domain "
                         f"(a stopped one is moved with ldm migrate-domain as a cold migration). Nothing was changed.")
         if w.get("migration"):
-            raise _Stop(RC_REFUSED, "MIGRATION_RUNNING",
+            raise _Stop(RC_REFUSED, codes.MIGRATION_RUNNING,
                         f"clovm migrate: a migration of {d} is already in progress on {here}; wait for it "
                         f"(ldm list -o status {d}). Nothing was changed.")
         addr = yield from self._ask(here, "resolve", **refuse, name=r.target_host)
         if not addr:
-            raise _Stop(RC_REFUSED, "TARGET_UNRESOLVED",
+            raise _Stop(RC_REFUSED, codes.TARGET_UNRESOLVED,
                         f"clovm migrate: cannot resolve target-host {r.target_host!r}: give the destination control "
                         f"domain's IP address or a host name registered in /etc/inet/hosts. Nothing was changed.")
         src = yield from self._ask(here, "cd_info", **refuse)
-        tgt = yield from self._ask(addr, "cd_info", **refuse, code="TARGET_NOT_CONTROL_DOMAIN")
+        tgt = yield from self._ask(addr, "cd_info", **refuse, code=codes.TARGET_NOT_CONTROL_DOMAIN)
         if tgt["host"] == src["host"]:
-            raise _Stop(RC_REFUSED, "SAME_HOST", f"clovm migrate: target-host {r.target_host} is this control domain "
+            raise _Stop(RC_REFUSED, codes.SAME_HOST, f"clovm migrate: target-host {r.target_host} is this control domain "
                                                  f"({here}); name another control domain. Nothing was changed.")
-        info = yield from self._ask(here, "guest_nodes", **refuse, code="NOT_A_CLUSTER_DOMAIN", domain=d)
+        info = yield from self._ask(here, "guest_nodes", **refuse, code=codes.NOT_A_CLUSTER_DOMAIN, domain=d)
         node, nodes = info["node"], sorted(info["nodes"])
         cluster_domains = set((info.get("domains") or {}).values()) | {d}
         problems: list[str] = []
@@ -283,7 +284,7 @@ class SafeMigrationRun(GeneratorRun):
                 problems.append(f"a migration of {', '.join(busy)} is in progress or recorded on {cd['host']}: wait "
                                 f"for it or finish it (clovm migrate --status / clovmmigrate -u)")
         if problems:
-            raise _Stop(RC_REFUSED, "PREFLIGHT_FAILED",
+            raise _Stop(RC_REFUSED, codes.PREFLIGHT_FAILED,
                         f"clovm migrate: the preflight found {len(problems)} problem(s); nothing was changed:\n"
                         + "\n".join(f"  - {p}." for p in problems))
         return {"domain": d, "node": node, "nodes": nodes, "source": src["host"], "target": tgt["host"],
@@ -414,7 +415,7 @@ class SafeMigrationRun(GeneratorRun):
             yield from self._sample(node if suspended else None)
             yield self._persist()
             if self.now > deadline:
-                raise _Stop(RC_FAILED, "MIGRATION_STUCK",
+                raise _Stop(RC_FAILED, codes.MIGRATION_STUCK,
                             f"clovm migrate: the migration of {d} did not end within {MIGRATE_LIMIT:g} s; check "
                             f"ldm list -o status {d} on {here}, then run clovm migrate --resume.")
             yield from self._ask(here, "sleep", seconds=POLL_SECONDS)
@@ -463,19 +464,19 @@ class SafeMigrationRun(GeneratorRun):
             if down:
                 break
             if self.now > deadline:
-                raise _Stop(RC_FAILED, "NOT_DOWN", f"clovm migrate: {node} did not become DOWN within "
+                raise _Stop(RC_FAILED, codes.NOT_DOWN, f"clovm migrate: {node} did not become DOWN within "
                                                    f"{RECOVER_LIMIT:g} s; check cftool -n, then clovm migrate --resume.")
             yield from self._ask(here, "sleep", seconds=RECOVER_POLL_SECONDS)
         self._event(str(MigrateStep.RECOVER), "note", f"{node} DOWN on {' '.join(others)}")
         yield self._say(f"recover: {node} is DOWN; starting {d} on {here}")
         ok, w = yield from self._where(here)
         if not ok or w is None:
-            raise _Stop(RC_FAILED, "DOMAIN_LOST", f"clovm migrate: {d} is not on {here} any more; find it with ldm "
+            raise _Stop(RC_FAILED, codes.DOMAIN_LOST, f"clovm migrate: {d} is not on {here} any more; find it with ldm "
                                                   f"list on the control domains, then clovm migrate --resume.")
         if w["state"] != "active":
             ans = yield from self._ask(here, "ldm", argv=["start-domain", d])
             if ans["rc"] != 0:
-                raise _Stop(RC_FAILED, "START_FAILED", f"clovm migrate: {here}: ldm start-domain {d}: "
+                raise _Stop(RC_FAILED, codes.START_FAILED, f"clovm migrate: {here}: ldm start-domain {d}: "
                                                        f"{(ans['stderr'] or ans['stdout']).strip()}")
             yield Print(f"{here} # ldm start-domain {d}")
         while True:
@@ -483,7 +484,7 @@ class SafeMigrationRun(GeneratorRun):
             if ans.ok and ans.value["state"] == "UP" and all(v["state"] == "UP" for v in ans.value["peers"].values()):
                 break
             if self.now > deadline:
-                raise _Stop(RC_FAILED, "NOT_JOINED", f"clovm migrate: {node} did not join the cluster again; read "
+                raise _Stop(RC_FAILED, codes.NOT_JOINED, f"clovm migrate: {node} did not join the cluster again; read "
                                                      f"/var/adm/messages on {d}, then clovm migrate --resume.")
             yield from self._ask(here, "sleep", seconds=POLL_SECONDS)
         self.j["complete_to"] = here

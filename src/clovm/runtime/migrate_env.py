@@ -11,7 +11,7 @@ effect / call          how it is carried out
 ``Print``              written (and flushed) to ``out`` (``err`` when ``Print.err``)
 ``Persist``            ``HOST/var/opt/FJSVcluster/clovmmigrate/DOMAIN.journal.json`` written
                        atomically (mode 0600), or removed when the journal is None
-``Finished``           its rc is returned
+``Finished``           returned (rc, code, message): :func:`clovmmigrate`, :func:`safe_migration`
 ``ldm`` (local)        ``call_unix(home.ldmd_socket(host), "ldm", argv=...)``
 ``ldm`` (other CD)     ``call_tls(address of that control domain, LDMD_PORT, "ldm", argv=...)``
 ``resolve``            :func:`clovm.formats.resolve` over this host's ``etc/inet/hosts``
@@ -60,10 +60,12 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from .. import formats, settings
+from ..core import codes
 from ..core import migration as mig
 from ..core import safemigrate as sm
 from ..fsutil import atomic_write, read_text_or
@@ -75,20 +77,24 @@ from .home import Home
 __all__ = [
     "CLOVMMIGRATE_CONF",
     "ConfEntry",
-    "render_clovmmigrate_conf",
-    "parse_clovmmigrate_conf",
+    "clovmmigrate",
+    "clovmmigrate_async",
     "journal_path",
+    "last_journal_path",
+    "load_migrate_journal",
+    "migrate_journal_path",
+    "parse_clovmmigrate_conf",
+    "recorded_migrations",
+    "render_clovmmigrate_conf",
     "run_clovmmigrate",
     "run_clovmmigrate_async",
-    "migrate_journal_path",
-    "last_journal_path",
-    "recorded_migrations",
-    "load_migrate_journal",
     "run_safe_migration",
     "run_safe_migration_async",
+    "safe_migration",
+    "safe_migration_async",
 ]
 
-CLOVMMIGRATE_CONF = "etc/opt/FJSVcluster/etc/clovmmigrate.conf"  # relative to a host's root
+CLOVMMIGRATE_CONF = settings.CLOVMMIGRATE_CONF  # relative to a host's root
 NODE_OPS = frozenset({"node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start",
                       "set_sf_entry", "sf_wait", "clear_record",
                       # clovm migrate (docs/safe-migration.md)
@@ -213,7 +219,7 @@ class _Env:
     def _conf(self) -> tuple[ConfEntry, ...]:
         """The parsed clovmmigrate.conf, parsed again only when the file changed (every node call
         of a run looks up its address here)."""
-        path = self.home.host_root(self.host) / CLOVMMIGRATE_CONF
+        path = self.home.clovmmigrate_conf(self.host)
         try:
             st = path.stat()
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -326,7 +332,7 @@ def _load_journal(path: Path) -> dict | None:
         return None
     value = json.loads(text)
     if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError("not a JSON object")  # noqa: TRY004 - callers catch ValueError, as for bad JSON
     return value
 
 
@@ -346,6 +352,10 @@ def _say(stream: TextIO, text: str) -> None:
 class _Refused(Exception):
     """The run cannot start; ``str()`` is the message (without the program name)."""
 
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
 
 @contextlib.contextmanager
 def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[dict | None]:
@@ -358,21 +368,21 @@ def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _Refused(f"another clovmmigrate or clovm migrate for {domain} is running on {host}; wait for "
-                           f"it to finish. Nothing was changed.") from None
+            raise _Refused(codes.LOCKED, f"another clovmmigrate or clovm migrate for {domain} is running on "
+                                         f"{host}; wait for it to finish. Nothing was changed.") from None
         try:
             journal = _load_journal(path)
         except ValueError as e:
-            raise _Refused(f"the journal {path} is unreadable ({_one_line(str(e))}); move it away and run the "
-                           f"command again. Nothing was changed.") from None
+            raise _Refused(codes.BAD_JOURNAL, f"the journal {path} is unreadable ({_one_line(str(e))}); move it "
+                                              f"away and run the command again. Nothing was changed.") from None
         yield journal
     finally:
         os.close(fd)  # releases the flock
 
 
 async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], persist: Callable[[mig.Persist], None],
-                 out: TextIO, err: TextIO) -> int:
-    """Carry out the effects of ``run`` until it finishes; its exit code."""
+                 out: TextIO, err: TextIO) -> mig.Finished:
+    """Carry out the effects of ``run`` until it finishes; its :class:`~clovm.core.migration.Finished`."""
     try:
         return await _drive_effects(run, env, now, persist, out, err)
     finally:
@@ -380,7 +390,7 @@ async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], per
 
 
 async def _drive_effects(run: mig.GeneratorRun, env: _Env, now: Callable[[], float],
-                         persist: Callable[[mig.Persist], None], out: TextIO, err: TextIO) -> int:
+                         persist: Callable[[mig.Persist], None], out: TextIO, err: TextIO) -> mig.Finished:
     effects = run.handle(now(), mig.RunStarted())
     while True:
         calls: list[mig.Call] = []
@@ -390,20 +400,28 @@ async def _drive_effects(run: mig.GeneratorRun, env: _Env, now: Callable[[], flo
             elif isinstance(e, mig.Persist):
                 persist(e)
             elif isinstance(e, mig.Finished):
-                return e.rc
+                return e
             elif isinstance(e, mig.Call):
                 calls.append(e)
         if not calls:  # cannot happen with a well-formed machine
-            _say(err, f"{run.PROG}: internal error: the run stopped without finishing")
-            return mig.RC_FAILED
+            text = f"{run.PROG}: internal error: the run stopped without finishing"
+            _say(err, text)
+            return mig.Finished(mig.RC_FAILED, codes.INTERNAL, text)
         effects = []  # one call, or a batch (every node at once): the run goes on with the last answer
         for answer in await asyncio.gather(*(env.answer(c) for c in calls)):
             effects += run.handle(now(), answer)
 
 
-async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
-                                 err: TextIO | None = None) -> int:
-    """Run ``clovmmigrate`` on control domain ``host`` and return its exit code (see core.migration)."""
+def _refused(err: TextIO, prog: str, e: _Refused) -> mig.Finished:
+    text = f"{prog}: {e}"
+    _say(err, text)
+    return mig.Finished(mig.RC_REFUSED, e.code, text)
+
+
+async def clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
+                             err: TextIO | None = None) -> mig.Finished:
+    """Run ``clovmmigrate`` on control domain ``host``; how it finished (rc, code, message; see
+    core.migration). Its lines go to ``out`` / ``err`` as they come."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
@@ -412,21 +430,33 @@ async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, ou
             return await _drive(run, _Env(home, host), time.monotonic,
                                 lambda e: _persist(journal_path(home, host, e.domain), e.journal), out, err)
     except _Refused as e:
-        _say(err, f"clovmmigrate: {e}")
-        return mig.RC_REFUSED
+        return _refused(err, "clovmmigrate", e)
+
+
+def clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
+                 err: TextIO | None = None) -> mig.Finished:
+    """Synchronous wrapper of :func:`clovmmigrate_async` (for CLIs: runs its own event loop)."""
+    err_stream = err if err is not None else sys.stderr
+    try:
+        return asyncio.run(clovmmigrate_async(home, host, request, out, err))
+    except KeyboardInterrupt:
+        text = (f"clovmmigrate: interrupted; run the same command again to complete it "
+                f"(clovmmigrate {'-p' if request.mode == 'prepare' else '-u'} {request.domain}"
+                f"{' ' + request.target_host if request.target_host else ''})")
+        _say(err_stream, text)
+        return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text)
+
+
+async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
+                                 err: TextIO | None = None) -> int:
+    """Run ``clovmmigrate`` on control domain ``host`` and return its exit code (see core.migration)."""
+    return (await clovmmigrate_async(home, host, request, out, err)).rc
 
 
 def run_clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
                      err: TextIO | None = None) -> int:
-    """Synchronous wrapper of :func:`run_clovmmigrate_async` (for CLIs: runs its own event loop)."""
-    err_stream = err if err is not None else sys.stderr
-    try:
-        return asyncio.run(run_clovmmigrate_async(home, host, request, out, err))
-    except KeyboardInterrupt:
-        _say(err_stream, f"clovmmigrate: interrupted; run the same command again to complete it "
-                         f"(clovmmigrate {'-p' if request.mode == 'prepare' else '-u'} {request.domain}"
-                         f"{' ' + request.target_host if request.target_host else ''})")
-        return mig.RC_FAILED
+    """:func:`clovmmigrate`'s exit code."""
+    return clovmmigrate(home, host, request, out, err).rc
 
 
 # ---- clovm migrate ------------------------------------------------------------------------------------
@@ -500,9 +530,10 @@ class _MigratePersist:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-async def run_safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                                   err: TextIO | None = None) -> tuple[int, dict | None]:
-    """Run ``clovm migrate`` on control domain ``host``; (exit code, the last journal written or read)."""
+async def safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
+                               err: TextIO | None = None) -> tuple[mig.Finished, dict | None]:
+    """Run ``clovm migrate`` on control domain ``host``; how it finished and the last journal
+    written or read (None if it refused before reading one)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
@@ -510,20 +541,33 @@ async def run_safe_migration_async(home: Home, host: str, request: sm.MigrateReq
                              migrate_journal_path(home, host, request.domain)) as journal:
             persist = _MigratePersist(home, host, request.domain)
             run = sm.SafeMigrationRun(request, journal)
-            rc = await _drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
-            return rc, persist.journal if persist.journal is not None else journal
+            fin = await _drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
+            return fin, persist.journal if persist.journal is not None else journal
     except _Refused as e:
-        _say(err, f"clovm migrate: {e}")
-        return sm.RC_REFUSED, None
+        return _refused(err, "clovm migrate", e), None
+
+
+def safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
+                   err: TextIO | None = None) -> tuple[mig.Finished, dict | None]:
+    """Synchronous wrapper of :func:`safe_migration_async`."""
+    err_stream = err if err is not None else sys.stderr
+    try:
+        return asyncio.run(safe_migration_async(home, host, request, out, err))
+    except KeyboardInterrupt:
+        text = f"clovm migrate: interrupted; clovm migrate --resume {request.domain} continues from the journal"
+        _say(err_stream, text)
+        return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text), None
+
+
+async def run_safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
+                                   err: TextIO | None = None) -> tuple[int, dict | None]:
+    """Run ``clovm migrate`` on control domain ``host``; (exit code, the last journal written or read)."""
+    fin, journal = await safe_migration_async(home, host, request, out, err)
+    return fin.rc, journal
 
 
 def run_safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
                        err: TextIO | None = None) -> tuple[int, dict | None]:
-    """Synchronous wrapper of :func:`run_safe_migration_async`."""
-    err_stream = err if err is not None else sys.stderr
-    try:
-        return asyncio.run(run_safe_migration_async(home, host, request, out, err))
-    except KeyboardInterrupt:
-        _say(err_stream, f"clovm migrate: interrupted; clovm migrate --resume {request.domain} continues from the "
-                         f"journal")
-        return mig.RC_FAILED, None
+    """:func:`safe_migration`'s exit code and journal."""
+    fin, journal = safe_migration(home, host, request, out, err)
+    return fin.rc, journal

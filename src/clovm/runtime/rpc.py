@@ -2,7 +2,7 @@
 
 One JSON line each way per request:
 ``{"op": str, "args": {...}}`` → ``{"ok": true, "value": ...}`` or
-``{"ok": false, "code": "CODE", "error": "one line"}``. A server answers requests on a connection
+``{"ok": false, "code": CODE, "error": "one line"}`` (CODE from :mod:`clovm.core.codes`). A server answers requests on a connection
 one after the other until the client closes it: ``call_*`` use one connection per request,
 :class:`Channels` keeps one per peer for a run of many calls (clovmmigrate asks every node of a
 guest cluster several times; a TLS handshake costs more than the request).
@@ -14,12 +14,14 @@ import asyncio
 import inspect
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import msgspec
 
 from .. import settings
+from ..core import codes
 
 Handler = Callable[[str, dict, str], Any | Awaitable[Any]]
 MAX_LINE = 16 * 1024 * 1024
@@ -35,7 +37,7 @@ class RpcError(Exception):
 
 class RpcUnreachable(RpcError):
     def __init__(self, where: str, why: str):
-        super().__init__("UNREACHABLE", f"{where}: {why}")
+        super().__init__(codes.UNREACHABLE, f"{where}: {why}")
 
 
 _enc = msgspec.json.Encoder()
@@ -66,9 +68,9 @@ async def _answer(handler: Handler, line: bytes, peer: str) -> dict[str, Any]:
     except RpcError as e:
         return {"ok": False, "code": e.code, "error": e.message}
     except (msgspec.DecodeError, KeyError, TypeError) as e:
-        return {"ok": False, "code": "BAD_REQUEST", "error": f"bad request: {e}"}
-    except Exception as e:  # a bug in a handler must not kill the daemon
-        return {"ok": False, "code": "INTERNAL", "error": f"{type(e).__name__}: {e}"}
+        return {"ok": False, "code": codes.BAD_REQUEST, "error": f"bad request: {e}"}
+    except Exception as e:  # noqa: BLE001 - a bug in a handler must not kill the daemon
+        return {"ok": False, "code": codes.INTERNAL, "error": f"{type(e).__name__}: {e}"}
 
 
 async def serve_unix(path: str | Path, handler: Handler) -> asyncio.Server:
@@ -122,7 +124,7 @@ async def _call(open_conn: Callable[[], Awaitable[tuple[asyncio.StreamReader, as
 def _value(line: bytes) -> Any:
     reply = msgspec.json.decode(line)
     if not reply.get("ok"):
-        raise RpcError(reply.get("code", "ERROR"), reply.get("error", "error"))
+        raise RpcError(reply.get("code") or codes.BAD_ANSWER, reply.get("error", "error"))
     return reply.get("value")
 
 

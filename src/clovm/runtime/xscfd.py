@@ -35,6 +35,7 @@ from typing import Any
 import structlog
 
 from .. import settings
+from ..core import codes
 from ..core.base import Effect, Event
 from ..core.sp import (
     DomainPanicRequested,
@@ -212,21 +213,21 @@ class XscfDaemon:
         if op == "status":
             ppar = _ppar(args)
             if ppar not in self.core.ppars:
-                raise rpc.RpcError("NO_SUCH_PPAR", f"PPAR-ID {ppar} is not on server {self.name}")
+                raise rpc.RpcError(codes.NO_SUCH_PPAR, f"PPAR-ID {ppar} is not on server {self.name}")
             return {d: str(st) for d, st in self.core.status(ppar).items()}
         if op == "lan":
             lan, up = args.get("lan"), args.get("up")
             if lan not in (0, 1) or isinstance(lan, bool) or not isinstance(up, bool):
-                raise rpc.RpcError("BAD_REQUEST", "lan needs lan: 0|1 and up: true|false")
+                raise rpc.RpcError(codes.BAD_REQUEST, "lan needs lan: 0|1 and up: true|false")
             await self.set_lan(lan, up)
             return {"lan0": self.core.lan_up(self.lans[0]), "lan1": self.core.lan_up(self.lans[1])}
-        raise rpc.RpcError("UNKNOWN_OP", f"xscfd has no operation {op!r}")
+        raise rpc.RpcError(codes.UNKNOWN_OP, f"xscfd has no operation {op!r}")
 
     def _core_input(self, event: Event) -> None:
         try:
             self.feed(event)
         except ValueError as exc:
-            raise rpc.RpcError("BAD_REQUEST", str(exc)) from None
+            raise rpc.RpcError(codes.BAD_REQUEST, str(exc)) from None
 
     async def set_lan(self, lan: int, up: bool) -> None:
         """Bring XSCF-LAN#``lan`` up or down in the core and on the SNMP and SSH sockets."""
@@ -237,7 +238,7 @@ class XscfDaemon:
             self._snmp.set_lan(lan, up)
             await self._ssh.set_lan(lan, up)
         except OSError as exc:
-            raise rpc.RpcError("LAN_ERROR", f"cannot bring XSCF-LAN#{lan} up: {exc}") from None
+            raise rpc.RpcError(codes.LAN_ERROR, f"cannot bring XSCF-LAN#{lan} up: {exc}") from None
         if up:
             self.feed(LanStateChanged(self.lans[lan], True))
         self.log.info("xscf lan changed", lan=lan, address=self.lans[lan], up=up)
@@ -319,14 +320,14 @@ class XscfDaemon:
 def _ppar(args: dict) -> int:
     ppar = args.get("ppar")
     if not isinstance(ppar, int) or isinstance(ppar, bool):
-        raise rpc.RpcError("BAD_REQUEST", "ppar must be an integer PPAR-ID")
+        raise rpc.RpcError(codes.BAD_REQUEST, "ppar must be an integer PPAR-ID")
     return ppar
 
 
 def _names(args: dict, key: str) -> frozenset[str]:
     value = args.get(key)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise rpc.RpcError("BAD_REQUEST", f"{key} must be a list of domain names")
+        raise rpc.RpcError(codes.BAD_REQUEST, f"{key} must be a list of domain names")
     return frozenset(value)
 
 

@@ -1,0 +1,138 @@
+"""Faults injected into (or cleared from) a running datacenter: ``clovm fault``'s use cases.
+
+Each takes typed arguments (the CLI parses the command line) and returns the one line that says
+what it did. XSCF LANs and migration aborts are asked of the daemons; partitions, clock offsets
+and forgotten host keys are files of the home that the daemons watch (``run/partition.json``,
+``run/offsets.json``, a host's ``root/.ssh/known_hosts``). Errors are
+:class:`~clovm.api.errors.ClovmError`: UNKNOWN_SERVER, UNKNOWN_HOST, UNKNOWN_DOMAIN, BAD_ARGUMENT,
+NOT_RUNNING, REMOTE_ERROR.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import settings
+from ..core import codes
+from ..fsutil import atomic_write
+from ..runtime import rpc
+from ..runtime.home import Home
+from .errors import ClovmError
+from .lookup import (
+    find_guest,
+    find_host,
+    find_server,
+    placement,
+    require_running,
+    topology_of,
+)
+from .processes import read_json
+
+# the kinds of `clovm fault`, one use case each
+FAULTS = ("xscf-down", "xscf-up", "partition", "heal", "clock", "migration-abort", "forget-xscf-key")
+
+
+def _remote(path: Path, op: str, **args: Any) -> Any:
+    try:
+        return rpc.call_unix_sync(path, op, timeout=settings.CALL_TIMEOUT, **args)
+    except rpc.RpcUnreachable as e:
+        raise ClovmError(codes.NOT_RUNNING, f"{e.message}") from None
+    except rpc.RpcError as e:
+        raise ClovmError(codes.REMOTE_ERROR, f"{e.code}: {e.message}") from None
+
+
+def xscf_lan(home: Home, server: str, *, up: bool, lans: Sequence[int] = (0, 1)) -> str:
+    """Take XSCF-LANs of a server down (its SNMP agent and SSH CLI stop answering there) or up.
+
+    server -- the server whose XSCF it is
+    up -- True: bring the LANs up again; False: take them down
+    lans -- which XSCF-LANs (0, 1; both by default)
+    """
+    t = topology_of(home)
+    if not lans or any(lan not in (0, 1) for lan in lans):
+        raise ClovmError(codes.BAD_ARGUMENT, f"XSCF-LANs are 0 and 1, not {list(lans)!r}")
+    s = find_server(t, server)
+    require_running(home)
+    for lan in lans:
+        _remote(home.xscf_socket(s.name), "lan", lan=lan, up=up)
+    which = " and ".join(f"LAN#{lan}" for lan in lans)
+    return f"XSCF {s.name} {which} {'up' if up else 'down'}"
+
+
+def partition(home: Home, group: Sequence[str], other: Sequence[str] | None = None) -> str:
+    """Cut the interconnect between two groups of hosts (CF heartbeats and node channels).
+
+    group -- hosts (host or CF node names) on one side
+    other -- hosts on the other side; None: every host not in ``group``
+    """
+    t = topology_of(home)
+    if not group or (other is not None and not other):
+        raise ClovmError(codes.BAD_ARGUMENT, "a partition needs a host on each side")
+    groups = [[find_host(t, n).name for n in group]]
+    if other is not None:
+        groups.append([find_host(t, n).name for n in other])
+    else:
+        groups.append([h.name for h in t.hosts() if h.name not in groups[0]])
+    seen = [n for g in groups for n in g]
+    if len(seen) != len(set(seen)):
+        raise ClovmError(codes.BAD_ARGUMENT, "a host is in both groups")
+    groups = [g for g in groups if g]
+    atomic_write(home.partition_file, json.dumps({"groups": groups}) + "\n")
+    return "partition: " + " | ".join(" ".join(g) for g in groups)
+
+
+def heal(home: Home) -> str:
+    """End a :func:`partition`."""
+    topology_of(home)
+    (home.partition_file).unlink(missing_ok=True)
+    return "partition healed"
+
+
+def clock(home: Home, server: str, delta: float) -> str:
+    """Move a server's clock (and so its domains' clocks).
+
+    server -- the server
+    delta -- seconds added to the server's clock offset (may be negative)
+    """
+    t = topology_of(home)
+    s = find_server(t, server)
+    if not math.isfinite(delta):
+        raise ClovmError(codes.BAD_ARGUMENT, f"not a number of seconds: {delta!r}")
+    offsets = read_json(home.offsets_file)
+    offsets = offsets if isinstance(offsets, dict) else {}
+    offsets[s.name] = float(offsets.get(s.name, 0.0)) + delta
+    atomic_write(home.offsets_file, json.dumps(offsets) + "\n")
+    return f"clock of {s.name}: offset {offsets[s.name]:+g} s"
+
+
+def migration_abort(home: Home, domain: str) -> str:
+    """Make the next (or running) live migration of a guest domain fail after the copy: the guest
+    stops, as when a real migration fails at the hand-off.
+
+    domain -- the guest domain
+    """
+    t = topology_of(home)
+    find_guest(t, domain)
+    require_running(home)
+    cd, _ = placement(home, t, domain)
+    _remote(home.ldmd_socket(cd), "arm_abort", domain=domain)
+    return f"migration of {domain} (from {cd}) will fail after the copy"
+
+
+def forget_xscf_key(home: Home, host: str, server: str) -> str:
+    """Remove both XSCF-LANs of a server from a host's known_hosts (the first SSH connection
+    to that XSCF was never made: SF reports message 7245).
+
+    host -- the host (host or CF node name) that forgets
+    server -- the server whose XSCF host key it forgets
+    """
+    from ..runtime import ssh
+
+    t = topology_of(home)
+    h, s = find_host(t, host), find_server(t, server)
+    n = ssh.remove_known_hosts(home.known_hosts(h.name), [s.lan0, s.lan1])
+    return f"{h.name} forgot {n} host key(s) of XSCF {s.name}"
