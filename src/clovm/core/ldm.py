@@ -82,6 +82,7 @@ FIRST_CONSOLE_PORT = 5000
 PRIMARY = "primary"
 _SPCONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 _LOG = "messages"
+LDMD_TAG = "ldmd"  # the syslog tag of ldmd's lines in a control domain's var/adm/messages
 
 
 # ------------------------------------------------------------------------------------ records

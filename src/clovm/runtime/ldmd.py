@@ -66,6 +66,7 @@ import msgspec
 import structlog
 
 from .. import formats, settings
+from ..core import codes
 from ..core._state import DomainState
 from ..core.base import Effect, Event, Log
 from ..core.ldm import (
@@ -95,6 +96,7 @@ from ..core.ldm import (
     StartDomainProcess,
     SuspendDomainProcess,
 )
+from ..core.ldm import LDMD_TAG
 from ..fsutil import append_line, atomic_write, read_text_or
 from ..topology import ControlDomain, Topology
 from . import pki, spawn
@@ -121,17 +123,17 @@ def encode_peer_msg(msg: PeerMsg) -> dict[str, Any]:
 
 
 def decode_peer_msg(raw: Any) -> PeerMsg:
-    """The inverse of :func:`encode_peer_msg`; raises ``RpcError("BAD_REQUEST")``."""
+    """The inverse of :func:`encode_peer_msg`; raises ``RpcError(codes.BAD_REQUEST)``."""
     if not isinstance(raw, dict):
-        raise RpcError("BAD_REQUEST", "peer message must be an object")
+        raise RpcError(codes.BAD_REQUEST, "peer message must be an object")
     fields = dict(raw)
     cls = _PEER_TYPES.get(str(fields.pop("type", "")))
     if cls is None:
-        raise RpcError("BAD_REQUEST", f"unknown peer message type {raw.get('type')!r}")
+        raise RpcError(codes.BAD_REQUEST, f"unknown peer message type {raw.get('type')!r}")
     try:
         return msgspec.convert(fields, cls)
     except msgspec.ValidationError as e:
-        raise RpcError("BAD_REQUEST", f"bad {cls.__name__}: {e}") from None
+        raise RpcError(codes.BAD_REQUEST, f"bad {cls.__name__}: {e}") from None
 
 
 # ------------------------------------------------------------------------------ processes
@@ -290,12 +292,11 @@ class LdmdDaemon:
                 self.log.info("spconfig_saved", spconfig=cfg, domains=sorted(doms))
                 self._push_queue.append(("spconfig_saved", {"ppar": ppar, "domains": sorted(set(doms) - {"primary"})}))
                 self._push_wakeup.set()
-            case Log(dest=dest, text=text):
+            case Log(dest=dest, text=text, msgid=msgid):
                 self.log.info("log", dest=dest, text=text)
                 if dest == "messages":
-                    body = text.removeprefix("ldmd: ")
-                    append_line(self.home.messages(self.name),
-                                formats.syslog_line(self.clock.wall(self.cd.server), self.name, "ldmd", body))
+                    append_line(self.home.messages(self.name), formats.node_log_line(
+                        self.clock.wall(self.cd.server), self.name, LDMD_TAG, dest, text, msgid))
             case _:
                 self.log.warning("unknown_effect", effect=repr(e))
 
@@ -476,7 +477,7 @@ class LdmdDaemon:
 
     async def _handle_tls(self, op: str, args: dict[str, Any], peer: str) -> Any:
         if peer not in self._cd_names:
-            raise RpcError("FORBIDDEN", f"{peer or 'anonymous'} is not a control domain")
+            raise RpcError(codes.FORBIDDEN, f"{peer or 'anonymous'} is not a control domain")
         if op == "peer":
             self.feed(PeerMessageReceived(peer, decode_peer_msg(args.get("msg"))))
             return None
@@ -495,11 +496,11 @@ class LdmdDaemon:
                 return self._activity()
             case "where":
                 return self._where(args.get("domain"))
-        raise RpcError("UNKNOWN_OP", f"unknown op {op!r}")
+        raise RpcError(codes.UNKNOWN_OP, f"unknown op {op!r}")
 
     async def _ldm(self, argv: Any) -> dict[str, Any]:
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-            raise RpcError("BAD_REQUEST", "argv must be a list of strings")
+            raise RpcError(codes.BAD_REQUEST, "argv must be a list of strings")
         args = tuple(argv)
         if args and args[0] == "migrate-domain":
             prepared = self._prepare_migrate(args)
@@ -572,7 +573,7 @@ class LdmdDaemon:
     def _kill_domain(self, domain: str, how: str) -> dict[str, Any]:
         p = self._procs.get(domain)
         if p is None:
-            raise RpcError("NOT_RUNNING", f"domain {domain} has no running process on {self.name}")
+            raise RpcError(codes.NOT_RUNNING, f"domain {domain} has no running process on {self.name}")
         self.log.info("kill_domain", domain=domain, how=how, pid=p.pid)
         self._kill_pid(p.pid, signal.SIGKILL)
         return {"pid": p.pid}
@@ -597,7 +598,7 @@ class LdmdDaemon:
 
     def _where(self, domain: Any) -> dict[str, Any] | None:
         if not isinstance(domain, str):
-            raise RpcError("BAD_REQUEST", "where: domain must be a domain name")
+            raise RpcError(codes.BAD_REQUEST, "where: domain must be a domain name")
         row = next((x for x in self._domains() if x["name"] == domain), None)
         if row is None:
             return None
@@ -605,10 +606,7 @@ class LdmdDaemon:
         return {"state": row["state"], "flags": row["flags"], "migration": row["migration"] if moving else None}
 
     def _cd_info(self) -> dict[str, Any]:
-        s = self.topo.server(self.cd.server)
-        return {"host": self.name, "server": self.cd.server, "ppar": self.cd.ppar, "lan0": s.lan0,
-                "lan1": s.lan1, "sf_weight": self.cd.sf_weight, "user": self.topo.xscf.user,
-                "connection": self.topo.xscf.connection}
+        return self.topo.control_domain_facts(self.name).info()
 
 
 async def run(home: Home, name: str, ready: Ready, stop: asyncio.Event) -> None:

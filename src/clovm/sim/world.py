@@ -39,6 +39,7 @@ from ..core import sp as spmod
 from ..core._state import AGENT_ACTION, AGENT_LAN
 from ..core.base import Effect, Event, Log, Ticked
 from ..core.defaults import EPOCH, INITIAL_SPCONFIG
+from ..core.ldm import LDMD_TAG
 from ..core.node import (
     Answer,
     AskDomainStatus,
@@ -142,6 +143,7 @@ class Pending:
 
     def __init__(self) -> None:
         self.done, self.value, self._cbs = False, None, []
+        self.lines: list[tuple[bool, str]] = []  # a command's output: (to stderr, line)
 
     def resolve(self, value: Any) -> None:
         if not self.done:
@@ -164,8 +166,14 @@ class WaitFor:
 
 
 class World:
-    def __init__(self, topo: Topology, seed: int = 0, *, loss: float = 0.0, echo: Callable[[str], None] | None = None):
+    def __init__(self, topo: Topology, seed: int = 0, *, loss: float = 0.0, echo: Callable[[str], None] | None = None,
+                 powered_off: frozenset[str] = frozenset(),
+                 tap: Callable[[str, str, Any], None] | None = None):
+        """``powered_off``: hosts whose cluster software does not start with the datacenter;
+        ``tap(sender, receiver, message)`` sees every interconnect message a node sends."""
         self.topo = topo
+        self.powered_off = powered_off
+        self.tap = tap
         self.seed = seed
         self.rng = random.Random(seed)
         self.sched = Scheduler()
@@ -221,6 +229,8 @@ class World:
             self.ldm_command(c.name, "add-spconfig", INITIAL_SPCONFIG)
         for cf in sorted(self.nodes):  # power on, slightly staggered
             n = self.nodes[cf]
+            if n.host in self.powered_off:
+                continue
             self.sched.after(self.rng.uniform(0.0, 0.5), lambda n=n: self.boot(n))
 
     def _new_id(self) -> int:
@@ -276,6 +286,28 @@ class World:
         if n.kind == "guest":
             self._ldm_feed(n.hosted_by, ldmmod.DomainProcessExited(n.host))
 
+    def pause(self, domain: str, what: str = "fault", text: str = "") -> None:
+        """Every process of the guest domain is frozen (SIGSTOP): ``clovm fault pause``, and the
+        final suspend of a live migration."""
+        g = self._guest(domain)
+        if g is not None and g.alive and not g.suspended:
+            g.suspended = True
+            self._suspended_at[domain] = self.sched.now
+            self.silent_since.setdefault(g.cf, self.sched.now)
+            self.trace(g.cf, what, text or f"{domain} paused (SIGSTOP)")
+
+    def resume(self, domain: str, what: str = "fault", text: str = "") -> None:
+        """The end of :meth:`pause` (SIGCONT): what fell due meanwhile runs now."""
+        g = self._guest(domain)
+        if g is not None and g.alive and g.suspended:
+            g.suspended = False
+            self.silent_since.pop(g.cf, None)
+            self.suspends.append((domain, self._suspended_at.pop(domain, self.sched.now), self.sched.now))
+            self.trace(g.cf, what, text or f"{domain} resumed (SIGCONT)")
+            if g.tick_pending:
+                g.tick_pending = False
+                self.feed(g, TICK)
+
     def _tick(self, n: SimNode, inc: int) -> None:
         if not n.alive or n.incarnation != inc:
             return
@@ -330,6 +362,9 @@ class World:
             m = e.message
             event = MessageReceived(n.cf, m)
             net, cf = self.net, n.cf
+            if self.tap is not None:
+                for p in n.peers:
+                    self.tap(cf, p.cf, m)
             if type(m) is Heartbeat:  # every UP node, every second: one multicast datagram
                 peers = n.peers if net.all_pass(cf, len(n.peers)) else [p for p in n.peers if net.passes(cf, p.cf)]
                 # every reachable peer hears it after the same latency (net.deliver_later, inlined)
@@ -338,10 +373,12 @@ class World:
                 for p in n.peers:
                     self.deliver(cf, p, event, reliable=True)
         elif cls is WriteLog:
-            self.log(n, e)
+            self.log(n, e.tag, e.dest, e.text, e.msgid)
         elif cls is RunShutdownAgent:
             self._run_agent(n, e.run)
         elif cls is Send:
+            if self.tap is not None:
+                self.tap(n.cf, e.to, e.message)
             self.deliver(n.cf, self.nodes[e.to], MessageReceived(n.cf, e.message))
         elif cls is Answer:
             cf, reply = self._op_replies.pop(e.op_id, (None, None))
@@ -369,14 +406,14 @@ class World:
         else:
             raise TypeError(f"sim: unexpected node effect {e!r}")
 
-    def log(self, n: SimNode, e: WriteLog) -> None:
-        """Keep a log line as the node agent writes it (stamped with the node's wall clock)."""
-        line = formats.node_log_line(self.wallclock(n), n.host, e.tag, e.dest, e.text, e.msgid)
-        logs = n.files.logs.get(e.dest)
+    def log(self, n: SimNode, tag: str, dest: str, text: str, msgid: str = "") -> None:
+        """Keep a log line of host ``n`` as its daemon writes it (stamped with its wall clock)."""
+        line = formats.node_log_line(self.wallclock(n), n.host, tag, dest, text, msgid)
+        logs = n.files.logs.get(dest)
         if logs is None:
-            logs = n.files.logs[e.dest] = []
+            logs = n.files.logs[dest] = []
         logs.append(line)
-        self.trace(n.cf, e.dest[:6], (f"[{e.msgid}] " if e.msgid else "") + e.text)
+        self.trace(n.cf, dest[:6], (f"[{msgid}] " if msgid else "") + text)
 
     def _heartbeats(self, peers: list[SimNode], event: MessageReceived) -> None:
         """One heartbeat datagram arrives at every peer in ``peers``."""
@@ -504,34 +541,24 @@ class World:
             if g:
                 self.kill(g, f"stopped by ldmd on {host}")
         elif isinstance(e, ldmmod.SuspendDomainProcess):
-            g = self._guest(e.name)
-            if g and g.alive:
-                g.suspended = True
-                self._suspended_at[e.name] = self.sched.now
-                self.silent_since.setdefault(g.cf, self.sched.now)
-                self.trace(g.cf, "ldm", f"{e.name} suspended (SIGSTOP) on {host}")
+            self.pause(e.name, "ldm", f"{e.name} suspended (SIGSTOP) on {host}")
         elif isinstance(e, ldmmod.AdoptDomainProcess):
             g = self._guest(e.name)
             if g:
                 self._place(g, host)
                 self.trace(g.cf, "ldm", f"{e.name} handed off from {e.from_host} to {host}")
         elif isinstance(e, ldmmod.ResumeDomainProcess):
-            g = self._guest(e.name)
-            if g and g.alive and g.suspended:
-                g.suspended = False
-                self.silent_since.pop(g.cf, None)
-                self.suspends.append((e.name, self._suspended_at.pop(e.name, self.sched.now), self.sched.now))
-                self.trace(g.cf, "ldm", f"{e.name} resumed (SIGCONT) on {host}")
-                if g.tick_pending:
-                    g.tick_pending = False
-                    self.feed(g, TICK)
+            self.resume(e.name, "ldm", f"{e.name} resumed (SIGCONT) on {host}")
         elif isinstance(e, ldmmod.ConfigSaved):
             self._xscf_feed(self.server_of_host(host), spmod.SpconfigSaved(e.ppar, frozenset(e.domains) - {"primary"}))
         elif isinstance(e, ldmmod.MigrationProgress):
             self._progress[(host, e.domain)] = e
             self.trace(host, "ldm", f"migration of {e.domain}: {e.phase} {e.percent}%")
         elif isinstance(e, Log):
-            self.trace(host, "ldm", e.text)
+            if e.dest == "messages":  # ldmd's lines in the control domain's var/adm/messages
+                self.log(self._cd_node(host), LDMD_TAG, e.dest, e.text, e.msgid)
+            else:
+                self.trace(host, "ldm", e.text)
 
     # ---- clovmmigrate ----------------------------------------------------------------------------------
     def clovmmigrate(self, host: str, mode: str, domain: str, target: str = "") -> Pending:
@@ -552,6 +579,7 @@ class World:
         for e in effects:
             if isinstance(e, mig.Print):
                 self.trace(host, "cmd", e.text)
+                p.lines.append((e.err, e.text))
             elif isinstance(e, mig.Persist):
                 if e.journal is None:
                     self.journals.pop((host, e.domain), None)
