@@ -21,9 +21,16 @@ measure the cluster-wide setting changes (CF timeout, SF stop/start, SF entry re
 save) and not the memory copy. ``-u`` includes ``sf_wait``: on every node, the fresh init and
 test of the migrated node's four agents (docs/decisions.md).
 
-Targets (issue): ``-p`` <= 0.5 s and ``-u`` <= 2 s for 2 nodes; the 16-node time <= 1.5x the 2-node
-time. Medians are compared with the targets using the ``clovm exec`` wall times (what an operator
-sees). Prints a table (MISSED next to a missed target); exits 0 unless the script itself breaks.
+Besides the wall times, the CPU of the ``clovmmigrate`` process itself: for ``clovm exec`` the
+child's user+system time (``resource.getrusage(RUSAGE_CHILDREN)``, interpreter start-up
+included), in-process ``time.process_time()`` around the command (start-up excluded).
+
+Targets (issue 11; the earlier 16/2-node ratio target is withdrawn: 16 nodes' daemons share 2
+cores here, so that ratio measured the emulator, not the product): ``-p`` <= 0.5 s and ``-u`` <= 2 s
+for 2 nodes, ``-u`` <= 1 s wall at 16 nodes (``clovm exec``, what an operator waits for), and at
+most 5 ms of ``clovmmigrate`` CPU for each extra node ((CPU at the largest N - CPU at 2) / (N - 2),
+in-process and exec alike). Prints a table (MISSED next to a missed target); exits 0 unless the
+script itself breaks.
 Every datacenter is stopped with ``clovm down`` in a ``finally``; no process is left behind.
 """
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +52,8 @@ from datacenter import (CLOVM, LAST_SDTOOL, loadavg, new_home, teardown, up,  # 
 
 TARGET_P = 0.5  # s, 2 nodes
 TARGET_U = 2.0  # s, 2 nodes
-TARGET_RATIO = 1.5  # 16-node time / 2-node time
+TARGET_U16 = 1.0  # s, -u wall at 16 nodes
+TARGET_CPU_PER_NODE = 0.005  # s of clovmmigrate CPU per extra node
 
 
 class StampedOut(io.TextIOBase):
@@ -64,21 +73,27 @@ class StampedOut(io.TextIOBase):
         return "\n".join(line for _, line in self.lines)
 
 
-def exec_timed(home: str, host: str, *cmd: str) -> tuple[float, int, str]:
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def exec_timed(home: str, host: str, *cmd: str) -> tuple[float, int, str, float]:
+    """(wall, rc, output, CPU of the ``clovm exec`` process) of one command."""
+    c0, t0 = _children_cpu(), time.perf_counter()
     p = subprocess.run([CLOVM, "exec", "--home", home, host, "--", *cmd], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=300)
-    return time.perf_counter() - t0, p.returncode, (p.stdout + p.stderr).strip()
+    return time.perf_counter() - t0, p.returncode, (p.stdout + p.stderr).strip(), _children_cpu() - c0
 
 
-def inproc_timed(home: str, argv: list[str]) -> tuple[float, int, StampedOut, float]:
-    """(wall, rc, output, t0) of ``clovmmigrate ARGV`` on primary1 run in this process."""
+def inproc_timed(home: str, argv: list[str]) -> tuple[float, int, StampedOut, float, float]:
+    """(wall, rc, output, t0, CPU) of ``clovmmigrate ARGV`` on primary1 run in this process."""
     from clovm.cli.admin import main_clovmmigrate
 
     out = StampedOut()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     rc = main_clovmmigrate(argv, host="primary1", home=home, out=out, err=out)
-    return time.perf_counter() - t0, rc, out, t0
+    return time.perf_counter() - t0, rc, out, t0, time.process_time() - c0
 
 
 def split_u(out: StampedOut, t0: float) -> tuple[float | None, float | None]:
@@ -164,7 +179,8 @@ def bench_n(n: int, runs: int, scale: float, keep: bool, busy_wait: float, attem
     if home is None:
         print(f"  N={n}: no healthy datacenter in {attempts} attempts; skipped", flush=True)
         return None
-    res: dict[str, list] = {k: [] for k in ("p", "u", "p_in", "u_in", "u_set", "u_wait")}
+    res: dict[str, list] = {k: [] for k in ("p", "u", "p_in", "u_in", "u_set", "u_wait", "p_cpu", "u_cpu",
+                                            "p_in_cpu", "u_in_cpu")}
     failed = True  # keep the home (logs) unless the runs complete
     try:
         print(f"  N={n} ({servers} servers): up {wall:.1f} s, SF healthy {healthy:.1f} s later "
@@ -174,24 +190,26 @@ def bench_n(n: int, runs: int, scale: float, keep: bool, busy_wait: float, attem
                 print(f"  N={n} run {i + 1}: SF not healthy before -p; stopping; last sdtool -s on guest1: "
                       f"{LAST_SDTOOL[0].splitlines()[-1:]}; eliminated: {eliminated(home)}", flush=True)
                 break
-            tp, rc, text = exec_timed(home, "primary1", "clovmmigrate", "-p", "guest1")
+            tp, rc, text, cp = exec_timed(home, "primary1", "clovmmigrate", "-p", "guest1")
             if rc != 0:
                 print(f"  N={n} run {i + 1}: clovmmigrate -p rc {rc}: {text}", flush=True)
                 break
-            tu, rc, text = exec_timed(home, "primary1", "clovmmigrate", "-u", "guest1", "primary1")
+            tu, rc, text, cu = exec_timed(home, "primary1", "clovmmigrate", "-u", "guest1", "primary1")
             if rc != 0:
                 print(f"  N={n} run {i + 1}: clovmmigrate -u rc {rc}: {text}", flush=True)
                 break
             res["p"].append(tp)
             res["u"].append(tu)
+            res["p_cpu"].append(cp)
+            res["u_cpu"].append(cu)
             # the same pair in-process (no interpreter start, no imports)
             wait_healthy(home, "guest1", nodes, timeout=120)
             wait_quiet(home, n)
-            tpi, rc, out, _ = inproc_timed(home, ["-p", "guest1"])
+            tpi, rc, out, _, cpi = inproc_timed(home, ["-p", "guest1"])
             if rc != 0:
                 print(f"  N={n} run {i + 1}: in-process -p rc {rc}: {out.text()}", flush=True)
                 break
-            tui, rc, out, t0 = inproc_timed(home, ["-u", "guest1", "primary1"])
+            tui, rc, out, t0, cui = inproc_timed(home, ["-u", "guest1", "primary1"])
             if rc != 0:
                 print(f"  N={n} run {i + 1}: in-process -u rc {rc}: {out.text()}", flush=True)
                 break
@@ -200,8 +218,11 @@ def bench_n(n: int, runs: int, scale: float, keep: bool, busy_wait: float, attem
             res["u_in"].append(tui)
             res["u_set"].append(s)
             res["u_wait"].append(w)
-            print(f"  N={n} run {i + 1}: exec -p {tp:.2f} s, -u {tu:.2f} s | in-process -p {tpi:.2f} s, "
-                  f"-u {tui:.2f} s (settings {_s(s)}, sf_wait {_s(w)}) load {loadavg()}", flush=True)
+            res["p_in_cpu"].append(cpi)
+            res["u_in_cpu"].append(cui)
+            print(f"  N={n} run {i + 1}: exec -p {tp:.2f} s ({cp * 1000:.0f} ms CPU), -u {tu:.2f} s "
+                  f"({cu * 1000:.0f} ms CPU) | in-process -p {tpi:.2f} s ({cpi * 1000:.0f} ms), -u {tui:.2f} s "
+                  f"({cui * 1000:.0f} ms; settings {_s(s)}, sf_wait {_s(w)}) load {loadavg()}", flush=True)
         failed = len(res["u_in"]) < runs
         return {k: med(v) for k, v in res.items()} | {"runs": len(res["p"])}
     finally:
@@ -237,32 +258,40 @@ def main() -> int:
         print("interrupted", flush=True)
 
     print()
-    print("medians in seconds; exec = `clovm exec primary1 -- clovmmigrate ...` (what an operator sees),")
-    print("in-proc = the command in this process; -u split = settings part + sf_wait (SF init+test on every node)")
-    print(f"{'N':>3} {'runs':>4}  {'-p exec':>8} {'-u exec':>8}  {'-p in-proc':>10} {'-u in-proc':>10}"
-          f"  {'-u settings':>11} {'-u sf_wait':>10}")
+    print("medians; exec = `clovm exec primary1 -- clovmmigrate ...` (what an operator sees), in-proc = the")
+    print("command in this process; CPU = the clovmmigrate process's own user+system time (exec: with start-up)")
+    print(f"{'N':>3} {'runs':>4}  {'-p exec':>8} {'-u exec':>8}  {'-p CPU':>7} {'-u CPU':>7}  {'-p in-proc':>10}"
+          f" {'-u in-proc':>10}  {'-p CPU':>7} {'-u CPU':>7}  {'-u sf_wait':>10}")
     for n, r in results.items():
         if r is None:
             print(f"{n:>3}  FAILED (see above)")
             continue
-        print(f"{n:>3} {r['runs']:>4}  {_f(r['p']):>8} {_f(r['u']):>8}  {_f(r['p_in']):>10} {_f(r['u_in']):>10}"
-              f"  {_f(r['u_set']):>11} {_f(r['u_wait']):>10}")
+        print(f"{n:>3} {r['runs']:>4}  {_f(r['p']):>7}s {_f(r['u']):>7}s  {_ms(r['p_cpu']):>7} {_ms(r['u_cpu']):>7}"
+              f"  {_f(r['p_in']):>9}s {_f(r['u_in']):>9}s  {_ms(r['p_in_cpu']):>7} {_ms(r['u_in_cpu']):>7}"
+              f"  {_f(r['u_wait']):>9}s")
     print()
-    two, big = results.get(2), results.get(max(ns)) if ns else None
+    two = results.get(2)
+    big_n = max((n for n, r in results.items() if r), default=None)
+    big = results.get(big_n) if big_n else None
     if two:
         print(f"target -p (2 nodes, exec) <= {TARGET_P:g} s: {_f(two['p'])} s  {_v(two['p'], TARGET_P)}")
         print(f"target -u (2 nodes, exec) <= {TARGET_U:g} s: {_f(two['u'])} s  {_v(two['u'], TARGET_U)}")
-        print(f"   (in-process: -p {_f(two['p_in'])} s {_v(two['p_in'], TARGET_P)}, "
-              f"-u {_f(two['u_in'])} s {_v(two['u_in'], TARGET_U)})")
-    if two and big and max(ns) != 2:
-        for key, what in (("p", "-p exec"), ("u", "-u exec"), ("p_in", "-p in-proc"), ("u_in", "-u in-proc"),
-                          ("u_set", "-u settings"), ("u_wait", "-u sf_wait")):
-            if two[key] and big[key] is not None:
-                ratio = big[key] / two[key]
-                mark = _v(ratio, TARGET_RATIO) if key in ("p", "u") else "(info)"
-                print(f"ratio {max(ns)}/2 nodes {what:<12} <= {TARGET_RATIO:g}x: {ratio:.2f}x  {mark}")
+    if results.get(16):
+        u16 = results[16]["u"]
+        print(f"target -u (16 nodes, exec) <= {TARGET_U16:g} s: {_f(u16)} s  {_v(u16, TARGET_U16)}")
+    if two and big and big_n != 2:
+        for key, what in (("p_cpu", "-p exec"), ("u_cpu", "-u exec"), ("p_in_cpu", "-p in-proc"),
+                          ("u_in_cpu", "-u in-proc")):
+            if two[key] is not None and big[key] is not None:
+                per = (big[key] - two[key]) / (big_n - 2)
+                print(f"target clovmmigrate CPU per extra node ({what:<10}, 2 -> {big_n}) <= "
+                      f"{TARGET_CPU_PER_NODE * 1000:g} ms: {per * 1000:.1f} ms  {_v(per, TARGET_CPU_PER_NODE)}")
     print(f"load at the end: {loadavg()}")
     return 0
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f}ms"
 
 
 def _f(v: float | None) -> str:

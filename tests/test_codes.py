@@ -1,10 +1,9 @@
 """The code registry (clovm.core.codes) is the one place a code is defined.
 
 (a) every code constant is its own name; (b) every code of the registry is used in ``src/``
-(as ``codes.X``, imported from the registry, or, until the last modules are switched, spelled);
+(as ``codes.X`` or imported from the registry);
 (c) no string literal equal to a registered code appears in ``src/`` outside the registry: strict
-for every module but those still being switched (``PENDING``), expected to fail (xfail, not
-strict) for the whole tree until those are switched too.
+for every module.
 """
 
 from __future__ import annotations
@@ -13,14 +12,11 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from clovm.core import codes
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "clovm"
 REGISTRY = SRC / "core" / "codes.py"
 REEXPORTS = {SRC / "api" / "errors.py"}  # re-export codes for compatibility: no use of their own
-PENDING = [SRC / "pacemaker"]  # spells its codes (pacemaker/codes.py, hvd.py) until it moves them here
 
 CODES = {n: getattr(codes, n) for n in vars(codes) if n.isupper()}
 
@@ -73,13 +69,6 @@ def test_every_code_is_used_in_src() -> None:
 
 
 def test_no_code_is_spelled_in_the_switched_modules() -> None:
-    switched = [f for f in _files([SRC]) if not any(f.is_relative_to(p) for p in PENDING)]
-    assert _spelled(switched) == []
-
-
-@pytest.mark.xfail(strict=False, reason="pacemaker/codes.py and pacemaker/hvd.py still spell their codes (their "
-                                        "owner moves them into core/codes.py)")
-def test_no_code_is_spelled_anywhere_in_src() -> None:
     assert _spelled([SRC]) == []
 
 

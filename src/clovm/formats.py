@@ -49,6 +49,7 @@ import re
 import time
 from typing import Iterable, Mapping
 
+from .core import defaults
 from .core.sfconfig import CONNECTIONS as _CONNECTIONS
 from .core.sfconfig import PPAR_MAX as _PPAR_MAX
 from .core.sfconfig import NAME, AgentRef, SfHost, XscfEntry, entry_problem, is_ip
@@ -85,7 +86,7 @@ class FormatError(ValueError):
 # ------------------------------------------------------------------------------------------
 # cluster.config
 
-DEFAULT_CLUSTER_TIMEOUT = 10
+DEFAULT_CLUSTER_TIMEOUT = defaults.DEFAULT_CLUSTER_TIMEOUT  # (core.defaults)
 _CC = "cluster.config"
 _CC_NAME_MAX = 31
 _CC_VALUE_MAX = 4096

@@ -91,4 +91,3 @@ PLATFORM_FAILED: Code = "PLATFORM_FAILED"  # ip / unshare / nsenter / mount / cg
 UP_FAILED: Code = "UP_FAILED"  # the topology did not come up (everything made was removed again)
 CLUSTER_NOT_READY: Code = "CLUSTER_NOT_READY"  # nodes not online, stonith not started or failed actions
 EXEC_TIMEOUT: Code = "EXEC_TIMEOUT"  # a command run inside a host did not finish in time
-HYPERVISOR_FAILED: Code = "HYPERVISOR_FAILED"  # a host's hypervisor daemon did not answer

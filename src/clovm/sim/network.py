@@ -8,7 +8,7 @@ as on a real network.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from .scheduler import Scheduler
 

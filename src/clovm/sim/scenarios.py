@@ -9,8 +9,8 @@ the world's seeded RNG, so ``--seeds N`` explores N timings and every one is rep
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Callable, Generator
 
 from ..core import ldm as ldmmod
 from ..core.messages import WRP_34, WRP_35

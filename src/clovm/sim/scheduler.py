@@ -8,8 +8,8 @@ is popped, exactly as a stale wake-up that did nothing used to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Callable
 
 
 class Scheduler:
@@ -29,13 +29,13 @@ class Scheduler:
     def at(self, when: float, fn: Callable[[], None]) -> None:
         self._seq += 1
         now = self.now
-        heappush(self._q, [when if when >= now else now, self._seq, fn])
+        heappush(self._q, [when if when >= now else now, self._seq, fn])  # (not max(): hot path)
 
     def after(self, delay: float, fn: Callable[[], None]) -> None:
         self._seq += 1
         now = self.now
         when = now + delay
-        heappush(self._q, [when if when >= now else now, self._seq, fn])
+        heappush(self._q, [when if when >= now else now, self._seq, fn])  # (not max(): hot path)
 
     def run_until(self, t: float, stop: Callable[[], bool] | None = None) -> None:
         """Run every callback due up to and including ``t`` (or until ``stop()`` holds or
@@ -67,7 +67,7 @@ class Scheduler:
 class Timer:
     """One re-armable wake-up (a machine's next_deadline): arming again cancels the previous one."""
 
-    __slots__ = ("_sched", "_fn", "_entry", "_fire_cb", "when")
+    __slots__ = ("_entry", "_fire_cb", "_fn", "_sched", "when")
 
     def __init__(self, sched: Scheduler, fn: Callable[[], None]):
         self._sched, self._fn, self._entry, self.when = sched, fn, None, None
@@ -86,7 +86,7 @@ class Timer:
         s = self._sched
         s._seq = seq = s._seq + 1
         now = s.now
-        self._entry = entry = [when if when >= now else now, seq, self._fire_cb]
+        self._entry = entry = [max(when, now), seq, self._fire_cb]
         heappush(s._q, entry)
 
     def _fire(self) -> None:

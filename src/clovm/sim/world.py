@@ -25,15 +25,15 @@ the servers' offsets when ``clovm fault clock`` (:meth:`World.set_clock_offset`)
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Generator
+from dataclasses import fields
 from functools import partial
-from typing import Any, Callable, Generator, Protocol
+from typing import Any
 
 from .. import formats
 from ..core import fencing as fen
 from ..core import ldm as ldmmod
 from ..core import membership as mem
-from ..core import migration as mig
 from ..core import rms as rmsmod
 from ..core import sp as spmod
 from ..core._state import AGENT_ACTION, AGENT_LAN
@@ -51,7 +51,6 @@ from ..core.node import (
     MessageReceived,
     Node,
     NodeDisk,
-    NodeSpec,
     NodeStarted,
     OperationRequested,
     PlacementObserved,
@@ -66,106 +65,16 @@ from ..core.node import (
 )
 from ..core.sfconfig import XscfEntry
 from ..topology import Topology
+from .commands import CommandCalls
+from .hosts import NodeFiles, Pending, SimNode, TraceLog, WaitFor
 from .network import SimNetwork
 from .scheduler import Scheduler, Timer
 
-CALL_TIMEOUT = 30.0
 DOMAIN_STATUS_TIMEOUT = 2.0  # s a domain status query waits for LAN#0 before asking LAN#1
 TICK = Ticked()  # the one wake-up event (frozen, no fields): not rebuilt for every tick
 
 
-class CommandRun(Protocol):
-    """What :meth:`World.run_machine` drives (``core.migration.ClovmmigrateRun`` and its kin)."""
-
-    def handle(self, now: float, event: Event) -> list[Effect]: ...
-
-
-class TraceLog:
-    def __init__(self, sched: Scheduler, echo: Callable[[str], None] | None = None):
-        self.sched, self.lines, self.echo = sched, [], echo
-
-    def __call__(self, who: str, what: str, text: str) -> None:
-        line = f"[{self.sched.now:10.3f}] {who:<11} {what:<6} {text}"
-        self.lines.append(line)
-        if self.echo:
-            self.echo(line)
-
-
-@dataclass
-class NodeFiles(NodeDisk):
-    """A node's disk (its etc/ and var/ trees, what survives a crash or restart): the files the
-    core node keeps (:class:`~clovm.core.node.NodeDisk`), plus its logs and which XSCF host keys
-    its root's known_hosts holds."""
-
-    known_xscf: set[str] = field(default_factory=set)  # servers whose XSCF host key is known
-    logs: dict[str, list[str]] = field(default_factory=dict)  # dest -> lines as the runtime writes them
-
-
-@dataclass
-class SimNode:
-    cf: str
-    host: str  # domain / host name
-    kind: str  # "guest" | "control"
-    spec: NodeSpec
-    files: NodeFiles
-    hosted_by: str  # control domain hosting it (itself for a control domain)
-    alive: bool = False
-    suspended: bool = False
-    incarnation: int = 0
-    node: Node | None = None  # while its process lives
-    timer: Timer | None = None
-    tick_pending: bool = False
-    peers: list["SimNode"] = field(default_factory=list)  # the other nodes of its cluster (fixed)
-
-    @property
-    def cluster(self) -> tuple[str, ...]:
-        return self.spec.nodes
-
-    @property
-    def services(self) -> str:
-        return self.node.services if self.node is not None else "none"
-
-    @property
-    def machines(self) -> dict[str, Any]:
-        """The node's machines by kind ("cf", "sf", "rms"), while it lives (for scenarios)."""
-        n = self.node
-        if n is None:
-            return {}
-        return {k: m for k, m in (("cf", n.cf), ("sf", n.sf), ("rms", n.rms)) if m is not None}
-
-    @property
-    def clock_step(self) -> float:
-        return self.node.clock_step if self.node is not None else 0.0
-
-
-class Pending:
-    """Something a scenario can wait for (an ldm command, a clovmmigrate run)."""
-
-    def __init__(self) -> None:
-        self.done, self.value, self._cbs = False, None, []
-        self.lines: list[tuple[bool, str]] = []  # a command's output: (to stderr, line)
-
-    def resolve(self, value: Any) -> None:
-        if not self.done:
-            self.done, self.value = True, value
-            for cb in self._cbs:
-                cb(value)
-
-    def add_callback(self, cb: Callable[[Any], None]) -> None:
-        if self.done:
-            cb(self.value)
-        else:
-            self._cbs.append(cb)
-
-
-@dataclass(frozen=True)
-class WaitFor:
-    pred: Callable[[], bool]
-    timeout: float
-    poll: float = 1.0
-
-
-class World:
+class World(CommandCalls):
     def __init__(self, topo: Topology, seed: int = 0, *, loss: float = 0.0, echo: Callable[[str], None] | None = None,
                  powered_off: frozenset[str] = frozenset(),
                  tap: Callable[[str, str, Any], None] | None = None):
@@ -279,7 +188,7 @@ class World:
         if n.timer is not None:
             n.timer.cancel()
         n.node, n.timer = None, None
-        for app, on in self.online.items():
+        for on in self.online.values():
             on.discard(n.cf)
         self._op_replies = {k: v for k, v in self._op_replies.items() if v[0] != n.cf}  # never answered
         self.trace(n.cf, "down", f"{n.host} stopped: {why}")
@@ -560,137 +469,6 @@ class World:
             else:
                 self.trace(host, "ldm", e.text)
 
-    # ---- clovmmigrate ----------------------------------------------------------------------------------
-    def clovmmigrate(self, host: str, mode: str, domain: str, target: str = "") -> Pending:
-        """Run clovmmigrate -p/-u on control domain ``host``; resolves to the Finished effect."""
-        run = mig.ClovmmigrateRun(mig.Request(mode, domain, host, target), self.journals.get((host, domain)))
-        flag = "-p" if mode == "prepare" else "-u"
-        return self.run_machine(host, run, f"clovmmigrate {flag} {domain} {target}".rstrip())
-
-    def run_machine(self, host: str, run: CommandRun, label: str) -> Pending:
-        """Run a command machine on control domain ``host`` (``label`` goes to the trace);
-        resolves to its ``Finished`` effect."""
-        p = Pending()
-        self.trace(host, "cmd", label)
-        self._run_effects(host, run, run.handle(self.sched.now, mig.RunStarted()), p)
-        return p
-
-    def _run_effects(self, host: str, run: CommandRun, effects: list[Effect], p: Pending) -> None:
-        for e in effects:
-            if isinstance(e, mig.Print):
-                self.trace(host, "cmd", e.text)
-                p.lines.append((e.err, e.text))
-            elif isinstance(e, mig.Persist):
-                if e.journal is None:
-                    self.journals.pop((host, e.domain), None)
-                else:
-                    self.journals[(host, e.domain)] = dict(e.journal)
-            elif isinstance(e, mig.Finished):
-                p.resolve(e)
-            elif isinstance(e, mig.Call):
-                answered = [False]
-
-                def reply(ok: bool, value: Any = None, error: str = "", call: mig.Call = e,
-                          answered: list[bool] = answered) -> None:  # (bound per call: a batch has several)
-                    if answered[0]:
-                        return
-                    answered[0] = True
-                    self._run_effects(host, run, run.handle(self.sched.now, mig.CallReturned(call.call_id, ok, value, error)), p)
-
-                limit = CALL_TIMEOUT + float(e.args.get("seconds", 0.0))  # sf_wait waits by itself
-                self.sched.after(limit, lambda reply=reply, c=e, limit=limit: reply(
-                    False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"))
-                self._call(host, e, reply)
-
-    def _cd_name(self, target: str) -> str | None:
-        """The control domain named or addressed by ``target`` (None if it is none)."""
-        if target in self.ldm:
-            return target
-        return next((cd.name for cd in self.topo.control_domains if cd.address == target), None)
-
-    def _remote(self, host: str, cd: str, answer: Callable[[], Any], reply: Callable[..., None]) -> None:
-        """Ask control domain ``cd`` (from ``host``) over the network; reply with what it answers."""
-        def there() -> None:
-            value = answer()
-            self.net.send(cd, host, lambda: reply(True, value), reliable=True)
-        self.net.send(host, cd, there, reliable=True)
-
-    def _activity(self, cd: str) -> dict[str, list[str]]:
-        journals = sorted({d.removesuffix(".migrate") for h, d in self.journals if h == cd})
-        d = self.ldm[cd]
-        migrating = sorted({x.name for x in d.domains() if d.migration(x.name) is not None} | set(d.incoming()))
-        return {"journals": journals, "migrating": migrating}
-
-    def _where(self, cd: str, domain: str) -> dict[str, Any] | None:
-        d = self.ldm[cd]
-        dom = d.domain(domain)
-        if dom is None:
-            return None
-        prog = self._progress.get((cd, domain)) if d.migration(domain) is not None else None
-        return {"state": str(dom.state), "flags": dom.flags,
-                "migration": None if prog is None else {"phase": str(prog.phase), "percent": prog.percent}}
-
-    def _call(self, host: str, c: mig.Call, reply: Callable[..., None]) -> None:
-        t = self.topo
-        local = self._cd_name(c.target) or host
-        if c.op == "sleep":
-            self.sched.after(float(c.args["seconds"]), lambda: reply(True, None))
-        elif c.op == "control_domains":
-            reply(True, [{"host": cd.name, "address": cd.address} for cd in t.control_domains])
-        elif c.op in ("activity", "where"):
-            cd = self._cd_name(c.target)
-            if cd is None:
-                return reply(False, error=f"unknown control domain {c.target}")
-            if c.op == "activity":
-                self._remote(host, cd, lambda: self._activity(cd), reply)
-            else:
-                self._remote(host, cd, lambda: self._where(cd, str(c.args["domain"])), reply)
-        elif c.op == "migrate_start":
-            domain, target = str(c.args["domain"]), str(c.args["target"])
-            self._progress.pop((local, domain), None)
-            self.trace(local, "cmd", f"ldm migrate-domain -c {domain} {target} (background)")
-            self._background[(local, domain)] = self.ldm_command(
-                local, "migrate-domain", "-c", domain, self._cd_name(target) or target)
-            reply(True, None)
-        elif c.op == "migrate_result":
-            bg = self._background.get((local, str(c.args["domain"])))
-            r = bg.value if bg is not None and bg.done else None
-            reply(True, None if r is None else {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr})
-        elif c.op == "ldm":
-            if c.target not in self.ldm:
-                return reply(False, error=f"unknown control domain {c.target}")
-            self.net.send(host, c.target, lambda: self.ldm_command(c.target, *c.args["argv"]).add_callback(
-                lambda r: self.net.send(c.target, host, lambda: reply(True, {"rc": r.rc, "stdout": r.stdout,
-                                                                             "stderr": r.stderr}), reliable=True)),
-                reliable=True)
-        elif c.op in ("guest_nodes", "resolve"):  # answered by the local control domain's node
-            self._at_node(host, self._cd_node(host), c, reply)
-        elif c.op == "cd_info":  # answered by the control domain named or addressed
-            cd = self._cd_name(c.target)
-            if cd is None:
-                return reply(False, error=f"no control domain answers at {c.target}")
-            self._remote(host, cd, lambda: t.control_domain_facts(cd).info(), reply)
-        else:
-            n = self.nodes.get(c.target)
-            if n is None:
-                return reply(False, error=f"unknown cluster node {c.target}")
-            self._at_node(host, n, c, reply)
-
-    def _cd_node(self, host: str) -> SimNode:
-        return self.nodes[self.topo.control_domain(host).cf_name]
-
-    def _at_node(self, host: str, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
-        """Carry call ``c`` from control domain ``host`` to node ``n`` and its answer back; a dead or
-        suspended node gives no answer (the call times out)."""
-        def at_node() -> None:
-            if n.alive and not n.suspended:
-                self._node_op(n, c, lambda *a, **k: self.net.send(n.cf, host, lambda: reply(*a, **k), reliable=True),
-                              host)
-        self.net.send(host, n.cf, at_node, reliable=True)
-
-    def _node_op(self, n: SimNode, c: mig.Call, reply: Callable[..., None], caller: str = "") -> None:
-        self.operation(n, c.op, c.args, caller, reply)
-
     # ---- scenario processes -------------------------------------------------------------------------
     def spawn(self, gen: Generator[Any, Any, None]) -> None:
         def resume(value: Any = None) -> None:
@@ -736,5 +514,3 @@ class World:
 
     def where(self, domain: str) -> list[tuple[str, str]]:
         return [(h, str(x.state)) for h, d in self.ldm.items() for x in d.domains() if x.name == domain]
-
-
