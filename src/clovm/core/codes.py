@@ -77,6 +77,7 @@ MIGRATION_STUCK: Code = "MIGRATION_STUCK"  # the migration did not end in time (
 NOT_DOWN: Code = "NOT_DOWN"  # recover: the stopped node did not become DOWN in time
 DOMAIN_LOST: Code = "DOMAIN_LOST"  # recover: the domain is not on the source any more
 START_FAILED: Code = "START_FAILED"  # recover: ldm start-domain failed
+SCOPED_NOT_POSSIBLE: Code = "SCOPED_NOT_POSSIBLE"  # --scoped on a stack that cannot widen detection per node
 NOT_JOINED: Code = "NOT_JOINED"  # recover: the restarted node did not join the cluster
 PROOF_FAILED: Code = "PROOF_FAILED"  # a proof check failed (resume proves again)
 NOT_MIGRATED: Code = "NOT_MIGRATED"  # not migrated, but restored and proven on the source (rc 5)

@@ -19,5 +19,6 @@ RMS_SYNC_PERIOD = 60.0  # RMS: (WRP, 35) repeats this often while out of sync (s
 RMS_SETTLE = 3.0  # RMS waits this long after start before placing applications (s)
 CLOCK_SAMPLES = 5  # heartbeats per peer over which a node estimates the peer's clock
 STALE_HEARTBEAT = 2.0  # a heartbeat older than this (s) says nothing about its sender's clock now
+MIGRATE_POLL_SECONDS = 1.0  # clovm migrate looks at a running migration this often (emulated s)
 INITIAL_SPCONFIG = "config1"  # the configuration the operator saved when the datacenter was built
 XSCF_USER = "xuser"  # the XSCF user of the SF agents

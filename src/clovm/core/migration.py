@@ -155,6 +155,11 @@ class GeneratorRun:
         self._batch: dict[int, CallReturned | None] = {}  # call_id -> answer, of the batch in flight
         self._gen: Generator[Effect, CallReturned, None] | None = None
 
+    @property
+    def ids(self) -> Iterator[int]:
+        """The call ids this run draws from (an embedded run shares its parent's)."""
+        return self._ids
+
     # -- machine interface ---------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         return None  # call timeouts are the driver's

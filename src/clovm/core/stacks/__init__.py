@@ -1,0 +1,1 @@
+"""The cluster stacks behind ``clovm migrate``'s one seam (:class:`clovm.core.safemigrate.Stack`)."""
