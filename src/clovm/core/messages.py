@@ -48,6 +48,10 @@ def xscf_command_failed(addr: str, command: str, rc: int, output: str) -> str:
     return f"{command} on XSCF {addr} failed (rc {rc}): {' '.join(output.split())}"
 
 
+def unknown_agent(agent: str) -> str:
+    return f"{agent} is not a shutdown agent of this node (SA_xscfsnmpg0p, g1p, g0r, g1r): correct rcsd.cfg"
+
+
 # ---- CF: services of a node whose join was refused ----------------------------------------------
 SERVICES = (("SF", "SMAWsf"), ("CRM", "CF"), ("RMS", "RMS"))  # (service, syslog tag)
 

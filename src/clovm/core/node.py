@@ -42,7 +42,7 @@ an agent result is :func:`agent_result`.
 
 *Disk.* :class:`NodeDisk` is what survives a restart; the node starts from the driver's copy and
 reports every change as :class:`Store` ``(key, value)`` *before* it answers or acts on it. Some
-operations re-read operator-edited files (:data:`FILE_READS`): the driver attaches what it read.
+operations re-read operator-edited files (:func:`~clovm.core.node_io.file_read`): the driver attaches what it read.
 
 *Operations.* :class:`OperationRequested` ``(op_id, op, args, caller)`` is answered by exactly one
 :class:`Answer` — at once, or later for ``sf_wait`` (when the rows of the named node have
@@ -310,6 +310,7 @@ class Node(NodeOperations):
             hb = self._hb_events.get(sender)
             if hb is None or hb.incarnation != m.inc:  # immutable: one per peer incarnation
                 hb = self._hb_events[sender] = mem.HeartbeatReceived(sender, m.inc)
+                self._samples.pop(sender, None)  # a restarted peer's clock says nothing of the old one
             self._feed_cf(now, hb, out)
             if now - m.sent > self.tuning.stale_heartbeat:
                 return  # it waited while this node was suspended: its clock is long out of date
@@ -342,6 +343,8 @@ class Node(NodeOperations):
                 out.append(WriteLog(TAG_CF, e.dest, e.text, e.msgid))
             elif cls is mem.AnnounceNodeState:
                 out.append(e)
+                if e.state is NodeState.DOWN:
+                    self._samples.pop(e.node, None)  # its clock is estimated afresh when it is back
                 self._feed_sf(now, fen.NodeStateChanged(e.node, e.state), out)
                 self._feed_rms(now, rmsmod.PeerNodeStateChanged(e.node, e.state), out)
             elif cls is mem.SendJoinRequest:
@@ -378,7 +381,10 @@ class Node(NodeOperations):
         for e in effects:
             cls = type(e)
             if cls is fen.RunAgent:
-                out.append(RunShutdownAgent(e, self.sf_generation))
+                if e.agent in AGENT_LAN:
+                    out.append(RunShutdownAgent(e, self.sf_generation))
+                else:  # an agent rcsd.cfg names but this SF does not have: it fails at once
+                    self._feed_sf(now, fen.AgentFinished(e.req_id, False, messages.unknown_agent(e.agent)), out)
             elif cls is Log:
                 out.append(WriteLog(TAG_SF, e.dest, e.text, e.msgid))
             elif cls is fen.AnnounceEliminated:

@@ -133,7 +133,9 @@ class NodeOperations:
         return {"CFCP": "cfcp", "CFSH": "cfsh", "CLUSTER_TIMEOUT": str(self.disk.timeout)}
 
     def _op_cfset_r(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
-        seconds = int(args.get("file_timeout", self.disk.timeout))
+        seconds = args.get("file_timeout", self.disk.timeout)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+            raise OpError(codes.BAD_CONFIG, f"cfset -r: CLUSTER_TIMEOUT must be a positive integer, not {seconds!r}")
         if seconds != self.disk.timeout:
             self.disk.timeout = seconds
             self._feed_cf(now, mem.TimeoutChanged(float(seconds)), out)
@@ -233,7 +235,10 @@ class NodeOperations:
             problem = f"weight must be a non-negative integer, not {weight!r}"
         if problem is not None:
             raise OpError(codes.BAD_REQUEST, f"set_sf_entry: {problem}")
-        config = self._file_sf(args).with_entry(entry, weight=weight)
+        base = self._file_sf(args)
+        if entry.cf_name not in {e.cf_name for e in base.xscf}:
+            raise OpError(codes.BAD_REQUEST, f"set_sf_entry: {entry.cf_name} is not a host of SA_xscfsnmp.cfg")
+        config = base.with_entry(entry, weight=weight)
         self._store("sf_config", config, out)
         self._sf_request(now, fen.SfReconfigRequested(self._machine_config(config)), out)
         return None
@@ -278,7 +283,8 @@ class NodeOperations:
             samples = self._samples.get(p)
             diffs[p] = abs(max(samples)) if samples else None
         return {"t": now, "state": str(cf.local_state), "sf": "running" if self.sf_running else "stopped",
-                "peers": peers, "clock_diff": diffs, "rms_busy": self.rms is not None and self.rms.busy()}
+                "peers": peers, "clock_diff": diffs, "rms_busy": self.rms is not None and self.rms.busy(),
+                "rms_activity": self.rms.activity() if self.rms is not None else None}
 
     def _op_widen(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
         peers = _peer_list("widen", args.get("peers"))
