@@ -14,14 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
+from helpers import WaitTimeout, wait_until
 from xdist_net import net
 
 TIME_SCALE = "10"
@@ -50,15 +49,15 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
-def poll(check: Callable[[], bool], within: float, every: float = 0.2) -> bool:
-    """Call ``check`` every ``every`` s until it is true (True) or ``within`` s passed (False)."""
-    deadline = time.monotonic() + within
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
+def poll(check: Callable[[], object], within: float, every: float = 0.2) -> bool:
+    """``helpers.wait_until`` as a question, for a branch (``if poll(...)``) or an assertion with
+    its own report (``assert poll(...), report``): True as soon as ``check()`` is truthy, False
+    once ``within`` s passed."""
+    try:
+        wait_until(check, within, every)
+    except WaitTimeout:
+        return False
+    return True
 
 
 def socket_files(home: Path) -> list[Path]:
@@ -68,12 +67,9 @@ def socket_files(home: Path) -> list[Path]:
 @pytest.fixture(autouse=True)
 def no_leftovers(tmp_path: Path) -> Iterator[None]:
     yield
-    deadline = time.monotonic() + 5
     mark = str(tmp_path) + os.sep
+    poll(lambda: not processes_mentioning(mark), 5, every=0.1)  # the stopping ones may take a moment
     left = processes_mentioning(mark)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = processes_mentioning(mark)
     for pid in left:
         try:
             os.kill(pid, signal.SIGCONT)

@@ -18,12 +18,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until_async
 
 from clovm import formats, settings
 from clovm.core.ldm import MigrationOffer, OfferRejected
@@ -155,10 +156,9 @@ def _make_home(root: Path) -> Home:
 def _start_ldmd(home: Home, name: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env[DOMAIN_CMD_ENV] = json.dumps([sys.executable, "-c", "import time; time.sleep(3600)"])
-    err = open(home.root / f"{name}.stderr", "ab")
-    p = subprocess.Popen([sys.executable, "-m", "clovm.runtime.ldmd", "--home", str(home.root), "--name", name],
-                         stdout=subprocess.PIPE, stderr=err, env=env)
-    err.close()
+    with open(home.root / f"{name}.stderr", "ab") as err:  # the child keeps its own copy
+        p = subprocess.Popen([sys.executable, "-m", "clovm.runtime.ldmd", "--home", str(home.root), "--name", name],
+                             stdout=subprocess.PIPE, stderr=err, env=env)
     assert p.stdout is not None
     deadline = time.monotonic() + 30
     buf = b""
@@ -226,12 +226,10 @@ async def ldm(home: Home, cd: str, *argv: str, timeout: float = 60) -> dict[str,
     return await call_unix(home.ldmd_socket(cd), "ldm", timeout, argv=list(argv))
 
 
-async def wait_until(cond: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def wait_until(check: Callable[[], Any], within: float = 10.0, what: str = "the condition",
+                     every: float = 0.02, detail: Callable[[], object] | None = None) -> Any:
+    """helpers.wait_until_async with this module's default patience (10 s)."""
+    return await wait_until_async(check, within, every, what, detail=detail)
 
 
 def _row(listing: str, name: str) -> list[str] | None:
@@ -290,7 +288,8 @@ async def test_list_placement_and_info(dc: Dc) -> None:
     tls_info = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "cd_info")
     assert tls_info["host"] == CD1 and tls_info["server"] == "srv1"
     # the fake xscfd of srv1 got the running guests of PPAR 0
-    await wait_until(lambda: ("domains_running", {"ppar": 0, "running": [GUEST]}) in dc.xscf.snapshot())
+    await wait_until(lambda: ("domains_running", {"ppar": 0, "running": [GUEST]}) in dc.xscf.snapshot(),
+                     what="domains_running [guest] pushed to the xscfd", detail=dc.xscf.snapshot)
     r = await ldm(dc.home, CD1, "no-such-subcommand")
     assert r["rc"] == 1 and "unknown subcommand" in r["stderr"]
 
@@ -301,12 +300,14 @@ async def test_spconfigs(dc: Dc) -> None:
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert r == {"rc": 0, "stdout": "factory-default\nconfig1 [current]\n", "stderr": ""}
     # the installed configuration includes the guest, and the XSCF is told so at start
-    await wait_until(lambda: ("spconfig_saved", {"ppar": 0, "domains": [GUEST]}) in dc.xscf.snapshot())
+    await wait_until(lambda: ("spconfig_saved", {"ppar": 0, "domains": [GUEST]}) in dc.xscf.snapshot(),
+                     what="spconfig_saved [guest] pushed at start", detail=dc.xscf.snapshot)
     r = await ldm(dc.home, CD1, "add-spconfig", "cfg2")
     assert r["rc"] == 0, r
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert r["stdout"] == "factory-default\nconfig1\ncfg2 [current]\n"
-    await wait_until(lambda: dc.xscf.snapshot().count(("spconfig_saved", {"ppar": 0, "domains": [GUEST]})) >= 2)
+    await wait_until(lambda: dc.xscf.snapshot().count(("spconfig_saved", {"ppar": 0, "domains": [GUEST]})) >= 2,
+                     what="a second spconfig_saved [guest] (add-spconfig)", detail=dc.xscf.snapshot)
     r = await ldm(dc.home, CD1, "remove-spconfig", "cfg2")
     assert r["rc"] == 0, r
     r = await ldm(dc.home, CD1, "list-spconfig")
@@ -335,7 +336,8 @@ async def test_live_migration_there_and_back(dc: Dc) -> None:
     assert _row(r1["stdout"], GUEST) is None
     doms = {d["name"]: d for d in await call_unix(dc.home.ldmd_socket(CD2), "domains")}
     assert doms[GUEST]["pid"] == pid and doms[GUEST]["flags"] == "-n----"
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": []}))
+    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": []}),
+                     what="domains_running [] last pushed", detail=dc.xscf.snapshot)
     # the spconfig of the source is no longer current (a domain left)
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert "config1 [next poweron]" in r["stdout"]
@@ -346,7 +348,7 @@ async def test_live_migration_there_and_back(dc: Dc) -> None:
     assert await _guest_alive_on(dc, CD1) == pid
     r = await ldm(dc.home, CD1, "stop-domain", GUEST)
     assert r["rc"] == 0, r
-    await wait_until(lambda: _gone(pid))
+    await wait_until(lambda: _gone(pid), what=f"guest process {pid} gone")
 
 
 @pytest.mark.timeout(90)
@@ -395,15 +397,17 @@ async def test_stop_and_start_domain(dc: Dc) -> None:
     pid = await _guest_alive_on(dc, CD1)
     r = await ldm(dc.home, CD1, "stop-domain", GUEST)
     assert r["rc"] == 0 and f"LDom {GUEST} stopped" in r["stdout"], r
-    await wait_until(lambda: _gone(pid))  # killed and reaped
+    await wait_until(lambda: _gone(pid), what=f"guest process {pid} killed and reaped")
     row = _row((await ldm(dc.home, CD1, "list"))["stdout"], GUEST)
     assert row is not None and row[1] == "bound"
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": []}))
+    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": []}),
+                     what="domains_running [] last pushed", detail=dc.xscf.snapshot)
     r = await ldm(dc.home, CD1, "start-domain", GUEST)
     assert r["rc"] == 0, r
     new = await _guest_alive_on(dc, CD1)
     assert new != pid
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [GUEST]}))
+    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [GUEST]}),
+                     what="domains_running [guest] last pushed", detail=dc.xscf.snapshot)
 
 
 @pytest.mark.timeout(90)
@@ -411,17 +415,13 @@ async def test_stop_and_start_domain(dc: Dc) -> None:
 async def test_kill_domain_op(dc: Dc) -> None:
     pid = await _guest_alive_on(dc, CD1)
     assert await call_unix(dc.home.ldmd_socket(CD1), "kill_domain", domain=GUEST, how="panic") == {"pid": pid}
-    await wait_until(lambda: _gone(pid))
+    await wait_until(lambda: _gone(pid), what=f"guest process {pid} gone")
 
     async def bound() -> bool:
         row = _row((await ldm(dc.home, CD1, "list"))["stdout"], GUEST)
         return row is not None and row[1] == "bound"
 
-    for _ in range(100):
-        if await bound():
-            break
-        await asyncio.sleep(0.05)
-    assert await bound()
+    await wait_until(bound, 5, f"{GUEST} bound on {CD1}", every=0.05)
     with pytest.raises(RpcError) as e:
         await call_unix(dc.home.ldmd_socket(CD1), "kill_domain", domain=GUEST, how="reset")
     assert e.value.code == "NOT_RUNNING"
@@ -435,13 +435,14 @@ async def test_kill_adopted_domain(dc: Dc) -> None:
     r = await ldm(dc.home, CD1, "migrate-domain", "-c", GUEST, CD2)
     assert r["rc"] == 0, r
     await call_unix(dc.home.ldmd_socket(CD2), "kill_domain", domain=GUEST, how="panic")
-    await wait_until(lambda: _gone(pid))  # the source, its parent, reaped it
-    for _ in range(100):
+    await wait_until(lambda: _gone(pid), what=f"guest process {pid} reaped")  # by the source, its parent
+
+    async def bound_on_cd2() -> dict[str, Any] | None:
         doms = {d["name"]: d for d in await call_unix(dc.home.ldmd_socket(CD2), "domains")}
-        if doms[GUEST]["state"] == "bound":
-            break
-        await asyncio.sleep(0.05)
-    assert doms[GUEST]["state"] == "bound" and doms[GUEST]["pid"] is None
+        return doms[GUEST] if doms[GUEST]["state"] == "bound" else None
+
+    guest = await wait_until(bound_on_cd2, 5, f"{GUEST} bound on {CD2}", every=0.05)
+    assert guest["state"] == "bound" and guest["pid"] is None
 
 
 @pytest.mark.timeout(90)
@@ -451,14 +452,14 @@ async def test_armed_abort_fails_migration(dc: Dc) -> None:
     assert await call_unix(dc.home.ldmd_socket(CD1), "arm_abort", domain=GUEST) is None
     r = await ldm(dc.home, CD1, "migrate-domain", "-c", GUEST, CD2)
     assert r["rc"] == 1 and f"Domain Migration of LDom {GUEST} failed" in r["stderr"], r
-    await wait_until(lambda: _gone(pid))
+    await wait_until(lambda: _gone(pid), what=f"guest process {pid} gone")
     row = _row((await ldm(dc.home, CD1, "list"))["stdout"], GUEST)
     assert row is not None and row[1] == "bound" and row[2][5] == "e", row
-    for _ in range(100):
-        if _row((await ldm(dc.home, CD2, "list"))["stdout"], GUEST) is None:
-            break
-        await asyncio.sleep(0.05)
-    assert _row((await ldm(dc.home, CD2, "list"))["stdout"], GUEST) is None
+
+    async def gone_from_cd2() -> bool:
+        return _row((await ldm(dc.home, CD2, "list"))["stdout"], GUEST) is None
+
+    await wait_until(gone_from_cd2, 5, f"{GUEST} no longer listed on {CD2}", every=0.05)
     assert _placement(dc.home, GUEST)["host"] == CD1
 
 

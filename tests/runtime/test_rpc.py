@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from helpers import wait_until_async
 
 from clovm.runtime import pki, rpc
 from clovm.runtime.home import Home
@@ -24,10 +25,11 @@ def home(tmp_path: Path) -> Home:
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
 async def test_channels_keep_one_connection_per_peer_and_replace_a_dropped_one(home: Home) -> None:
-    conns: list[object] = []
+    conns: list[asyncio.Task[object]] = []
 
     def handler(op: str, args: dict, peer: str) -> object:
         task = asyncio.current_task()  # one serving task per connection
+        assert task is not None
         if task not in conns:
             conns.append(task)
         if op == "fail":
@@ -55,7 +57,8 @@ async def test_channels_keep_one_connection_per_peer_and_replace_a_dropped_one(h
         await server.wait_closed()
         for c in conns:
             c.cancel()  # (what the peer's exit does to its connections)
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: all(c.done() for c in conns), 5,
+                               what="the old server's connection tasks to end (and close their sockets)")
         server = await rpc.serve_tls(ADDR, PORT, pki.server_context(home, "server"), handler)
         assert (await channels.call(ADDR, PORT, "echo", n=9))["args"] == {"n": 9}
         assert len(conns) == 3
