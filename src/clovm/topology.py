@@ -15,6 +15,7 @@ from typing import Iterable, Literal
 
 import msgspec
 
+from .core import names
 from .core.node import ControlDomainFacts, NodeDisk, NodeSpec
 from .core.rms import AppSpec
 from .core.sfconfig import SfConfig, SfHost, XscfEntry
@@ -234,6 +235,19 @@ def validate(t: Topology, source: str = "<topology>") -> None:
     unique(t.clusters, "name", "cluster")
     unique(t.apps, "name", "userapplication")
 
+    # Names become directory names (hosts/HOST, servers/SERVER) and command arguments: the
+    # product's naming rules first (core.names).
+    for field, items, kinds in (("server", t.servers, ("server",)), ("control_domain", t.control_domains, ("host",)),
+                                ("guest", t.guests, ("host", "domain"))):
+        for i, it in enumerate(items):
+            for kind in kinds:
+                problem = names.problem(kind, it.name)
+                if problem is not None:
+                    fail(f"{field}[{i}].name", problem)
+            if field != "server":
+                problem = names.problem("cf node", it.cf_name)
+                if problem is not None:
+                    fail(f"{field}[{i}].cf_name", problem)
     host_names: dict[str, str] = {}
     for field, items in (("server", t.servers), ("control_domain", t.control_domains), ("guest", t.guests)):
         for i, it in enumerate(items):
