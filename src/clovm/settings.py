@@ -7,6 +7,7 @@ from pathlib import Path
 
 # ---- cluster defaults: defined once in core.defaults (the core machines use them too) ----------
 from .core.defaults import (
+    CF_STALL,
     CLOCK_SAMPLES,
     DEFAULT_CLUSTER_TIMEOUT,
     EPOCH,
@@ -20,7 +21,7 @@ from .core.defaults import (
     XSCF_USER,
 )
 
-__all__ = ["CLOCK_SAMPLES", "DEFAULT_CLUSTER_TIMEOUT", "EPOCH", "HEARTBEAT_INTERVAL", "INITIAL_SPCONFIG",
+__all__ = ["CF_STALL", "CLOCK_SAMPLES", "DEFAULT_CLUSTER_TIMEOUT", "EPOCH", "HEARTBEAT_INTERVAL", "INITIAL_SPCONFIG",
            "JOIN_TIMEOUT", "RMS_SYNC_PERIOD", "RMS_SYNC_THRESHOLD", "SF_TEST_INTERVAL", "STALE_HEARTBEAT",
            "XSCF_USER"]
 
@@ -40,6 +41,7 @@ DEFAULT_TIME_SCALE = 1.0
 # time scale. At scale 1 (and up to 10 for detection) they change nothing.
 CF_MIN_DETECTION_REAL = 1.0
 CF_MIN_JOIN_REAL = 0.5
+CF_MIN_STALL_REAL = 0.5  # a node agent that did not run for this long (or CF_STALL) counts no silence meanwhile
 SF_MIN_AGENT_REAL = 2.0
 
 # ---- product paths, relative to a host's root -------------------------------------------------
@@ -76,6 +78,18 @@ COMMAND_PATHS = {  # full product path -> command name
 
 CALL_TIMEOUT = 10.0  # real seconds for one RPC
 READY_TIMEOUT = 30.0  # real seconds `clovm up` waits for every daemon
+UP_READY_TIMEOUT = 45.0  # real seconds `clovm up` then waits for the cluster (CF, RMS, SF) to be ready
+
+# ---- the supervisor (runtime/supervisor.py, core/supervision.py): SMF's restarter ------------------
+SUPERVISOR_RESTART_DELAY = 0.5  # real seconds between a daemon's exit and its restart
+SUPERVISOR_RESTART_LIMIT = 5  # restarts allowed within the window; one more exit: maintenance
+SUPERVISOR_RESTART_WINDOW = 60.0  # real seconds
+SUPERVISOR_REJOIN_TIMEOUT = 60.0  # real seconds a restarted cluster node waits for its peers to let it go
+
+# ---- ldmd to ldmd (runtime/ldmd.py) --------------------------------------------------------------
+LDMD_LINK_PING = 0.25  # real seconds between two checks of the peer of a migration in progress
+LDMD_LINK_GRACE = 5.0  # real seconds a peer that does not answer (but does not refuse) is given
+LDMD_CONNECT_RETRY = 3.0  # real seconds a refused connection to a peer ldmd is tried again
 
 
 def default_home() -> Path:

@@ -37,7 +37,7 @@ def test_fault_arguments_become_a_typed_call(kind, args, call):
     ("clock", ["m10-3", "nan"], "BAD_ARGUMENT", "not a number of seconds: 'nan'"),
     ("migration-abort", [], "BAD_ARGUMENT", "usage: clovm fault migration-abort DOMAIN"),
     ("meteor", [], "UNKNOWN_FAULT", ("unknown fault 'meteor' (one of: xscf-down, xscf-up, partition, heal, clock, "
-                                    "migration-abort, forget-xscf-key)")),
+                                    "migration-abort, forget-xscf-key, kill)")),
 ])
 def test_bad_fault_arguments(kind, args, code, message):
     with pytest.raises(ClovmError) as e:

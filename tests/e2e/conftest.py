@@ -126,3 +126,16 @@ def datacenter(tmp_path: Path, no_leftovers: None) -> Iterator[Callable[..., Dat
     finally:
         for home in factory.homes:
             clovm("down", "--home", str(home), timeout=60)
+
+
+_THIS = sys.modules[__name__]
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """The modules of this directory import their helpers with ``from conftest import ...``. When
+    pytest is given several test directories (``pytest tests/e2e tests/api``), it loads every
+    directory's conftest.py up front under the one name ``conftest``, and the last one wins: make
+    it this one again before a module of this directory is imported."""
+    path = getattr(collector, "path", None)
+    if path is not None and Path(path).parent == Path(__file__).parent:
+        sys.modules["conftest"] = _THIS

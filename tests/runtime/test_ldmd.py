@@ -288,7 +288,8 @@ async def test_list_placement_and_info(dc: Dc) -> None:
     tls_info = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "cd_info")
     assert tls_info["host"] == CD1 and tls_info["server"] == "srv1"
     # the fake xscfd of srv1 got the running guests of PPAR 0
-    await wait_until(lambda: ("domains_running", {"ppar": 0, "running": [GUEST]}) in dc.xscf.snapshot(),
+    await wait_until(lambda: ("domains_running", {"ppar": 0, "running": [GUEST], "held": [GUEST]})
+                     in dc.xscf.snapshot(),
                      what="domains_running [guest] pushed to the xscfd", detail=dc.xscf.snapshot)
     r = await ldm(dc.home, CD1, "no-such-subcommand")
     assert r["rc"] == 1 and "unknown subcommand" in r["stderr"]
@@ -336,7 +337,8 @@ async def test_live_migration_there_and_back(dc: Dc) -> None:
     assert _row(r1["stdout"], GUEST) is None
     doms = {d["name"]: d for d in await call_unix(dc.home.ldmd_socket(CD2), "domains")}
     assert doms[GUEST]["pid"] == pid and doms[GUEST]["flags"] == "-n----"
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": []}),
+    # (the source holds the domain no more: its XSCF must not call it stopped)
+    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [], "held": []}),
                      what="domains_running [] last pushed", detail=dc.xscf.snapshot)
     # the spconfig of the source is no longer current (a domain left)
     r = await ldm(dc.home, CD1, "list-spconfig")
@@ -400,13 +402,15 @@ async def test_stop_and_start_domain(dc: Dc) -> None:
     await wait_until(lambda: _gone(pid), what=f"guest process {pid} killed and reaped")
     row = _row((await ldm(dc.home, CD1, "list"))["stdout"], GUEST)
     assert row is not None and row[1] == "bound"
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": []}),
+    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [],
+                                                                              "held": [GUEST]}),
                      what="domains_running [] last pushed", detail=dc.xscf.snapshot)
     r = await ldm(dc.home, CD1, "start-domain", GUEST)
     assert r["rc"] == 0, r
     new = await _guest_alive_on(dc, CD1)
     assert new != pid
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [GUEST]}),
+    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [GUEST],
+                                                                              "held": [GUEST]}),
                      what="domains_running [guest] last pushed", detail=dc.xscf.snapshot)
 
 

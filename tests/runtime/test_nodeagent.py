@@ -571,7 +571,8 @@ def test_cf_sample_and_sf_test(dc: Datacenter) -> None:
     assert ei.value.code == "FORBIDDEN"
     s = wait_until(lambda: (v := dc.tls("guest1", "cf_sample"))["clock_diff"]["cfguest2"] is not None
                    and not v["rms_busy"] and v, what="a settled sample")
-    assert set(s) == {"t", "state", "sf", "peers", "clock_diff", "rms_busy"}
+    assert set(s) == {"t", "state", "sf", "peers", "clock_diff", "rms_busy", "rms_activity"}
+    assert s["rms_activity"] is None  # settled: nothing to name
     assert s["state"] == "UP" and s["sf"] == "running" and s["t"] > 0
     assert list(s["peers"]) == ["cfguest2"]
     p = s["peers"]["cfguest2"]

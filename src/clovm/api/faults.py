@@ -10,8 +10,11 @@ NOT_RUNNING, REMOTE_ERROR.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 from .. import settings
 from ..core import codes
 from ..fsutil import atomic_write
-from ..runtime import rpc
+from ..runtime import proc, rpc
 from ..runtime.home import Home
 from .errors import ClovmError
 from .lookup import (
@@ -30,10 +33,11 @@ from .lookup import (
     require_running,
     topology_of,
 )
-from .processes import read_json
+from .processes import of_home, read_json
 
 # the kinds of `clovm fault`, one use case each
-FAULTS = ("xscf-down", "xscf-up", "partition", "heal", "clock", "migration-abort", "forget-xscf-key")
+FAULTS = ("xscf-down", "xscf-up", "partition", "heal", "clock", "migration-abort", "forget-xscf-key", "kill")
+KILLABLE = ("xscfd", "ldmd", "nodeagent")  # what `clovm fault kill` kills
 
 
 def _remote(path: Path, op: str, **args: Any) -> Any:
@@ -136,3 +140,61 @@ def forget_xscf_key(home: Home, host: str, server: str) -> str:
     h, s = find_host(t, host), find_server(t, server)
     n = ssh.remove_known_hosts(home.known_hosts(h.name), [s.lan0, s.lan1])
     return f"{h.name} forgot {n} host key(s) of XSCF {s.name}"
+
+
+def kill(home: Home, daemon: str, host: str, at: str | None = None) -> str:
+    """SIGKILL a daemon, now or when a live migration reaches a point (a test-only hook).
+
+    daemon -- ``xscfd`` (host: a server), ``ldmd`` (a control domain) or ``nodeagent`` (a control
+        domain's cluster node, or a guest domain's: that process *is* the domain, so killing it is
+        a crashed domain, which stays down until ``ldm start-domain``)
+    host -- the server or host (host or CF node name)
+    at -- None: now. Else one of :data:`clovm.runtime.proc.KILL_POINTS`: armed in
+        ``Home.armed_kills_file``, the first process to reach that point of a migration kills the
+        daemon and disarms it (see :mod:`clovm.runtime.proc`)
+
+    The supervisor restarts a killed xscfd, ldmd or control-domain node agent (``clovm status``
+    shows it restarting).
+    """
+    t = topology_of(home)
+    if daemon not in KILLABLE:
+        raise ClovmError(codes.BAD_ARGUMENT, f"clovm fault kill: {daemon!r} is not a daemon; one of {', '.join(KILLABLE)}")
+    guest = False
+    if daemon == "xscfd":
+        name = find_server(t, host).name
+    else:
+        h = find_host(t, host)
+        guest = h.name in {g.name for g in t.guests}
+        if daemon == "ldmd" and guest:
+            raise ClovmError(codes.BAD_ARGUMENT, f"clovm fault kill: ldmd runs on control domains, not on {h.name}")
+        name = h.name
+    key = proc.daemon_key(daemon, name)
+    require_running(home)
+    if at is not None:
+        if at not in proc.KILL_POINTS:
+            raise ClovmError(codes.BAD_ARGUMENT, f"clovm fault kill --at: {at!r} is not a point of a migration "
+                                                 f"(one of {', '.join(proc.KILL_POINTS)})")
+        _arm(home, {"point": at, "daemon": key})
+        return f"armed: {daemon} {name} is killed (SIGKILL) when a live migration reaches {at}"
+    pid = proc.victim_pid(home, key)
+    if pid is None or not of_home(pid, home):
+        raise ClovmError(codes.NOT_RUNNING, f"{daemon} {name} is not running")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        raise ClovmError(codes.NOT_RUNNING, f"{daemon} {name} is not running") from None
+    if guest:
+        cd, _ = placement(home, t, name)
+        return (f"killed the node agent of guest domain {name} (pid {pid}): the domain crashed; it stays down "
+                f"until ldm start-domain {name} on {cd}")
+    return f"killed {daemon} {name} (pid {pid}) with SIGKILL; the supervisor starts it again"
+
+
+def _arm(home: Home, entry: dict[str, str]) -> None:
+    path = home.armed_kills_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = read_json(path)
+        entries = old if isinstance(old, list) else []
+        atomic_write(path, json.dumps([*entries, entry]) + "\n")

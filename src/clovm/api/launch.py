@@ -3,8 +3,9 @@
 Every XSCF (``xscfd``), ldmd and control-domain cluster node (``nodeagent``) is a background
 process started here in its own session (forked from a preloaded interpreter where
 :mod:`clovm.runtime.spawn` can, else a fresh ``python -m``); guest cluster nodes are domain
-processes started by their ldmd. There is no supervisor: :func:`claim` and :func:`write_lock`
-record in ``run/lock`` who is starting the home and what it started.
+processes started by their ldmd. :func:`claim` and :func:`write_lock` record in ``run/lock`` who
+is starting the home and what it started; :func:`start_supervisor` then starts the home's
+supervisor, which restarts any of those daemons that dies.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def launch(home: Home, t: topology.Topology, time_scale: float, started: dict[st
     after :func:`~clovm.api.provision.provision` (it needs the PKI, hosts file and cluster.config, nothing else); then, once every xscfd is READY, the
     known_hosts files (:func:`~clovm.api.provision.provision_xscf_keys`, whose asyncssh import overlaps the daemons'
     start) and the ldmds, as before: an ldmd pushes its PPAR's domains to its xscfd right after
-    READY (an absent xscfd is retried only every 3 s) and spawns its guests, whose shutdown
+    READY (an absent xscfd is retried every 0.5 s) and spawns its guests, whose shutdown
     agents test the XSCFs of every node of their cluster. Guests are awaited afterwards by
     :func:`await_guests`.
     """
@@ -146,6 +147,23 @@ def launch(home: Home, t: topology.Topology, time_scale: float, started: dict[st
     finally:
         waiter.close()
     return warnings
+
+
+SUPERVISOR_NAME = "datacenter"  # the supervisor's --name (one per home)
+
+
+def start_supervisor(home: Home, started: dict[str, int]) -> None:
+    """Start the home's supervisor (``runtime/supervisor.py``) once every daemon is READY, and
+    wait for its READY (it then watches them all). Recorded in ``started`` as the others."""
+    waiter = _ReadyWaiter(home)
+    try:
+        p = _spawn(home, "supervisor", SUPERVISOR_NAME)
+        started[f"supervisor:{SUPERVISOR_NAME}"] = p.pid
+        waiter.add(p)
+        while waiter.pending():
+            waiter.wait()
+    finally:
+        waiter.close()
 
 
 def _key(p: subprocess.Popen[bytes]) -> str:

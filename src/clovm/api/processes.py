@@ -164,13 +164,16 @@ def stop(home: Home, extra: Iterable[int] = ()) -> list[str]:
 
 
 def clean_run_state(home: Home) -> None:
-    """Remove sockets, pid files, placements and the lock (no process of the home is alive)."""
-    for sub, pattern in (("s", "*"), ("pids", "*.pid"), ("domains", "*.json")):
+    """Remove sockets, pid files, the supervisor's state, armed kills and the lock (no process
+    of the home is alive). Placement files stay: where each guest domain runs outlives its
+    process (the next ``clovm up`` boots it there; see ``Home.placement_file``)."""
+    for sub, pattern in (("s", "*"), ("pids", "*.pid")):
         d = home.run_dir / sub
         if d.is_dir():
             for f in d.glob(pattern):
                 f.unlink(missing_ok=True)
-    (home.run_dir / "lock").unlink(missing_ok=True)
+    for f in (home.run_dir / "lock", home.supervisor_file, home.armed_kills_file):
+        f.unlink(missing_ok=True)
 
 
 def log_tail(home: Home, name: str, n: int = LOG_TAIL) -> list[str]:

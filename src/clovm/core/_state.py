@@ -13,8 +13,9 @@ receives an event its state does not allow fails loudly in tests instead of drif
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
-from typing import Mapping, TypeVar
+from typing import TypeVar
 
 from .base import TransitionError
 
@@ -44,6 +45,8 @@ MEMBERSHIP: Mapping[tuple[NodeState, str], NodeState] = {
     (NodeState.LEFTCLUSTER, "marked_down"): NodeState.DOWN,  # operator (cftool -k)
     (NodeState.UP, "eliminated"): NodeState.DOWN,  # another node's SF killed it first
     (NodeState.DOWN, "joined"): NodeState.UP,
+    (NodeState.DOWN, "silent_running"): NodeState.LEFTCLUSTER,  # no join answer, but its domain runs
+    (NodeState.LEFTCLUSTER, "answered"): NodeState.UP,  # that silent peer accepted / asked to join
     (NodeState.DOWN, "eliminated"): NodeState.DOWN,
     (NodeState.DOWN, "domain_stopped"): NodeState.DOWN,
     # local view
@@ -199,6 +202,8 @@ MIGRATION: Mapping[tuple[MigrationPhase, str], MigrationPhase] = {
     (MigrationPhase.SUSPENDED, "aborted"): MigrationPhase.FAILED,  # fault: fails after the copy
     (MigrationPhase.HANDOFF, "acked"): MigrationPhase.DONE,
     (MigrationPhase.HANDOFF, "aborted"): MigrationPhase.FAILED,
+    # the target's ldmd is gone and never took the domain over (core.ldm.HandoffNotTaken)
+    (MigrationPhase.HANDOFF, "not_taken"): MigrationPhase.CANCELLED,
 }
 
 
@@ -266,3 +271,22 @@ def step(table: Mapping[tuple[S, str], S], state: S, trigger: str) -> S:
 
 def allowed(table: Mapping[tuple[S, str], S], state: S, trigger: str) -> bool:
     return (state, trigger) in table
+
+
+# --------------------------------------------------------------------------------------------
+# The supervisor (core.supervision): one supervised daemon, as SMF's restarter sees a service.
+class SupervisedState(_Named):
+    RUNNING = "running"
+    RESTARTING = "restarting"  # it exited; restarted after the restart delay
+    STARTING = "starting"  # started again, not ready yet
+    MAINTENANCE = "maintenance"  # exited too often in a short time: no longer restarted
+
+
+SUPERVISED: Mapping[tuple[SupervisedState, str], SupervisedState] = {
+    (SupervisedState.RUNNING, "exited"): SupervisedState.RESTARTING,
+    (SupervisedState.RUNNING, "flapped"): SupervisedState.MAINTENANCE,
+    (SupervisedState.RESTARTING, "due"): SupervisedState.STARTING,
+    (SupervisedState.STARTING, "ready"): SupervisedState.RUNNING,
+    (SupervisedState.STARTING, "exited"): SupervisedState.RESTARTING,  # it did not get ready
+    (SupervisedState.STARTING, "flapped"): SupervisedState.MAINTENANCE,
+}

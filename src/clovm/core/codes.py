@@ -26,6 +26,7 @@ INTERNAL: Code = "INTERNAL"  # a handler raised an unexpected exception (a bug i
 BAD_ANSWER: Code = "BAD_ANSWER"  # an answer does not have the expected shape (also: an error without a code)
 NO_SUCH_PPAR: Code = "NO_SUCH_PPAR"  # xscfd: the PPAR-ID is not on this server
 LAN_ERROR: Code = "LAN_ERROR"  # xscfd: an XSCF-LAN cannot be brought up
+PEER_RESTARTED: Code = "PEER_RESTARTED"  # ldmd: a message for the ldmd that ran before this one (it restarted)
 
 # ---- the datacenter's use cases (api.datacenter, api.faults) ----------------------------------
 HOME_IN_USE: Code = "HOME_IN_USE"  # the home already runs a datacenter
@@ -35,6 +36,9 @@ BAD_ARGUMENT: Code = "BAD_ARGUMENT"  # a use case was given a bad value (time sc
 NOT_RUNNING: Code = "NOT_RUNNING"  # the home runs no datacenter (or not the daemon / domain asked for)
 DAEMON_FAILED: Code = "DAEMON_FAILED"  # a daemon did not start or did not answer
 DEGRADED: Code = "DEGRADED"  # clovm status: the datacenter runs, but a daemon is down or does not answer
+RESTARTING: Code = "RESTARTING"  # clovm status: the supervisor is restarting the daemon
+MAINTENANCE: Code = "MAINTENANCE"  # clovm status: the daemon exited too often; the supervisor gave up on it
+NOT_READY: Code = "NOT_READY"  # clovm up: the datacenter runs, but its clusters did not become ready in time
 UNKNOWN_HOST: Code = "UNKNOWN_HOST"  # not a control domain or guest of the topology
 UNKNOWN_SERVER: Code = "UNKNOWN_SERVER"  # not a server of the topology
 UNKNOWN_DOMAIN: Code = "UNKNOWN_DOMAIN"  # not a guest domain of the topology
@@ -42,6 +46,7 @@ UNKNOWN_FAULT: Code = "UNKNOWN_FAULT"  # not a fault kind `clovm fault` knows
 REMOTE_ERROR: Code = "REMOTE_ERROR"  # a daemon answered a request with an error
 
 # ---- the product's admin commands (api.commands) ---------------------------------------------
+BAD_NAME: Code = "BAD_NAME"  # a name that would become part of a path breaks the product's naming rules
 BAD_USAGE: Code = "BAD_USAGE"  # the command line does not parse (rc 2)
 NOT_A_CONTROL_DOMAIN: Code = "NOT_A_CONTROL_DOMAIN"  # the command runs on control domains only
 SF_NOT_RUNNING: Code = "SF_NOT_RUNNING"  # sdtool -s: the shutdown facility is not running
@@ -92,3 +97,7 @@ PLATFORM_FAILED: Code = "PLATFORM_FAILED"  # ip / unshare / nsenter / mount / cg
 UP_FAILED: Code = "UP_FAILED"  # the topology did not come up (everything made was removed again)
 CLUSTER_NOT_READY: Code = "CLUSTER_NOT_READY"  # nodes not online, stonith not started or failed actions
 EXEC_TIMEOUT: Code = "EXEC_TIMEOUT"  # a command run inside a host did not finish in time
+
+# ---- clovm migrate on the Pacemaker stack (core.stacks.pacemaker, clovm.pacemaker.migrate_env) -------
+UNKNOWN_TARGET: Code = "UNKNOWN_TARGET"  # the target is no hypervisor host of the datacenter
+NOT_APPLIED: Code = "NOT_APPLIED"  # a change read back differs from what was written (token, cluster property)

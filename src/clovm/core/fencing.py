@@ -32,16 +32,32 @@ side = me + nodes I hold UP, the other side = all LEFTCLUSTER nodes. A side's su
 :class:`AppPrioritiesChanged`; default 0). The higher priority wins; on a tie the side holding the
 alphabetically first node of both sides wins.
 
-* Winner: kill every LEFTCLUSTER node at once: the node's agents in config order, each bounded by its
+* Unseen nodes (LEFTCLUSTER without ever having been UP here: CF's silent peers whose domain runs,
+  after this node started while the interconnect was cut) are never killed, by either side: the
+  other side does not see this node at all, so it may be the healthy cluster, and nothing needs
+  them dead (RMS places no application they could be running). CF settles them (they join, or
+  their domain stops).
+* Winner: kill every other LEFTCLUSTER node at once: the node's agents in config order, each bounded by its
   timeout; a failure or timeout moves on to the next agent. Success → Shut KillWorked on that row
   and :class:`AnnounceEliminated`; all agents failed → the node stays LEFTCLUSTER (rcsd + messages).
 * Loser: schedule the kill at ``now + lighter_side_delay × (1 − my_share)``; when it comes due the
   kill starts only if the node is still LEFTCLUSTER.
 * A kill of a node starts at most once per LEFTCLUSTER episode (repeated LEFTCLUSTER reports and
-  stop/start do not restart it). Any other state (DOWN, UP) ends the episode: a pending kill is
+  stop/start do not restart it). With ``kill_retry`` > 0, a kill in which every agent failed is
+  started again that many seconds later, with the configuration of that moment, for as long as
+  the node stays LEFTCLUSTER and SF runs (an XSCF LAN that was down, an SF entry that still named
+  the XSCF of the server the node migrated away from and was corrected meanwhile): otherwise the
+  node would stay LEFTCLUSTER for good. A retry that is waiting is not a shutdown cycle. Any other state (DOWN, UP) ends the episode: a pending kill is
   dropped, a running one is *cancelled* — its agent result still updates the row, but no further
   agent runs and nothing is announced.
 * LEFTCLUSTER nodes seen while stopped are decided on start.
+* Settle (``split_settle`` > 0, clusters of more than two nodes): the decision is taken
+  ``split_settle`` seconds after the first LEFTCLUSTER report of an episode, together for every
+  node reported LEFTCLUSTER by then. The nodes across a cut stop being heard within one heartbeat
+  interval of each other, but CF reports them one at a time: deciding on the first report alone
+  can make a node of a 1:2 split count one of the two as still on its side, so that both sides
+  win (and a 2:2 split look like 3:1 to both halves). Two nodes cannot be miscounted: a
+  two-node cluster decides at once.
 
 Timers (agent timeouts, pending kills, the periodic test) that are due at ``now`` fire before the
 event is handled — except for a stop, which discards them. :class:`~clovm.core.base.Ticked` only
@@ -52,6 +68,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import messages
 from ._state import (
     INIT,
     SF_DAEMON,
@@ -66,9 +83,8 @@ from ._state import (
     allowed,
     step,
 )
-from . import messages
-from .defaults import SF_LIGHTER_SIDE_DELAY, SF_TEST_INTERVAL
 from .base import Effect, Event, Log, Ticked
+from .defaults import SF_LIGHTER_SIDE_DELAY, SF_TEST_INTERVAL
 from .sfconfig import SfConfig, SfHost, XscfEntry
 
 INIT_ACTION = "init"
@@ -109,10 +125,12 @@ class AgentFinished(Event):
 
 @dataclass(frozen=True, slots=True)
 class NodeStateChanged(Event):
-    """CF's view of a node changed (reports about the local node are ignored)."""
+    """CF's view of a node changed (reports about the local node are ignored). ``unseen``: it is
+    LEFTCLUSTER without ever having been UP here (it never answered our join, its domain runs)."""
 
     node: str
     state: NodeState
+    unseen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +203,8 @@ class ShutdownFacility:
         *,
         test_interval: float = SF_TEST_INTERVAL,
         lighter_side_delay: float = SF_LIGHTER_SIDE_DELAY,
+        split_settle: float = 0.0,
+        kill_retry: float = 0.0,
     ) -> None:
         if test_interval <= 0:
             raise ValueError("test_interval must be positive")
@@ -194,6 +214,15 @@ class ShutdownFacility:
         self._config = config
         self._test_interval = test_interval
         self._lighter_side_delay = lighter_side_delay
+        if split_settle < 0:
+            raise ValueError("split_settle must not be negative")
+        self._split_settle = split_settle
+        if kill_retry < 0:
+            raise ValueError("kill_retry must not be negative")
+        self._kill_retry = kill_retry
+        self._retries: dict[str, float] = {}  # node -> when a kill that failed everywhere is tried again
+        self._decide_at: float | None = None  # a settling split-brain decision
+        self._unseen: set[str] = set()  # LEFTCLUSTER nodes that were never UP here
         self._daemon = SfDaemonState.STOPPED
         self._rows: dict[RowKey, _Row] = _fresh_rows(config)
         self._requests: dict[int, _Request] = {}
@@ -224,6 +253,9 @@ class ShutdownFacility:
     def next_deadline(self) -> float | None:
         times = [r.deadline for r in self._requests.values()]
         times += self._pending_kills.values()
+        if self._decide_at is not None:
+            times.append(self._decide_at)
+        times += self._retries.values()
         if self._next_test is not None:
             times.append(self._next_test)
         return min(times, default=None)
@@ -246,7 +278,11 @@ class ShutdownFacility:
                 req = self._requests.pop(req_id, None)
                 if req is not None:  # else stale: ignore
                     out += self._conclude(now, req, ok, detail)
-            case NodeStateChanged(node=node, state=state):
+            case NodeStateChanged(node=node, state=state, unseen=unseen):
+                if state is NodeState.LEFTCLUSTER and unseen:
+                    self._unseen.add(node)
+                else:
+                    self._unseen.discard(node)
                 out += self._node_changed(now, node, state)
             case AppPrioritiesChanged(priorities=priorities):
                 self._app_priorities = dict(priorities)
@@ -273,6 +309,8 @@ class ShutdownFacility:
         self._daemon = step(SF_DAEMON, self._daemon, "stop")
         self._requests.clear()
         self._pending_kills.clear()
+        self._decide_at = None
+        self._retries.clear()
         self._next_test = None
         self._rows = _fresh_rows(self._config)
         return [Log("rcsd", f"rcsd stopped on {self.me}")]
@@ -306,9 +344,18 @@ class ShutdownFacility:
             return []
         self._nodes[node] = state
         if state is NodeState.LEFTCLUSTER:
-            return self._decide(now) if self._daemon is SfDaemonState.RUNNING else []
+            if self._daemon is not SfDaemonState.RUNNING:
+                return []
+            if self._split_settle > 0 and len(self._config.hosts) > 2:
+                if self._decide_at is None:
+                    self._decide_at = now + self._split_settle
+                    return [Log("rcsd", f"{node} is LEFTCLUSTER: deciding in {self._split_settle:g} s, with every "
+                                        f"node that leaves meanwhile")]
+                return []
+            return self._decide(now)
         # The LEFTCLUSTER episode (if any) is over.
         self._kill_started.discard(node)
+        self._retries.pop(node, None)
         cancelled = self._pending_kills.pop(node, None) is not None
         for req in self._requests.values():
             if req.action == KILL_ACTION and req.host == node and not req.cancelled:
@@ -324,6 +371,18 @@ class ShutdownFacility:
                 _, rid = min(due)
                 req = self._requests.pop(rid)
                 out += self._conclude(now, req, False, f"timeout after {req.timeout:g} s")
+                continue
+            if self._decide_at is not None and self._decide_at <= now:
+                self._decide_at = None
+                out += self._decide(now)
+                continue
+            retries = [(t, n) for n, t in self._retries.items() if t <= now]
+            if retries:
+                _, node = min(retries)
+                del self._retries[node]
+                if self._nodes.get(node) is NodeState.LEFTCLUSTER:
+                    out.append(Log("rcsd", f"trying again to kill {node}"))
+                    out += self._start_kill(now, node)
                 continue
             kills = [(t, n) for n, t in self._pending_kills.items() if t <= now]
             if kills:
@@ -405,8 +464,10 @@ class ShutdownFacility:
         mine_p, others_p = self._priority(mine), self._priority(others)
         survive = mine_p > others_p or (mine_p == others_p and min(mine + others) in mine)
         todo = undecided if survive else [n for n in undecided if n not in self._pending_kills]
+        spared = [n for n in todo if n in self._unseen]
+        todo = [n for n in todo if n not in self._unseen]
         if not todo:
-            return []
+            return [Log("rcsd", f"{', '.join(spared)} never joined {self.me}: not killed")] if spared else []
         out: list[Effect] = [
             Log(
                 "rcsd",
@@ -456,7 +517,11 @@ class ShutdownFacility:
                 *self._begin(now, host, req.index + 1, KILL_ACTION),
             ]
         text = f"failed to kill {node}: all shutdown agents failed; {node} stays LEFTCLUSTER"
-        return [Log("rcsd", text), Log("messages", text)]
+        out: list[Effect] = [Log("rcsd", text), Log("messages", text)]
+        if self._kill_retry > 0:
+            self._retries[node] = now + self._kill_retry
+            out.append(Log("rcsd", f"trying again to kill {node} in {self._kill_retry:g} s"))
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,17 +61,48 @@ concurrent migrations of different domains each get the full link bandwidth)
     FAILED (after the copy)  abort fault, T answering Handoff with :class:`MigrationFailed`, or T
              unreachable during HANDOFF: S leaves the domain bound with flags ``-----e`` and emits
              :class:`KillDomainProcess`; T is told to destroy its copy; reply rc 1.
+    HAND-OFF LOST  when T's ldmd dies during the hand-off, the driver tells S what the domain's
+             placement says: :class:`PlacementMoved` (T took the domain over before it died: the
+             hand-off counts as acknowledged) or :class:`HandoffNotTaken` (T never took it: S
+             resumes its frozen copy, the migration is cancelled). Only a target that merely stops
+             answering leaves S with :class:`PeerUnreachable` → FAILED above.
     Every phase entry (and every pre-copy round) emits :class:`MigrationProgress` on S. Percent is
-    the share of memory already consistent on T: ``100 × (memory − amount still to send) / memory``.
+    the share of memory already consistent on T: ``100 × (memory − amount still to send) / memory``;
+    :meth:`Ldmd.migration_status` (``ldm list -o status``) is the share of the whole transfer sent
+    at a given moment, and the pre-copy round.
     Messages carry ``mig_id`` (per source) so stale answers of an earlier attempt are ignored.
+
+Power-on (:meth:`Ldmd.powered_on`)
+    When the servers are powered on again (``clovm down``, then ``clovm up``), an ldmd is built as
+    by a restart (below) from the SP's store and the guests whose placement names its control
+    domain, and boots every one of them (:class:`StartDomainProcess`).
+
+Restart (:meth:`Ldmd.restarted`)
+    An ldmd keeps nothing of its own on disk but the guests' placement files (which control domain
+    owns each domain process, and the process itself); the SP configurations live on the service
+    processor (:meth:`Ldmd.sp_store`). A restarted ldmd is rebuilt from exactly that
+    (:class:`FoundDomain` per guest whose placement names this control domain):
+
+    * a domain whose process runs is ``active`` and is *resumed* (:class:`ResumeDomainProcess`):
+      no migration survives a restart, and one the crash interrupted may have left the guest
+      frozen in its suspend — the source copy is the only one (a target's bound copy was never
+      placed there, and a hand-off moves the placement before it resumes the guest);
+    * a domain whose process ended while ldmd was down is ``bound`` (it is not started: restarting
+      ldmd never boots a domain; the operator does, after the documented checks);
+    * no migration record survives, so none is in progress, in either direction.
+
+    The SP's store (names, contents, the next-power-on name, the last booted or saved name) is
+    kept; the running configuration counts as changed since the last save when the domains found
+    differ from the ones that configuration holds, or when it had already changed before.
+    When a peer ldmd stops (its connection breaks) the driver feeds :class:`PeerUnreachable`.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Sequence
 
+from . import names
 from ._state import DOMAIN, MIGRATION, DomainState, MigrationPhase, allowed, step
 from .base import Effect, Event, Log, Ticked
 
@@ -80,7 +111,7 @@ FACTORY_DEFAULT = "factory-default"
 SUSPEND_OVERHEAD_S = 0.1
 FIRST_CONSOLE_PORT = 5000
 PRIMARY = "primary"
-_SPCONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+_SPCONFIG_NAME = names.SPCONFIG  # (core.names)
 _LOG = "messages"
 LDMD_TAG = "ldmd"  # the syslog tag of ldmd's lines in a control domain's var/adm/messages
 
@@ -127,6 +158,28 @@ class Migration:
 
 
 @dataclass(frozen=True, slots=True)
+class SpStore:
+    """What the service processor keeps of one PPAR's configurations (it survives ldmd)."""
+
+    configs: tuple[tuple[str, frozenset[str]], ...]  # in store order, factory-default first
+    next: str  # the configuration used at next power-on
+    booted: str  # the configuration last booted or saved
+    changed: bool  # the running configuration changed since it was booted or saved
+
+
+@dataclass(frozen=True, slots=True)
+class FoundDomain:
+    """A guest domain a restarting ldmd finds placed on its control domain (its placement file)."""
+
+    name: str
+    memory_mb: int
+    vcpu: int
+    dirty_rate_mb_s: float
+    alive: bool  # its process runs (perhaps frozen by an interrupted migration)
+    started_at: float | None = None  # when it was started, if the driver knows
+
+
+@dataclass(frozen=True, slots=True)
 class _Incoming:
     source: str
     mig_id: int
@@ -163,6 +216,29 @@ class DomainProcessExited(Event):
 @dataclass(frozen=True, slots=True)
 class MigrationAbortArmed(Event):
     domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementMoved(Event):
+    """The driver saw the process of ``domain`` placed on control domain ``host`` now (its
+    placement record moved): for a domain handing off to ``host`` the target has taken it over,
+    even if its :class:`HandoffAcked` never arrives (the target died right after the take-over)."""
+
+    domain: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffNotTaken(Event):
+    """The driver knows for sure that control domain ``host`` did not take ``domain`` over: the
+    ldmd that held its copy is gone (its connection refused or broke, or it answers as a restarted
+    ldmd that knows nothing of the migration) and the domain's placement still names this control
+    domain. A source handing off to ``host`` still holds the only, complete, frozen copy: it resumes
+    it (the migration is cancelled). Without that certainty (a target that merely stopped
+    answering) the driver feeds :class:`PeerUnreachable`, and the hand-off fails."""
+
+    domain: str
+    host: str
 
 
 # ------------------------------------------------------------------------------------ protocol
@@ -267,6 +343,7 @@ class MigrationProgress(Effect):
     domain: str
     phase: str  # a MigrationPhase value
     percent: int
+    round: int = 0  # the pre-copy round (1, 2, ...; 0 before the first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +361,7 @@ class _CmdError(Exception):
 
 
 _USAGE: dict[str, str] = {
-    "list": "list [NAME]",
+    "list": "list [-o status] [NAME]",
     "list-domain": "list-domain [NAME]",
     "list-spconfig": "list-spconfig",
     "add-spconfig": "add-spconfig NAME",
@@ -375,6 +452,57 @@ class Ldmd:
         self._changed = False
         self._now = 0.0
 
+    @classmethod
+    def restarted(cls, host: str, ppar: int, server: str, found: Iterable[FoundDomain], sp: SpStore, now: float,
+                  **params: object) -> tuple[Ldmd, list[Effect]]:
+        """The ldmd of ``host`` after a restart, rebuilt from what persists (see "Restart" in the
+        module docstring), and the effects of its recovery (resume every adopted domain)."""
+        d = cls(host, ppar, server, **params)  # type: ignore[arg-type]
+        d._now = now
+        d._store = {n: frozenset(doms) for n, doms in sp.configs}
+        if FACTORY_DEFAULT not in d._store or len(d._store) > MAX_SPCONFIGS:
+            raise ValueError(f"bad SP store {sp!r}")
+        d._next = sp.next if sp.next in d._store else FACTORY_DEFAULT
+        d._booted = sp.booted
+        out: list[Effect] = []
+        for f in sorted(found, key=lambda f: f.name):
+            if f.alive:
+                d.add_domain(f.name, f.memory_mb, f.vcpu, f.dirty_rate_mb_s, DomainState.ACTIVE,
+                             started_at=now if f.started_at is None else f.started_at)
+                out += [ResumeDomainProcess(f.name),
+                        Log(_LOG, f"ldmd: domain {f.name} found running after a restart: adopted and resumed")]
+            else:
+                d.add_domain(f.name, f.memory_mb, f.vcpu, f.dirty_rate_mb_s, DomainState.BOUND)
+                out.append(Log(_LOG, f"ldmd: domain {f.name} found stopped after a restart: bound, not started"))
+        saved = d._store.get(d._booted)
+        d._changed = sp.changed or saved is None or saved != frozenset(d._domains)
+        out.append(Log(_LOG, f"ldmd: restarted on {host}: {len(d._domains) - 1} guest domain(s); no migration "
+                             f"survives a restart"))
+        return d, out
+
+    @classmethod
+    def powered_on(cls, host: str, ppar: int, server: str, placed: Iterable[FoundDomain], sp: SpStore,
+                   now: float, **params: object) -> tuple[Ldmd, list[Effect]]:
+        """The ldmd of ``host`` when its server powers on again (``clovm up`` on a home that was
+        stopped): the SP's configurations as they were, and every guest domain whose placement
+        names this control domain booted here (:class:`StartDomainProcess`), wherever the
+        topology first put it. Nothing of a migration interrupted by the power-off survives."""
+        booted = [replace(f, alive=True, started_at=now) for f in placed]
+        d, _ = cls.restarted(host, ppar, server, booted, sp, now, **params)
+        out: list[Effect] = [StartDomainProcess(f.name) for f in sorted(booted, key=lambda f: f.name)]
+        out.append(Log(_LOG, f"ldmd: powered on on {host}: {len(out)} guest domain(s) booted"))
+        return d, out
+
+    def sp_store(self) -> SpStore:
+        """What the service processor holds of this PPAR's configurations."""
+        return SpStore(tuple(self._store.items()), self._next, self._booted, self._changed)
+
+    def running(self) -> frozenset[str]:
+        """Guest domains running here: active, and not the frozen source copy of a migration that is
+        handing off (the target runs it from the hand-off on)."""
+        return frozenset(n for n, d in self._domains.items() if n != PRIMARY and d.state is DomainState.ACTIVE
+                         and not ((m := self._out.get(n)) is not None and m.phase is MigrationPhase.HANDOFF))
+
     # ---------------------------------------------------------------- setup and accessors
     def add_domain(self, name: str, memory_mb: int, vcpu: int, dirty_rate_mb_s: float,
                    state: DomainState = DomainState.ACTIVE, *, started_at: float = 0.0,
@@ -392,6 +520,10 @@ class Ldmd:
     def domains(self) -> tuple[Domain, ...]:
         return tuple(self._domains.values())
 
+    def domain_names(self) -> frozenset[str]:
+        """The guest domains this ldmd holds, in any state (its bound target copies too)."""
+        return frozenset(n for n in self._domains if n != PRIMARY)
+
     def domain(self, name: str) -> Domain | None:
         return self._domains.get(name)
 
@@ -405,6 +537,43 @@ class Ldmd:
 
     def incoming(self) -> frozenset[str]:
         return frozenset(self._in)
+
+    def migration_status(self, domain: str, now: float) -> dict[str, object] | None:
+        """``ldm list -o status``'s view of an outgoing migration at ``now``, or None.
+
+        ``percent`` is the share of the migration's whole transfer already sent (every pre-copy
+        round and the final copy while suspended; the model is deterministic, so the total is
+        known from the start), so it advances steadily even when the copy never converges;
+        ``round`` is the pre-copy round (0 while checking), ``rounds_max`` the most there can be.
+        """
+        m = self._out.get(domain)
+        d = self._domains.get(domain)
+        if m is None or d is None:
+            return None
+        rounds, final = self._schedule(d)
+        total = sum(rounds) + final
+        if m.phase is MigrationPhase.CHECKS:
+            sent = 0.0
+        elif m.phase is MigrationPhase.PRECOPY:
+            left = 0.0 if m.deadline is None else max(0.0, m.deadline - now) * self.bandwidth_mb_s
+            sent = sum(rounds[:m.round - 1]) + max(0.0, m.to_copy_mb - left)
+        elif m.phase is MigrationPhase.SUSPENDED:
+            left = 0.0 if m.deadline is None else max(0.0, m.deadline - now - SUSPEND_OVERHEAD_S) * self.bandwidth_mb_s
+            sent = sum(rounds) + max(0.0, m.to_copy_mb - left)
+        else:
+            sent = total
+        percent = 100 if total <= 0 else max(0, min(100, int(100 * sent / total)))
+        return {"phase": str(m.phase), "percent": percent, "round": m.round, "rounds_max": self.max_precopy_rounds}
+
+    def _schedule(self, d: Domain) -> tuple[list[float], float]:
+        """The amounts of every pre-copy round of a migration of ``d`` and of its final copy (the
+        rules of :meth:`_round_done`)."""
+        rounds = [float(d.memory_mb)]
+        while True:
+            nxt = min(float(d.memory_mb), d.dirty_rate_mb_s * rounds[-1] / self.bandwidth_mb_s)
+            if nxt <= self.converge_mb or len(rounds) >= self.max_precopy_rounds:
+                return rounds, nxt
+            rounds.append(nxt)
 
     def spconfigs(self) -> tuple[Spconfig, ...]:
         return tuple(Spconfig(n, self._label(n), doms) for n, doms in self._store.items())
@@ -434,6 +603,13 @@ class Ldmd:
             case MigrationAbortArmed(domain=name):
                 self._armed.add(name)
                 return [Log(_LOG, f"ldmd: fault armed: next migration of {name} fails after the copy")]
+            case PlacementMoved(domain=name, host=host):
+                return self._placement_moved(name, host)
+            case HandoffNotTaken(domain=name, host=host):
+                m = self._out.get(name)
+                if m is None or m.phase is not MigrationPhase.HANDOFF or m.target != host:
+                    return []
+                return self._cancel(m, "not_taken", (f"Target host {host} did not take over domain {name}",))
             case Ticked():
                 return self._tick()
         raise TypeError(f"Ldmd cannot handle {event!r}")
@@ -480,6 +656,8 @@ class Ldmd:
         return d
 
     def _cmd_list(self, now: float, req_id: int, sub: str, args: Sequence[str]) -> list[Effect]:
+        if tuple(args[:2]) == ("-o", "status"):
+            return self._list_status(now, req_id, sub, args[2:])
         names = _args(sub, args, 0, 1)
         rows = [self._get(names[0])] if names else list(self._domains.values())
         lines = [self._row("NAME", "STATE", "FLAGS", "CONS", "VCPU", "MEMORY", "UTIL", "UPTIME")]
@@ -489,6 +667,26 @@ class Ldmd:
                                    format_memory(d.memory_mb), "-" if up is None else f"{d.util:.1f}%",
                                    "-" if up is None else format_uptime(up)))
         return [self._ok(req_id, "".join(line + "\n" for line in lines))]
+
+    def _list_status(self, now: float, req_id: int, sub: str, args: Sequence[str]) -> list[Effect]:
+        """``ldm list -o status [NAME]``: each domain's operation in progress (a migration: its
+        progress and the other side)."""
+        names = _args(sub, args, 0, 1)
+        rows = [self._get(names[0])] if names else list(self._domains.values())
+        out = []
+        for d in rows:
+            out.append(f"NAME\n{d.name}\n\nSTATUS\n")
+            st = self.migration_status(d.name, now)
+            if st is not None:
+                out.append(f"    {'OPERATION':<13}{'PROGRESS':<12}TARGET\n"
+                           f"    {'migration':<13}{str(st['percent']) + '%':<12}{self._out[d.name].target}\n")
+            elif d.name in self._in:
+                out.append(f"    {'OPERATION':<13}{'PROGRESS':<12}SOURCE\n"
+                           f"    {'migration':<13}{'-':<12}{self._in[d.name].source}\n")
+            else:
+                out.append(f"    {'OPERATION':<13}PROGRESS\n")
+            out.append("\n")
+        return [self._ok(req_id, "".join(out).rstrip("\n") + "\n")]
 
     @staticmethod
     def _row(*c: str) -> str:
@@ -638,7 +836,7 @@ class Ldmd:
         if percent is None:
             mem = self._domains[m.domain].memory_mb
             percent = 0 if m.round == 0 else round(100 * (mem - m.to_copy_mb) / mem)
-        return MigrationProgress(m.domain, str(m.phase), percent)
+        return MigrationProgress(m.domain, str(m.phase), percent, m.round)
 
     def _set_mark(self, name: str, mark: str) -> None:
         d = self._domains[name]
@@ -714,7 +912,7 @@ class Ldmd:
             self._domains[m.domain] = replace(d, state=st, flags=_guest_flags(st), started_at=None)
         else:
             self._set_mark(m.domain, "-")
-            if was is MigrationPhase.SUSPENDED:
+            if was in (MigrationPhase.SUSPENDED, MigrationPhase.HANDOFF):
                 out.append(ResumeDomainProcess(m.domain))
         if notify:
             out.append(SendToPeer(m.target, MigrationCancelled(m.mig_id, m.domain)))
@@ -798,6 +996,15 @@ class Ldmd:
         if m is None or m.target != peer or m.mig_id != getattr(msg, "mig_id", None):
             return [Log(_LOG, f"ldmd: ignored {type(msg).__name__} from {peer}")]
         return self._source_message(peer, msg, m)
+
+    def _placement_moved(self, name: str, host: str) -> list[Effect]:
+        """A hand-off to ``host`` counts as acknowledged once the domain is placed there."""
+        m = self._out.get(name)
+        if m is None or m.phase is not MigrationPhase.HANDOFF or m.target != host:
+            return []
+        return [Log(_LOG, f"ldmd: {name} is placed on {host}: the hand-off happened, although {host} "
+                          f"did not acknowledge it"),
+                *self._source_message(host, HandoffAcked(m.mig_id, name), m)]
 
     def _peer_unreachable(self, peer: str) -> list[Effect]:
         out: list[Effect] = []

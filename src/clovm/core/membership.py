@@ -15,6 +15,18 @@ INVALID (:class:`RefuseClusterServices`, and a syslog line naming the refusers a
 recovery), otherwise it is UP (:class:`StartClusterServices`). Peers that did not answer stay DOWN.
 An INVALID node takes no further part: it ignores everything and has no deadline.
 
+Silent peers. A peer that did not answer is *silent*: no answer is no proof that it is down (the
+interconnect may be cut while it runs, with the applications). So the node asks the hypervisor
+side about it (:class:`QueryDomainStatus`, at once and every ``recheck_interval``) and asks it to
+join again every ``join_timeout`` seconds. A stopped domain confirms DOWN (no more questions); a
+running one makes the peer LEFTCLUSTER, announced as *unseen* (its state is uncertain: RMS places
+no application it could be running, and SF does not kill it — it may be the surviving cluster,
+which does not see this node at all); a silent LEFTCLUSTER peer whose domain is found stopped
+later is DOWN. Until the hypervisor has answered, a silent peer is held DOWN but announced as
+DOWN *unseen* (RMS treats it as uncertain too); a confirmation announces it DOWN again. A silent peer that accepts one of our join requests, or asks to join itself, is UP
+(a silent LEFTCLUSTER one too: we never heard from it, so it cannot be a restart of a node we
+held).
+
 Monitoring. While UP the node broadcasts a heartbeat every ``heartbeat_interval``. A heartbeat
 counts only from a peer that is UP in the view with the incarnation it joined with (a peer marked
 UP by accepting *our* join has its incarnation learnt from its first heartbeat); anyone else must
@@ -42,6 +54,14 @@ asks the hypervisor side about every LEFTCLUSTER peer (:class:`QueryDomainStatus
 every ``recheck_interval``; a stopped domain makes it DOWN, a running one keeps it LEFTCLUSTER.
 The same holds outside the window for a peer widened with ``hypervisor=True``.
 
+Stalls. With ``stall`` set, a call of ``handle`` more than ``stall`` seconds after the previous
+one means that this node did not run in between (its domain was frozen: ``clovm fault pause``, the
+suspend of a live migration; it is ticked at least every heartbeat interval while UP): every UP
+peer's silence is counted from ``gap`` seconds later, so that a node frozen for less than the
+timeout does not hold its healthy peers LEFTCLUSTER when it runs again (and, as the lighter side of
+a split that only it sees, kill them all). The peers' own detection of the frozen node is not
+changed. Drivers set it (``NodeTuning.cf_stall``); the machine's default is off.
+
 Time floors. ``min_timeout`` is a lower bound of every effective timeout (CLUSTER_TIMEOUT and
 widenings alike); ``timeout`` and the log lines keep the configured values. The simulator leaves it
 at 0. The runtime sets it to one real second's worth of emulated time, so that a sped-up clock
@@ -58,12 +78,17 @@ effects of one call come out in a stable order.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ._state import MEMBERSHIP, NodeState, allowed, step
-from .defaults import DEFAULT_CLUSTER_TIMEOUT, DOMAIN_RECHECK_INTERVAL, HEARTBEAT_INTERVAL, JOIN_TIMEOUT
 from .base import Effect, Event, Log, Ticked, TransitionError
+from .defaults import (
+    DEFAULT_CLUSTER_TIMEOUT,
+    DOMAIN_RECHECK_INTERVAL,
+    HEARTBEAT_INTERVAL,
+    JOIN_TIMEOUT,
+)
 
 UP, LEFTCLUSTER = NodeState.UP, NodeState.LEFTCLUSTER
 
@@ -175,6 +200,7 @@ class SendJoinAnswer(Effect):
 class AnnounceNodeState(Effect):
     node: str
     state: NodeState
+    unseen: bool = False  # LEFTCLUSTER without ever having been UP here (a silent peer whose domain runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +239,7 @@ class Membership:
         join_timeout: float = JOIN_TIMEOUT,
         recheck_interval: float = DOMAIN_RECHECK_INTERVAL,
         min_timeout: float = 0.0,
+        stall: float = math.inf,
     ) -> None:
         if min(timeout, heartbeat_interval, join_timeout, recheck_interval) <= 0:
             raise ValueError("timeouts and intervals must be positive")
@@ -222,6 +249,10 @@ class Membership:
         self._peers = tuple(sorted(set(peers) - {me}))
         self._timeout = float(timeout)
         self._min_timeout = float(min_timeout)
+        if stall <= 0:
+            raise ValueError("stall must be positive")
+        self._stall = stall
+        self._last_handled: float | None = None
         self._incarnation = incarnation
         self._heartbeat = BroadcastHeartbeat(incarnation)  # immutable: one instance serves every beat
         self._due: float | None = None  # cached next_deadline(), recomputed after every handle
@@ -248,6 +279,8 @@ class Membership:
         self._join_deadline: float | None = None  # only while joining
         self._unanswered: set[str] = set()
         self._refusals: dict[str, str] = {}
+        self._silent: set[str] = set()  # did not answer our join, not heard from since
+        self._next_join: float | None = None  # next join request to the silent peers
 
     # ---- queries -----------------------------------------------------------------------------
     @property
@@ -306,6 +339,8 @@ class Membership:
             self._other = None
             return None
         times = [] if self._join_deadline is None else [self._join_deadline]
+        if self._next_join is not None:
+            times.append(self._next_join)
         for peer, last in self._last_hb.items():
             eff = self._eff(peer)
             times.append(last + (eff if peer in self._questionable else eff / 2))
@@ -325,6 +360,22 @@ class Membership:
 
     # ---- events ------------------------------------------------------------------------------
     def handle(self, now: float, event: Event) -> list[Effect]:
+        last, self._last_handled = self._last_handled, now
+        if last is not None and now - last > self._stall and self._last_hb:
+            return self._stalled(now, now - last) + self._handle(now, event)
+        return self._handle(now, event)
+
+    def _stalled(self, now: float, gap: float) -> list[Effect]:
+        """This node did not run for ``gap`` s (its domain was frozen: a pause, a migration's
+        suspend): its peers' silence meanwhile is not theirs, and does not count."""
+        for p, t in self._last_hb.items():
+            self._last_hb[p] = min(now, t + gap)
+        self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._eff(p) / 2}
+        self._due = self._compute_deadline()
+        return [Log("messages", f"CF: {self._me}: this node did not run for {gap:.1f} s: the silence of its peers "
+                                f"meanwhile is not counted")]
+
+    def _handle(self, now: float, event: Event) -> list[Effect]:
         # Nothing can be due before the cached deadline, and a heartbeat only postpones
         # deadlines: skipping those passes keeps the common case (a heartbeat) cheap.
         due = self._due
@@ -412,6 +463,11 @@ class Membership:
                     return self._move(now, sender, "joined", f"CF: {sender}: accepted our join request", incarnation)
                 return []
             case JoinAnswerReceived(sender, True, _, incarnation) if (
+                self._local is UP and sender in self._silent and self._view[sender] is LEFTCLUSTER
+            ):
+                return self._move(now, sender, "answered",
+                                  f"CF: {sender}: accepted our join request (it had not answered before)", incarnation)
+            case JoinAnswerReceived(sender, True, _, incarnation) if (
                 self._local is UP and self._member(sender) and allowed(MEMBERSHIP, self._view[sender], "joined")
             ):
                 # The answer came after our join window closed. The peer holds us UP since it
@@ -424,6 +480,21 @@ class Membership:
                 return self._down(now, node, "eliminated", "eliminated by the Shutdown Facility")
             case NodeMarkedDown(node) if self._member(node):
                 return self._down(now, node, "marked_down", "marked down with cftool -k")
+            case DomainStatusReported(node, stopped) if self._member(node) and node in self._silent:
+                if self._view[node] is LEFTCLUSTER:
+                    return self._down(now, node, "domain_stopped", "it never joined, and its domain is stopped") \
+                        if stopped else []
+                if stopped:  # confirmed: it is down indeed
+                    self._silent.discard(node)
+                    self._next_query.pop(node, None)
+                    if not self._silent:
+                        self._next_join = None
+                    return [AnnounceNodeState(node, NodeState.DOWN)]
+                out = self._move(now, node, "silent_running",
+                                 f"CF: {node}: LEFTCLUSTER (it did not answer our join request, but its domain is "
+                                 f"running)")
+                self._next_query[node] = now + self._recheck  # and asked about until it is settled
+                return out
             case DomainStatusReported(node, True) if self._member(node) and self._window_open:
                 return self._down(now, node, "domain_stopped", "domain stopped while the migration window is open")
             case DomainStatusReported(node, True) if self._member(node) and self._hypervisor_may(node):
@@ -455,6 +526,11 @@ class Membership:
 
     def _answer_join(self, now: float, sender: str, incarnation: int) -> list[Effect]:
         held = self._view[sender]
+        if held is LEFTCLUSTER and sender in self._silent:  # never heard from: not a restart
+            return [
+                SendJoinAnswer(sender, True, "", self._incarnation),
+                *self._move(now, sender, "answered", f"CF: {sender}: joined the cluster", incarnation),
+            ]
         if allowed(MEMBERSHIP, held, "joined"):
             return [
                 SendJoinAnswer(sender, True, "", self._incarnation),
@@ -493,9 +569,16 @@ class Membership:
         self._next_hb = now
         members = " ".join(n for n, s in self.view().items() if s is UP)
         text = f"CF: {me}: UP, cluster members: {members}"
+        uncertain: list[Effect] = []
         if unanswered:
             text += f" (no answer from {', '.join(unanswered)})"
-        return [AnnounceNodeState(me, self._local), Log("messages", text), StartClusterServices()]
+            self._silent = set(unanswered)
+            self._next_join = now + self._join_timeout
+            for p in unanswered:  # (asked in the _expire that called us)
+                self._next_query[p] = now
+            # held DOWN, but not known to be down until the hypervisor says so
+            uncertain = [AnnounceNodeState(p, NodeState.DOWN, True) for p in unanswered]
+        return [AnnounceNodeState(me, self._local), Log("messages", text), *uncertain, StartClusterServices()]
 
     def _set_timeout(self, now: float, seconds: float) -> list[Effect]:
         if seconds <= 0:
@@ -520,8 +603,8 @@ class Membership:
                 if self._view[p] is LEFTCLUSTER:
                     self._next_query.setdefault(p, now)
         self._window_open = is_open
-        if not is_open:  # widened peers with the hypervisor permission keep being asked about
-            self._next_query = {p: t for p, t in self._next_query.items() if self._hypervisor_may(p)}
+        if not is_open:  # widened peers with the hypervisor permission keep being asked about (and silent ones)
+            self._next_query = {p: t for p, t in self._next_query.items() if self._hypervisor_may(p) or p in self._silent}
         return []
 
     def _hypervisor_may(self, peer: str) -> bool:
@@ -611,6 +694,10 @@ class Membership:
             return []
         self._questionable.discard(peer)
         self._next_query.pop(peer, None)
+        if trigger != "silent_running":
+            self._silent.discard(peer)
+            if not self._silent:
+                self._next_join = None
         if new is UP:
             self._peer_inc[peer] = incarnation
             self._last_hb[peer] = now
@@ -619,7 +706,7 @@ class Membership:
             self._last_hb.pop(peer, None)
         if new is LEFTCLUSTER and self._hypervisor_may(peer):
             self._next_query[peer] = now
-        return [AnnounceNodeState(peer, new), Log("messages", text)]
+        return [AnnounceNodeState(peer, new, trigger == "silent_running"), Log("messages", text)]
 
     def _expire(self, now: float) -> list[Effect]:
         """Run every deadline that is due at ``now``."""
@@ -633,6 +720,9 @@ class Membership:
         if self._next_hb is not None and now >= self._next_hb:
             out.append(self._heartbeat)
             self._next_hb = now + self._hb_interval
+        if self._next_join is not None and now >= self._next_join:
+            out += [SendJoinRequest(p, self._incarnation) for p in sorted(self._silent)]
+            self._next_join = now + self._join_timeout if self._silent else None
         ended = []
         for peer in self._peers:
             w = self._widened.get(peer)

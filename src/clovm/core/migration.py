@@ -50,8 +50,9 @@ part way (run the same command again to complete it).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generator, Iterator
+from typing import Any
 
 from . import codes
 from ._state import RUN, RunState, step
@@ -371,6 +372,10 @@ class ClovmmigrateRun(GeneratorRun):
         before: dict[str, int] = {}
         for n in nodes:
             b = status[n]["record"] if status[n]["record"] is not None else journal_t.get(n)
+            if b is None and status[n]["timeout"] != MIGRATION_TIMEOUT:
+                # -p was killed while it recorded the timeouts (before its journal and before any
+                # change): this node's timeout was never raised, it is its value from before.
+                b = status[n]["timeout"]
             if b is None:
                 raise _Stop(RC_FAILED, codes.TIMEOUT_UNKNOWN,
                             f"clovmmigrate: {n}: the timeout before clovmmigrate -p is recorded neither on the "
@@ -418,13 +423,15 @@ class ClovmmigrateRun(GeneratorRun):
         The migrating node itself widens its view of every peer (it is the one that will not
         hear anybody while it is suspended) and stops its SF; every other node widens only its
         view of the migrating node, may take it DOWN when the hypervisor says its domain stopped,
-        and keeps SF running. The widening is a lease: it lapses by itself after
-        ``SCOPED_LEASE`` seconds even if nobody narrows it again.
+        and keeps SF running. The migrating node may take a peer DOWN on the hypervisor's word
+        too: with its SF stopped, nothing else would ever settle a peer that died meanwhile (it
+        would stay LEFTCLUSTER there, and -u needs every node). The widening is a lease: it lapses
+        by itself after ``SCOPED_LEASE`` seconds even if nobody narrows it again.
         """
         if n == node:
             peers = [p for p in nodes if p != node]
             yield from self._ask(n, "widen", peers=peers, seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE,
-                                 hypervisor=False)
+                                 hypervisor=True)
             if status["sf"] == "running":
                 yield from self._ask(n, "sf_stop")
             yield Print(f"{n}: failure detection of {' '.join(peers)} widened to {MIGRATION_TIMEOUT} s "

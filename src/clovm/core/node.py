@@ -177,13 +177,15 @@ class Node(NodeOperations):
         self.sf_generation = 0
         self.cf = mem.Membership(spec.cf, spec.peers, timeout=float(self.disk.timeout), incarnation=incarnation,
                                  heartbeat_interval=t.heartbeat_interval, join_timeout=t.join_timeout,
-                                 recheck_interval=t.recheck_interval, min_timeout=t.min_detection)
+                                 recheck_interval=t.recheck_interval, min_timeout=t.min_detection,
+                                 stall=t.cf_stall)
         self.sf: fen.ShutdownFacility | None = None
         self.rms: rmsmod.Rms | None = None
         if spec.guest_cluster:
             self.sf = fen.ShutdownFacility(spec.cf, self._machine_config(self.disk.sf_config),
                                            test_interval=t.sf_test_interval,
-                                           lighter_side_delay=t.sf_lighter_side_delay)
+                                           lighter_side_delay=t.sf_lighter_side_delay,
+                                           split_settle=t.sf_split_settle, kill_retry=t.sf_kill_retry)
             self.rms = rmsmod.Rms(spec.cf, spec.nodes, spec.apps, sync_threshold=t.rms_sync_threshold,
                                   sync_period=t.rms_sync_period, settle=t.rms_settle)
         self._cf_due: float | None = None
@@ -345,8 +347,8 @@ class Node(NodeOperations):
                 out.append(e)
                 if e.state is NodeState.DOWN:
                     self._samples.pop(e.node, None)  # its clock is estimated afresh when it is back
-                self._feed_sf(now, fen.NodeStateChanged(e.node, e.state), out)
-                self._feed_rms(now, rmsmod.PeerNodeStateChanged(e.node, e.state), out)
+                self._feed_sf(now, fen.NodeStateChanged(e.node, e.state, e.unseen), out)
+                self._feed_rms(now, rmsmod.PeerNodeStateChanged(e.node, e.state, e.unseen), out)
             elif cls is mem.SendJoinRequest:
                 out.append(Send(e.to, JoinRequest(e.incarnation)))
             elif cls is mem.SendJoinAnswer:

@@ -12,6 +12,7 @@ from . import fencing as fen
 from . import rms as rmsmod
 from .base import Effect, Event
 from .defaults import (
+    CF_STALL,
     CLOCK_SAMPLES,
     DEFAULT_CLUSTER_TIMEOUT,
     DOMAIN_RECHECK_INTERVAL,
@@ -21,7 +22,9 @@ from .defaults import (
     RMS_SETTLE,
     RMS_SYNC_PERIOD,
     RMS_SYNC_THRESHOLD,
+    SF_KILL_RETRY,
     SF_LIGHTER_SIDE_DELAY,
+    SF_SPLIT_SETTLE,
     SF_TEST_INTERVAL,
     STALE_HEARTBEAT,
 )
@@ -76,11 +79,16 @@ class NodeTuning:
     join_timeout: float = JOIN_TIMEOUT
     recheck_interval: float = DOMAIN_RECHECK_INTERVAL
     min_detection: float = 0.0  # floor under every CF effective timeout
+    # CF counts no silence across a gap this long between two of its calls (a frozen node; off
+    # unless set: the simulator sets CF_STALL; a real-time driver needs a floor like min_detection)
+    cf_stall: float = CF_STALL
     min_agent_timeout: float = 0.0  # floor under every shutdown agent's timeout
     stale_heartbeat: float = STALE_HEARTBEAT
     clock_samples: int = CLOCK_SAMPLES
     sf_test_interval: float = SF_TEST_INTERVAL
     sf_lighter_side_delay: float = SF_LIGHTER_SIDE_DELAY
+    sf_split_settle: float = SF_SPLIT_SETTLE
+    sf_kill_retry: float = SF_KILL_RETRY
     rms_sync_threshold: float = RMS_SYNC_THRESHOLD
     rms_sync_period: float = RMS_SYNC_PERIOD
     rms_settle: float = RMS_SETTLE

@@ -25,6 +25,14 @@ the peers' announcements arrive. At its end, every application nobody reported O
 *pending* and is resolved (see below): the first node of its priority list that is UP brings it
 online if that is the local node; the others record that node as the owner-to-be.
 
+*Unknown nodes.* No pending application (one nobody reported, or one whose owner is DOWN) is
+placed while a node of its priority list is LEFTCLUSTER (or DOWN *unseen*: not yet confirmed): that node's state is uncertain, it may be
+running it, or, cut off from us, be taking it over by itself from its own view (e.g. a node that
+starts while the interconnect is cut sees the others LEFTCLUSTER: see ``core.membership``, silent
+peers; or a 1:1:1 cut in a three-node cluster while the owner goes DOWN).
+The placement is made when no such node is left: once it is DOWN, or ``settle`` seconds after it
+became UP (it announces what it runs meanwhile, as to any newcomer).
+
 *Failover.* When the owner of an application becomes DOWN (never on LEFTCLUSTER: a LEFTCLUSTER
 node may still run it until SF has eliminated it) the application becomes pending. Every survivor
 computes the same successor — the first UP node of the priority list (the dead owner is DOWN, so
@@ -53,12 +61,12 @@ messages only; back within the threshold (a difference exactly equal to the thre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ._state import TIME_SYNC, AppState, NodeState, SyncState, step
-from .defaults import RMS_SETTLE, RMS_SYNC_PERIOD, RMS_SYNC_THRESHOLD
 from .base import Effect, Event, Log, Ticked
+from .defaults import RMS_SETTLE, RMS_SYNC_PERIOD, RMS_SYNC_THRESHOLD
 from .messages import WRP_34, WRP_35, WRP_FURTHER
 
 
@@ -86,10 +94,12 @@ class RmsStopped(Event):
 
 @dataclass(frozen=True, slots=True)
 class PeerNodeStateChanged(Event):
-    """CF changed ``node``'s state in the local view."""
+    """CF changed ``node``'s state in the local view. ``unseen``: CF never heard from it since this
+    node started (LEFTCLUSTER, or DOWN not yet confirmed): it may be running applications."""
 
     node: str
     state: NodeState
+    unseen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,7 @@ class Rms:
         self._placement: dict[str, str | None] = {a: None for a in self._apps}
         # app -> owner that died (None: initial placement) ; resolved when settled and not held
         self._pending: dict[str, str | None] = {}
+        self._uncertain: set[str] = set()  # held DOWN, but never heard from (CF: a silent peer)
         self._settle_at: float | None = None
         self._sync: dict[str, SyncState] = {}
         self._offset: dict[str, float] = {}  # latest |peer - local| per peer
@@ -235,8 +246,13 @@ class Rms:
                 return self._on_start(now)
             case RmsStopped():
                 return self._on_stop()
-            case PeerNodeStateChanged(node, state):
-                return self._on_node(node, state)
+            case PeerNodeStateChanged(node, state, unseen):
+                if unseen and state is NodeState.DOWN:
+                    self._uncertain.add(node)
+                    return []
+                was_uncertain = node in self._uncertain
+                self._uncertain.discard(node)
+                return self._on_node(now, node, state, was_uncertain)
             case AppStateReported(app, node, online):
                 return self._on_report(app, node, online)
             case SwitchoverHoldChanged(held):
@@ -297,7 +313,7 @@ class Rms:
                 del self._wrp35_at[peer]
         return out
 
-    def _on_node(self, node: str, state: NodeState) -> list[Effect]:
+    def _on_node(self, now: float, node: str, state: NodeState, was_uncertain: bool = False) -> list[Effect]:
         if node == self._me:
             return []
         old = self._view.get(node, NodeState.DOWN)
@@ -306,6 +322,13 @@ class Rms:
         if state is NodeState.UP and old is not NodeState.UP and self._running:
             # tell the newcomer where my applications run
             out += [AnnounceAppState(app, self._me, True) for app, n in self._placement.items() if n == self._me]
+        if ((old is NodeState.LEFTCLUSTER or was_uncertain) and state is NodeState.UP and self._running and self._pending
+                and (self._settle_at is None or self._settle_at < now + self._settle)):
+            # A placement waited for it: it re-announces what it runs once it holds us UP, so
+            # settle again before placing (as at the start).
+            self._settle_at = now + self._settle
+            out.append(_switchlog(f"(BM, 3) {node} is UP again: waiting {self._settle:g}s for the cluster state "
+                                  f"to settle before placing"))
         if state is NodeState.DOWN:
             self._sync.pop(node, None)
             self._offset.pop(node, None)
@@ -326,8 +349,8 @@ class Rms:
         if app not in self._placement or node == self._me:
             return []
         if online:
-            if self.node_state(node) is NodeState.DOWN and not self._learning():
-                return []  # stale: it cannot be Online on a dead node
+            if self.node_state(node) is NodeState.DOWN and not self._learning() and node not in self._uncertain:
+                return []  # stale: it cannot be Online on a dead node (one we know is down)
             if self._placement[app] == self._me:
                 return [_switchlog(f"(SWT, 40) {app}: {node} reports it Online but it is Online on {self._me}; ignored")]
             self._placement[app] = node
@@ -372,6 +395,19 @@ class Rms:
         settling = self._settle_at is not None and any(node is None for node in self._placement.values())
         return bool(self._pending) or settling
 
+    def activity(self) -> str | None:
+        """Why :meth:`busy` is true, for a message that names it: ``"settling"`` (RMS started
+        less than ``settle`` seconds ago and has not placed every application yet),
+        ``"switchover"`` (an application waits for its new node), ``"switchover held"`` (one waits,
+        deferred by the ``clovmmigrate -p`` hold); None when RMS is not busy."""
+        if not self._running:
+            return None
+        if self._pending:
+            return "switchover held" if self._held else "switchover"
+        if self._settle_at is not None and any(node is None for node in self._placement.values()):
+            return "settling"
+        return None
+
     def _learning(self) -> bool:
         """Not yet settled: the CF view may still lag behind the peers' announcements (a peer's
         re-announcement can overtake its join answer), so reports from peers not yet seen UP count."""
@@ -390,6 +426,8 @@ class Rms:
             return []
         out: list[Effect] = []
         for app in [a for a in self._placement if a in self._pending]:
+            if any(self.node_state(n) is NodeState.LEFTCLUSTER or n in self._uncertain for n in self._apps[app].nodes):
+                continue  # a node that may be running it, or taking it over itself, is uncertain
             dead = self._pending.pop(app)
             succ = self._successor(app)
             self._placement[app] = succ

@@ -25,6 +25,14 @@ yes                   no                   ``Host stopped`` (e.g. migrated away)
 no                    yes                  ``Unknown`` (migrated here, spconfig not saved)
 ====================  ===================  ==========================================
 
+When the report also says which domains the hypervisor *holds* in the PPAR (``held``: running,
+bound or inactive), a saved domain that is not held there any more (it migrated away) is
+``Unknown`` too, not ``Host stopped``: the XSCF does not claim that a domain it does not have is
+stopped — on that word CF takes a silent node DOWN (``clovmmigrate -p``'s window, a widening with
+the hypervisor permission, a peer that never answered a join) and SF counts a kill as done, while
+the domain runs on another server. Without ``held`` (drivers that do not tell) the table above
+applies as it is.
+
 Requests (every request gets exactly one :class:`SpReply` carrying its ``req_id``, except below):
 
 * A request on a LAN that is down, or addressed to an address that is not one of this XSCF's
@@ -48,8 +56,8 @@ have) raises ``ValueError``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ._state import SpDomainStatus
 from .base import Effect, Event, Ticked
@@ -88,10 +96,12 @@ class LanStateChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class DomainsRunningReported(Event):
-    """What the hypervisor runs in ``ppar`` now (replaces the previous report)."""
+    """What the hypervisor runs in ``ppar`` now (replaces the previous report); ``held``: every guest
+    domain it holds there, in any state (None: not told)."""
 
     ppar: int
     running: frozenset[str]
+    held: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +146,7 @@ class Xscf:
         self._ppars: tuple[int, ...] = tuple(sorted(set(ppars)))
         self._running: dict[int, frozenset[str]] = {p: frozenset() for p in self._ppars}
         self._saved: dict[int, frozenset[str]] = {p: frozenset() for p in self._ppars}
+        self._held: dict[int, frozenset[str] | None] = {p: None for p in self._ppars}
 
     # ---------------------------------------------------------------- queries
     @property
@@ -176,9 +187,10 @@ class Xscf:
                     raise ValueError(f"{lan} is not an XSCF-LAN of {self._server}")
                 self._lans[lan] = up
                 return []
-            case DomainsRunningReported(ppar, running):
+            case DomainsRunningReported(ppar, running, held):
                 self._check_ppar(ppar)
                 self._running[ppar] = frozenset(running)
+                self._held[ppar] = None if held is None else frozenset(held) | self._running[ppar]
                 return []
             case SpconfigSaved(ppar, domains):
                 self._check_ppar(ppar)
@@ -195,7 +207,8 @@ class Xscf:
 
     def _status(self, ppar: int, domain: str) -> SpDomainStatus:
         known, running = domain in self._saved[ppar], domain in self._running[ppar]
-        if known:
+        held = self._held[ppar]
+        if known and (held is None or domain in held):
             return SpDomainStatus.RUNNING if running else SpDomainStatus.STOPPED
         return SpDomainStatus.UNKNOWN
 
@@ -208,13 +221,17 @@ class Xscf:
         if dom not in self._saved[ppar] and dom not in self._running[ppar]:
             return [SpReply(rid, False, "", f"Domain {dom} does not exist in PPAR-ID {ppar}")]
         st = self._status(ppar, dom)
+        gone = dom not in self._running[ppar]  # (UNKNOWN: saved, but no longer held here)
         if isinstance(req, DomainStatusRequested):
             text = str(st)
             if st is SpDomainStatus.UNKNOWN:
-                text += f" ({dom} is running but not in the saved logical-domain configuration)"
+                text += (f" ({dom} is no longer in PPAR-ID {ppar}: the hypervisor does not hold it)" if gone else
+                         f" ({dom} is running but not in the saved logical-domain configuration)")
             return [SpReply(rid, True, st, text)]
         action = "panic" if isinstance(req, DomainPanicRequested) else "reset"
         if st is SpDomainStatus.UNKNOWN:
+            if gone:
+                return [SpReply(rid, False, st, f"cannot {action} {dom}: it is no longer in PPAR-ID {ppar}")]
             return [SpReply(rid, False, st,
                             f"cannot {action} {dom}: it is not in the saved logical-domain configuration of "
                             f"PPAR-ID {ppar}; save the configuration with ldm add-spconfig first")]

@@ -19,6 +19,9 @@ class EmuClock:
         self.home = home
         c = json.loads(home.clock_file.read_text())
         self.epoch, self.start, self.scale = float(c["epoch"]), float(c["start"]), float(c["time_scale"])
+        # which power-on of the datacenter this is (``clovm up`` writes a new one; None in homes
+        # made without it): a daemon that finds records of another boot was powered off since
+        self.boot: str | None = c.get("boot")
         self._offsets = WatchedJson(home.offsets_file)
         self._raw: object = object()
         self._parsed: dict[str, float] = {}

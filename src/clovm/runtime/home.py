@@ -42,7 +42,20 @@ class Home:
         return self.root / "log" / f"{name}.log"
 
     def placement_file(self, domain: str) -> Path:
+        """``{"pid", "host", "server"}`` of a guest domain, written by the ldmd that owns it: which
+        control domain runs it, and (while the datacenter runs) its process. It outlives ``clovm
+        down``: the next ``clovm up`` boots the domain where it was."""
         return self.run_dir / "domains" / f"{domain}.json"
+
+    @property
+    def supervisor_file(self) -> Path:
+        """The supervisor's view of every daemon it watches (``runtime/supervisor.py``)."""
+        return self.run_dir / "supervisor.json"
+
+    @property
+    def armed_kills_file(self) -> Path:
+        """``clovm fault kill DAEMON HOST --at POINT``: the kills armed for points of a migration."""
+        return self.run_dir / "kill-at.json"
 
     @property
     def secrets_file(self) -> Path:
@@ -65,6 +78,11 @@ class Home:
     # ---- per server / per host ---------------------------------------------------------------
     def server_dir(self, server: str) -> Path:
         return self.root / "servers" / server
+
+    def sp_file(self, server: str, ppar: int) -> Path:
+        """The service processor's store of one PPAR's saved configurations (``ldm add-spconfig``):
+        written by the ldmd of that PPAR, read by a restarting ldmd and by the server's xscfd."""
+        return self.server_dir(server) / f"spconfig-ppar{ppar}.json"
 
     def host_root(self, host: str) -> Path:
         return self.root / "hosts" / host

@@ -29,8 +29,8 @@ turns its effects into real things:
   as a zombie), without feeding anything.
 * Pushes the PPAR's running guests (``domains_running``) to the server's xscfd after every
   handled event and ``spconfig_saved`` on ``ConfigSaved``, in order, coalescing consecutive
-  ``domains_running`` pushes and retrying every :data:`PUSH_RETRY_S` seconds while the xscfd is
-  not reachable.
+  ``domains_running`` pushes and retrying every :data:`PUSH_RETRY_S` seconds (or at once when
+  there is something new to push) while the xscfd is not reachable.
 
 ``migrate-domain [-n] [-f] [-c | -p FILE] source-ldom [user@]target-host``: the target host is
 resolved through this control domain's ``etc/inet/hosts`` and must be the address of a control
@@ -54,29 +54,35 @@ import hmac
 import itertools
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import msgspec
 import structlog
 
 from .. import formats, settings
 from ..core import codes
-from ..core._state import DomainState
+from ..core._state import DomainState, MigrationPhase
 from ..core.base import Effect, Event, Log
 from ..core.ldm import (
+    LDMD_TAG,
     PRIMARY,
     AdoptDomainProcess,
     CommandReceived,
     ConfigSaved,
     DomainProcessExited,
+    FoundDomain,
     Handoff,
     HandoffAcked,
+    HandoffNotTaken,
     KillDomainProcess,
     Ldmd,
     MigrationAbortArmed,
@@ -89,25 +95,26 @@ from ..core.ldm import (
     PeerMessageReceived,
     PeerMsg,
     PeerUnreachable,
+    PlacementMoved,
     ReleaseDomain,
     Reply,
     ResumeDomainProcess,
     SendToPeer,
+    SpStore,
     StartDomainProcess,
     SuspendDomainProcess,
 )
-from ..core.ldm import LDMD_TAG
 from ..fsutil import append_line, atomic_write, read_text_or
 from ..topology import ControlDomain, Topology
 from . import pki, spawn
 from .clock import EmuClock
 from .driver import MachineDriver
 from .home import Home
-from .proc import Ready, daemon_key, daemon_main
+from .proc import Ready, daemon_key, daemon_main, fire_armed_kills
 from .rpc import RpcError, RpcUnreachable, call_tls, call_unix, serve_tls, serve_unix
 
 DOMAIN_CMD_ENV = "CLOVM_DOMAIN_CMD"
-PUSH_RETRY_S = 3.0  # real seconds between attempts to reach an absent xscfd
+PUSH_RETRY_S = 0.5  # real seconds between attempts to reach an absent xscfd (the supervisor restarts it)
 
 _PEER_TYPES: dict[str, type[PeerMsg]] = {c.__name__: c for c in (
     MigrationOffer, OfferAccepted, OfferRejected, Handoff, HandoffAcked, MigrationCancelled,
@@ -146,6 +153,18 @@ def domain_command(home: Home, name: str) -> list[str]:
     if not argv or not all(isinstance(a, str) for a in argv):
         raise ValueError(f"{DOMAIN_CMD_ENV} must be a non-empty list of strings")
     return [a.replace("{home}", str(home.root)).replace("{name}", name) for a in argv]
+
+
+def _refused(e: RpcError) -> bool:
+    """The connection was refused (or the socket is missing): nothing reached the peer."""
+    text = e.message.lower()
+    return "refused" in text or "no such file" in text or "connect call failed" in text
+
+
+def _definite(e: RpcError) -> bool:
+    """The peer ldmd is gone for sure: it refused, the connection broke, or it is another ldmd."""
+    return e.code == codes.PEER_RESTARTED or (isinstance(e, RpcUnreachable) and (
+        _refused(e) or "closed" in e.message.lower() or "reset" in e.message.lower()))
 
 
 def _alive_session_leader(pid: int) -> bool:
@@ -194,10 +213,35 @@ class LdmdDaemon:
         self._servers: list[asyncio.Server] = []
         self._cd_names = {c.name for c in self.topo.control_domains}
         self._loop = asyncio.get_running_loop()
+        self.instance = secrets.token_hex(8)  # who answers `link`: a restarted ldmd is another one
+        self._sp_written: dict[str, Any] | None = None  # the SP file as last written
+        self._state_written: dict[str, Any] | None = None  # ldmd.json as last written
+        self._sp_saved: list[str] | None = None  # the domains of the last saved configuration (for the XSCF)
+        self._points: list[str] = []  # armed-kill points reached while applying effects
+        self._phase: dict[str, str] = {}  # the last migration phase of each outgoing domain
+        self._link_epoch: dict[str, int] = {}  # bumped when the link to a peer is lost: drops its queue
+        # the ldmd instance each peer answered as since a migration with it began (cleared when none
+        # runs): another instance then means the one before is gone, with the migrations it shared
+        self._peer_instance: dict[str, str] = {}
 
     # ---------------------------------------------------------------- life cycle
     async def start(self) -> None:
-        """Create the topology's guests (spawning or re-adopting their processes) and serve."""
+        """Build the domain table (see :meth:`_recover`), spawn or re-adopt the guests' processes
+        and serve."""
+        sp = self._read_sp()
+        if sp is None:
+            self._first_start()
+        else:
+            self._recover(sp)
+        self._servers.append(await serve_unix(self.home.ldmd_socket(self.name), self._handle_unix))
+        self._servers.append(await serve_tls(self.cd.address, settings.LDMD_PORT,
+                                             pki.server_context(self.home, self.name), self._handle_tls))
+        self._spawn_task(self._pusher())
+        self._spawn_task(self._link_monitor())
+
+    def _first_start(self) -> None:
+        """The very first start of this control domain (its SP holds no configuration yet): the
+        topology's guests of this control domain, and the installed configuration saved."""
         for g in self.topo.guests:
             if g.control_domain != self.name:
                 continue
@@ -216,10 +260,59 @@ class LdmdDaemon:
         # The installed system: the running configuration (with its guests) saved on the service
         # processor, so the XSCF knows the domains its shutdown agents will ask about.
         self.driver.feed(CommandReceived(next(self._req_ids), ("add-spconfig", settings.INITIAL_SPCONFIG)))
-        self._servers.append(await serve_unix(self.home.ldmd_socket(self.name), self._handle_unix))
-        self._servers.append(await serve_tls(self.cd.address, settings.LDMD_PORT,
-                                             pki.server_context(self.home, self.name), self._handle_tls))
-        self._spawn_task(self._pusher())
+
+    def _recover(self, sp: SpStore) -> None:
+        """Rebuild from what persists: the SP's configurations and the guests' placement files.
+
+        If this ldmd last ran in this boot of the datacenter (its ``ldmd.json`` names the clock
+        file's ``boot``), it restarted while the datacenter ran: :meth:`~clovm.core.ldm.Ldmd.
+        restarted` (a domain whose process still runs is adopted and resumed, one whose process
+        ended is bound). Otherwise the servers were powered off since (``clovm down``, then ``clovm up``):
+        :meth:`~clovm.core.ldm.Ldmd.powered_on` boots every guest whose placement names this
+        control domain — the placement wins over the topology's initial control domain, which
+        only places a guest that was never placed.
+        """
+        now = self.clock.now()
+        mine: list[tuple[Any, dict[str, Any] | None]] = []
+        for g in self.topo.guests:
+            placed = self._read_placement(g.name)
+            if (placed.get("host") if placed else g.control_domain) == self.name:
+                mine.append((g, placed))
+        params = {"memory_mb": self.cd.memory_mb, "bandwidth_mb_s": self.topo.migration.bandwidth_mb_s}
+        own = self._read_state()
+        restarted = "boot" in own and own["boot"] == self.clock.boot
+        known = own.get("started") if isinstance(own.get("started"), dict) else {}
+        found: list[FoundDomain] = []
+        alive: dict[str, int] = {}
+        for g, placed in mine:
+            pid = placed.get("pid") if placed else None
+            started = known.get(g.name) if restarted else None
+            live = restarted and isinstance(pid, int) and self._is_domain_process(pid, g.name)
+            if live:
+                alive[g.name] = int(pid)  # type: ignore[arg-type]
+            found.append(FoundDomain(g.name, g.memory_mb, g.vcpu, g.dirty_rate_mb_s, live,
+                                     float(started) if isinstance(started, (int, float)) else None))
+        if restarted:
+            machine, effects = Ldmd.restarted(self.name, self.cd.ppar, self.cd.server, found, sp, now, **params)
+            self.log.info("ldmd_restarted", domains=[f.name for f in found], alive=sorted(alive))
+        else:
+            machine, effects = Ldmd.powered_on(self.name, self.cd.ppar, self.cd.server, found, sp, now, **params)
+            self.log.info("ldmd_powered_on", domains=[f.name for f in found])
+        self.machine = self.driver.machine = machine
+        for name, pid in sorted(alive.items()):
+            self._watch(name, pid, None)
+        self._sp_saved = self._read_sp_saved()
+        self._on_effects(effects)
+
+    def _is_domain_process(self, pid: int, name: str) -> bool:
+        """``pid`` runs guest domain ``name`` of this home (not a recycled pid)."""
+        if not _alive_session_leader(pid):
+            return False
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        return name in argv.split() and str(self.home.root) in argv
 
     def ready(self) -> None:
         """Called right after READY: push the PPAR's state to the xscfd once."""
@@ -264,6 +357,13 @@ class LdmdDaemon:
             except Exception:  # one failed effect must not lose the others
                 self.log.exception("effect_failed", effect=repr(e))
         self._push_running()
+        self._write_sp()
+        self._write_state()
+        if self._points:
+            points, self._points = self._points, []
+            fired = fire_armed_kills(self.home, points, daemon_key("ldmd", self.name))
+            for f in fired:
+                self.log.warning("armed_kill_fired", point=f.get("point"), victim=f.get("daemon"))
 
     def _apply(self, e: Effect) -> None:
         match e:
@@ -276,20 +376,32 @@ class LdmdDaemon:
             case StartDomainProcess(name=name):
                 self._spawn(name)
             case KillDomainProcess(name=name):
-                self._signal(name, signal.SIGKILL)
+                placed = self._read_placement(name)
+                if placed is not None and placed.get("host") not in (None, self.name):
+                    # a hand-off the target took over: the process is no longer this ldmd's to kill
+                    self.log.warning("kill_not_ours", domain=name, host=placed.get("host"))
+                else:
+                    self._signal(name, signal.SIGKILL)
             case SuspendDomainProcess(name=name):
                 self._signal(name, signal.SIGSTOP)
             case ResumeDomainProcess(name=name):
                 self._signal(name, signal.SIGCONT)
             case AdoptDomainProcess(name=name, from_host=from_host):
                 self._adopt(name, from_host)
+                self._points.append("taken-over")
             case ReleaseDomain(name=name):
                 self._release(name)
             case MigrationProgress(domain=domain, phase=phase, percent=percent):
                 self._progress[domain] = e
-                self.log.info("migration_progress", domain=domain, phase=phase, percent=percent)
+                self.log.info("migration_progress", domain=domain, phase=phase, percent=percent, round=e.round)
+                if self._phase.get(domain) != phase:
+                    self._phase[domain] = phase
+                    self._points.append(phase)
+                if self.machine.migration(domain) is None:
+                    self._phase.pop(domain, None)
             case ConfigSaved(ppar=ppar, name=cfg, domains=doms):
                 self.log.info("spconfig_saved", spconfig=cfg, domains=sorted(doms))
+                self._sp_saved = sorted(set(doms) - {PRIMARY})
                 self._push_queue.append(("spconfig_saved", {"ppar": ppar, "domains": sorted(set(doms) - {"primary"})}))
                 self._push_wakeup.set()
             case Log(dest=dest, text=text, msgid=msgid):
@@ -311,6 +423,58 @@ class LdmdDaemon:
     def _write_placement(self, name: str, pid: int) -> None:
         atomic_write(self.home.placement_file(name),
                      json.dumps({"pid": pid, "host": self.name, "server": self.cd.server}) + "\n")
+
+    # ---------------------------------------------------------------- this ldmd's own record
+    @property
+    def _state_file(self) -> Path:
+        """``var/opt/SUNWldm/ldmd.json`` of this control domain: the boot of the datacenter it last
+        ran in (``clock.boot``) and when each of its domains started (their uptime survives)."""
+        return self.home.host_root(self.name) / "var/opt/SUNWldm/ldmd.json"
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            v = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return v if isinstance(v, dict) else {}
+
+    def _write_state(self) -> None:
+        doc = {"boot": self.clock.boot,
+               "started": {d.name: d.started_at for d in self.machine.domains()
+                           if d.name != PRIMARY and d.started_at is not None}}
+        if doc != self._state_written:
+            atomic_write(self._state_file, json.dumps(doc) + "\n")
+            self._state_written = doc
+
+    # ---------------------------------------------------------------- the service processor's store
+    def _read_sp(self) -> SpStore | None:
+        """The SP's store of this PPAR (``Home.sp_file``); None if it holds nothing yet."""
+        try:
+            raw = json.loads(self.home.sp_file(self.cd.server, self.cd.ppar).read_text())
+            configs = tuple((str(n), frozenset(str(x) for x in doms)) for n, doms in raw["configs"])
+            return SpStore(configs, str(raw["next"]), str(raw["booted"]), bool(raw["changed"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self.log.error("sp_store_unreadable", error=str(e))
+            return None
+
+    def _read_sp_saved(self) -> list[str] | None:
+        try:
+            saved = json.loads(self.home.sp_file(self.cd.server, self.cd.ppar).read_text()).get("saved")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return sorted(str(x) for x in saved) if isinstance(saved, list) else None
+
+    def _write_sp(self) -> None:
+        """Write the SP's store when it changed (``add-spconfig`` & co.; the running configuration
+        changing since it was saved). Done before any reply of the same event leaves."""
+        sp = self.machine.sp_store()
+        doc = {"configs": [[n, sorted(doms)] for n, doms in sp.configs], "next": sp.next, "booted": sp.booted,
+               "changed": sp.changed, "saved": self._sp_saved}
+        if doc != self._sp_written:
+            atomic_write(self.home.sp_file(self.cd.server, self.cd.ppar), json.dumps(doc, indent=1) + "\n")
+            self._sp_written = doc
 
     def _spawn(self, name: str) -> None:
         old = self._procs.get(name)
@@ -418,27 +582,123 @@ class LdmdDaemon:
         q.put_nowait(msg)
 
     async def _peer_sender(self, peer: str, q: asyncio.Queue[PeerMsg]) -> None:
-        """Send ``peer``'s messages one at a time, in order; a failed send → PeerUnreachable."""
+        """Send ``peer``'s messages one at a time, in order; a failed send → PeerUnreachable.
+
+        A refused connection (nothing was delivered: the peer ldmd is not listening, e.g. while the
+        supervisor restarts it) is tried again for :data:`settings.LDMD_CONNECT_RETRY` seconds. The
+        messages queued before the link to ``peer`` was lost (:meth:`_link_lost`) are dropped: the
+        migrations they belong to ended with the loss."""
         ctx = pki.client_context(self.home, self.name)
         while True:
             msg = await q.get()
-            try:
-                addr = self.topo.control_domain(peer).address
-                await call_tls(addr, settings.LDMD_PORT, ctx, "peer", msg=encode_peer_msg(msg))
-            except (RpcError, StopIteration) as e:
-                self.log.warning("peer_unreachable", peer=peer, msg=type(msg).__name__, error=str(e))
+            epoch = self._link_epoch.get(peer, 0)
+            deadline = time.monotonic() + settings.LDMD_CONNECT_RETRY
+            while True:
                 try:
-                    self.feed(PeerUnreachable(peer))
-                except Exception:
-                    self.log.exception("feed_failed", peer=peer)
+                    addr = self.topo.control_domain(peer).address
+                    # a message of a migration in progress is for the ldmd instance it began with (an
+                    # offer begins one: any instance will do)
+                    to = None if isinstance(msg, MigrationOffer) else self._peer_instance.get(peer)
+                    v = await call_tls(addr, settings.LDMD_PORT, ctx, "peer", msg=encode_peer_msg(msg),
+                                       instance=self.instance, to=to)
+                    if isinstance(v, dict) and isinstance(v.get("instance"), str):
+                        self._peer_seen(peer, v["instance"])
+                    break
+                except (RpcError, StopIteration) as e:
+                    if self._link_epoch.get(peer, 0) != epoch:
+                        break  # the link was lost meanwhile
+                    if isinstance(e, RpcUnreachable) and _refused(e) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.1)
+                        continue
+                    self.log.warning("peer_unreachable", peer=peer, msg=type(msg).__name__, error=str(e))
+                    if e.code == codes.PEER_RESTARTED:
+                        self._peer_instance.pop(peer, None)  # learnt again from its next answer
+                    try:
+                        self._link_lost(peer, str(e), definite=_definite(e))
+                    except Exception:
+                        self.log.exception("feed_failed", peer=peer)
+                    break
+
+    # ---------------------------------------------------------------- links of migrations in progress
+    def _migration_peers(self) -> set[str]:
+        """The peers a migration in progress here depends on: the target of each outgoing one and,
+        while an incoming copy is held, every other control domain (its source among them)."""
+        peers = {m.target for d in self.machine.domains() if (m := self.machine.migration(d.name)) is not None}
+        if self.machine.incoming():
+            peers |= self._cd_names - {self.name}
+        return peers
+
+    async def _link_monitor(self) -> None:
+        """Watch the peers of the migrations in progress, as the migration's connection would: a
+        peer whose ldmd refuses connections or answers as another instance (it restarted and
+        kept nothing of the migration) has lost the link (:meth:`_link_lost`); one that does not
+        answer at all is given :data:`settings.LDMD_LINK_GRACE` seconds."""
+        ctx = pki.client_context(self.home, self.name)
+        silent: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(settings.LDMD_LINK_PING)
+            peers = self._migration_peers()
+            for gone in set(silent) - peers:
+                silent.pop(gone, None)
+            for gone in set(self._peer_instance) - peers:
+                self._peer_instance.pop(gone, None)
+            for peer in sorted(peers):
+                try:
+                    addr = self.topo.control_domain(peer).address
+                    v = await call_tls(addr, settings.LDMD_PORT, ctx, "link", timeout=1.0)
+                except RpcUnreachable as e:
+                    first = silent.setdefault(peer, time.monotonic())
+                    if _definite(e) or time.monotonic() - first > settings.LDMD_LINK_GRACE:
+                        self._link_lost(peer, e.message, definite=_definite(e))
+                        silent.pop(peer, None)
+                    continue
+                except RpcError as e:
+                    self.log.warning("link_refused", peer=peer, code=e.code, error=e.message)
+                    continue
+                silent.pop(peer, None)
+                if isinstance(v, dict) and isinstance(v.get("instance"), str):
+                    self._peer_seen(peer, v["instance"])
+
+    def _peer_seen(self, peer: str, instance: str) -> None:
+        """``peer`` answered (or wrote) as ``instance``: if that is another ldmd than before, the one
+        before is gone, and with it every migration it shared with this one."""
+        if peer not in self._migration_peers():
+            self._peer_instance.pop(peer, None)  # nothing in progress with it: nothing to lose
+            return
+        old = self._peer_instance.setdefault(peer, instance)
+        if old != instance:
+            self._peer_instance.pop(peer, None)
+            self._link_lost(peer, "its ldmd restarted", definite=True)
+
+    def _link_lost(self, peer: str, why: str, definite: bool) -> None:
+        """The link to ``peer`` broke (``definite``: its ldmd is gone — it refused, the connection
+        broke, or another ldmd answers — rather than merely silent). A hand-off to it ends as its
+        placement says: the guest placed on ``peer`` (it took it over: :class:`PlacementMoved`), or,
+        when the loss is definite, still here (:class:`HandoffNotTaken`: this ldmd resumes it);
+        everything else involving ``peer`` ends as the core says for :class:`PeerUnreachable`."""
+        if peer not in self._migration_peers():
+            return
+        self.log.warning("link_lost", peer=peer, why=why, definite=definite)
+        self._link_epoch[peer] = self._link_epoch.get(peer, 0) + 1
+        q = self._peer_queues.get(peer)
+        while q is not None and not q.empty():
+            q.get_nowait()
+        for d in self.machine.domains():
+            m = self.machine.migration(d.name)
+            if m is not None and m.target == peer and m.phase is MigrationPhase.HANDOFF:
+                placed = self._read_placement(d.name)
+                if placed is not None and placed.get("host") == peer:
+                    self.feed(PlacementMoved(d.name, peer))
+                elif definite and placed is not None and placed.get("host") == self.name:
+                    self.feed(HandoffNotTaken(d.name, peer))
+        self.feed(PeerUnreachable(peer))
 
     # ---------------------------------------------------------------- xscfd pushes
     def running(self) -> list[str]:
-        return [d.name for d in self.machine.domains()
-                if d.state is DomainState.ACTIVE and d.name != PRIMARY]
+        return sorted(self.machine.running())
 
     def _push_running(self) -> None:
-        args = {"ppar": self.cd.ppar, "running": self.running()}
+        args = {"ppar": self.cd.ppar, "running": self.running(), "held": sorted(self.machine.domain_names())}
         if self._push_queue and self._push_queue[-1][0] == "domains_running":
             self._push_queue[-1] = ("domains_running", args)
         else:
@@ -461,7 +721,12 @@ class LdmdDaemon:
                         self._push_queue[0][0] == "domains_running"
                     if not newer:
                         self._push_queue.insert(0, (op, args))
-                    await asyncio.sleep(PUSH_RETRY_S)
+                    # again after a while, or at once when there is news (a restarted xscfd asks)
+                    try:
+                        await asyncio.wait_for(self._push_wakeup.wait(), PUSH_RETRY_S)
+                    except TimeoutError:
+                        pass
+                    self._push_wakeup.clear()
                 except RpcError as e:
                     self.log.warning("xscfd_refused", op=op, code=e.code, error=e.message)
 
@@ -473,14 +738,32 @@ class LdmdDaemon:
             case "arm_abort":
                 self.feed(MigrationAbortArmed(str(args["domain"])))
                 return None
+            case "push":  # a restarted xscfd asks for what runs (and what the SP saved) again
+                if self._sp_saved is not None:
+                    self._push_queue.append(("spconfig_saved", {"ppar": self.cd.ppar, "domains": self._sp_saved}))
+                self._push_running()
+                return None
         return await self._handle_common(op, args)
 
     async def _handle_tls(self, op: str, args: dict[str, Any], peer: str) -> Any:
         if peer not in self._cd_names:
             raise RpcError(codes.FORBIDDEN, f"{peer or 'anonymous'} is not a control domain")
         if op == "peer":
-            self.feed(PeerMessageReceived(peer, decode_peer_msg(args.get("msg"))))
-            return None
+            msg = decode_peer_msg(args.get("msg"))
+            to = args.get("to")
+            if to and to != self.instance:
+                # meant for the ldmd that ran here before this one: it knows nothing of that migration
+                raise RpcError(codes.PEER_RESTARTED, f"ldmd on {self.name} restarted; it knows nothing of "
+                                                     f"the migrations of the one before")
+            inst = args.get("instance") if isinstance(args.get("instance"), str) else None
+            if inst is not None:
+                self._peer_seen(peer, inst)  # a new instance: what the one before shared with us is lost
+            self.feed(PeerMessageReceived(peer, msg))
+            if inst is not None:
+                self._peer_seen(peer, inst)  # (for the migration this message began)
+            return {"instance": self.instance}
+        if op == "link":
+            return {"instance": self.instance}
         return await self._handle_common(op, args)
 
     async def _handle_common(self, op: str, args: dict[str, Any]) -> Any:
@@ -580,12 +863,12 @@ class LdmdDaemon:
 
     def _domains(self) -> list[dict[str, Any]]:
         out = []
+        now = self.clock.now()
         for d in self.machine.domains():
             p = self._procs.get(d.name)
-            prog = self._progress.get(d.name)
             out.append({"name": d.name, "state": str(d.state), "flags": d.flags, "cons": d.cons,
                         "vcpu": d.vcpu, "memory_mb": d.memory_mb, "pid": p.pid if p else None,
-                        "migration": None if prog is None else {"phase": prog.phase, "percent": prog.percent}})
+                        "migration": self.machine.migration_status(d.name, now)})
         return out
 
     def _activity(self) -> dict[str, list[str]]:

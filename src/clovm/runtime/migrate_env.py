@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from .. import formats, settings
-from ..core import codes
+from ..core import codes, names
 from ..core import migration as mig
 from ..core import safemigrate as sm
 from ..fsutil import atomic_write, read_text_or
@@ -73,6 +73,7 @@ from ..topology import Topology
 from . import pki, rpc
 from .clock import EmuClock
 from .home import Home
+from .proc import MIGRATE_VICTIM, fire_armed_kills
 
 __all__ = [
     "CLOVMMIGRATE_CONF",
@@ -162,6 +163,14 @@ def parse_clovmmigrate_conf(text: str) -> tuple[ConfEntry, ...]:
         cfs.add(cf)
         out.append(ConfEntry(domain, cf, addr, cluster))
     return tuple(out)
+
+
+def check_domain(domain: str) -> None:
+    """_Refused unless ``domain`` is a valid domain name (it becomes part of file names here)."""
+    problem = names.problem("domain", domain)
+    if problem is not None:
+        raise _Refused(codes.BAD_NAME, f"{problem}; give the name of a guest domain (ldm list). "
+                                       f"Nothing was changed.")
 
 
 def journal_path(home: Home, host: str, domain: str) -> Path:
@@ -357,17 +366,31 @@ class _Refused(Exception):
         self.code = code
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 @contextlib.contextmanager
 def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[dict | None]:
     """Hold ``DOMAIN.lock`` (flock: one clovmmigrate / clovm migrate per domain) and yield the
     journal at ``path`` (None if there is none); _Refused if locked or unreadable."""
+    check_domain(domain)
     d = home.migrate_dir(host)
+    new_dirs = [p for p in (d, *d.parents) if not p.exists() and p.is_relative_to(home.host_root(host))]
     d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / f"{domain}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = d / f"{domain}.lock"
+    made = not lock.exists()
+    journal_before = _stamp(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            made = False  # (another run's lock)
             raise _Refused(codes.LOCKED, f"another clovmmigrate or clovm migrate for {domain} is running on "
                                          f"{host}; wait for it to finish. Nothing was changed.") from None
         try:
@@ -377,6 +400,11 @@ def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[
                                               f"away and run the command again. Nothing was changed.") from None
         yield journal
     finally:
+        if made and _stamp(path) == journal_before:  # a run that wrote no journal leaves no lock file either
+            lock.unlink(missing_ok=True)
+            for p in new_dirs:  # (innermost first) nor the directories made for it
+                with contextlib.suppress(OSError):
+                    p.rmdir()
         os.close(fd)  # releases the flock
 
 
@@ -480,7 +508,10 @@ def recorded_migrations(home: Home, host: str, *, finished: bool = False) -> lis
 
 
 def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict] | None:
-    """The journal in progress, else the last finished one, else None (ValueError if unreadable)."""
+    """The journal in progress, else the last finished one, else None (ValueError if unreadable or
+    ``domain`` is not a valid domain name)."""
+    if names.problem("domain", domain) is not None:
+        raise ValueError(names.problem("domain", domain))
     for path in (migrate_journal_path(home, host, domain), last_journal_path(home, host, domain)):
         j = _load_journal(path)
         if j is not None:
@@ -495,7 +526,10 @@ class _MigratePersist:
     write at POINT, so tests can kill ``clovm migrate`` at every journal step: a step name
     (``prepare``, ``migrate``, ``recover``, ``complete``, ``prove``: the step was recorded as begun),
     ``prepared`` (the pre-migration timeouts are recorded, nothing changed yet), ``migrating``
-    (the migration is under way) or ``updating`` (the completion has begun).
+    (the migration is under way), ``pre-copy`` / ``suspend`` / ``hand-off`` (the last progress
+    recorded is in that phase), ``handed-off`` (the migration's end is recorded: the guest runs on
+    the target) or ``updating`` (the completion has begun). The same points disarm the kills of
+    other daemons armed with ``clovm fault kill DAEMON HOST --at POINT`` (runtime.proc).
     """
 
     def __init__(self, home: Home, host: str, domain: str):
@@ -513,6 +547,11 @@ class _MigratePersist:
             out.add("updating")
         if j.get("progress") and j.get("step") == "migrate":
             out.add("migrating")
+            last = j["progress"][-1]
+            if isinstance(last, dict) and last.get("phase") in ("pre-copy", "suspend", "hand-off"):
+                out.add(str(last["phase"]))
+        if j.get("step") == "migrate" and j.get("outcome") == "migrated":
+            out.add("handed-off")
         return out
 
     def __call__(self, e: mig.Persist) -> None:
@@ -528,6 +567,8 @@ class _MigratePersist:
             _persist(active, e.journal)
         if self.kill_at and e.journal is not None and self.kill_at in self.points(e.journal):
             os.kill(os.getpid(), signal.SIGKILL)
+        if e.journal is not None:
+            fire_armed_kills(self.home, self.points(e.journal), MIGRATE_VICTIM)
 
 
 async def safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,

@@ -34,7 +34,8 @@ import asyncio
 import itertools
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
@@ -87,6 +88,7 @@ class NodeAgent:
             min_detection=settings.CF_MIN_DETECTION_REAL * scale,
             min_agent_timeout=settings.SF_MIN_AGENT_REAL * scale,
             stale_heartbeat=max(settings.STALE_HEARTBEAT, STALE_HEARTBEAT_REAL * scale),
+            cf_stall=max(settings.CF_STALL, settings.CF_MIN_STALL_REAL * scale),
             epoch=self.clock.epoch)
         self._server = self._current_server()
         self._offsets = self.clock.offsets()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import gc
+import json
 import logging
 import os
 import signal
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
@@ -22,12 +24,84 @@ Ready = Callable[[], None]
 def _configure_logging(home: Home, name: str) -> None:
     path = home.log_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a", buffering=1)
+    f = open(path, "a", buffering=1)  # noqa: SIM115 - the log stays open for the life of the daemon
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
                     structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(file=f),
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
+# ---- armed kills (``clovm fault kill DAEMON HOST --at POINT``): a test-only fault hook ------------
+# Off unless ``Home.armed_kills_file`` exists (only ``clovm fault kill --at`` writes it). The points
+# are moments of a live migration that a test cannot hit from outside, reached by the process that
+# lives through them: an ldmd at the migration phases it drives (the source at ``checks``,
+# ``pre-copy``, ``suspend`` and ``hand-off`` — the Handoff queued, not sent yet —, the target at
+# ``taken-over`` — it runs the guest, its acknowledgement not sent yet), ``clovm migrate`` after
+# each journal write (its steps and ``CLOVM_MIGRATE_KILL_AT``'s points). The first process to reach
+# an armed point SIGKILLs the daemon named (itself included) and disarms it.
+LDMD_POINTS = ("checks", "pre-copy", "suspend", "hand-off", "taken-over")
+MIGRATE_POINTS = ("prepare", "prepared", "migrate", "migrating", "handed-off", "recover", "complete", "updating",
+                  "prove")
+KILL_POINTS = LDMD_POINTS + MIGRATE_POINTS
+MIGRATE_VICTIM = "migrate"  # the clovm migrate process itself (only it can reach its own points)
+
+
+def victim_pid(home: Home, victim: str) -> int | None:
+    """The pid of daemon ``victim`` (a daemon key: ``ldmd-primary2``; a guest's node agent is its
+    domain process, found in its placement file)."""
+    try:
+        return int(home.pid_file(victim).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    if victim.startswith("nodeagent-"):
+        try:
+            pid = json.loads(home.placement_file(victim.removeprefix("nodeagent-")).read_text()).get("pid")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return pid if isinstance(pid, int) else None
+    return None
+
+
+def fire_armed_kills(home: Home, points: Iterable[str], me: str) -> list[dict]:
+    """Carry out (and disarm) the kills armed for any of ``points``; ``me`` is the calling
+    process's daemon key (or :data:`MIGRATE_VICTIM`). Returns the entries fired; SIGKILLs the
+    caller last if it is a victim (then it does not return)."""
+    path = home.armed_kills_file
+    if not path.exists():
+        return []
+    wanted = set(points)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            entries = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        entries = entries if isinstance(entries, list) else []
+        fire = [e for e in entries if isinstance(e, dict) and e.get("point") in wanted
+                and (e.get("daemon") != MIGRATE_VICTIM or me == MIGRATE_VICTIM)]
+        if not fire:
+            return []
+        keep = [e for e in entries if e not in fire]
+        if keep:
+            atomic_write(path, json.dumps(keep) + "\n")
+        else:
+            path.unlink(missing_ok=True)
+    mine = False
+    for e in fire:
+        victim = str(e.get("daemon"))
+        if victim == me:
+            mine = True
+            continue
+        pid = victim_pid(home, victim)
+        if pid is not None and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if mine:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return fire
 
 
 def daemon_key(prog: str, name: str) -> str:

@@ -42,7 +42,7 @@ from typing import IO
 import setproctitle
 
 PRELOAD = ("clovm.runtime.nodeagent", "clovm.runtime.snmp", "clovm.runtime.ssh", "clovm.runtime.xscfd",
-           "clovm.runtime.ldmd",
+           "clovm.runtime.ldmd", "clovm.runtime.supervisor",
            # imported on first use by a guest's SNMP client and by asyncssh's first connection
            # (~0.2 s of CPU per guest, all at the same moment when a datacenter boots)
            "pysnmp.hlapi.v3arch.asyncio", "concurrent.futures.thread")
@@ -151,9 +151,10 @@ def _child(module: str, args: list[str], log: Path, stdout_fd: int, cwd: Path | 
                     pass
         # the standard streams of a fresh interpreter (the parent's may be anything: a test
         # runner's capture, a closed pipe)
-        sys.stdin = open(0, encoding="utf-8", closefd=False)
-        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+        # (they stay open for the life of the child: SIM115 does not apply)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
@@ -166,7 +167,7 @@ def _child(module: str, args: list[str], log: Path, stdout_fd: int, cwd: Path | 
         rc = importlib.import_module(f"clovm.runtime.{module}").main(args[3:])
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - whatever the daemon raised, the child must _exit
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ import structlog
 
 from .. import settings
 from ..core import codes
+from ..core._state import SpDomainStatus
 from ..core.base import Effect, Event
 from ..core.sp import (
     DomainPanicRequested,
@@ -49,7 +51,6 @@ from ..core.sp import (
     SpReply,
     Xscf,
 )
-from ..core._state import SpDomainStatus
 from ..topology import Topology
 from . import proc, rpc
 from .clock import EmuClock
@@ -110,6 +111,7 @@ class XscfDaemon:
                 [(lan, settings.SNMP_PORT) for lan in self.lans],
                 SnmpCredentials(secrets["xscf_user"], secrets["snmp_auth"], secrets["snmp_priv"]),
                 name=self.name,
+                engine_id=snmp_engine_id(self.name),
             )
             await self._snmp.start()
             self._ssh = XscfSshServer(
@@ -125,6 +127,32 @@ class XscfDaemon:
             await self.close()
             raise
         self.log.info("xscf started", lan0=self.lans[0], lan1=self.lans[1], ppars=list(self.core.ppars))
+
+    def restore(self) -> None:
+        """What the XSCF keeps across its own restart: the saved configuration of each PPAR (the
+        domains it addresses), from the service processor's store (``Home.sp_file``, written by
+        the PPAR's ldmd). What runs now is the hypervisor's to say: see :meth:`resync`."""
+        for ppar in self.core.ppars:
+            try:
+                saved = json.loads(self.home.sp_file(self.name, ppar).read_text()).get("saved")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(saved, list) and all(isinstance(x, str) for x in saved):
+                self.feed(SpconfigSaved(ppar, frozenset(saved)))
+                self.log.info("saved configuration restored", ppar=ppar, domains=sorted(saved))
+
+    async def resync(self) -> None:
+        """Ask the ldmd of every PPAR to report what runs (and what it saved) again: a restarted
+        XSCF must not take a running domain for a stopped one. An ldmd that is not up yet reports
+        by itself when it starts."""
+        for ppar in self.core.ppars:
+            host = self.control_domain_of(ppar)
+            if host is None:
+                continue
+            try:
+                await rpc.call_unix(self.home.ldmd_socket(host), "push", timeout=5.0)
+            except rpc.RpcError as exc:
+                self.log.info("no resync from the ldmd", ppar=ppar, host=host, error=exc.message)
 
     async def close(self) -> None:
         """Stop every channel, let pending ``kill_domain`` calls finish briefly, remove the socket."""
@@ -205,7 +233,8 @@ class XscfDaemon:
     async def handle_rpc(self, op: str, args: dict, peer: str) -> Any:
         """Serve one request of the hypervisor channel (see the module docstring)."""
         if op == "domains_running":
-            self._core_input(DomainsRunningReported(_ppar(args), _names(args, "running")))
+            held = _names(args, "held") if "held" in args else None
+            self._core_input(DomainsRunningReported(_ppar(args), _names(args, "running"), held))
             return None
         if op == "spconfig_saved":
             self._core_input(SpconfigSaved(_ppar(args), _names(args, "domains")))
@@ -315,6 +344,12 @@ class XscfDaemon:
                    f"{key.get_fingerprint('sha256')} /etc/ssh/ssh_host_{algorithm.lower()}_key.pub\n"), ""
 
 
+def snmp_engine_id(server: str) -> bytes:
+    """The XSCF's snmpEngineID (RFC 3411, text format under Fujitsu's enterprise number 211): the
+    same after every restart of its xscfd, so the shutdown agents' SNMP managers keep reaching it."""
+    return b"\x80\x00\x00\xd3\x04" + server.encode()[:27]
+
+
 # ---- argument helpers ------------------------------------------------------------------------
 
 def _ppar(args: dict) -> int:
@@ -352,10 +387,13 @@ def _ppar_id(text: str) -> int | None:
 async def run(home: Home, name: str, ready: proc.Ready, stop: asyncio.Event) -> None:
     """Serve the XSCF of server ``name`` until ``stop`` is set (see the module docstring)."""
     daemon = XscfDaemon(home, name)
+    daemon.restore()
     await daemon.start()
     try:
         ready()
+        resync = asyncio.ensure_future(daemon.resync())
         await stop.wait()
+        resync.cancel()
     finally:
         await daemon.close()
 

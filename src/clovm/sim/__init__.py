@@ -1,7 +1,9 @@
 """Deterministic driver of the core machines: virtual time, seeded randomness, fake network.
 
 ``world.World`` builds the datacenter of a topology from the same core machines the runtime uses;
-``scenarios`` holds the built-in scenarios of ``clovm sim``. Same seed → byte-identical trace.
+``scenarios`` holds the built-in scenarios of ``clovm sim``; ``chaos`` is ``clovm sim chaos``, the
+randomised campaign over every operation and fault (its invariants: ``invariants``). Same seed →
+byte-identical trace.
 """
 
 # The names of ``scenarios.SCENARIOS``, importable without the simulator (the CLI's parser needs

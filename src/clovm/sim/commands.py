@@ -7,11 +7,20 @@ machine is answered with the semantics of the tables in :mod:`clovm.core.migrati
 and ``resolve`` by the local control domain's node, node operations by the node itself — each
 reached over the simulated network, so a dead or suspended node gives no answer and the call
 times out after CALL_TIMEOUT (plus what ``sf_wait`` waits by itself).
+
+A command is a process of its control domain: :meth:`CommandCalls.kill_commands` (the control
+domain crashed) or ``kill_after=N`` (SIGKILL once it has made N calls) ends it between two of its
+effects; its ``Pending`` then resolves to a ``Finished`` with rc :data:`KILLED`, the calls it had
+already sent still run at their targets, and their answers go nowhere. Journals are what
+``runtime/migrate_env.py`` writes: a ``clovm migrate`` journal that reaches step ``done`` becomes
+the domain's last journal (``World.last_journals``) and no longer counts as a migration in
+progress.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core import migration as mig
@@ -22,51 +31,103 @@ if TYPE_CHECKING:
     from .world import World
 
 CALL_TIMEOUT = 30.0
+KILLED = -9  # the rc of a command that was killed (SIGKILL: it printed nothing more)
+
+
+@dataclass(eq=False)
+class Command:
+    """One running command process on a control domain."""
+
+    host: str
+    run: CommandRun
+    pending: Pending
+    label: str
+    kill_after: int | None = None  # SIGKILL once this many calls were made
+    calls: int = 0
+    dead: bool = False
 
 
 class CommandCalls:
     """The command-running half of :class:`~clovm.sim.world.World`."""
 
-    def clovmmigrate(self: World, host: str, mode: str, domain: str, target: str = "") -> Pending:
+    def clovmmigrate(self: World, host: str, mode: str, domain: str, target: str = "", *,
+                     kill_after: int | None = None) -> Pending:
         """Run clovmmigrate -p/-u on control domain ``host``; resolves to the Finished effect."""
         run = mig.ClovmmigrateRun(mig.Request(mode, domain, host, target), self.journals.get((host, domain)))
         flag = "-p" if mode == "prepare" else "-u"
-        return self.run_machine(host, run, f"clovmmigrate {flag} {domain} {target}".rstrip())
+        return self.run_machine(host, run, f"clovmmigrate {flag} {domain} {target}".rstrip(), kill_after=kill_after)
 
-    def run_machine(self: World, host: str, run: CommandRun, label: str) -> Pending:
+    def run_machine(self: World, host: str, run: CommandRun, label: str, *, kill_after: int | None = None) -> Pending:
         """Run a command machine on control domain ``host`` (``label`` goes to the trace);
-        resolves to its ``Finished`` effect."""
+        resolves to its ``Finished`` effect (rc :data:`KILLED` if it was killed)."""
         p = Pending()
+        cmd = Command(host, run, p, label, kill_after)
         self.trace(host, "cmd", label)
-        self._run_effects(host, run, run.handle(self.sched.now, mig.RunStarted()), p)
+        if host in self.cd_down:  # nothing runs on a control domain that is down
+            self._end_command(cmd, "the control domain is down")
+            return p
+        self.commands.append(cmd)
+        self._run_effects(cmd, run.handle(self.sched.now, mig.RunStarted()))
         return p
 
-    def _run_effects(self: World, host: str, run: CommandRun, effects: list[Effect], p: Pending) -> None:
+    def kill_commands(self: World, host: str, why: str) -> None:
+        """Every command running on control domain ``host`` dies (SIGKILL, or the host went down)."""
+        for cmd in [c for c in self.commands if c.host == host]:
+            self._end_command(cmd, why)
+
+    def _end_command(self: World, cmd: Command, why: str) -> None:
+        cmd.dead = True
+        if cmd in self.commands:
+            self.commands.remove(cmd)
+        self.trace(cmd.host, "cmd", f"{cmd.label}: killed ({why})")
+        cmd.pending.resolve(mig.Finished(KILLED, "KILLED", f"{cmd.label}: killed ({why})"))
+
+    def _run_effects(self: World, cmd: Command, effects: list[Effect]) -> None:
+        host, run, p = cmd.host, cmd.run, cmd.pending
         for e in effects:
+            if cmd.dead:
+                return
             if isinstance(e, mig.Print):
                 self.trace(host, "cmd", e.text)
                 p.lines.append((e.err, e.text))
             elif isinstance(e, mig.Persist):
-                if e.journal is None:
-                    self.journals.pop((host, e.domain), None)
-                else:
-                    self.journals[(host, e.domain)] = dict(e.journal)
+                self._persist(host, e)
             elif isinstance(e, mig.Finished):
+                if cmd in self.commands:
+                    self.commands.remove(cmd)
+                self.check.finished(cmd, e)
                 p.resolve(e)
             elif isinstance(e, mig.Call):
+                if cmd.kill_after is not None and cmd.calls >= cmd.kill_after:
+                    self._end_command(cmd, f"SIGKILL after {cmd.calls} calls")
+                    return
+                cmd.calls += 1
                 answered = [False]
 
                 def reply(ok: bool, value: Any = None, error: str = "", call: mig.Call = e,
                           answered: list[bool] = answered) -> None:  # (bound per call: a batch has several)
-                    if answered[0]:
+                    if answered[0] or cmd.dead:
                         return
                     answered[0] = True
-                    self._run_effects(host, run, run.handle(self.sched.now, mig.CallReturned(call.call_id, ok, value, error)), p)
+                    self._run_effects(cmd, run.handle(self.sched.now, mig.CallReturned(call.call_id, ok, value, error)))
 
                 limit = CALL_TIMEOUT + float(e.args.get("seconds", 0.0))  # sf_wait waits by itself
                 self.sched.after(limit, lambda reply=reply, c=e, limit=limit: reply(
                     False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"))
                 self._call(host, e, reply)
+
+    def _persist(self: World, host: str, e: mig.Persist) -> None:
+        """Write a journal on ``host`` (as runtime/migrate_env.py does)."""
+        key = (host, e.domain)
+        j = e.journal
+        if j is not None and e.domain.endswith(".migrate") and j.get("step") == "done":
+            self.last_journals[key] = dict(j)  # DOMAIN.migrate-last.json: no longer in progress
+            j = None
+        if j is None:
+            self.journals.pop(key, None)
+        else:
+            self.journals[key] = dict(j)
+        self.check.journal(host, e.domain, j)
 
     def _cd_name(self: World, target: str) -> str | None:
         """The control domain named or addressed by ``target`` (None if it is none)."""
@@ -77,6 +138,12 @@ class CommandCalls:
     def _remote(self: World, host: str, cd: str, answer: Callable[[], Any], reply: Callable[..., None]) -> None:
         """Ask control domain ``cd`` (from ``host``) over the network; reply with what it answers."""
         def there() -> None:
+            if cd in self.cd_down:
+                return  # the host is off: nothing answers (the call times out)
+            if cd in self.ldm_down:
+                self.net.send(cd, host, lambda: reply(False, error=f"{cd}: connection refused (ldmd is not running)"),
+                              reliable=True)
+                return
             value = answer()
             self.net.send(cd, host, lambda: reply(True, value), reliable=True)
         self.net.send(host, cd, there, reliable=True)
@@ -125,7 +192,8 @@ class CommandCalls:
         elif c.op == "ldm":
             if c.target not in self.ldm:
                 return reply(False, error=f"unknown control domain {c.target}")
-            self.net.send(host, c.target, lambda: self.ldm_command(c.target, *c.args["argv"]).add_callback(
+            self.net.send(host, c.target, lambda: c.target not in self.cd_down and self.ldm_command(
+                c.target, *c.args["argv"]).add_callback(
                 lambda r: self.net.send(c.target, host, lambda: reply(True, {"rc": r.rc, "stdout": r.stdout,
                                                                              "stderr": r.stderr}), reliable=True)),
                 reliable=True)

@@ -53,6 +53,7 @@ class SimNode:
     node: Node | None = None  # while its process lives
     timer: Timer | None = None
     tick_pending: bool = False
+    held: list[Event] = field(default_factory=list)  # messages that arrived while suspended (its socket buffers)
     peers: list[SimNode] = field(default_factory=list)  # the other nodes of its cluster (fixed)
 
     @property

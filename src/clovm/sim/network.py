@@ -19,6 +19,7 @@ class SimNetwork:
         self.sched, self.rng = sched, rng
         self.latency, self.jitter, self.loss = latency, jitter, loss
         self._groups: list[frozenset[str]] = []  # partitions: endpoints in different groups can't talk
+        self.lossy: frozenset[str] | None = None  # random loss only on datagrams from these (None: all)
         self.sent = 0
         self.dropped = 0
 
@@ -37,7 +38,8 @@ class SimNetwork:
     def passes(self, src: str, dst: str) -> bool:
         """Whether one datagram from src reaches dst (partition, then random loss)."""
         self.sent += 1
-        if not self.connected(src, dst) or (self.loss and self.rng.random() < self.loss):
+        if not self.connected(src, dst) or (self.loss and (self.lossy is None or src in self.lossy)
+                                            and self.rng.random() < self.loss):
             self.dropped += 1
             return False
         return True
@@ -60,7 +62,8 @@ class SimNetwork:
         ``reliable`` models a TCP/SSH channel: no random loss, but a partition still cuts it.
         """
         self.sent += 1
-        if self._groups and not self.connected(src, dst) or (not reliable and self.loss and self.rng.random() < self.loss):
+        if self._groups and not self.connected(src, dst) or (
+                not reliable and self.loss and (self.lossy is None or src in self.lossy) and self.rng.random() < self.loss):
             self.dropped += 1
             return
         self.sched.after(self.latency + self.rng.random() * self.jitter, deliver)

@@ -17,6 +17,17 @@ node itself (:meth:`World.operation`), reached over the simulated network; a dea
 gives no answer (the call times out). ``Persist`` stores the journal in
 ``World.journals[(host, domain)]`` (the one-shot journal under ``DOMAIN + ".migrate"``).
 
+Crashes. :meth:`World.crash_ldmd` / :meth:`World.restart_ldmd`: an ldmd stops (its pending ``ldm``
+commands get an error, its peers' connections to it break: :class:`~clovm.core.ldm.PeerUnreachable`)
+and is rebuilt from what it persists (:meth:`~clovm.core.ldm.Ldmd.restarted`: the placement of
+every domain process, the SP's configurations); meanwhile the hypervisor still tells the XSCF what
+runs. :meth:`World.crash_control_domain` takes a whole control domain down (its cluster node, its
+ldmd and every command running on it); its guests keep running.
+
+Invariants. ``World.check`` (:class:`~clovm.sim.invariants.Invariants`) is told of every change
+that an invariant is about (a domain starting or stopping to run somewhere, an application going
+online, an XSCF kill, a journal, a finished command) and appends to ``World.violations``.
+
 Clocks. A node's wall clock is the core node's (``EPOCH + now + offset(server hosting it) +
 its step``); the world tells a node its server when it boots and at a hand-off, and every node
 the servers' offsets when ``clovm fault clock`` (:meth:`World.set_clock_offset`) changes one.
@@ -65,12 +76,14 @@ from ..core.node import (
 )
 from ..core.sfconfig import XscfEntry
 from ..topology import Topology
-from .commands import CommandCalls
+from .commands import Command, CommandCalls
 from .hosts import NodeFiles, Pending, SimNode, TraceLog, WaitFor
+from .invariants import Invariants
 from .network import SimNetwork
 from .scheduler import Scheduler, Timer
 
 DOMAIN_STATUS_TIMEOUT = 2.0  # s a domain status query waits for LAN#0 before asking LAN#1
+HELD_MAX = 1024  # messages a suspended node's socket buffers keep (later ones are dropped)
 TICK = Ticked()  # the one wake-up event (frozen, no fields): not rebuilt for every tick
 
 
@@ -108,6 +121,12 @@ class World(CommandCalls):
         self._progress: dict[tuple[str, str], ldmmod.MigrationProgress] = {}  # (source host, domain)
         self._background: dict[tuple[str, str], Pending] = {}  # migrate_start: (host, domain)
         self._op_replies: dict[int, tuple[str, Callable[..., None]]] = {}  # op_id -> (node, reply)
+        self._ldm_host: dict[int, str] = {}  # req_id of a pending ldm command -> its control domain
+        self.ldm_down: set[str] = set()  # control domains whose ldmd is not running
+        self.cd_down: set[str] = set()  # control domains that are down (crashed, not yet restarted)
+        self.commands: list[Command] = []  # command processes running (clovmmigrate, clovm migrate)
+        self.last_journals: dict[tuple[str, str], dict] = {}  # finished clovm migrate journals
+        self.check = Invariants(self)
         self._build()
 
     # ---- construction ------------------------------------------------------------------------------
@@ -173,6 +192,7 @@ class World(CommandCalls):
         if n.alive:
             return
         n.alive, n.suspended, n.incarnation, n.tick_pending = True, False, n.incarnation + 1, False
+        n.held.clear()
         self.silent_since.pop(n.cf, None)
         n.node = Node(n.spec, n.files, incarnation=n.incarnation, server=self.server_of_host(n.hosted_by),
                       offsets=self.offsets)
@@ -191,6 +211,7 @@ class World(CommandCalls):
         for on in self.online.values():
             on.discard(n.cf)
         self._op_replies = {k: v for k, v in self._op_replies.items() if v[0] != n.cf}  # never answered
+        n.held.clear()
         self.trace(n.cf, "down", f"{n.host} stopped: {why}")
         if n.kind == "guest":
             self._ldm_feed(n.hosted_by, ldmmod.DomainProcessExited(n.host))
@@ -213,7 +234,15 @@ class World(CommandCalls):
             self.silent_since.pop(g.cf, None)
             self.suspends.append((domain, self._suspended_at.pop(domain, self.sched.now), self.sched.now))
             self.trace(g.cf, what, text or f"{domain} resumed (SIGCONT)")
-            if g.tick_pending:
+            # What arrived meanwhile is read first (as the runtime's event loop handles ready sockets
+            # before due timers): a node that was frozen for less than the timeout hears its peers
+            # before it checks their silence.
+            held, g.held = g.held, []
+            for ev in held:
+                if not g.alive or g.suspended:
+                    break
+                self.feed(g, ev)
+            if g.tick_pending and g.alive and not g.suspended:
                 g.tick_pending = False
                 self.feed(g, TICK)
 
@@ -261,9 +290,17 @@ class World(CommandCalls):
 
     def deliver(self, src: str, n: SimNode, event: Event, *, reliable: bool = False) -> None:
         def go() -> None:
-            if n.alive and not n.suspended:
-                self.feed(n, event)
+            if n.alive:
+                if n.suspended:
+                    self._hold(n, event)
+                else:
+                    self.feed(n, event)
         self.net.send(src, n.cf, go, reliable=reliable)
+
+    @staticmethod
+    def _hold(n: SimNode, event: Event) -> None:
+        if len(n.held) < HELD_MAX:
+            n.held.append(event)
 
     def _node_effect(self, n: SimNode, e: Effect) -> None:
         cls = type(e)
@@ -295,6 +332,8 @@ class World(CommandCalls):
                 reply(e.ok, e.value, error=e.error)
         elif cls is Store:
             setattr(n.files, e.key, e.value)
+            if e.key == "record" and e.value is not None:
+                self.check.recorded[n.cf] = e.value
         elif cls is mem.AnnounceNodeState:
             self.trace(n.cf, "CF", f"{e.node}: {e.state}")
         elif cls is Trace:
@@ -308,7 +347,7 @@ class World(CommandCalls):
             on.add(n.cf)
             self.trace(n.cf, "RMS", f"{e.app} Online")
             if len(on) > 1:
-                self.violations.append(f"t={self.sched.now:.3f}: {e.app} online on {sorted(on)}")
+                self.check.violation(f"{e.app} online on {sorted(on)}")
         elif cls is rmsmod.TakeAppOffline:
             self.online.setdefault(e.app, set()).discard(n.cf)
             self.trace(n.cf, "RMS", f"{e.app} Offline")
@@ -327,8 +366,11 @@ class World(CommandCalls):
     def _heartbeats(self, peers: list[SimNode], event: MessageReceived) -> None:
         """One heartbeat datagram arrives at every peer in ``peers``."""
         for p in peers:
-            if p.alive and not p.suspended:
-                self.feed(p, event)
+            if p.alive:
+                if p.suspended:
+                    self._hold(p, event)
+                else:
+                    self.feed(p, event)
 
     # ---- the XSCF side, as a guest node's shutdown agents see it ----------------------------------
     def _xscf_request(self, n: SimNode, addr: str, ev_of: Callable[[int], Event], target: str,
@@ -399,47 +441,133 @@ class World(CommandCalls):
                 victim = next((x for x in self.nodes.values() if x.host == eff.domain), None)
                 what = "panic" if isinstance(eff, spmod.PanicDomain) else "reset"
                 self.trace(f"xscf:{server}", "SP", f"{what} {eff.domain} in PPAR-ID {eff.ppar} (requested by {by})")
-                if victim is None or victim.cf != target:
-                    self.violations.append(f"t={self.sched.now:.3f}: agent of {by} aimed at {target} hit {eff.domain}")
-                if any(x.files.window for x in self.nodes.values() if x.kind == "guest"):
-                    self.violations.append(f"t={self.sched.now:.3f}: {eff.domain} fenced while clovmmigrate -p is in force")
+                here = victim is not None and self.runs_in(victim, server, eff.ppar)
+                self.check.fenced(server, eff.ppar, by, target, eff.domain, victim, here)
                 self.kills.append((self.sched.now, by, target, eff.domain))
-                if victim is not None:
+                if victim is not None and here:  # an XSCF reaches only the domains of its own server
                     self.kill(victim, f"{what} by XSCF {server}")
 
+    def runs_in(self, g: SimNode, server: str, ppar: int) -> bool:
+        """Whether guest ``g``'s process runs in PPAR ``ppar`` of ``server`` now."""
+        if not g.alive:
+            return False
+        cd = self.topo.control_domain(g.hosted_by)
+        return cd.server == server and cd.ppar == ppar
+
     def _sync_xscf(self, host: str) -> None:
-        """Tell the XSCF what the hypervisor of this control domain's PPAR runs now."""
+        """Tell the XSCF what the hypervisor of this control domain's PPAR runs now (as ldmd has it;
+        while ldmd is down, the domain processes placed there)."""
         cd = self.topo.control_domain(host)
-        running = frozenset(x.name for x in self.ldm[host].domains() if x.name != "primary" and x.state == "active")
-        self._xscf_feed(cd.server, spmod.DomainsRunningReported(cd.ppar, running))
+        if host in self.ldm_down:  # (the domains it held before stay held)
+            running = frozenset(g.host for g in self.nodes.values()
+                                if g.kind == "guest" and g.alive and g.hosted_by == host)
+            held = self.ldm[host].domain_names() | running
+        else:
+            d = self.ldm[host]
+            running = frozenset(x.name for x in d.domains() if x.name != "primary" and x.state == "active")
+            held = d.domain_names()
+        self._xscf_feed(cd.server, spmod.DomainsRunningReported(cd.ppar, running, held))
 
     # ---- ldmd --------------------------------------------------------------------------------------
     def ldm_command(self, host: str, *argv: str) -> Pending:
+        """``ldm ARGV...`` on control domain ``host`` (resolves to the ldmd's Reply; at once with an
+        error when ldmd is not running there)."""
         p = Pending()
+        if host in self.ldm_down:
+            p.resolve(ldmmod.Reply(0, 1, "", f"Error: cannot connect to ldmd on {host}: connection refused\n"))
+            return p
         rid = self._new_id()
         self._ldm_waiting[rid] = p.resolve
+        self._ldm_host[rid] = host
         self._ldm_feed(host, ldmmod.CommandReceived(rid, tuple(argv)))
         return p
 
     def _ldm_feed(self, host: str, ev: Event) -> None:
+        if host in self.ldm_down:  # nobody listens: the event is lost
+            self._sync_xscf(host)
+            return
         d = self.ldm[host]
         effects = d.handle(self.sched.now, ev)
         self.ldm_timers[host].arm(d.next_deadline())
         for e in effects:
             self._ldm_effect(host, e)
         self._sync_xscf(host)
+        if effects and host not in self.ldm_down:
+            self.check.running(host, self.ldm[host].running())
+
+    def _peer_deliver(self, src: str, peer: str, msg: ldmmod.PeerMsg) -> None:
+        """An ldmd-to-ldmd message arrives at ``peer`` (refused when its ldmd is not running)."""
+        if peer in self.ldm_down:
+            self.net.send(peer, src, lambda: self._ldm_feed(src, ldmmod.PeerUnreachable(peer)), reliable=True)
+            return
+        self._ldm_feed(peer, ldmmod.PeerMessageReceived(src, msg))
+
+    def crash_ldmd(self, host: str, why: str = "crashed") -> None:
+        """ldmd on ``host`` stops: its pending commands fail, every connection to it breaks."""
+        if host in self.ldm_down:
+            return
+        self.ldm_down.add(host)
+        self.ldm_timers[host].cancel()
+        self.trace(host, "ldm", f"ldmd on {host} stopped: {why}")
+        for rid in [r for r, h in self._ldm_host.items() if h == host]:
+            del self._ldm_host[rid]
+            cb = self._ldm_waiting.pop(rid, None)
+            if cb:
+                cb(ldmmod.Reply(rid, 1, "", f"Error: connection to ldmd on {host} lost\n"))
+        self._progress = {k: v for k, v in self._progress.items() if k[0] != host}
+        # (after whatever it sent before it stopped has arrived)
+        for other in sorted(self.ldm):
+            if other != host:
+                self.sched.after(self.net.latency + self.net.jitter,
+                                 partial(self._ldm_feed, other, ldmmod.PeerUnreachable(host)))
+
+    def restart_ldmd(self, host: str) -> None:
+        """ldmd on ``host`` starts again, rebuilt from what persists (core: ``Ldmd.restarted``)."""
+        if host not in self.ldm_down or host in self.cd_down:
+            return
+        old, cd, t = self.ldm[host], self.topo.control_domain(host), self.topo
+        found = [ldmmod.FoundDomain(g.host, t.guest(g.host).memory_mb, t.guest(g.host).vcpu,
+                                    t.guest(g.host).dirty_rate_mb_s, g.alive)
+                 for _, g in sorted(self.nodes.items()) if g.kind == "guest" and g.hosted_by == host]
+        d, effects = ldmmod.Ldmd.restarted(host, cd.ppar, cd.server, found, old.sp_store(), self.sched.now,
+                                           memory_mb=cd.memory_mb, bandwidth_mb_s=t.migration.bandwidth_mb_s)
+        self.ldm[host] = d
+        self.ldm_down.discard(host)
+        self.trace(host, "ldm", f"ldmd on {host} restarted")
+        for e in effects:
+            self._ldm_effect(host, e)
+        self.ldm_timers[host].arm(d.next_deadline())
+        self._sync_xscf(host)
+        self.check.running(host, d.running())
+
+    def crash_control_domain(self, host: str, why: str = "crashed") -> None:
+        """Control domain ``host`` goes down: its cluster node, its ldmd and its commands (its
+        guests keep running)."""
+        if host in self.cd_down:
+            return
+        self.cd_down.add(host)
+        self.kill(self._cd_node(host), why)
+        self.crash_ldmd(host, why)
+        self.kill_commands(host, why)
+
+    def restart_control_domain(self, host: str) -> None:
+        if host not in self.cd_down:
+            return
+        self.cd_down.discard(host)
+        self.boot(self._cd_node(host))
+        self.restart_ldmd(host)
 
     def _guest(self, domain: str) -> SimNode | None:
         return next((x for x in self.nodes.values() if x.host == domain and x.kind == "guest"), None)
 
     def _ldm_effect(self, host: str, e: Effect) -> None:
         if isinstance(e, ldmmod.Reply):
+            self._ldm_host.pop(e.req_id, None)
             cb = self._ldm_waiting.pop(e.req_id, None)
             if cb:
                 cb(e)
         elif isinstance(e, ldmmod.SendToPeer):
-            self.net.send(host, e.peer, lambda: self._ldm_feed(e.peer, ldmmod.PeerMessageReceived(host, e.msg)),
-                          reliable=True)
+            self.net.send(host, e.peer, partial(self._peer_deliver, host, e.peer, e.msg), reliable=True)
         elif isinstance(e, ldmmod.StartDomainProcess):
             g = self._guest(e.name)
             if g:
@@ -513,4 +641,6 @@ class World(CommandCalls):
         return sf.rows() if sf else []
 
     def where(self, domain: str) -> list[tuple[str, str]]:
-        return [(h, str(x.state)) for h, d in self.ldm.items() for x in d.domains() if x.name == domain]
+        """Where ``domain`` is: (control domain, ldm state) for every running ldmd that lists it."""
+        return [(h, str(x.state)) for h, d in self.ldm.items() if h not in self.ldm_down
+                for x in d.domains() if x.name == domain]

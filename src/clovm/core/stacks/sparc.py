@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import codes
 from .._state import MigrateStep
-from ..defaults import MIGRATE_POLL_SECONDS, RMS_SYNC_THRESHOLD
 from ..base import Effect
+from ..defaults import MIGRATE_POLL_SECONDS, RMS_SETTLE, RMS_SYNC_THRESHOLD
 from ..migration import (
     CONFIG_TMP,
     MIGRATION_TIMEOUT,
@@ -41,6 +41,17 @@ RECOVER_MIGRATE_POLL_SECONDS = 5.0
 RECOVER_LIMIT = 1800.0  # emulated seconds to wait for DOWN and for the restarted node to join
 
 
+def _rms_busy_problem(node: str, activity: str | None) -> str:
+    """The preflight's line for a busy RMS, naming what it really is (cf_sample's ``rms_activity``)."""
+    if activity == "settling":
+        return (f"RMS on {node} is still settling after its start (it places its applications "
+                f"{RMS_SETTLE:g} s after it starts): wait a few seconds and run clovm migrate again")
+    if activity == "switchover held":
+        return (f"a switchover is deferred on {node} (held by clovmmigrate -p): finish that migration with "
+                f"clovmmigrate -u first")
+    return f"a switchover is in progress on {node}: wait until hvdisp shows it finished"
+
+
 class SparcStack:
     """PRIMECLUSTER on Oracle VM Server for SPARC (the seed's stack)."""
 
@@ -51,7 +62,7 @@ class SparcStack:
     def preflight(self, run: Run) -> Generator[Effect, CallReturned, dict[str, Any]]:
         r = run.request
         d, here = r.domain, r.local_host
-        refuse = dict(fail_rc=RC_REFUSED)
+        refuse = {"fail_rc": RC_REFUSED}
         w = yield from run._ask(here, "where", **refuse, domain=d)
         if w is None:
             raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_HOSTED,
@@ -107,7 +118,7 @@ class SparcStack:
                     problems.append(f"the clocks of {n} and {p} differ by {diff:.1f} s (RMS threshold "
                                     f"{RMS_SYNC_THRESHOLD:g} s): synchronise them (NTP) first")
             if view.get("rms_busy"):
-                problems.append(f"a switchover is in progress on {n}: wait until hvdisp shows it finished")
+                problems.append(_rms_busy_problem(n, view.get("rms_activity")))
         for h in (src["host"], tgt["host"]):
             ans = yield from run._try(h, "ldm", argv=["list-spconfig"])
             if not ans.ok or ans.value["rc"] != 0:
@@ -159,8 +170,8 @@ class SparcStack:
         scoped = run.request.scoped
         tgt = p["target_info"]
         others = [n for n in p["nodes"] if n != p["node"]]
-        lines = [f"clovm migrate: preflight passed: {p['domain']} ({p['node']}) {p['source']} "
-                 f"(server {p['source_server']}) -> {p['target']} (server {p['target_server']}, PPAR-ID {tgt['ppar']})",
+        lines = [(f"clovm migrate: preflight passed: {p['domain']} ({p['node']}) {p['source']} "
+                 f"(server {p['source_server']}) -> {p['target']} (server {p['target_server']}, PPAR-ID {tgt['ppar']})"),
                  "clovm migrate: plan:"]
         if scoped:
             lines.append(f"  1 prepare   widen failure detection of {p['node']} to {MIGRATION_TIMEOUT} s on {' '.join(others) or '-'}; "
@@ -174,8 +185,8 @@ class SparcStack:
                   + f"; SF of {p['node']} -> {tgt['lan0']} / {tgt['lan1']} PPAR-ID {tgt['ppar']} weight "
                     f"{tgt['sf_weight']}; configuration saved on {p['source']} and {p['target']} (clovmmigrate -u)",
                   "  4 prove     one running instance, SF entries, fresh SF test, timeouts, saved configurations",
-                  "  if the migration is cancelled or fails: complete back to the source (after waiting until the "
-                  "stopped guest is DOWN and starting it)"]
+                  ("  if the migration is cancelled or fails: complete back to the source (after waiting until the "
+                  "stopped guest is DOWN and starting it)")]
         return lines
 
 
@@ -222,53 +233,89 @@ class SparcStack:
 
 
     def recover(self, run: Run) -> Generator[Effect, CallReturned, str]:
+        """The seed's recovery of a stopped guest: wait until every other node holds it DOWN, start
+        it, wait until it joined. Found running already (started by a run that was killed, or by the
+        operator meanwhile), it is waited for; refused by its peers (started too early), it is stopped
+        again and the recovery starts over (the documented recovery), until RECOVER_LIMIT."""
         assert run.j is not None
-        d, here, node = run.request.domain, run.j["source"], run.j["node"]
+        d, node = run.request.domain, run.j["node"]
+        here = run.j.get("complete_to") or run.j["source"]  # the control domain that holds the stopped guest
         others = [n for n in run.j["nodes"] if n != node]
         if run.j["scoped"]:  # back to the normal timeout, but let the hypervisor confirm DOWN
             for n in others:
                 yield from run._ask(n, "widen", peers=[node], seconds=run.j["timeouts"][n],
                                      lease=RECOVER_LIMIT, hypervisor=True)
-        yield run._say(f"recover: waiting until {' '.join(others)} hold {node} DOWN")
         deadline = run.now + RECOVER_LIMIT
         while True:
-            down = True
-            for n in others:
-                ans = yield from run._try(n, "cf_sample")
-                if ans.ok:
-                    run.record_sample(n, ans.value)
-                down &= ans.ok and ans.value["peers"].get(node, {}).get("state") == "DOWN"
-            yield run._persist()
-            if down:
-                break
-            if run.now > deadline:
-                raise _Stop(RC_FAILED, codes.NOT_DOWN, f"clovm migrate: {node} did not become DOWN within "
-                                                   f"{RECOVER_LIMIT:g} s; check cftool -n, then clovm migrate --resume.")
-            yield from run._ask(here, "sleep", seconds=RECOVER_MIGRATE_POLL_SECONDS)
-        run._event(str(MigrateStep.RECOVER), "note", f"{node} DOWN on {' '.join(others)}")
-        yield run._say(f"recover: {node} is DOWN; starting {d} on {here}")
-        ok, w = yield from run.where(here)
-        if not ok or w is None:
-            raise _Stop(RC_FAILED, codes.DOMAIN_LOST, f"clovm migrate: {d} is not on {here} any more; find it with ldm "
-                                                  f"list on the control domains, then clovm migrate --resume.")
-        if w["state"] != "active":
-            ans = yield from run._ask(here, "ldm", argv=["start-domain", d])
-            if ans["rc"] != 0:
-                raise _Stop(RC_FAILED, codes.START_FAILED, f"clovm migrate: {here}: ldm start-domain {d}: "
-                                                       f"{(ans['stderr'] or ans['stdout']).strip()}")
-            yield Print(f"{here} # ldm start-domain {d}")
+            ok, w = yield from run.where(here)
+            if ok and w is not None and w["state"] == "active":
+                yield run._say(f"recover: {d} is running on {here}; waiting until {node} joined")
+                if (yield from self._joined(run, node, here, deadline)):
+                    return "restarted"
+                continue
+            yield run._say(f"recover: waiting until {' '.join(others)} hold {node} DOWN")
+            started = False
+            while True:
+                down = True
+                for n in others:
+                    ans = yield from run._try(n, "cf_sample")
+                    if ans.ok:
+                        run.record_sample(n, ans.value)
+                    down &= ans.ok and ans.value["peers"].get(node, {}).get("state") == "DOWN"
+                yield run._persist()
+                if down:
+                    break
+                ok, w = yield from run.where(here)
+                if ok and w is not None and w["state"] == "active":  # the operator started it meanwhile
+                    started = True
+                    break
+                if run.now > deadline:
+                    raise _Stop(RC_FAILED, codes.NOT_DOWN, f"clovm migrate: {node} did not become DOWN within "
+                                                       f"{RECOVER_LIMIT:g} s; check cftool -n, then clovm migrate "
+                                                       f"--resume.")
+                yield from run._ask(here, "sleep", seconds=RECOVER_MIGRATE_POLL_SECONDS)
+            if started:
+                continue
+            run._event(str(MigrateStep.RECOVER), "note", f"{node} DOWN on {' '.join(others)}")
+            yield run._say(f"recover: {node} is DOWN; starting {d} on {here}")
+            ok, w = yield from run.where(here)
+            if not ok or w is None:
+                raise _Stop(RC_FAILED, codes.DOMAIN_LOST, f"clovm migrate: {d} is not on {here} any more; find it "
+                                                      f"with ldm list on the control domains, then clovm migrate "
+                                                      f"--resume.")
+            if w["state"] != "active":
+                ans = yield from run._ask(here, "ldm", argv=["start-domain", d])
+                if ans["rc"] != 0:
+                    raise _Stop(RC_FAILED, codes.START_FAILED, f"clovm migrate: {here}: ldm start-domain {d}: "
+                                                           f"{(ans['stderr'] or ans['stdout']).strip()}")
+                yield Print(f"{here} # ldm start-domain {d}")
+
+    def _joined(self, run: Run, node: str, here: str, deadline: float) -> Generator[Effect, CallReturned, bool]:
+        """Wait until the restarted ``node`` is UP and sees every peer UP (True). False: its domain
+        stopped meanwhile, or its peers refused it (it is stopped again: the documented recovery)."""
+        assert run.j is not None
+        d = run.request.domain
         while True:
             ans = yield from run._try(node, "cf_sample")
             if ans.ok and ans.value["state"] == "UP" and all(v["state"] == "UP" for v in ans.value["peers"].values()):
                 break
+            if ans.ok and ans.value["state"] == "INVALID":
+                yield run._say(f"recover: {node} was refused by its peers (started before it was DOWN): stopping "
+                               f"{d} again")
+                yield from run._ask(here, "ldm", argv=["stop-domain", d])
+                yield Print(f"{here} # ldm stop-domain {d}")
+                return False
+            if not ans.ok:
+                ok, w = yield from run.where(here)
+                if ok and (w is None or w["state"] != "active"):
+                    return False
             if run.now > deadline:
                 raise _Stop(RC_FAILED, codes.NOT_JOINED, f"clovm migrate: {node} did not join the cluster again; read "
                                                      f"/var/adm/messages on {d}, then clovm migrate --resume.")
             yield from run._ask(here, "sleep", seconds=MIGRATE_POLL_SECONDS)
         run.j["complete_to"] = here
         yield run._say(f"recover: {node} joined the cluster again on {here}")
-        return "restarted"
-
+        return True
 
     def complete(self, run: Run) -> Generator[Effect, CallReturned, str]:
         assert run.j is not None

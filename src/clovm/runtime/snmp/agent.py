@@ -142,6 +142,7 @@ class XscfSnmpAgent:
         credentials: SnmpCredentials | Sequence[SnmpCredentials],
         *,
         name: str = "",
+        engine_id: bytes | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one (address, port) endpoint is required")
@@ -150,6 +151,10 @@ class XscfSnmpAgent:
         if not self._creds:
             raise ValueError("at least one SNMPv3 user is required")
         self._name = name
+        # A fixed snmpEngineID (RFC 3411) survives a restart of the agent, as a real XSCF's does:
+        # managers keep talking to it. Without one pysnmp makes a new one per engine, and a
+        # manager that discovered the old one gets no answer from the restarted agent.
+        self._engine_id = engine_id
         self._lans = [
             _Lan(addr, int(port), udp.DOMAIN_NAME + (i + 1,)) for i, (addr, port) in enumerate(endpoints)
         ]
@@ -170,7 +175,8 @@ class XscfSnmpAgent:
         """
         if self._engine is not None or self._closed:
             raise RuntimeError("XscfSnmpAgent.start() called twice or after close()")
-        eng = engine.SnmpEngine()
+        eng = engine.SnmpEngine() if self._engine_id is None else engine.SnmpEngine(
+            snmpEngineID=v2c.OctetString(self._engine_id))
         # An explicit dispatcher: pysnmp then never closes it when the last transport goes away.
         eng.register_transport_dispatcher(AsyncioDispatcher())
         for cred in self._creds:
