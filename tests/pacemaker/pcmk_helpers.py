@@ -1,20 +1,25 @@
 """Helpers of the Pacemaker topology tests: what a topology could leave behind on the machine
 (``ip netns list``, ``/proc/self/mountinfo``, the root namespace's ``ip link``, cgroups, the stack's
-processes) as a :class:`Snapshot` to compare before ``up`` and after ``down``; ring ids and
-members from corosync; the hypervisors' event logs; lines of a VM's logs.
+processes: of that home's topology, others may run beside it) as a :class:`Snapshot` to compare
+before ``up`` and after ``down``; ring ids and
+members from corosync; the hypervisors' event logs; lines of a VM's logs; :class:`Pair`, two
+sans-IO hypervisors wired together.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from clovm.pacemaker import api
+from clovm.core.base import Ticked
+from clovm.core.ldm import PeerMessageReceived, SendToPeer
+from clovm.pacemaker import api, virsh
 from clovm.pacemaker import layout as L
 from clovm.pacemaker import platform as P
+from clovm.pacemaker.hvcore import Hypervisor, VirshReplied
 
 STACK_COMMS = ("corosync", "pacemakerd", "pacemaker-based", "pacemaker-fenced", "pacemaker-execd",
                "pacemaker-attrd", "pacemaker-schedu", "pacemaker-contro")
@@ -30,8 +35,25 @@ class Snapshot:
     procs: dict[int, str]
 
 
+def _ours(pid: int, lay: L.Layout, cmd: str) -> bool:
+    """Is ``pid`` (an HA-stack or clovm process) one of this home's topology? Its command line names
+    the home (inits, hvd, sshd), or it lives in one of the home's VM cgroups or namespaces."""
+    if str(lay.home) in cmd:
+        return True
+    try:
+        if f"/{lay.cgroup_name}/" in Path(f"/proc/{pid}/cgroup").read_text():
+            return True
+    except OSError:
+        return False
+    ino = P.pid_netns_inode(pid)
+    return ino is not None and ino in {P.netns_inode(ns) for ns in lay.namespaces}
+
+
 def _procs(home: Path) -> dict[int, str]:
-    """The processes a topology could leave: the HA stack, sshd of a home, clovm's inits."""
+    """The processes a topology of ``home`` could leave: the HA stack, sshd of the home, clovm's
+    inits (other homes' topologies on this machine, e.g. a test module running beside this one,
+    are not this one's leaks)."""
+    lay = L.layout_for(home)
     out = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
@@ -41,24 +63,38 @@ def _procs(home: Path) -> dict[int, str]:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if comm in STACK_COMMS or comm.startswith(OUR_COMMS) or str(home) in cmd:
+        if (comm in STACK_COMMS or comm.startswith(OUR_COMMS) or str(home) in cmd) and _ours(int(d.name), lay, cmd):
             out[int(d.name)] = f"{comm}: {cmd}"
     return out
 
 
 def snapshot(home: Path) -> Snapshot:
+    """Everything of the machine a topology of ``home`` could leave behind. Namespaces, their
+    /run/netns mounts and cgroups of *other* homes are left out (they are theirs); /run/netns
+    itself too while another home's namespaces keep it mounted (the last one's ``down`` unmounts it)."""
+    lay = L.layout_for(home)
+    all_ns = P.netns_list()
+    others = [n for n in all_ns if not n.startswith(lay.ns_prefix)]
     mounts: Counter[tuple[str, str, str]] = Counter()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         left, _, right = line.partition(" - ")
         fstype, source = right.split()[:2]
-        mounts[(left.split()[4], fstype, source)] += 1
+        point = left.split()[4]
+        if point.startswith(f"{P.RUN_NETNS}/") and not point.startswith(f"{P.RUN_NETNS}/{lay.ns_prefix}"):
+            continue
+        if point == str(P.RUN_NETNS) and others:
+            continue
+        mounts[(point, fstype, source)] += 1
     root = P.cgroup2_root()
-    cgroups = frozenset(p.name for p in root.iterdir() if p.is_dir()) if root else frozenset()
-    return Snapshot(frozenset(P.netns_list()), mounts, frozenset(P.link_names(None)), cgroups, _procs(home))
+    cgroups = frozenset(p.name for p in root.iterdir() if p.is_dir() and (
+        not p.name.startswith("clovm-") or p.name == lay.cgroup_name)) if root else frozenset()
+    netns = frozenset(n for n in all_ns if n.startswith(lay.ns_prefix))
+    return Snapshot(netns, mounts, frozenset(P.link_names(None)), cgroups, _procs(home))
 
 
 def leaks(before: Snapshot, home: Path, wait: float = 6.0) -> list[str]:
-    """What exists now and did not before (waits a little for exiting processes to be reaped)."""
+    """What of ``home``'s topology exists now and did not before (waits a little for exiting
+    processes to be reaped)."""
     deadline = time.monotonic() + wait
     while True:
         after = snapshot(home)
@@ -99,3 +135,40 @@ def log_lines(lay: L.Layout, vm: str, rel: str, needle: str) -> list[str]:
     except OSError:
         return []
     return [ln for ln in text.splitlines() if needle in ln]
+
+
+class Pair:
+    """Two hypervisors wired together; time advances to the next deadline."""
+
+    def __init__(self) -> None:
+        self.hv = {"kvm2": Hypervisor("kvm2"), "kvm3": Hypervisor("kvm3")}
+        dom = {"name": "vm2", "memory_mb": L.VM_MEMORY_MB, "vcpu": 2, "dirty_rate_mb_s": L.VM_DIRTY_MB_S,
+               "state": "running", "autostart": True, "id": 1}
+        assert self.hv["kvm2"].load({"domains": [dom], "next_id": 2}, running=["vm2"]) == []
+        assert self.hv["kvm3"].load({"domains": []}, running=[]) == []
+        self.now = 0.0
+        self.log: list[tuple[float, str, object]] = []
+        self.queue: deque[tuple[str, object]] = deque()
+
+    def send(self, host: str, event: object) -> None:
+        self.queue.append((host, event))
+        while self.queue:
+            h, ev = self.queue.popleft()
+            for e in self.hv[h].handle(self.now, ev):  # type: ignore[arg-type]
+                self.log.append((self.now, h, e))
+                if isinstance(e, SendToPeer):
+                    self.queue.append((e.peer, PeerMessageReceived(h, e.msg)))
+
+    def step(self) -> bool:
+        due = [(d, h) for h, m in self.hv.items() if (d := m.next_deadline()) is not None]
+        if not due:
+            return False
+        self.now, host = min(due)
+        self.send(host, Ticked())
+        return True
+
+    def replies(self, req_id: int) -> list[virsh.Result]:
+        return [e.result for _, _, e in self.log if isinstance(e, VirshReplied) and e.req_id == req_id]
+
+    def effects(self, host: str, kind: type) -> list[tuple[float, object]]:
+        return [(t, e) for t, h, e in self.log if h == host and isinstance(e, kind)]

@@ -22,7 +22,8 @@ import pytest
 from pcmk_helpers import Snapshot, events, leaks, log_lines, members, ring_id, snapshot
 
 from clovm.api.errors import ClovmError
-from clovm.pacemaker import api, codes
+from clovm.core import codes
+from clovm.pacemaker import api
 from clovm.pacemaker import layout as L
 from clovm.pacemaker import platform as P
 

@@ -6,24 +6,23 @@ the API (one ClovmError line, nothing changed)."""
 from __future__ import annotations
 
 import re
-from collections import deque
 from pathlib import Path
 
 import pytest
+from pcmk_helpers import Pair
 
 from clovm.api.errors import ClovmError
-from clovm.core.base import Ticked
+from clovm.core import codes
 from clovm.core.ldm import (
     AdoptDomainProcess,
     KillDomainProcess,
-    PeerMessageReceived,
     ReleaseDomain,
     ResumeDomainProcess,
     SendToPeer,
     StartDomainProcess,
     SuspendDomainProcess,
 )
-from clovm.pacemaker import api, codes, configs, readiness, virsh
+from clovm.pacemaker import api, configs, readiness, virsh
 from clovm.pacemaker import layout as L
 from clovm.pacemaker.hvcore import Hypervisor, VirshReceived, VirshReplied
 from clovm.pacemaker.record import teardown_plan
@@ -77,43 +76,6 @@ def test_virsh_formats_parse_as_fence_virsh_does() -> None:
 
 
 # ------------------------------------------------------------------------------------ hypervisor
-class Pair:
-    """Two hypervisors wired together; time advances to the next deadline."""
-
-    def __init__(self) -> None:
-        self.hv = {"kvm2": Hypervisor("kvm2"), "kvm3": Hypervisor("kvm3")}
-        dom = {"name": "vm2", "memory_mb": L.VM_MEMORY_MB, "vcpu": 2, "dirty_rate_mb_s": L.VM_DIRTY_MB_S,
-               "state": "running", "autostart": True, "id": 1}
-        assert self.hv["kvm2"].load({"domains": [dom], "next_id": 2}, running=["vm2"]) == []
-        assert self.hv["kvm3"].load({"domains": []}, running=[]) == []
-        self.now = 0.0
-        self.log: list[tuple[float, str, object]] = []
-        self.queue: deque[tuple[str, object]] = deque()
-
-    def send(self, host: str, event: object) -> None:
-        self.queue.append((host, event))
-        while self.queue:
-            h, ev = self.queue.popleft()
-            for e in self.hv[h].handle(self.now, ev):  # type: ignore[arg-type]
-                self.log.append((self.now, h, e))
-                if isinstance(e, SendToPeer):
-                    self.queue.append((e.peer, PeerMessageReceived(h, e.msg)))
-
-    def step(self) -> bool:
-        due = [(d, h) for h, m in self.hv.items() if (d := m.next_deadline()) is not None]
-        if not due:
-            return False
-        self.now, host = min(due)
-        self.send(host, Ticked())
-        return True
-
-    def replies(self, req_id: int) -> list[virsh.Result]:
-        return [e.result for _, _, e in self.log if isinstance(e, VirshReplied) and e.req_id == req_id]
-
-    def effects(self, host: str, kind: type) -> list[tuple[float, object]]:
-        return [(t, e) for t, h, e in self.log if h == host and isinstance(e, kind)]
-
-
 @pytest.mark.timeout(10)
 def test_live_migration_runs_ldms_engine_end_to_end() -> None:
     p = Pair()

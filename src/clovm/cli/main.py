@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings, topology
+from . import (
+    pcmk,  # the Pacemaker topology (issue 13) and `clovm fault pause` on both stacks
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,9 +28,93 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _count(text: str) -> int:
+    """A non-negative whole number (``--seed``, ``--seeds``, ``--jobs``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return n
+
+
+def _sim_chaos(args: argparse.Namespace) -> int:
+    """``clovm sim chaos``: the randomised campaign over everything (clovm.sim.chaos)."""
+    import time
+
+    from ..sim.chaos import campaign as chaos_campaign
+    from ..sim.chaos import run as chaos_run
+    from ..sim.chaos import schedule as chaos_schedule
+    from ..sim.chaos import shrink as chaos_shrink
+
+    def refuse(text: str) -> int:
+        print(f"clovm sim chaos: {text}", file=sys.stderr)
+        return 2
+
+    if args.topology:
+        return refuse("every seed draws its own topology; --topology does not apply")
+    if args.seeds:
+        if args.replay or args.keep is not None:
+            return refuse("--replay and --keep replay one seed: give --seed S without --seeds")
+        t0 = time.perf_counter()
+        results = chaos_campaign.run_many(range(args.seed, args.seed + args.seeds), args.jobs,
+                                          do_shrink=not args.no_shrink)
+        dt = time.perf_counter() - t0
+        failed = [r for r in results if not r.ok]
+        for r in failed:
+            more = f" (+{len(r.failures) - 1} more)" if len(r.failures) > 1 else ""
+            print(f"seed {r.seed}: FAILED: {r.failures[0]}{more}")
+            shrunk = f"shrunk to {len(r.keep)} of {r.items} items" if r.keep is not None else f"{r.items} items"
+            print(f"  topology {r.topology}, schedule ({shrunk}):")
+            for line in r.schedule:
+                print(f"    {line}")
+            print(f"  replay: {r.replay()}")
+        print(f"clovm sim chaos: {len(results)} seeds in {dt:.1f} s ({len(results) / max(dt, 1e-9):.1f} seeds/s)",
+              file=sys.stderr)
+        print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        return 1 if failed else 0
+    sched = chaos_schedule.draw(args.seed)
+    keep: frozenset[int] | None = None
+    if args.keep is not None:
+        try:
+            keep = frozenset() if args.keep.strip() in ("", "none") else frozenset(
+                int(x) for x in args.keep.split(","))
+        except ValueError:
+            return refuse(f"--keep takes item numbers separated by commas (or none), not {args.keep!r}")
+        bad = sorted(i for i in keep if not 0 <= i < len(sched.items))
+        if bad:
+            return refuse(f"--keep: seed {args.seed} has items 0 to {len(sched.items) - 1}, not {bad[0]}")
+    if not args.quiet:
+        print(f"chaos seed {args.seed}: topology {sched.topology}, schedule"
+              + (f" ({len(keep)} of {len(sched.items)} items):" if keep is not None else ":"))
+        for line in sched.lines(keep):
+            print(f"  {line}")
+    out = chaos_run.run_seed(args.seed, keep, echo=print if args.replay else None, schedule=sched)
+    for f in out.failures:
+        print(f"FAILED: {f}")
+    if not out.ok:
+        if keep is None and not args.replay and not args.no_shrink:
+            kept, shrunk = chaos_shrink.shrink(args.seed, out, sched)
+            if shrunk.failures:
+                keep = kept
+                print(f"shrunk to {len(kept)} of {len(sched.items)} items:")
+                for line in sched.lines(kept):
+                    print(f"  {line}")
+        tail = "" if keep is None else " --keep " + (",".join(map(str, sorted(keep))) or "none")
+        print(f"replay: clovm sim chaos --seed {args.seed} --replay{tail}")
+    print(f"chaos seed {args.seed}: {'passed' if out.ok else 'FAILED'} ({out.virtual_seconds:.1f} virtual seconds)")
+    return 0 if out.ok else 1
+
+
 def _sim(args: argparse.Namespace) -> int:
     from ..sim import campaign, scenarios
 
+    if args.scenario == "chaos":
+        return _sim_chaos(args)
+    if args.replay or args.keep is not None or args.no_shrink:
+        print("clovm sim: --replay, --keep and --no-shrink are for clovm sim chaos", file=sys.stderr)
+        return 2
     try:
         topo = topology.load(scenarios.topology_for(args.scenario, args.topology))
     except topology.TopologyError as e:
@@ -100,11 +187,22 @@ def _render_summary(s) -> str:  # s: api.datacenter.Summary
 def _up(args: argparse.Namespace) -> int:
     from ..api import ClovmError, datacenter
 
+    def progress(text: str) -> None:
+        print(f"clovm up: {text}", flush=True)
+
     try:
-        summary = datacenter.up(_home(args), args.topology, args.time_scale)
+        summary = datacenter.up(_home(args), args.topology, args.time_scale, fresh=args.fresh, progress=progress)
     except ClovmError as e:
         return _fail("up", e)
+    if summary.discarded:
+        print(f"clovm up: warning: {summary.discarded}", file=sys.stderr, flush=True)
     print(_render_summary(summary))
+    if not summary.ready:
+        from ..core import codes
+
+        print(f"clovm up: {summary.not_ready} (code {codes.NOT_READY}); the datacenter runs: clovm status "
+              f"--home {summary.home} shows it, clovm down stops it", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -119,32 +217,6 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render_status(st: dict) -> str:
-    out = [f"home {st['home']} (time scale {st.get('time_scale')})", "servers:"]
-    for s in st["servers"]:
-        doms = "; ".join(f"PPAR {p}: " + (", ".join(f"{d} {v}" for d, v in x.items()) if isinstance(x, dict) else str(x))
-                         for p, x in (s.get("ppars") or {}).items())
-        out.append(f"  {s['name']:<10} xscfd {s['xscfd']:<8} LAN#0 {s['lan0']} LAN#1 {s['lan1']}  {doms}")
-    out.append("control domains:")
-    for c in st["control_domains"]:
-        doms = c.get("domains")
-        text = (", ".join(f"{d.get('name')} {d.get('state')} {d.get('flags')}" for d in doms if isinstance(d, dict))
-                if isinstance(doms, list) else str(doms))
-        out.append(f"  {c['name']:<10} ldmd {c['ldmd']:<8} {text}")
-    out.append("guests:")
-    for g in st["guests"]:
-        where = f"on {g['control_domain']} ({g['server']})" if g.get("control_domain") else "not placed"
-        out.append(f"  {g['name']:<10} {where} pid {g.get('pid')} {'running' if g.get('running') else 'NOT RUNNING'}")
-    out.append("cluster nodes:")
-    for cf, n in st["nodes"].items():
-        rest = " ".join(f"{k}={v}" for k, v in n.items() if k != "host")
-        out.append(f"  {cf:<12} ({n.get('host')}) {rest}")
-    if st["migrations"]:
-        out.append("migrations in progress:")
-        out += [f"  {m['domain']} {m['role']} on {m['control_domain']} ({m['flags']})" for m in st["migrations"]]
-    return "\n".join(out)
-
-
 def _status(args: argparse.Namespace) -> int:
     import json
 
@@ -156,7 +228,9 @@ def _status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"ok": False, "code": e.code, "message": e.message}, indent=2))
         return _fail("status", e)
-    print(json.dumps(st, indent=2, default=str) if args.json else _render_status(st))
+    from .status import render_status
+
+    print(json.dumps(st, indent=2, default=str) if args.json else render_status(st))
     return 0
 
 
@@ -228,6 +302,8 @@ FAULT_USAGE = {
     "clock": "SERVER ±SECONDS",
     "migration-abort": "DOMAIN",
     "forget-xscf-key": "HOST SERVER",
+    "kill": "xscfd SERVER | ldmd CONTROL-DOMAIN | nodeagent HOST [--at POINT]",
+    "pause": "HOST SECONDS",  # clovm.cli.pcmk (both stacks)
 }
 
 
@@ -270,6 +346,17 @@ def _fault_call(kind: str, args: list[str]) -> tuple[str, tuple[Any, ...], dict[
         if not math.isfinite(delta):
             raise ClovmError(codes.BAD_ARGUMENT, f"not a number of seconds: {args[1]!r}")
         return "clock", (args[0], delta), {}
+    if kind == "kill":
+        rest, at = list(args), None
+        if "--at" in rest:
+            i = rest.index("--at")
+            if i + 1 >= len(rest):
+                raise usage
+            at = rest[i + 1]
+            del rest[i:i + 2]
+        if len(rest) != 2:
+            raise usage
+        return "kill", (rest[0], rest[1]), {"at": at}
     n = {"heal": 0, "migration-abort": 1, "forget-xscf-key": 2}[kind]
     if len(args) != n:
         raise usage
@@ -331,13 +418,18 @@ def build_parser() -> Parser:
     p = Parser(prog="clovm", description="cluster-safe live migration on an emulated SPARC datacenter")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     s = sub.add_parser("sim", help="run a built-in scenario in the deterministic simulator")
-    s.add_argument("scenario", choices=sorted(SCENARIO_NAMES))
+    s.add_argument("scenario", choices=sorted((*SCENARIO_NAMES, "chaos")),
+                   help="a scenario, or chaos: the randomised campaign over everything")
     s.add_argument("--topology", default=None,
                    help=f"built-in name or TOML file (default: the scenario's own, else {topology.DEFAULT})")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--seeds", type=int, default=0, help="run this many seeds (from --seed) and summarise")
-    s.add_argument("--jobs", type=int, default=0, help="worker processes for --seeds (default: CPU count)")
-    s.add_argument("--quiet", action="store_true", help="do not print the trace")
+    s.add_argument("--seed", type=_count, default=0)
+    s.add_argument("--seeds", type=_count, default=0, help="run this many seeds (from --seed) and summarise")
+    s.add_argument("--jobs", type=_count, default=0, help="worker processes for --seeds (default: CPU count)")
+    s.add_argument("--quiet", action="store_true", help="do not print the trace (chaos: nor the schedule)")
+    s.add_argument("--replay", action="store_true", help="chaos: run one seed and print its whole trace")
+    s.add_argument("--keep", default=None, metavar="I,J,...",
+                   help="chaos: run only these items of the seed's schedule (as a shrunk replay line gives)")
+    s.add_argument("--no-shrink", action="store_true", help="chaos: do not shrink failing schedules")
     s.set_defaults(func=_sim)
     d = sub.add_parser("demo", help="run the seed's procedure end to end and check every outcome")
     d.add_argument("--scenario", default="happy-path",
@@ -356,6 +448,9 @@ def build_parser() -> Parser:
                    help=f"built-in name or TOML file (default: the home's, else {topology.DEFAULT})")
     u.add_argument("--time-scale", type=float, default=settings.DEFAULT_TIME_SCALE,
                    help="emulated seconds per real second (default %(default)s)")
+    u.add_argument("--fresh", action="store_true",
+                   help="start over from the topology: forget where the guests ran, saved configurations and "
+                        "every host's files kept by an earlier run of this home")
     u.set_defaults(func=_up)
     dn = sub.add_parser("down", help="stop every process of the datacenter")
     _add_home(dn)
@@ -399,6 +494,8 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if pcmk.takes(args):  # up/demo --topology pacemaker, fault pause, and any command on a pacemaker home
+        return pcmk.run(args)
     return int(args.func(args))
 
 

@@ -116,6 +116,17 @@ class Stack(Protocol):
         ...
 
 
+def progress_text(prog: dict[str, Any]) -> str:
+    """One migration progress sample as ``clovm migrate`` prints it: ``pre-copy 37% (round 2 of at
+    most 5)``, ``suspend 92%`` (``percent``: the share of the whole transfer sent, as ``ldm list -o
+    status`` shows it)."""
+    text = f"{prog['phase']} {prog['percent']}%"
+    if prog["phase"] == "pre-copy" and prog.get("round"):
+        most = f" of at most {prog['rounds_max']}" if prog.get("rounds_max") else ""
+        text += f" (round {prog['round']}{most})"
+    return text
+
+
 def journal_key(domain: str) -> str:
     """The Persist key of the one-shot journal of ``domain`` (its clovmmigrate journal's key is ``domain``)."""
     return f"{domain}.migrate"
@@ -225,8 +236,8 @@ class SafeMigrationRun(GeneratorRun):
         if self.j["complete_to"] == self.j["target"]:
             return RC_OK, "", f"clovm migrate: {d} migrated to {self.j['target']} and proven."
         return (RC_RESTORED, codes.NOT_MIGRATED,
-                f"clovm migrate: {d} was not migrated ({self.j['outcome']}); the cluster was restored on "
-                f"{self.j['source']} and proven there.")
+                (f"clovm migrate: {d} was not migrated ({self.j['outcome']}); the cluster was restored on "
+                 f"{self.j['source']} and proven there."))
 
     # ---- steps -------------------------------------------------------------------------------
     def where(self, host: str) -> Generator[Effect, CallReturned, tuple[bool, dict | None]]:
@@ -240,11 +251,18 @@ class SafeMigrationRun(GeneratorRun):
             self.j["samples"].append({"t": round(self.now, 3), "node": n, "sf": v["sf"], "state": v["state"],
                                       "peers": v["peers"]})
 
+    def _migrate_command(self, d: str, tgt: str) -> str:
+        """The hypervisor's migration command as the operator would type it: a stack may name its
+        own (``migrate_command(domain, target)``; ``migrate_tool`` in failure lines), else ldm's."""
+        fn = getattr(self.stack, "migrate_command", None)
+        return fn(d, tgt) if fn is not None else f"ldm migrate-domain -c {d} {tgt}"
+
     def _migrate(self) -> Generator[Effect, CallReturned, str]:
         assert self.j is not None
         d, here, tgt, node = self.request.domain, self.j["source"], self.j["target"], self.j["node"]
         seen_migration = False
-        last: tuple[str, int] | None = None
+        last: tuple[str, int, int] | None = None
+        shown: tuple[str, int, int] | None = None  # the last progress printed
         deadline = self.now + MIGRATE_LIMIT
         outcome = ""
         while True:
@@ -253,11 +271,15 @@ class SafeMigrationRun(GeneratorRun):
             prog = (ws or {}).get("migration") or (wt or {}).get("migration")
             if prog:
                 seen_migration = True
-                if (prog["phase"], prog["percent"]) != last:
-                    last = (prog["phase"], prog["percent"])
+                rnd = int(prog.get("round") or 0)
+                if (prog["phase"], prog["percent"], rnd) != last:
+                    last = (prog["phase"], prog["percent"], rnd)
                     self.j["progress"].append({"t": round(self.now, 3), "phase": prog["phase"],
-                                               "percent": prog["percent"]})
-                    yield self._say(f"migrate: {d}: {prog['phase']} {prog['percent']}%")
+                                               "percent": prog["percent"], **({"round": rnd} if rnd else {})})
+                    # a line per phase and per pre-copy round, and one whenever 10 % more was sent
+                    if shown is None or shown[0] != prog["phase"] or shown[2] != rnd or prog["percent"] >= shown[1] + 10:
+                        shown = last
+                        yield self._say(f"migrate: {d}: {progress_text(prog)}")
             elif ok_s and ok_t:
                 on_target = wt is not None and wt["state"] == "active"
                 on_source = ws is not None and ws["state"] == "active"
@@ -270,16 +292,17 @@ class SafeMigrationRun(GeneratorRun):
                     outcome = "migrated" if on_target else "cancelled" if on_source else "stopped"
                     if result is not None and result["rc"] != 0:
                         text = " ".join((result["stderr"] or result["stdout"]).split())
-                        self._event(str(MigrateStep.MIGRATE), "note", f"ldm migrate-domain: {text}")
-                        yield self._say(f"migrate: ldm migrate-domain failed: {text}")
+                        tool = getattr(self.stack, "migrate_tool", "ldm migrate-domain")
+                        self._event(str(MigrateStep.MIGRATE), "note", f"{tool}: {text}")
+                        yield self._say(f"migrate: {tool} failed: {text}")
                     break
                 if not self._started_here and on_source:
                     # Not started yet (first run) or the killed run's migration never began: start it.
                     self._event(str(MigrateStep.MIGRATE), "note",
-                                f"started: ldm migrate-domain -c {d} {tgt}")
+                                f"started: {self._migrate_command(d, tgt)}")
                     yield self._persist()
                     yield from self._ask(here, "migrate_start", domain=d, target=tgt)
-                    yield Print(f"{here} # ldm migrate-domain -c {d} {tgt}")
+                    yield Print(f"{here} # {self._migrate_command(d, tgt)}")
                     self._started_here = True
                     continue
                 if not self._started_here and not on_source and not on_target:
@@ -294,7 +317,9 @@ class SafeMigrationRun(GeneratorRun):
                             f"ldm list -o status {d} on {here}, then run clovm migrate --resume.")
             yield from self._ask(here, "sleep", seconds=POLL_SECONDS)
         self.j["outcome"] = outcome
-        self.j["complete_to"] = tgt if outcome == "migrated" else here
+        # A guest that stopped after the hand-off is held (bound) by the target: it is recovered there.
+        stopped_on_target = outcome == "stopped" and ws is None and wt is not None
+        self.j["complete_to"] = tgt if outcome == "migrated" or stopped_on_target else here
         # the migration's end as its last progress sample (ends the suspend interval in the timeline)
         self.j["progress"].append({"t": round(self.now, 3), "percent": 100 if outcome == "migrated" else 0,
                                    "phase": {"migrated": "done", "cancelled": "cancelled", "stopped": "failed"}[outcome]})
@@ -303,7 +328,7 @@ class SafeMigrationRun(GeneratorRun):
         yield self._say({"migrated": f"{d} is active on {tgt}",
                          "cancelled": f"the migration ended without moving {d}: it keeps running on {here}; "
                                       f"completing back to {here}",
-                         "stopped": f"{d} stopped during the migration; recovering on {here}"}[outcome])
+                         "stopped": f"{d} stopped during the migration; recovering on {self.j['complete_to']}"}[outcome])
         yield from self.stack.after_handoff(self, outcome)
         return outcome
 
@@ -332,6 +357,7 @@ class SafeMigrationRun(GeneratorRun):
         return "proven"
 
 
+from .stacks.pacemaker import PacemakerStack
 from .stacks.sparc import SparcStack
 
-STACKS: dict[str, type[Stack]] = {SparcStack.name: SparcStack}
+STACKS: dict[str, type[Stack]] = {SparcStack.name: SparcStack, PacemakerStack.name: PacemakerStack}

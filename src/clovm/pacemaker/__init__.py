@@ -14,14 +14,15 @@ Modules: layout (names, addresses, paths), configs (file texts), platform (the a
 nsenter, mount, cgroups), net (bridges and veths), record (what up made; teardown plan), files
 (the home's keys and files), hvcore (the sans-IO hypervisor over core.ldm), virsh (its command
 line and client), hvd / hostinit / vminit (the processes), readiness (crm_mon verdicts), api (the
-use cases), codes (error codes).
+use cases), migrate_env (``clovm migrate`` here: the adapter of core.stacks.pacemaker), demo
+(``clovm demo --topology pacemaker``). Error codes are core.codes'.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-_API = ("up", "down", "exec_in", "pause", "status", "run_virsh", "where", "cluster_view", "stonith_history",
+_API = ("up", "down", "exec_in", "exec_argv", "pause", "status", "run_virsh", "where", "cluster_view", "stonith_history",
         "wait_ready", "is_pacemaker_home")
 __all__ = list(_API)
 

@@ -109,13 +109,16 @@ def _vm_pid(lay: Layout, rec: Record, vm: str) -> int:
     return pid
 
 
-def _exec(lay: Layout, rec: Record, host: str, argv: Sequence[str], timeout: float,
-          input: str | None = None) -> tuple[int, str, str]:
+def _full_argv(lay: Layout, rec: Record, host: str, argv: Sequence[str]) -> list[str]:
     if L.is_vm(host):  # the command joins the VM's cgroup too: a pause freezes it with the VM
         pid = _vm_pid(lay, rec, host)
-        full = [*_freezer(lay, rec).launch_prefix(host), *P.nsenter_argv(pid, pidns=True), *argv]
-    else:
-        full = [*P.nsenter_argv(_host_pid(lay, host), pidns=False), *argv]
+        return [*_freezer(lay, rec).launch_prefix(host), *P.nsenter_argv(pid, pidns=True), *argv]
+    return [*P.nsenter_argv(_host_pid(lay, host), pidns=False), *argv]
+
+
+def _exec(lay: Layout, rec: Record, host: str, argv: Sequence[str], timeout: float,
+          input: str | None = None) -> tuple[int, str, str]:
+    full = _full_argv(lay, rec, host, argv)
     try:
         cp = subprocess.run(full, check=False, capture_output=True, text=True, timeout=timeout, input=input,
                             stdin=None if input is not None else subprocess.DEVNULL, env=files.subprocess_env())
@@ -139,6 +142,17 @@ def exec_in(home: Path | str, host: str, argv: Sequence[str], *, timeout: float 
         raise ClovmError(codes.BAD_ARGUMENT, f"bad timeout {timeout!r}")
     lay, rec = _running(home)
     return _exec(lay, rec, host, list(argv), timeout, input)
+
+
+@_one_line
+def exec_argv(home: Path | str, host: str, argv: Sequence[str]) -> list[str]:
+    """The command line that runs ``argv`` inside ``host`` as :func:`exec_in` does (for callers
+    that run it themselves: interactively, or asynchronously)."""
+    _check_host(host)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise ClovmError(codes.BAD_ARGUMENT, "a command must be a non-empty list of strings")
+    lay, rec = _running(home)
+    return _full_argv(lay, rec, host, list(argv))
 
 
 @_one_line
@@ -292,6 +306,7 @@ def up(home: Path | str, *, time_scale: float = 1.0) -> dict[str, Any]:
 def _bring_up(lay: Layout, rec: Record, token: int, t0: float) -> dict[str, Any]:
     if not P.run_netns_is_mountpoint():
         rec.add("run_netns_mount")
+        P.mark_run_netns()
     base = None
     root = P.cgroup2_root()
     if root is not None:
@@ -391,6 +406,11 @@ def _teardown(lay: Layout, rec: Record) -> list[str]:
                 done.append(line)
         except (P.PlatformError, OSError) as e:
             errors.append(f"{step} {arg}: {e}")
+    try:  # the last topology out unmounts /run/netns, whoever made it a mount point
+        if P.umount_run_netns_if_ours():
+            done.append("unmounted /run/netns")
+    except P.PlatformError as e:
+        errors.append(f"umount /run/netns: {e}")
     if errors:
         raise ClovmError(codes.PLATFORM_FAILED, f"down could not remove everything: {errors[0]}", errors)
     lay.record_file.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ cluster configuration commands it runs. Pure functions of the layout: no I/O.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping
 
@@ -39,6 +40,32 @@ def corosync_conf(token_ms: int) -> str:
         "    to_stderr: no\n"
         "    timestamp: hires\n"
         "}\n")
+
+
+_TOTEM = re.compile(r"^(totem\s*\{)(.*?)^(\})", re.MULTILINE | re.DOTALL)
+_TOKEN = re.compile(r"^(\s*token\s*:\s*)(\d+)\s*$", re.MULTILINE)
+
+
+def with_token(conf: str, token_ms: int) -> str:
+    """``conf`` (a corosync.conf) with ``totem.token`` set to ``token_ms``: the ``token:`` line of
+    the totem section replaced (added if missing); every other line as it was. ValueError if the
+    text has no totem section."""
+    m = _TOTEM.search(conf)
+    if m is None:
+        raise ValueError("corosync.conf has no totem section")
+    body = m.group(2)
+    if _TOKEN.search(body):
+        body = _TOKEN.sub(lambda t: f"{t.group(1)}{int(token_ms)}", body, count=1)
+    else:
+        body = body.rstrip(" ") + f"    token: {int(token_ms)}\n"
+    return conf[: m.start(2)] + body + conf[m.end(2):]
+
+
+def token_of(conf: str) -> int | None:
+    """The ``totem.token`` a corosync.conf sets (None: corosync's default applies)."""
+    m = _TOTEM.search(conf)
+    t = _TOKEN.search(m.group(2)) if m else None
+    return int(t.group(2)) if t else None
 
 
 def etc_hosts() -> str:

@@ -27,10 +27,12 @@ from ..core._state import DomainState
 from ..core.base import Effect, Event
 from ..core.ldm import (
     PRIMARY,
+    SUSPEND_OVERHEAD_S,
     AdoptDomainProcess,
     CommandReceived,
     KillDomainProcess,
     Ldmd,
+    MigrationProgress,
     ReleaseDomain,
     Reply,
     ResumeDomainProcess,
@@ -67,6 +69,7 @@ class Hypervisor:
         self._next_id = 1
         self._paused: set[str] = set()
         self._autostart: dict[str, bool] = {}
+        self._progress: dict[str, MigrationProgress] = {}  # the last progress of each outgoing migration
 
     # ---------------------------------------------------------------- persistence
     def load(self, state: Mapping[str, Any], running: Iterable[str], now: float = 0.0) -> list[str]:
@@ -118,12 +121,27 @@ class Hypervisor:
         return [v.name for v in self.views() if v.state != "shut off" and v.name not in self.ldm.incoming()]
 
     def migrating(self) -> dict[str, dict[str, Any]]:
+        """Outgoing migrations: ``{domain: {target, phase, round, percent, rounds_max}}``
+        (``percent``: the share of the memory already consistent on the target, as ldm's)."""
         out = {}
         for d in self.ldm.domains():
             m = self.ldm.migration(d.name)
             if m is not None:
-                out[d.name] = {"target": m.target, "phase": str(m.phase), "round": m.round}
+                last = self._progress.get(d.name)
+                out[d.name] = {"target": m.target, "phase": str(m.phase), "round": m.round,
+                               "percent": last.percent if last is not None and last.phase == str(m.phase) else 0,
+                               "rounds_max": self.ldm.max_precopy_rounds}
         return out
+
+    def info(self) -> dict[str, Any]:
+        """The host's memory and migration engine, and each domain's size and dirty rate (what an
+        estimate of a live migration's final suspend needs)."""
+        doms = {d.name: {"memory_mb": d.memory_mb, "vcpu": d.vcpu, "dirty_rate_mb_s": d.dirty_rate_mb_s}
+                for d in self.ldm.domains() if d.name != PRIMARY and d.name not in self.ldm.incoming()}
+        return {"memory_mb": self.ldm.memory_mb, "free_mb": self.ldm.free_memory_mb(),
+                "bandwidth_mb_s": self.ldm.bandwidth_mb_s, "converge_mb": self.ldm.converge_mb,
+                "max_rounds": self.ldm.max_precopy_rounds, "suspend_overhead_s": SUSPEND_OVERHEAD_S,
+                "domains": doms}
 
     def next_deadline(self) -> float | None:
         return self.ldm.next_deadline()
@@ -202,6 +220,8 @@ class Hypervisor:
                 case AdoptDomainProcess(name=name):
                     self._ids[name] = self._take_id()
                     self._autostart.setdefault(name, False)
+                case MigrationProgress(domain=name):
+                    self._progress[name] = e
                 case SuspendDomainProcess(name=name):
                     self._paused.add(name)
                 case ResumeDomainProcess(name=name):

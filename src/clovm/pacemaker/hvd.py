@@ -17,7 +17,10 @@ real time. Its effects become real things:
 
 Socket ``HOME/run/pcmk/h-HOST`` (clovm.runtime.rpc's JSON lines): ``virsh {argv}`` → ``{rc,
 stdout, stderr}`` (``migrate`` answers when the migration ends), ``peer {from, msg}``,
-``status`` → ``{host, domains: [{name, state, id}], migrating}``.
+``status`` → ``{host, domains: [{name, state, id}], migrating: {domain: {target, phase, round,
+percent, rounds_max}}, incoming: [domain], info}`` (``info``: :meth:`Hypervisor.info`),
+``arm_abort {domain}`` (fault injection: the domain's next or running migration fails after the
+copy, as ldm's ``MigrationAbortArmed``).
 
 The domain table is written atomically to ``hosts/HOST/state/domains.json`` after every change
 and read back at start: a restarted daemon takes running VMs back (their processes are found in
@@ -46,6 +49,7 @@ from ..core.ldm import (
     AdoptDomainProcess,
     DomainProcessExited,
     KillDomainProcess,
+    MigrationAbortArmed,
     MigrationProgress,
     PeerMessageReceived,
     PeerMsg,
@@ -172,8 +176,16 @@ class HvDaemon:
             self.driver.feed(PeerMessageReceived(str(args.get("from")), decode_peer_msg(args.get("msg"))))
             return None
         if op == "status":
-            return {"host": self.host, "migrating": self.machine.migrating(),
+            return {"host": self.host, "migrating": self.machine.migrating(), "info": self.machine.info(),
+                    "incoming": sorted(self.machine.ldm.incoming()),
                     "domains": [{"name": v.name, "state": v.state, "id": v.id} for v in self.machine.views()]}
+        if op == "arm_abort":  # fault injection: the domain's next (or running) migration fails after the copy
+            domain = str(args.get("domain", ""))
+            if domain not in {v.name for v in self.machine.views()}:
+                raise RpcError(core_codes.BAD_REQUEST, f"{domain!r} is not a domain of {self.host}")
+            self.driver.feed(MigrationAbortArmed(domain))
+            self.event("abort-armed", domain)
+            return None
         raise RpcError(core_codes.UNKNOWN_OP, f"unknown op {op!r}")
 
     async def virsh(self, argv: Sequence[str]) -> dict[str, Any]:

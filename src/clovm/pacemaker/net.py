@@ -36,11 +36,20 @@ def create_fabric(lay: Layout, record_netns: Recorder) -> None:
         have = P.link_names(ns)
         if L.BRIDGE not in have:
             P.bridge_add(ns, L.BRIDGE)
+            # A bridge without an address of its own takes its lowest port's: when a VM's veth
+            # leaves with a live migration the host's address would change its MAC under the
+            # neighbours' ARP caches (fence_virsh's ssh to the old host then fails for ~30 s).
+            P.ip("link", "set", L.BRIDGE, "address", bridge_mac(host), ns=ns)
             P.addr_add(ns, L.BRIDGE, f"{L.ADDRESSES[host]}/{L.PREFIX_LEN}")
         if L.UPLINK not in have:
             P.veth_add(ns, L.UPLINK, dc, host)
         P.link_up(ns, L.UPLINK, L.BRIDGE)
         P.link_up(dc, host, L.BRIDGE)
+
+
+def bridge_mac(host: str) -> str:
+    """The fixed, locally administered MAC of a host's bridge (unique within a home's L2)."""
+    return f"02:c1:0b:00:00:{L.HOSTS.index(host) + 1:02x}"
 
 
 def where_is_vm_link(lay: Layout, vm: str) -> str | None:

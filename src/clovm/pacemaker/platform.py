@@ -96,8 +96,24 @@ def umount_run_netns() -> bool:
     """Unmount /run/netns if it is a mount point with no namespace left in it."""
     if run_netns_is_mountpoint() and not any(RUN_NETNS.iterdir()):
         run(["umount", str(RUN_NETNS)])
+        RUN_NETNS_MARK.unlink(missing_ok=True)
         return True
     return False
+
+
+RUN_NETNS_MARK = Path("/run/clovm-pcmk-run-netns")  # a clovm topology made /run/netns a mount point
+
+
+def mark_run_netns() -> None:
+    """Say that a clovm topology is about to make /run/netns a mount point (``ip netns add``
+    does on first use): whichever topology leaves last unmounts it, also when that is not the
+    one that made it (topologies of several homes may come and go in any order)."""
+    RUN_NETNS_MARK.touch()
+
+
+def umount_run_netns_if_ours() -> bool:
+    """Unmount /run/netns if a clovm topology made it a mount point and no namespace is left."""
+    return RUN_NETNS_MARK.exists() and umount_run_netns()
 
 
 # --------------------------------------------------------------------------------- links

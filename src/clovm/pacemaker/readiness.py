@@ -10,6 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,11 @@ class ClusterView:
     started: dict[str, str] = field(default_factory=dict)  # resource id -> node it runs on
     failures: tuple[str, ...] = ()
     monitored: frozenset[str] = frozenset()  # resources whose last recurring monitor returned ok
+    maintenance: bool = False  # the cluster property maintenance-mode
+    stonith_enabled: bool = True  # the cluster property stonith-enabled
+    nodes: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> online/unclean/pending/maintenance/...
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> agent/role/node/managed/failed/pending
+    pending: tuple[str, ...] = ()  # "RESOURCE ACTION on NODE" of every action in flight
 
     def problems(self, nodes: Iterable[str], devices: Iterable[str]) -> list[str]:
         out = []
@@ -45,6 +51,14 @@ class ClusterView:
     def ready(self, nodes: Iterable[str], devices: Iterable[str]) -> bool:
         return not self.problems(nodes, devices)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (what the migration adapter answers for ``crm_mon``)."""
+        return {"dc": self.dc, "quorate": self.quorate, "online": list(self.online), "offline": list(self.offline),
+                "started": dict(self.started), "failures": list(self.failures), "monitored": sorted(self.monitored),
+                "maintenance": self.maintenance, "stonith_enabled": self.stonith_enabled,
+                "nodes": {n: dict(v) for n, v in self.nodes.items()},
+                "resources": {r: dict(v) for r, v in self.resources.items()}, "pending": list(self.pending)}
+
 
 class BadXml(ValueError):
     pass
@@ -67,16 +81,31 @@ def parse_crm_mon(text: str) -> ClusterView:
         quorate = dc_el.get("with_quorum") == "true"
     online: list[str] = []
     offline: list[str] = []
+    nodes: dict[str, dict[str, bool]] = {}
     for n in root.findall("./nodes/node"):
         good = (n.get("online") == "true" and n.get("unclean") != "true" and n.get("pending") != "true"
                 and n.get("shutdown") != "true")
         (online if good else offline).append(n.get("name", "?"))
+        nodes[n.get("name", "?")] = {k: n.get(k) == "true" for k in
+                                     ("online", "unclean", "pending", "maintenance", "standby", "shutdown")}
     started = {}
+    resources: dict[str, dict[str, Any]] = {}
+    pending: list[str] = []
     for r in root.iter("resource"):
+        node = r.find("node")
+        where = node.get("name", "?") if node is not None else None
+        rid = r.get("id", "?")
+        resources[rid] = {"agent": r.get("resource_agent", ""), "role": r.get("role", ""), "node": where,
+                          "managed": r.get("managed") != "false", "failed": r.get("failed") == "true",
+                          "pending": r.get("pending") or None}
+        if r.get("pending"):
+            pending.append(f"{rid} {r.get('pending')} on {where or '?'}")
         if (r.get("role") == "Started" and r.get("active") == "true" and r.get("failed") != "true"
                 and not r.get("pending")):
-            node = r.find("node")
-            started[r.get("id", "?")] = node.get("name", "?") if node is not None else "?"
+            started[rid] = where or "?"
+    opts = root.find("./summary/cluster_options")
+    maintenance = opts is not None and opts.get("maintenance-mode") == "true"
+    stonith_enabled = opts is None or opts.get("stonith-enabled") != "false"
     failures = tuple(f"{f.get('op_key', '?')} on {f.get('node', '?')}: {f.get('exitreason') or f.get('status', '?')}"
                      for f in root.findall("./failures/failure"))
     monitored = set()
@@ -89,7 +118,22 @@ def parse_crm_mon(text: str) -> ClusterView:
                     if op.get("task") == "monitor" and op.get("interval", "0ms") not in ("0", "0ms")]
             if mons and mons[-1].get("rc") == "0":
                 monitored.add(rid)
-    return ClusterView(dc, quorate, tuple(online), tuple(offline), started, failures, frozenset(monitored))
+    return ClusterView(dc, quorate, tuple(online), tuple(offline), started, failures, frozenset(monitored),
+                       maintenance, stonith_enabled, nodes, resources, tuple(pending))
+
+
+def parse_stonith_devices(text: str) -> list[dict[str, Any]]:
+    """The fence devices of ``cibadmin -Q -o resources`` (also inside groups/clones):
+    ``[{"id", "agent", "params": {name: value}}]`` in CIB order."""
+    root = _root(text)
+    out = []
+    for p in root.iter("primitive"):
+        if p.get("class") != "stonith":
+            continue
+        params = {nv.get("name", ""): nv.get("value", "") for ia in p.findall("instance_attributes")
+                  for nv in ia.findall("nvpair")}
+        out.append({"id": p.get("id", "?"), "agent": p.get("type", ""), "params": params})
+    return out
 
 
 @dataclass(frozen=True, slots=True)
