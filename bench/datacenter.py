@@ -86,8 +86,9 @@ def write_shifted_figure(home: str, shift: int) -> str:
     return path
 
 
-def up(home: str, topo: str | None = None, time_scale: float | None = None,
-       busy_wait: float = 180.0) -> tuple[float | None, str]:
+def up(
+    home: str, topo: str | None = None, time_scale: float | None = None, busy_wait: float = 180.0
+) -> tuple[float | None, str]:
     """Run ``clovm up``; returns (wall seconds, "") or (None, error text).
 
     An address held by another datacenter (ADDRESS_IN_USE, or a daemon's bind failing with
@@ -133,8 +134,9 @@ def _wipe(home: str) -> None:
 def down(home: str) -> None:
     """``clovm down``, then make sure nothing of the home is left (kill by pid if it were)."""
     try:
-        subprocess.run([CLOVM, "down", "--home", home], stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [CLOVM, "down", "--home", home], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+        )
     except subprocess.TimeoutExpired:
         print(f"  clovm down --home {home} timed out", flush=True)
     left = leftovers(home)
@@ -160,8 +162,9 @@ def leftovers(home: str) -> list[int]:
             continue
         if state in ("Z", "X"):
             continue
-        if any(a == "--home" and i + 1 < len(argv) and os.path.realpath(argv[i + 1]) == real
-               for i, a in enumerate(argv)):
+        if any(
+            a == "--home" and i + 1 < len(argv) and os.path.realpath(argv[i + 1]) == real for i, a in enumerate(argv)
+        ):
             out.append(int(d.name))
     return out
 
@@ -205,8 +208,11 @@ def wait_healthy(home: str, host: str, cf_nodes: list[str], timeout: float) -> f
     unreachable = 0
     while time.monotonic() - t0 < timeout:
         rows = sdtool_rows(home, host)
-        if rows and {r[0] for r in rows} >= set(cf_nodes) and \
-                all(len(r) >= 6 and r[4] == "TestWorked" and r[5] == "InitWorked" for r in rows):
+        if (
+            rows
+            and {r[0] for r in rows} >= set(cf_nodes)
+            and all(len(r) >= 6 and r[4] == "TestWorked" and r[5] == "InitWorked" for r in rows)
+        ):
             return time.monotonic() - t0
         # the node agent is gone (after up it answered): e.g. eliminated by the shutdown facility
         unreachable = unreachable + 1 if "cannot reach the cluster node agent" in LAST_SDTOOL[0] else 0
@@ -261,7 +267,9 @@ def bench_up(label: str, runs: int, make_topo, busy_wait: float, keep: bool) -> 
     return times
 
 
-def bench_idle_node(idle: float, settle: float, busy_wait: float, keep: bool, shift: int) -> tuple[float | None, float | None, str]:
+def bench_idle_node(
+    idle: float, settle: float, busy_wait: float, keep: bool, shift: int
+) -> tuple[float | None, float | None, str]:
     """(RSS MB, idle CPU %, notes) of guest2's node agent on figure-17-1 at time scale 1."""
     home = new_home()
     try:
@@ -270,8 +278,11 @@ def bench_idle_node(idle: float, settle: float, busy_wait: float, keep: bool, sh
             print(f"  idle node: clovm up FAILED: {err}", flush=True)
             return None, None, "up failed"
         healthy = wait_healthy(home, "guest1", ["cfguest1", "cfguest2"], timeout=120)
-        print(f"  idle node: SF healthy after {healthy if healthy is None else round(healthy, 1)} s; "
-              f"settling {settle:g} s more", flush=True)
+        print(
+            f"  idle node: SF healthy after {healthy if healthy is None else round(healthy, 1)} s; "
+            f"settling {settle:g} s more",
+            flush=True,
+        )
         time.sleep(settle)
         pid = read_pid(home, "nodeagent-guest2")
         rss = rss_mb(pid)
@@ -281,8 +292,12 @@ def bench_idle_node(idle: float, settle: float, busy_wait: float, keep: bool, sh
                 others[f.stem] = rss_mb(int(f.read_text().split()[0]))
             except (OSError, ValueError, RuntimeError):
                 pass
-        print(f"  idle node: nodeagent-guest2 pid {pid} VmRSS {rss:.1f} MB; all daemons: "
-              + ", ".join(f"{k} {v:.0f}" for k, v in others.items()) + " MB", flush=True)
+        print(
+            f"  idle node: nodeagent-guest2 pid {pid} VmRSS {rss:.1f} MB; all daemons: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in others.items())
+            + " MB",
+            flush=True,
+        )
         c0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(idle)
         c1, t1 = cpu_seconds(pid), time.monotonic()
@@ -301,9 +316,14 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=5.0, help="seconds after SF is healthy before (c)")
     ap.add_argument("--busy-wait", type=float, default=180.0, help="seconds to wait for busy addresses")
     ap.add_argument("--keep", action="store_true", help="keep the temporary homes (logs)")
-    ap.add_argument("--net-shift", type=int, default=5, metavar="K",
-                    help="bring figure-17-1 up on 127.(20+K)/(30+K)/(40+K).x instead of its built-in "
-                         "addresses (default 5; 0: the built-in topology itself)")
+    ap.add_argument(
+        "--net-shift",
+        type=int,
+        default=5,
+        metavar="K",
+        help="bring figure-17-1 up on 127.(20+K)/(30+K)/(40+K).x instead of its built-in "
+        "addresses (default 5; 0: the built-in topology itself)",
+    )
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: a, b, idle")
     args = ap.parse_args()
 
@@ -314,28 +334,55 @@ def main() -> int:
         shift = args.net_shift
         if "a" not in skip:
             print(f"(a) clovm up, figure-17-1 (net shift {shift})", flush=True)
-            t = bench_up("figure-17-1", args.runs_small, lambda h: write_shifted_figure(h, shift),
-                         args.busy_wait, args.keep)
+            t = bench_up(
+                "figure-17-1", args.runs_small, lambda h: write_shifted_figure(h, shift), args.busy_wait, args.keep
+            )
             med = statistics.median(t) if t else None
-            rows.append(("(a) up figure-17-1", _fmt(med, "s", len(t), args.runs_small, t),
-                         f"<= {TARGET_UP_SMALL:g} s", verdict(med, TARGET_UP_SMALL)))
+            rows.append(
+                (
+                    "(a) up figure-17-1",
+                    _fmt(med, "s", len(t), args.runs_small, t),
+                    f"<= {TARGET_UP_SMALL:g} s",
+                    verdict(med, TARGET_UP_SMALL),
+                )
+            )
 
         if "b" not in skip:
             print("(b) clovm up, generated 16 guests / 8 servers", flush=True)
             t = bench_up("16x8", args.runs_large, lambda h: write_generated(h, 16, 8), args.busy_wait, args.keep)
             med = statistics.median(t) if t else None
-            rows.append(("(b) up 16 guests/8 servers", _fmt(med, "s", len(t), args.runs_large, t),
-                         f"<= {TARGET_UP_LARGE:g} s", verdict(med, TARGET_UP_LARGE)))
+            rows.append(
+                (
+                    "(b) up 16 guests/8 servers",
+                    _fmt(med, "s", len(t), args.runs_large, t),
+                    f"<= {TARGET_UP_LARGE:g} s",
+                    verdict(med, TARGET_UP_LARGE),
+                )
+            )
 
         if "idle" in skip:
             raise _Skipped
-        print(f"(c)+(d) node agent of guest2, figure-17-1 (net shift {shift}), time scale 1, "
-              f"idle {args.idle:g} s", flush=True)
+        print(
+            f"(c)+(d) node agent of guest2, figure-17-1 (net shift {shift}), time scale 1, idle {args.idle:g} s",
+            flush=True,
+        )
         rss, cpu, note = bench_idle_node(args.idle, args.settle, args.busy_wait, args.keep, shift)
-        rows.append(("(c) RSS nodeagent guest2", "-" if rss is None else f"{rss:.1f} MB ({note})",
-                     f"<= {TARGET_RSS_MB:g} MB", verdict(rss, TARGET_RSS_MB)))
-        rows.append(("(d) idle CPU nodeagent guest2", "-" if cpu is None else f"{cpu:.2f} % over {args.idle:g} s",
-                     f"<= {TARGET_IDLE_CPU:g} %", verdict(cpu, TARGET_IDLE_CPU)))
+        rows.append(
+            (
+                "(c) RSS nodeagent guest2",
+                "-" if rss is None else f"{rss:.1f} MB ({note})",
+                f"<= {TARGET_RSS_MB:g} MB",
+                verdict(rss, TARGET_RSS_MB),
+            )
+        )
+        rows.append(
+            (
+                "(d) idle CPU nodeagent guest2",
+                "-" if cpu is None else f"{cpu:.2f} % over {args.idle:g} s",
+                f"<= {TARGET_IDLE_CPU:g} %",
+                verdict(cpu, TARGET_IDLE_CPU),
+            )
+        )
     except _Skipped:
         pass
     except KeyboardInterrupt:

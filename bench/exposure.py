@@ -41,8 +41,10 @@ def main() -> None:
     for scoped in (False, True):
         times = [detection(scoped, s, topo) for s in range(args.seeds)]
         res[scoped] = statistics.median(times)
-        print(f"{'--scoped' if scoped else 'manual  '}: detection median {res[scoped]:7.2f} s "
-              f"(min {min(times):.2f}, max {max(times):.2f}; {args.seeds} seeds, virtual seconds)")
+        print(
+            f"{'--scoped' if scoped else 'manual  '}: detection median {res[scoped]:7.2f} s "
+            f"(min {min(times):.2f}, max {max(times):.2f}; {args.seeds} seeds, virtual seconds)"
+        )
     ratio = res[False] / res[True]
     print(f"ratio manual/--scoped: {ratio:.1f}x (target >= 50x: {'met' if ratio >= 50 else 'NOT met'})")
 

@@ -47,8 +47,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from datacenter import (CLOVM, LAST_SDTOOL, loadavg, new_home, teardown, up,  # noqa: E402
-                        wait_healthy, write_generated)
+from datacenter import CLOVM, LAST_SDTOOL, loadavg, new_home, teardown, up, wait_healthy, write_generated
 
 TARGET_P = 0.5  # s, 2 nodes
 TARGET_U = 2.0  # s, 2 nodes
@@ -81,8 +80,13 @@ def _children_cpu() -> float:
 def exec_timed(home: str, host: str, *cmd: str) -> tuple[float, int, str, float]:
     """(wall, rc, output, CPU of the ``clovm exec`` process) of one command."""
     c0, t0 = _children_cpu(), time.perf_counter()
-    p = subprocess.run([CLOVM, "exec", "--home", home, host, "--", *cmd], stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [CLOVM, "exec", "--home", home, host, "--", *cmd],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return time.perf_counter() - t0, p.returncode, (p.stdout + p.stderr).strip(), _children_cpu() - c0
 
 
@@ -119,8 +123,9 @@ def eliminated(home: str) -> list[str]:
     return sorted(found, key=lambda x: (len(x), x))
 
 
-def bring_up(n: int, servers: int, scale: float, busy_wait: float, keep: bool,
-             attempts: int) -> tuple[str | None, float, float, int]:
+def bring_up(
+    n: int, servers: int, scale: float, busy_wait: float, keep: bool, attempts: int
+) -> tuple[str | None, float, float, int]:
     """A healthy datacenter of ``n`` guests: (home, up wall, seconds until SF healthy, attempt).
     A failed attempt (``up`` fails, or SF does not become healthy) is torn down and retried in a
     fresh home; (None, ...) if every attempt failed."""
@@ -136,15 +141,21 @@ def bring_up(n: int, servers: int, scale: float, busy_wait: float, keep: bool,
             else:
                 healthy = wait_healthy(home, "guest1", nodes, timeout=120)
                 if healthy is None:
-                    print(f"  N={n} attempt {attempt}: shutdown facility not healthy (gave up); last sdtool -s "
-                          f"on guest1: {LAST_SDTOOL[0].splitlines()[-1:]}", flush=True)
+                    print(
+                        f"  N={n} attempt {attempt}: shutdown facility not healthy (gave up); last sdtool -s "
+                        f"on guest1: {LAST_SDTOOL[0].splitlines()[-1:]}",
+                        flush=True,
+                    )
                 else:
                     ok = True
                     return home, wall, healthy, attempt
             gone = eliminated(home)
             if gone:
-                print(f"  N={n} attempt {attempt}: eliminated by the shutdown facility during start-up: "
-                      f"{' '.join(gone)} (load {loadavg()})", flush=True)
+                print(
+                    f"  N={n} attempt {attempt}: eliminated by the shutdown facility during start-up: "
+                    f"{' '.join(gone)} (load {loadavg()})",
+                    flush=True,
+                )
         finally:
             if not ok:
                 teardown(home, keep)
@@ -179,16 +190,22 @@ def bench_n(n: int, runs: int, scale: float, keep: bool, busy_wait: float, attem
     if home is None:
         print(f"  N={n}: no healthy datacenter in {attempts} attempts; skipped", flush=True)
         return None
-    res: dict[str, list] = {k: [] for k in ("p", "u", "p_in", "u_in", "u_set", "u_wait", "p_cpu", "u_cpu",
-                                            "p_in_cpu", "u_in_cpu")}
+    res: dict[str, list] = {
+        k: [] for k in ("p", "u", "p_in", "u_in", "u_set", "u_wait", "p_cpu", "u_cpu", "p_in_cpu", "u_in_cpu")
+    }
     failed = True  # keep the home (logs) unless the runs complete
     try:
-        print(f"  N={n} ({servers} servers): up {wall:.1f} s, SF healthy {healthy:.1f} s later "
-              f"(attempt {attempt})", flush=True)
+        print(
+            f"  N={n} ({servers} servers): up {wall:.1f} s, SF healthy {healthy:.1f} s later (attempt {attempt})",
+            flush=True,
+        )
         for i in range(runs):
             if wait_healthy(home, "guest1", nodes, timeout=120) is None or not wait_quiet(home, n):
-                print(f"  N={n} run {i + 1}: SF not healthy before -p; stopping; last sdtool -s on guest1: "
-                      f"{LAST_SDTOOL[0].splitlines()[-1:]}; eliminated: {eliminated(home)}", flush=True)
+                print(
+                    f"  N={n} run {i + 1}: SF not healthy before -p; stopping; last sdtool -s on guest1: "
+                    f"{LAST_SDTOOL[0].splitlines()[-1:]}; eliminated: {eliminated(home)}",
+                    flush=True,
+                )
                 break
             tp, rc, text, cp = exec_timed(home, "primary1", "clovmmigrate", "-p", "guest1")
             if rc != 0:
@@ -220,9 +237,12 @@ def bench_n(n: int, runs: int, scale: float, keep: bool, busy_wait: float, attem
             res["u_wait"].append(w)
             res["p_in_cpu"].append(cpi)
             res["u_in_cpu"].append(cui)
-            print(f"  N={n} run {i + 1}: exec -p {tp:.2f} s ({cp * 1000:.0f} ms CPU), -u {tu:.2f} s "
-                  f"({cu * 1000:.0f} ms CPU) | in-process -p {tpi:.2f} s ({cpi * 1000:.0f} ms), -u {tui:.2f} s "
-                  f"({cui * 1000:.0f} ms; settings {_s(s)}, sf_wait {_s(w)}) load {loadavg()}", flush=True)
+            print(
+                f"  N={n} run {i + 1}: exec -p {tp:.2f} s ({cp * 1000:.0f} ms CPU), -u {tu:.2f} s "
+                f"({cu * 1000:.0f} ms CPU) | in-process -p {tpi:.2f} s ({cpi * 1000:.0f} ms), -u {tui:.2f} s "
+                f"({cui * 1000:.0f} ms; settings {_s(s)}, sf_wait {_s(w)}) load {loadavg()}",
+                flush=True,
+            )
         failed = len(res["u_in"]) < runs
         return {k: med(v) for k, v in res.items()} | {"runs": len(res["p"])}
     finally:
@@ -239,17 +259,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", default="2,4,8,16", help="comma-separated guest counts")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--time-scale", type=float, default=1.0,
-                    help="(at 10, 16 guests starting SF together still lose each other on 2 cores)")
+    ap.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="(at 10, 16 guests starting SF together still lose each other on 2 cores)",
+    )
     ap.add_argument("--busy-wait", type=float, default=180.0, help="seconds to wait for busy addresses")
-    ap.add_argument("--attempts", type=int, default=3,
-                    help="fresh datacenters to try per N when one does not come up healthy")
+    ap.add_argument(
+        "--attempts", type=int, default=3, help="fresh datacenters to try per N when one does not come up healthy"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary homes (logs)")
     args = ap.parse_args()
     ns = [int(x) for x in args.nodes.split(",") if x.strip()]
 
-    print(f"clovmmigrate benchmark: {os.cpu_count()} cpus, load {loadavg()}, time scale {args.time_scale:g}, "
-          f"{args.runs} runs per N", flush=True)
+    print(
+        f"clovmmigrate benchmark: {os.cpu_count()} cpus, load {loadavg()}, time scale {args.time_scale:g}, "
+        f"{args.runs} runs per N",
+        flush=True,
+    )
     results: dict[int, dict | None] = {}
     try:
         for n in ns:
@@ -260,15 +288,19 @@ def main() -> int:
     print()
     print("medians; exec = `clovm exec primary1 -- clovmmigrate ...` (what an operator sees), in-proc = the")
     print("command in this process; CPU = the clovmmigrate process's own user+system time (exec: with start-up)")
-    print(f"{'N':>3} {'runs':>4}  {'-p exec':>8} {'-u exec':>8}  {'-p CPU':>7} {'-u CPU':>7}  {'-p in-proc':>10}"
-          f" {'-u in-proc':>10}  {'-p CPU':>7} {'-u CPU':>7}  {'-u sf_wait':>10}")
+    print(
+        f"{'N':>3} {'runs':>4}  {'-p exec':>8} {'-u exec':>8}  {'-p CPU':>7} {'-u CPU':>7}  {'-p in-proc':>10}"
+        f" {'-u in-proc':>10}  {'-p CPU':>7} {'-u CPU':>7}  {'-u sf_wait':>10}"
+    )
     for n, r in results.items():
         if r is None:
             print(f"{n:>3}  FAILED (see above)")
             continue
-        print(f"{n:>3} {r['runs']:>4}  {_f(r['p']):>7}s {_f(r['u']):>7}s  {_ms(r['p_cpu']):>7} {_ms(r['u_cpu']):>7}"
-              f"  {_f(r['p_in']):>9}s {_f(r['u_in']):>9}s  {_ms(r['p_in_cpu']):>7} {_ms(r['u_in_cpu']):>7}"
-              f"  {_f(r['u_wait']):>9}s")
+        print(
+            f"{n:>3} {r['runs']:>4}  {_f(r['p']):>7}s {_f(r['u']):>7}s  {_ms(r['p_cpu']):>7} {_ms(r['u_cpu']):>7}"
+            f"  {_f(r['p_in']):>9}s {_f(r['u_in']):>9}s  {_ms(r['p_in_cpu']):>7} {_ms(r['u_in_cpu']):>7}"
+            f"  {_f(r['u_wait']):>9}s"
+        )
     print()
     two = results.get(2)
     big_n = max((n for n, r in results.items() if r), default=None)
@@ -280,12 +312,18 @@ def main() -> int:
         u16 = results[16]["u"]
         print(f"target -u (16 nodes, exec) <= {TARGET_U16:g} s: {_f(u16)} s  {_v(u16, TARGET_U16)}")
     if two and big and big_n != 2:
-        for key, what in (("p_cpu", "-p exec"), ("u_cpu", "-u exec"), ("p_in_cpu", "-p in-proc"),
-                          ("u_in_cpu", "-u in-proc")):
+        for key, what in (
+            ("p_cpu", "-p exec"),
+            ("u_cpu", "-u exec"),
+            ("p_in_cpu", "-p in-proc"),
+            ("u_in_cpu", "-u in-proc"),
+        ):
             if two[key] is not None and big[key] is not None:
                 per = (big[key] - two[key]) / (big_n - 2)
-                print(f"target clovmmigrate CPU per extra node ({what:<10}, 2 -> {big_n}) <= "
-                      f"{TARGET_CPU_PER_NODE * 1000:g} ms: {per * 1000:.1f} ms  {_v(per, TARGET_CPU_PER_NODE)}")
+                print(
+                    f"target clovmmigrate CPU per extra node ({what:<10}, 2 -> {big_n}) <= "
+                    f"{TARGET_CPU_PER_NODE * 1000:g} ms: {per * 1000:.1f} ms  {_v(per, TARGET_CPU_PER_NODE)}"
+                )
     print(f"load at the end: {loadavg()}")
     return 0
 

@@ -96,8 +96,11 @@ def bench_migrate(home: str, runs: int, scale: float) -> tuple[list[float], dict
             steps[s].append(v)
         if j.get("suspend_s") is not None:
             frozen.append(j["suspend_s"] / scale)
-        print(f"  migrate {src} -> {dst}: {wall:.2f} s " + " ".join(f"{s} {v:.2f}" for s, v in
-                                                                   step_times(j, scale).items()), flush=True)
+        print(
+            f"  migrate {src} -> {dst}: {wall:.2f} s "
+            + " ".join(f"{s} {v:.2f}" for s, v in step_times(j, scale).items()),
+            flush=True,
+        )
         src, dst = dst, src
     return walls, steps, frozen
 
@@ -161,21 +164,40 @@ def main(argv: list[str] | None = None) -> int:
             ratios = bench_fence(home, a.runs_fence, token_ms / 1000.0)
         finally:
             clovm("down", "--home", home)
-    rows = [("clovm up --topology pacemaker", f"{med(ups):.2f} s", len(ups)),
-            ("clovm migrate (whole command)", f"{med(walls):.2f} s", len(walls))]
+    rows = [
+        ("clovm up --topology pacemaker", f"{med(ups):.2f} s", len(ups)),
+        ("clovm migrate (whole command)", f"{med(walls):.2f} s", len(walls)),
+    ]
     rest = [w - sum(steps[s][i] for s in STEPS if len(steps[s]) > i) for i, w in enumerate(walls)]
     rows.append(("  start + preflight (before the journal)", f"{med(rest):.2f} s", len(rest)))
     rows += [(f"  step {s}", f"{med(v):.2f} s", len(v)) for s, v in steps.items() if v]
-    rows += [("  vm2 frozen (hypervisor's log)", f"{1000 * med(frozen):.0f} ms", len(frozen)),
-             ("unprotected 3-token freeze -> fenced", f"{med(ratios):.2f} x token ({med(ratios) * token_ms / 1000:.2f} s)",
-              len(ratios))]
+    rows += [
+        ("  vm2 frozen (hypervisor's log)", f"{1000 * med(frozen):.0f} ms", len(frozen)),
+        (
+            "unprotected 3-token freeze -> fenced",
+            f"{med(ratios):.2f} x token ({med(ratios) * token_ms / 1000:.2f} s)",
+            len(ratios),
+        ),
+    ]
     print(f"\n{'measure (median)':<40} {'value':<28} runs")
     for name, value, n in rows:
         print(f"{name:<40} {value:<28} {n}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"time_scale": scale, "token_ms": token_ms, "up_s": ups,
-                                            "migrate_s": walls, "steps_s": steps, "frozen_s": frozen,
-                                            "fence_ratio": ratios}, indent=2) + "\n")
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "time_scale": scale,
+                    "token_ms": token_ms,
+                    "up_s": ups,
+                    "migrate_s": walls,
+                    "steps_s": steps,
+                    "frozen_s": frozen,
+                    "fence_ratio": ratios,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -31,14 +31,18 @@ def main() -> None:
             assert out.ok, out.failures
             ratios.append(out.virtual_seconds / wall)
             cpu_ratios.append(out.virtual_seconds / cpu)
-        print(f"{name:15s} virtual/wall median {statistics.median(ratios):8,.0f}x  "
-              f"virtual/cpu median {statistics.median(cpu_ratios):8,.0f}x  ({args.runs} runs)")
+        print(
+            f"{name:15s} virtual/wall median {statistics.median(ratios):8,.0f}x  "
+            f"virtual/cpu median {statistics.median(cpu_ratios):8,.0f}x  ({args.runs} runs)"
+        )
     t0 = time.perf_counter()
     results = campaign.run_many("live-migration", topo, range(args.seeds))
     wall = time.perf_counter() - t0
     failed = sum(1 for _, f in results if f)
-    print(f"campaign live-migration: {args.seeds} seeds in {wall:.1f} s "
-          f"({args.seeds / wall * 60:,.0f} seeds/min), {failed} failed")
+    print(
+        f"campaign live-migration: {args.seeds} seeds in {wall:.1f} s "
+        f"({args.seeds / wall * 60:,.0f} seeds/min), {failed} failed"
+    )
 
 
 if __name__ == "__main__":

@@ -35,10 +35,13 @@ def _show(value: object) -> str:
     return text if len(text) <= _REPR_MAX else text[:_REPR_MAX] + f"... ({len(text)} chars)"
 
 
-def _timeout(what: str, within: float, started: float, checks: int, last: object,
-             detail: Callable[[], object] | None) -> WaitTimeout:
-    msg = (f"timed out waiting for {what}: not true within {within:g} s "
-           f"(waited {time.monotonic() - started:.2f} s, {checks} checks); last value: {_show(last)}")
+def _timeout(
+    what: str, within: float, started: float, checks: int, last: object, detail: Callable[[], object] | None
+) -> WaitTimeout:
+    msg = (
+        f"timed out waiting for {what}: not true within {within:g} s "
+        f"(waited {time.monotonic() - started:.2f} s, {checks} checks); last value: {_show(last)}"
+    )
     if detail is not None:
         try:
             msg += f"\n{detail()}"
@@ -47,8 +50,15 @@ def _timeout(what: str, within: float, started: float, checks: int, last: object
     return WaitTimeout(msg)
 
 
-def wait_until(check: Callable[[], T], within: float, every: float = 0.05, what: str = "the condition", *,
-               ignore: tuple[type[BaseException], ...] = (), detail: Callable[[], object] | None = None) -> T:
+def wait_until(
+    check: Callable[[], T],
+    within: float,
+    every: float = 0.05,
+    what: str = "the condition",
+    *,
+    ignore: tuple[type[BaseException], ...] = (),
+    detail: Callable[[], object] | None = None,
+) -> T:
     """Call ``check`` every ``every`` s until it returns something truthy, and return that.
 
     ``check`` is called at least once, and once more at (or after) ``within`` s: it is never
@@ -76,9 +86,15 @@ def wait_until(check: Callable[[], T], within: float, every: float = 0.05, what:
         time.sleep(min(every, deadline - now))
 
 
-async def wait_until_async(check: Callable[[], T | Awaitable[T]], within: float, every: float = 0.05,
-                           what: str = "the condition", *, ignore: tuple[type[BaseException], ...] = (),
-                           detail: Callable[[], object] | None = None) -> T:
+async def wait_until_async(
+    check: Callable[[], T | Awaitable[T]],
+    within: float,
+    every: float = 0.05,
+    what: str = "the condition",
+    *,
+    ignore: tuple[type[BaseException], ...] = (),
+    detail: Callable[[], object] | None = None,
+) -> T:
     """:func:`wait_until` for a coroutine: sleeps with ``asyncio.sleep`` so that the event loop
     (the servers of the test) runs meanwhile; ``check`` may return an awaitable (``async def``)."""
     started = time.monotonic()

@@ -34,8 +34,12 @@ def _trees(roots: list[Path]) -> Iterator[tuple[Path, ast.AST]]:
 
 def _all_lists(tree: ast.AST) -> set[int]:
     """ids of the string constants of ``__all__ = [...]`` (names, not codes)."""
-    return {id(c) for n in ast.walk(tree) if isinstance(n, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets) for c in ast.walk(n.value)}
+    return {
+        id(c)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
+        for c in ast.walk(n.value)
+    }
 
 
 def _spelled(roots: list[Path]) -> list[str]:
@@ -44,8 +48,11 @@ def _spelled(roots: list[Path]) -> list[str]:
     out = []
     for f, tree in _trees(roots):
         names = _all_lists(tree)
-        out += [f"{f.relative_to(SRC.parent)}:{n.lineno}: {n.value!r}" for n in ast.walk(tree)
-                if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in values and id(n) not in names]
+        out += [
+            f"{f.relative_to(SRC.parent)}:{n.lineno}: {n.value!r}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in values and id(n) not in names
+        ]
     return sorted(out)
 
 
@@ -74,6 +81,11 @@ def test_no_code_is_spelled_in_the_switched_modules() -> None:
 
 def test_the_registry_defines_each_code_once() -> None:
     tree = ast.parse(REGISTRY.read_text(encoding="utf-8"))
-    names = [t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-             for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)]
+    names = [
+        t.id
+        for n in tree.body
+        if isinstance(n, (ast.Assign, ast.AnnAssign))
+        for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+        if isinstance(t, ast.Name)
+    ]
     assert sorted(n for n in set(names) if names.count(n) > 1) == []

@@ -53,9 +53,9 @@ def test_parse_cluster_config_continuation_line() -> None:
     ("text", "line", "fragment"),
     [
         ('A "1"\nB "2"\nA "3"\n', 3, "duplicate name A"),
-        ('A 1\n', 1, "quotes"),
+        ("A 1\n", 1, "quotes"),
         ('# c\nA "1\n', 2, "unterminated"),
-        ('A\n', 1, "without a value"),
+        ("A\n", 1, "without a value"),
         ('"x"\n', 1, "continuation"),
         ("N" * 32 + ' "1"\n', 1, "31 bytes"),
         ('A "1" junk\n', 1, "quotes"),
@@ -217,8 +217,7 @@ SEED_ENTRIES = (
 
 def test_render_sa_xscfsnmp_seed_values() -> None:
     assert render_sa_xscfsnmp(SEED_ENTRIES) == SA_XSCFSNMP_HEADER + (
-        "cfguest1 0 guest1 10.20.30.71 10.20.40.71 xuser ssh\n"
-        "cfguest2 1 guest2 10.20.30.73 10.20.40.73 xuser ssh\n"
+        "cfguest1 0 guest1 10.20.30.71 10.20.40.71 xuser ssh\ncfguest2 1 guest2 10.20.30.73 10.20.40.73 xuser ssh\n"
     )
     assert SA_XSCFSNMP_HEADER.startswith("#") and "password" in SA_XSCFSNMP_HEADER
     assert parse_sa_xscfsnmp(render_sa_xscfsnmp(SEED_ENTRIES)) == SEED_ENTRIES
@@ -395,7 +394,8 @@ def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypa
 
 
 def test_atomic_write_many_writes_every_file_and_syncs_each_directory_once(
-        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sf = tmp_path / "etc" / "opt" / "SMAW" / "SMAWsf"
     other = tmp_path / "var"
     synced: list[str] = []
@@ -409,7 +409,8 @@ def test_atomic_write_many_writes_every_file_and_syncs_each_directory_once(
 
 
 def test_atomic_write_many_failure_leaves_no_temp_and_keeps_later_files(
-        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = tmp_path / "a.cfg", tmp_path / "b.cfg"
     second.write_text(CC)
     calls: list[object] = []

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+
 from helpers import (
     WaitTimeout,
     quiet_for,

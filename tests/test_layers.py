@@ -64,9 +64,9 @@ def imports_of(path: Path, src: Path = SRC, text: str | None = None) -> Iterator
     def stmt(node: ast.stmt | ast.expr) -> str:  # the statement as written, on one line
         first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
         if first == last:
-            seg = [lines[first][node.col_offset:node.end_col_offset]]
+            seg = [lines[first][node.col_offset : node.end_col_offset]]
         else:
-            seg = [lines[first][node.col_offset:], *lines[first + 1:last], lines[last][:node.end_col_offset]]
+            seg = [lines[first][node.col_offset :], *lines[first + 1 : last], lines[last][: node.end_col_offset]]
         return " ".join(b" ".join(seg).decode().split())
 
     for node in ast.walk(ast.parse(text, filename=str(path))):
@@ -98,8 +98,9 @@ def imports_of(path: Path, src: Path = SRC, text: str | None = None) -> Iterator
 
 
 def _is_import_call(func: ast.expr) -> bool:
-    return ((isinstance(func, ast.Name) and func.id in ("__import__", "import_module"))
-            or (isinstance(func, ast.Attribute) and func.attr == "import_module"))
+    return (isinstance(func, ast.Name) and func.id in ("__import__", "import_module")) or (
+        isinstance(func, ast.Attribute) and func.attr == "import_module"
+    )
 
 
 def within(module: str, package: str) -> bool:
@@ -142,7 +143,7 @@ def test_api_never_imports_cli() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the checker
-SAMPLE = '''
+SAMPLE = """
 from __future__ import annotations
 import os.path, json as j
 from typing import TYPE_CHECKING
@@ -159,26 +160,47 @@ def f():
     return importlib.import_module("clovm.runtime.spawn"), __import__("tomllib")
 class C:
     from clovm import settings
-'''
+"""
 
 
 def test_the_checker_resolves_relative_imports_and_finds_them_anywhere(tmp_path: Path) -> None:
-    for mod in ("clovm/__init__.py", "clovm/sim/__init__.py", "clovm/sim/base.py", "clovm/runtime/__init__.py",
-                "clovm/runtime/rpc.py", "clovm/cli/__init__.py", "clovm/cli/main.py", "clovm/settings.py"):
+    for mod in (
+        "clovm/__init__.py",
+        "clovm/sim/__init__.py",
+        "clovm/sim/base.py",
+        "clovm/runtime/__init__.py",
+        "clovm/runtime/rpc.py",
+        "clovm/cli/__init__.py",
+        "clovm/cli/main.py",
+        "clovm/settings.py",
+    ):
         (tmp_path / mod).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / mod).write_text("")
     path = tmp_path / "clovm" / "sim" / "x.py"
     got = sorted(((i.line, i.module) for i in imports_of(path, tmp_path, SAMPLE)), key=lambda x: x[0])
     assert got == [
-        (2, "__future__"), (3, "os.path"), (3, "json"), (4, "typing"),
-        (5, "clovm.sim.base"), (5, "clovm.sim"),  # not_a_module: an attribute of clovm.sim
-        (6, "clovm.sim.base"), (7, "clovm.runtime"), (8, "clovm.runtime.rpc"), (9, ""),
-        (11, "clovm.cli.main"), (13, "msgspec"), (14, "importlib"),
-        (15, "clovm.runtime.spawn"), (15, "tomllib"), (17, "clovm.settings"),
+        (2, "__future__"),
+        (3, "os.path"),
+        (3, "json"),
+        (4, "typing"),
+        (5, "clovm.sim.base"),
+        (5, "clovm.sim"),  # not_a_module: an attribute of clovm.sim
+        (6, "clovm.sim.base"),
+        (7, "clovm.runtime"),
+        (8, "clovm.runtime.rpc"),
+        (9, ""),
+        (11, "clovm.cli.main"),
+        (13, "msgspec"),
+        (14, "importlib"),
+        (15, "clovm.runtime.spawn"),
+        (15, "tomllib"),
+        (17, "clovm.settings"),
     ], got
     init = tmp_path / "clovm" / "sim" / "__init__.py"  # a package's own __init__: "." is the package
     assert [i.module for i in imports_of(init, tmp_path, "from . import base\nfrom .. import runtime\n")] == [
-        "clovm.sim.base", "clovm.runtime"]
+        "clovm.sim.base",
+        "clovm.runtime",
+    ]
     assert stdlib("os.path") and stdlib("__future__") and not stdlib("msgspec") and not stdlib("clovm")
     assert within("clovm.core", "clovm.core") and within("clovm.core.x", "clovm.core")
     assert not within("clovm.corex", "clovm.core")

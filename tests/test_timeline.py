@@ -79,8 +79,12 @@ def make_journal(
                 timeout = 600 if window and (not scoped or x == migrating) else 10
                 peers[x] = {"state": "UP", "gap": round(gap, 3), "timeout": timeout}
             samples.append(
-                {"t": T0 + t + 0.01 * oi, "node": obs, "sf": "stopped" if window and not scoped else "running",
-                 "peers": peers}
+                {
+                    "t": T0 + t + 0.01 * oi,
+                    "node": obs,
+                    "sf": "stopped" if window and not scoped else "running",
+                    "peers": peers,
+                }
             )
         t += sample_every
     event(45, "migrate", "done", "migrated")
@@ -91,8 +95,11 @@ def make_journal(
     event(53, "prove", "done", "")
     proof = [
         {"name": "domain-on-target", "ok": True, "detail": "guest1 active on cd-b"},
-        {"name": "timeouts-restored", "ok": not proof_fail,
-         "detail": "cfguest2 CLUSTER_TIMEOUT 600, expected 10" if proof_fail else "all 10 s"},
+        {
+            "name": "timeouts-restored",
+            "ok": not proof_fail,
+            "detail": "cfguest2 CLUSTER_TIMEOUT 600, expected 10" if proof_fail else "all 10 s",
+        },
         {"name": "sf-running", "ok": True, "detail": "sdtool -s: all agents TestWorked"},
     ]
     journal = {
@@ -163,8 +170,14 @@ def test_suspend_interval_from_progress() -> None:
     j = {"progress": [{"t": 1, "phase": "pre-copy"}, {"t": 2, "phase": "suspend"}, {"t": 3.5, "phase": "hand-off"}]}
     assert suspend_intervals(j) == [(2.0, 3.5)]
     # cancelled during suspend: the guest runs again at the cancelled sample
-    j = {"progress": [{"t": 2, "phase": "suspend"}, {"t": 4, "phase": "cancelled"}, {"t": 9, "phase": "suspend"},
-                      {"t": 10, "phase": "done"}]}
+    j = {
+        "progress": [
+            {"t": 2, "phase": "suspend"},
+            {"t": 4, "phase": "cancelled"},
+            {"t": 9, "phase": "suspend"},
+            {"t": 10, "phase": "done"},
+        ]
+    }
     assert suspend_intervals(j) == [(2.0, 4.0), (9.0, 10.0)]
     assert suspend_intervals({}) == [] and suspend_intervals({"progress": None}) == []
 
@@ -174,9 +187,15 @@ def test_merge_takes_max_gap_and_min_timeout_over_observers() -> None:
         "nodes": ["a", "b", "c"],
         "samples": [
             {"t": 10.0, "node": "a", "sf": "running", "peers": {"c": {"state": "UP", "gap": 1.0, "timeout": 600}}},
-            {"t": 10.02, "node": "b", "sf": "stopped",
-             "peers": {"c": {"state": "LEFTCLUSTER", "gap": None, "timeout": 10}, "a": {"state": "UP", "gap": 0.3,
-                                                                                     "timeout": 10}}},
+            {
+                "t": 10.02,
+                "node": "b",
+                "sf": "stopped",
+                "peers": {
+                    "c": {"state": "LEFTCLUSTER", "gap": None, "timeout": 10},
+                    "a": {"state": "UP", "gap": 0.3, "timeout": 10},
+                },
+            },
             {"t": 11.0, "node": "a", "sf": "running", "peers": {"c": {"state": "UP", "gap": 2.5, "timeout": 600}}},
             {"t": 11.01, "node": "b", "peers": {"c": {"state": "UP", "gap": 3.25, "timeout": 600}}},
             {"t": 12.0, "node": "a", "peers": {"c": {"state": "DOWN", "gap": None, "timeout": 600}}},
@@ -264,7 +283,9 @@ def test_gap_polyline_rises_during_suspend_and_timeout_line_is_dashed() -> None:
     root = parse(render_svg(make_journal(nodes=2)))
     x_zero, px = time_mapping(root)
     lane = by_class(root, "g", "node")[0]  # cfguest1, the migrating node
-    pts = [tuple(map(float, p.split(","))) for pl in by_class(lane, "polyline", "gap") for p in pl.get("points").split()]
+    pts = [
+        tuple(map(float, p.split(","))) for pl in by_class(lane, "polyline", "gap") for p in pl.get("points").split()
+    ]
     in_suspend = [y for x, y in pts if x_zero + 41 * px <= x < x_zero + 44.2 * px]
     before = [y for x, y in pts if x < x_zero + 41 * px]
     assert in_suspend and before
@@ -293,7 +314,7 @@ def test_gap_scale_keeps_small_gaps_visible_under_a_big_timeout() -> None:
 
 def test_scoped_timeout_line_differs_from_manual_for_bystander() -> None:
     def lane_timeouts(j: dict, node: str) -> str:
-        lane = [g for g in by_class(parse(render_svg(j)), "g", "node") if g.get("id") == f"lane-{node}"][0]
+        lane = next(g for g in by_class(parse(render_svg(j)), "g", "node") if g.get("id") == f"lane-{node}")
         return "".join(by_class(lane, "path", "timeout")[0].itertext())
 
     assert "600" in lane_timeouts(make_journal(scoped=False), "cfguest2")
@@ -319,14 +340,16 @@ def test_deterministic_bytes() -> None:
         lambda j: j.update(progress=[]),
         lambda j: j.pop("progress"),
         lambda j: j.update(events=[], progress=[], samples=[]),
-        lambda j: j.update(samples=[{"t": s["t"], "node": s["node"], "peers": {k: {**v, "gap": None}
-                                                                                 for k, v in s["peers"].items()}}
-                                    for s in j["samples"]]),
+        lambda j: j.update(
+            samples=[
+                {"t": s["t"], "node": s["node"], "peers": {k: {**v, "gap": None} for k, v in s["peers"].items()}}
+                for s in j["samples"]
+            ]
+        ),
         lambda j: j.update(samples=[{"t": "bad"}, 7, {"node": "x"}, {"t": 5001, "node": "cfguest2", "peers": None}]),
         lambda j: j.update(proof=None, timeouts=None, nodes=None, result=None, step=None),
     ],
-    ids=["empty-samples", "no-samples", "empty-progress", "no-progress", "nothing", "null-gaps", "garbage",
-         "nulls"],
+    ids=["empty-samples", "no-samples", "empty-progress", "no-progress", "nothing", "null-gaps", "garbage", "nulls"],
 )
 def test_edge_cases_still_render(mutate) -> None:
     j = make_journal()
@@ -404,9 +427,9 @@ def test_text_summary_done() -> None:
     assert len(lines) <= 24 and max(map(len, lines)) <= 100
     assert lines[0] == "clovm migrate guest1 (CF node cfguest1): cd-a -> cd-b [scoped window]"
     assert "outcome: migrated" in lines[1] and "SF completed to: cd-b" in lines[1]
-    assert re.search(r"^  prepare\s+0\.0 ->\s+4\.0\s+4\.0 s  done$", text, re.M)
-    assert re.search(r"^  migrate\s+4\.0 ->\s+45\.0\s+41\.0 s  done$", text, re.M)
-    assert re.search(r"^  prove\s+50\.0 ->\s+53\.0\s+3\.0 s  done$", text, re.M)
+    assert re.search(r"^  prepare\s+0\.0 ->\s+4\.0\s+4\.0 s  done$", text, re.MULTILINE)
+    assert re.search(r"^  migrate\s+4\.0 ->\s+45\.0\s+41\.0 s  done$", text, re.MULTILINE)
+    assert re.search(r"^  prove\s+50\.0 ->\s+53\.0\s+3\.0 s  done$", text, re.MULTILINE)
     assert "guest suspended 3.2 s (t 41.0 -> 44.2)" in text
     assert "cfguest1 3.6/600, cfguest2 0.5/10, cfguest3 0.5/10" in text  # max gap over observers / timeout then
     assert "SF configuration now points at cd-b" in text
@@ -422,7 +445,7 @@ def test_text_summary_failed_proof_and_unfinished() -> None:
     assert text.endswith("result: failed\n")
     text = render_text_summary(make_journal(unfinished=True))
     assert "[manual window]" in text
-    assert re.search(r"^  migrate\s+4\.0 ->\s+…\s+26\.0 s\+  running$", text, re.M)
+    assert re.search(r"^  migrate\s+4\.0 ->\s+…\s+26\.0 s\+  running$", text, re.MULTILINE)
     assert "proof: not run yet" in text
     assert "result: none yet" in text
     assert render_text_summary({}).endswith("result: none yet (unfinished; `clovm migrate --resume` continues it)\n")
@@ -432,9 +455,10 @@ def test_gap_line_breaks_where_a_node_is_missing_from_rounds() -> None:
     # 2 nodes, scoped: while cfguest1 is suspended nobody observes cfguest2 (cfguest2 still sends
     # its own sample, so that round has a point without a gap); drop cfguest2's own samples too
     j = make_journal(nodes=2, scoped=True)
-    j["samples"] = [s for s in j["samples"] if not (s["node"] == "cfguest2" and SUSPEND_START - 0.5 <= s["t"]
-                                                    < SUSPEND_END)]
+    j["samples"] = [
+        s for s in j["samples"] if not (s["node"] == "cfguest2" and SUSPEND_START - 0.5 <= s["t"] < SUSPEND_END)
+    ]
     m = merge_samples(j)
     assert not [p for p in m["cfguest2"] if SUSPEND_START - 0.5 <= p.t < SUSPEND_END]
-    lane = [g for g in by_class(parse(render_svg(j)), "g", "node") if g.get("id") == "lane-cfguest2"][0]
+    lane = next(g for g in by_class(parse(render_svg(j)), "g", "node") if g.get("id") == "lane-cfguest2")
     assert len(by_class(lane, "polyline", "gap")) == 2

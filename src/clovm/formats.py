@@ -47,27 +47,26 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .core import defaults
-from .core.sfconfig import CONNECTIONS as _CONNECTIONS
-from .core.sfconfig import PPAR_MAX as _PPAR_MAX
 from .core.sfconfig import NAME, AgentRef, SfHost, XscfEntry, entry_problem, is_ip
+from .core.sfconfig import PPAR_MAX as _PPAR_MAX
 
 __all__ = [
-    "FormatError",
     "DEFAULT_CLUSTER_TIMEOUT",
-    "parse_cluster_config",
-    "get_cluster_timeout",
-    "set_cluster_timeout",
-    "parse_rcsd",
-    "render_rcsd",
-    "parse_sa_xscfsnmp",
-    "render_sa_xscfsnmp",
     "SA_XSCFSNMP_HEADER",
+    "FormatError",
+    "get_cluster_timeout",
+    "parse_cluster_config",
     "parse_hosts",
-    "resolve",
+    "parse_rcsd",
+    "parse_sa_xscfsnmp",
     "render_hosts",
+    "render_rcsd",
+    "render_sa_xscfsnmp",
+    "resolve",
+    "set_cluster_timeout",
     "syslog_line",
 ]
 
@@ -92,7 +91,7 @@ _CC_NAME_MAX = 31
 _CC_VALUE_MAX = 4096
 _CC_PAIRS_MAX = 100
 _CC_QUOTED = re.compile(r"\"([^\"\n]*)\"|'([^'\n]*)'")
-_CC_NAME = re.compile(r"\s*(\S+)(.*)\Z", re.S)
+_CC_NAME = re.compile(r"\s*(\S+)(.*)\Z", re.DOTALL)
 _DIGITS = re.compile(r"[0-9]+\Z")
 
 
@@ -135,7 +134,7 @@ def _cc_entries(text: str) -> list[tuple[str, str, tuple[int, ...]]]:
             entries[-1] = (name, value, where + (idx,))
             continue
         name, rest = _CC_NAME.match(raw).group(1, 2)  # type: ignore[union-attr]
-        if "\"" in name or "'" in name:
+        if '"' in name or "'" in name:
             raise FormatError(lineno, f"quote inside name {name!r}", _CC)
         if len(name.encode("utf-8")) > _CC_NAME_MAX:
             raise FormatError(lineno, f"name {name!r} longer than {_CC_NAME_MAX} bytes", _CC)
@@ -302,7 +301,11 @@ def parse_sa_xscfsnmp(text: str) -> tuple[XscfEntry, ...]:
             continue
         f = line.split()
         if len(f) not in (7, 8):
-            raise FormatError(lineno, f"expected 7 or 8 fields (cf_name ppar_id domain lan0 lan1 user connection [device]), got {len(f)}", _SAX)
+            raise FormatError(
+                lineno,
+                f"expected 7 or 8 fields (cf_name ppar_id domain lan0 lan1 user connection [device]), got {len(f)}",
+                _SAX,
+            )
         if not _DIGITS.match(f[1]):
             raise FormatError(lineno, f"PPAR-ID must be an integer 0..{_PPAR_MAX}, not {f[1]!r}", _SAX)
         e = XscfEntry(f[0], int(f[1]), f[2], f[3], f[4], f[5], f[6], *(f[7:] or ["xscf"]))

@@ -17,8 +17,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 StrPath = str | os.PathLike[str]
 T = TypeVar("T")

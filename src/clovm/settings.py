@@ -21,9 +21,20 @@ from .core.defaults import (
     XSCF_USER,
 )
 
-__all__ = ["CF_STALL", "CLOCK_SAMPLES", "DEFAULT_CLUSTER_TIMEOUT", "EPOCH", "HEARTBEAT_INTERVAL", "INITIAL_SPCONFIG",
-           "JOIN_TIMEOUT", "RMS_SYNC_PERIOD", "RMS_SYNC_THRESHOLD", "SF_TEST_INTERVAL", "STALE_HEARTBEAT",
-           "XSCF_USER"]
+__all__ = [
+    "CF_STALL",
+    "CLOCK_SAMPLES",
+    "DEFAULT_CLUSTER_TIMEOUT",
+    "EPOCH",
+    "HEARTBEAT_INTERVAL",
+    "INITIAL_SPCONFIG",
+    "JOIN_TIMEOUT",
+    "RMS_SYNC_PERIOD",
+    "RMS_SYNC_THRESHOLD",
+    "SF_TEST_INTERVAL",
+    "STALE_HEARTBEAT",
+    "XSCF_USER",
+]
 
 
 # ---- ports (each emulated host has its own loopback address, so ports can be fixed) ----------

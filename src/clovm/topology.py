@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import msgspec
 
@@ -75,9 +76,18 @@ class UserApplication(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     shutdown_priority: int = 0
 
 
-class Topology(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={
-    "servers": "server", "control_domains": "control_domain", "guests": "guest",
-    "clusters": "cluster", "apps": "userapplication"}):
+class Topology(
+    msgspec.Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    rename={
+        "servers": "server",
+        "control_domains": "control_domain",
+        "guests": "guest",
+        "clusters": "cluster",
+        "apps": "userapplication",
+    },
+):
     servers: list[Server]
     control_domains: list[ControlDomain]
     guests: list[Guest] = []
@@ -116,8 +126,9 @@ class Topology(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={
         """What control domain ``name`` answers to ``cd_info``."""
         cd = self.control_domain(name)
         srv = self.server(cd.server)
-        return ControlDomainFacts(cd.name, srv.name, cd.ppar, srv.lan0, srv.lan1, cd.sf_weight, self.xscf.user,
-                                  self.xscf.connection)
+        return ControlDomainFacts(
+            cd.name, srv.name, cd.ppar, srv.lan0, srv.lan1, cd.sf_weight, self.xscf.user, self.xscf.connection
+        )
 
     def initial_sf_config(self, nodes: Iterable[str]) -> SfConfig:
         """rcsd.cfg hosts and SA_xscfsnmp.cfg entries of a guest cluster as ``clovm up`` writes them:
@@ -149,13 +160,20 @@ class Topology(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={
                 if cl is not None and cl.kind == "guest":
                     guest_domains[g.name] = (g.cf_name, tuple(cl.nodes))
         return NodeSpec(
-            cf=me.cf_name, host=me.name, nodes=tuple(cluster.nodes) if cluster else (me.cf_name,),
+            cf=me.cf_name,
+            host=me.name,
+            nodes=tuple(cluster.nodes) if cluster else (me.cf_name,),
             guest_cluster=guest_cluster,
-            apps=tuple(AppSpec(a.name, tuple(a.nodes), a.shutdown_priority) for a in self.apps
-                       if guest_cluster and me.cf_name in a.nodes),
+            apps=tuple(
+                AppSpec(a.name, tuple(a.nodes), a.shutdown_priority)
+                for a in self.apps
+                if guest_cluster and me.cf_name in a.nodes
+            ),
             control_domains=frozenset(c.name for c in self.control_domains),
             control=self.control_domain_facts(me.name) if control else None,
-            guest_domains=guest_domains, cf_domain={h.cf_name: h.name for h in self.hosts()})
+            guest_domains=guest_domains,
+            cf_domain={h.cf_name: h.name for h in self.hosts()},
+        )
 
     def initial_disk(self, host: str) -> NodeDisk:
         """A host's node files as ``clovm up`` provisions them (before anything changed them)."""
@@ -168,8 +186,9 @@ DEFAULT = "figure-17-1"
 
 
 def builtin_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files("clovm.topologies").iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in resources.files("clovm.topologies").iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load(name_or_path: str | Path = DEFAULT) -> Topology:
@@ -184,7 +203,8 @@ def load(name_or_path: str | Path = DEFAULT) -> Topology:
     res = resources.files("clovm.topologies").joinpath(f"{name_or_path}.toml")
     if not res.is_file():
         raise TopologyError(
-            f"unknown topology {str(name_or_path)!r}: give a TOML file or one of {', '.join(builtin_names())}")
+            f"unknown topology {str(name_or_path)!r}: give a TOML file or one of {', '.join(builtin_names())}"
+        )
     return loads(res.read_text(), source=str(name_or_path))
 
 
@@ -237,8 +257,11 @@ def validate(t: Topology, source: str = "<topology>") -> None:
 
     # Names become directory names (hosts/HOST, servers/SERVER) and command arguments: the
     # product's naming rules first (core.names).
-    for field, items, kinds in (("server", t.servers, ("server",)), ("control_domain", t.control_domains, ("host",)),
-                                ("guest", t.guests, ("host", "domain"))):
+    for field, items, kinds in (
+        ("server", t.servers, ("server",)),
+        ("control_domain", t.control_domains, ("host",)),
+        ("guest", t.guests, ("host", "domain")),
+    ):
         for i, it in enumerate(items):
             for kind in kinds:
                 problem = names.problem(kind, it.name)
@@ -287,7 +310,9 @@ def validate(t: Topology, source: str = "<topology>") -> None:
             fail(f"control_domain[{i}].ppar", f"server {c.server} has no PPAR-ID {c.ppar}")
         key = (c.server, c.ppar)
         if key in ppars_seen:
-            fail(f"control_domain[{i}].ppar", f"PPAR {c.ppar} of {c.server} already has control domain {ppars_seen[key]}")
+            fail(
+                f"control_domain[{i}].ppar", f"PPAR {c.ppar} of {c.server} already has control domain {ppars_seen[key]}"
+            )
         ppars_seen[key] = c.name
         if c.sf_weight < 1:
             fail(f"control_domain[{i}].sf_weight", "must be at least 1")
@@ -339,14 +364,33 @@ def generate(guests: int, servers: int) -> Topology:
     guests spread round-robin over them, one guest cluster, one app on the first two guests.
     Addresses are in 127.51/52/61/71.x, away from figure-17-1's blocks and the test workers' copies
     of them (127.2W/3W/4W.x, tests/xdist_net.py), so a benchmark can run beside the test suite."""
-    srv = [Server(name=f"m10-{i + 1}", lan0=f"127.51.{i + 1}.10", lan1=f"127.52.{i + 1}.10", ppars=[i % 16])
-           for i in range(servers)]
-    ctl = [ControlDomain(name=f"primary{i + 1}", server=srv[i].name, ppar=srv[i].ppars[0],
-                         cf_name=f"cfprimary{i + 1}", address=f"127.61.0.{i + 1}") for i in range(servers)]
-    gst = [Guest(name=f"guest{i + 1}", control_domain=ctl[i % servers].name, cf_name=f"cfguest{i + 1}",
-                 address=f"127.71.0.{i + 1}") for i in range(guests)]
-    clusters = [Cluster(name="ctlcluster", kind="control", nodes=[c.cf_name for c in ctl]),
-                Cluster(name="guestcluster", kind="guest", nodes=[g.cf_name for g in gst])]
+    srv = [
+        Server(name=f"m10-{i + 1}", lan0=f"127.51.{i + 1}.10", lan1=f"127.52.{i + 1}.10", ppars=[i % 16])
+        for i in range(servers)
+    ]
+    ctl = [
+        ControlDomain(
+            name=f"primary{i + 1}",
+            server=srv[i].name,
+            ppar=srv[i].ppars[0],
+            cf_name=f"cfprimary{i + 1}",
+            address=f"127.61.0.{i + 1}",
+        )
+        for i in range(servers)
+    ]
+    gst = [
+        Guest(
+            name=f"guest{i + 1}",
+            control_domain=ctl[i % servers].name,
+            cf_name=f"cfguest{i + 1}",
+            address=f"127.71.0.{i + 1}",
+        )
+        for i in range(guests)
+    ]
+    clusters = [
+        Cluster(name="ctlcluster", kind="control", nodes=[c.cf_name for c in ctl]),
+        Cluster(name="guestcluster", kind="guest", nodes=[g.cf_name for g in gst]),
+    ]
     apps = [UserApplication(name="app1", cluster="guestcluster", nodes=[g.cf_name for g in gst[:2]])]
     t = Topology(servers=srv, control_domains=ctl, guests=gst, clusters=clusters, apps=apps)
     validate(t, "<generated>")

@@ -84,12 +84,15 @@ def test_every_command_checks_the_datacenter_and_the_host_first(env: FakeEnv) ->
     assert env.calls == []
 
 
-@pytest.mark.parametrize("call", [
-    lambda env: commands.ldm(env, "guest1", ["list"]),
-    lambda env: commands.clovmmigrate(env, "guest1", "prepare", "guest2", out=io.StringIO(), err=io.StringIO()),
-    lambda env: commands.migrate(env, "guest1", "guest2", "primary3", out=io.StringIO(), err=io.StringIO()),
-    lambda env: commands.migrate_status(env, "guest1"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda env: commands.ldm(env, "guest1", ["list"]),
+        lambda env: commands.clovmmigrate(env, "guest1", "prepare", "guest2", out=io.StringIO(), err=io.StringIO()),
+        lambda env: commands.migrate(env, "guest1", "guest2", "primary3", out=io.StringIO(), err=io.StringIO()),
+        lambda env: commands.migrate_status(env, "guest1"),
+    ],
+)
 def test_control_domain_commands_refuse_a_guest(env: FakeEnv, call: Any) -> None:
     with pytest.raises(ClovmError) as e:
         call(env)
@@ -99,10 +102,14 @@ def test_control_domain_commands_refuse_a_guest(env: FakeEnv, call: Any) -> None
 
 # ---- CF, SF, RMS --------------------------------------------------------------------------------------------
 def test_cftool_rows_from_objects_and_arrays(env: FakeEnv) -> None:
-    env.answers[("guest1", "node", "cftool_n")] = [{"node": "cfguest1", "number": 1, "state": "UP"},
-                                                     ["cfguest2", 2, "LEFTCLUSTER"]]
-    assert commands.cftool_nodes(env, "guest1") == [CftoolRow("cfguest1", 1, "UP"),
-                                                    CftoolRow("cfguest2", 2, "LEFTCLUSTER")]
+    env.answers[("guest1", "node", "cftool_n")] = [
+        {"node": "cfguest1", "number": 1, "state": "UP"},
+        ["cfguest2", 2, "LEFTCLUSTER"],
+    ]
+    assert commands.cftool_nodes(env, "guest1") == [
+        CftoolRow("cfguest1", 1, "UP"),
+        CftoolRow("cfguest2", 2, "LEFTCLUSTER"),
+    ]
 
 
 def test_a_malformed_answer_is_bad_answer(env: FakeEnv) -> None:
@@ -124,12 +131,15 @@ def test_cfset_values_get_and_reread(env: FakeEnv) -> None:
     assert env.calls[-1][2] == "cfset_r"
 
 
-@pytest.mark.parametrize("answer", [
-    None,
-    {"running": False, "rows": []},
-    ClovmError(codes.SF_NOT_RUNNING, "the shutdown facility is not running"),
-    ClovmError(codes.NOT_RUNNING, "not running"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        None,
+        {"running": False, "rows": []},
+        ClovmError(codes.SF_NOT_RUNNING, "the shutdown facility is not running"),
+        ClovmError(codes.NOT_RUNNING, "not running"),
+    ],
+)
 def test_sdtool_status_without_sf_is_sf_not_running(env: FakeEnv, answer: Any) -> None:
     env.answers[("guest2", "node", "sdtool")] = answer
     with pytest.raises(ClovmError) as e:
@@ -159,16 +169,20 @@ def test_sdtool_control_returns_the_nodes_message(env: FakeEnv) -> None:
 
 def test_clsnmpsetup_entries(env: FakeEnv) -> None:
     env.answers[("guest1", "node", "clsnmpsetup_l")] = [
-        {"cf_name": "cfguest1", "ppar_id": 0, "domain": "guest1", "lan0": "10.0.0.1", "lan1": "10.0.1.1"}]
+        {"cf_name": "cfguest1", "ppar_id": 0, "domain": "guest1", "lan0": "10.0.0.1", "lan1": "10.0.1.1"}
+    ]
     assert commands.clsnmpsetup_entries(env, "guest1") == [XscfEntry("cfguest1", 0, "guest1", "10.0.0.1", "10.0.1.1")]
 
 
 def test_hvdisp_with_and_without_the_local_system(env: FakeEnv) -> None:
-    env.answers[("guest1", "node", "hvdisp")] = {"local_system": "cfguest1RMS",
-                                                 "rows": [["app1", "userApplication", "cfguest1RMS", "Online"]]}
+    env.answers[("guest1", "node", "hvdisp")] = {
+        "local_system": "cfguest1RMS",
+        "rows": [["app1", "userApplication", "cfguest1RMS", "Online"]],
+    }
     hv = commands.hvdisp(env, "guest1")
-    assert hv.local_system == "cfguest1RMS" and hv.rows == [HvdispRow("app1", "userApplication", "cfguest1RMS",
-                                                                      "Online")]
+    assert hv.local_system == "cfguest1RMS" and hv.rows == [
+        HvdispRow("app1", "userApplication", "cfguest1RMS", "Online")
+    ]
     env.answers[("guest1", "node", "hvdisp")] = []
     assert commands.hvdisp(env, "guest1").local_system == ""
 
@@ -199,8 +213,9 @@ def test_clovmmigrate_runs_the_machine_on_the_host(env: FakeEnv) -> None:
 def test_migrate_forwards_the_request_and_reports_the_code(env: FakeEnv) -> None:
     env.finished = mig.Finished(3, codes.PREFLIGHT_FAILED, "clovm migrate: the preflight found 1 problem(s)")
     env.journal = None
-    r = commands.migrate(env, "primary2", "guest2", "primary3", scoped=True, dry_run=True,
-                         out=io.StringIO(), err=io.StringIO())
+    r = commands.migrate(
+        env, "primary2", "guest2", "primary3", scoped=True, dry_run=True, out=io.StringIO(), err=io.StringIO()
+    )
     assert env.runs == [sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True, dry_run=True)]
     assert (r.rc, r.code, r.domain, r.journal) == (3, codes.PREFLIGHT_FAILED, "guest2", None)
 
@@ -209,8 +224,9 @@ def test_migrate_resume_finds_the_one_recorded_domain(env: FakeEnv) -> None:
     kw: dict[str, Any] = {"resume": True, "out": io.StringIO(), "err": io.StringIO()}
     with pytest.raises(ClovmError) as e:
         commands.migrate(env, "primary2", **kw)
-    assert _code(e) == codes.NO_JOURNAL and e.value.message == ("no clovm migrate is recorded on primary2; "
-                                                                "nothing to resume")
+    assert _code(e) == codes.NO_JOURNAL and e.value.message == (
+        "no clovm migrate is recorded on primary2; nothing to resume"
+    )
     env.recorded = ["guest1", "guest2"]
     with pytest.raises(ClovmError) as e:
         commands.migrate(env, "primary2", **kw)
@@ -226,7 +242,8 @@ def test_migrate_status_lists_journals_and_names_a_bad_one(env: FakeEnv) -> None
     env.journals = {"guest2": {"step": "done"}}
     views = commands.migrate_status(env, "primary2")
     assert [(v.domain, v.path, v.journal) for v in views] == [
-        ("guest2", "var/opt/FJSVcluster/clovmmigrate/guest2.migrate.json", {"step": "done"})]
+        ("guest2", "var/opt/FJSVcluster/clovmmigrate/guest2.migrate.json", {"step": "done"})
+    ]
     assert commands.migrate_status(env, "primary2", "guest1") == []
     env.journals["guest1"] = ValueError("Expecting value")
     with pytest.raises(ClovmError) as e:

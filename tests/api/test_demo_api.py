@@ -14,9 +14,11 @@ from clovm.runtime.home import Home
 
 pytestmark = pytest.mark.timeout(30)
 
-CFTOOL = ("Node        Number State       Os      Cpu\n"
-          "cfguest1    1      UP          Solaris Sparc\n"
-          "cfguest2    2      DOWN        Solaris Sparc\n")
+CFTOOL = (
+    "Node        Number State       Os      Cpu\n"
+    "cfguest1    1      UP          Solaris Sparc\n"
+    "cfguest2    2      DOWN        Solaris Sparc\n"
+)
 
 
 class FakeRunner:
@@ -40,9 +42,11 @@ def test_a_command_is_shown_behind_its_host_prompt(home: Home) -> None:
     d = demo.Demo(home, out, runner)
     r = d.run("guest2", demo.SDTOOL, "-s")
     assert r.rc == 1 and runner.calls == [("/opt/SMAW/bin/sdtool", ["-s"], "guest2")]
-    assert out.getvalue() == ("guest2 # /opt/SMAW/bin/sdtool -s\n"
-                              "sdtool: The shutdown facility is not running; start it with /opt/SMAW/bin/sdtool -b\n"
-                              "(exit status 1)\n")
+    assert out.getvalue() == (
+        "guest2 # /opt/SMAW/bin/sdtool -s\n"
+        "sdtool: The shutdown facility is not running; start it with /opt/SMAW/bin/sdtool -b\n"
+        "(exit status 1)\n"
+    )
     d.run("guest1", demo.CFTOOL, "-n", show=False)
     assert out.getvalue().count("#") == 1
 

@@ -23,12 +23,15 @@ def test_partition_against_everybody_else_and_heal(home: Home) -> None:
     assert not (home.run_dir / "partition.json").exists()
 
 
-@pytest.mark.parametrize("group, other, code", [
-    (["guest1"], ["guest1"], codes.BAD_ARGUMENT),
-    ([], None, codes.BAD_ARGUMENT),
-    (["guest1"], [], codes.BAD_ARGUMENT),
-    (["guest9"], None, codes.UNKNOWN_HOST),
-])
+@pytest.mark.parametrize(
+    "group, other, code",
+    [
+        (["guest1"], ["guest1"], codes.BAD_ARGUMENT),
+        ([], None, codes.BAD_ARGUMENT),
+        (["guest1"], [], codes.BAD_ARGUMENT),
+        (["guest9"], None, codes.UNKNOWN_HOST),
+    ],
+)
 def test_partition_refuses_bad_groups(home: Home, group: list[str], other: list[str] | None, code: str) -> None:
     with pytest.raises(ClovmError) as e:
         faults.partition(home, group, other)
@@ -67,8 +70,10 @@ def test_daemon_faults_need_a_running_datacenter(home: Home) -> None:
 def test_forget_xscf_key(home: Home) -> None:
     kh = home.known_hosts("guest1")
     kh.parent.mkdir(parents=True)
-    kh.write_text("[127.20.30.73]:10022 ssh-ed25519 AAAA\n[127.20.40.73]:10022 ssh-ed25519 AAAA\n"
-                  "[127.20.30.71]:10022 ssh-ed25519 BBBB\n")
+    kh.write_text(
+        "[127.20.30.73]:10022 ssh-ed25519 AAAA\n[127.20.40.73]:10022 ssh-ed25519 AAAA\n"
+        "[127.20.30.71]:10022 ssh-ed25519 BBBB\n"
+    )
     assert faults.forget_xscf_key(home, "guest1", "m10-3") == "guest1 forgot 2 host key(s) of XSCF m10-3"
     assert kh.read_text() == "[127.20.30.71]:10022 ssh-ed25519 BBBB\n"
 

@@ -38,8 +38,11 @@ def test_the_admin_commands_go_through_the_api() -> None:
     assert "clovm.api.commands" in mods
 
 
-@pytest.mark.parametrize("path", sorted((SRC / "api").glob("*.py")) + sorted((SRC / "cli").glob("*.py")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path",
+    sorted((SRC / "api").glob("*.py")) + sorted((SRC / "cli").glob("*.py")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_each_module_has_one_job_said_in_its_docstring_and_is_not_too_long(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert ast.get_docstring(ast.parse(text)), f"{path.name} opens with no docstring"

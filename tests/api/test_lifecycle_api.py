@@ -21,13 +21,16 @@ from clovm.runtime.home import Home
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.parametrize("daemon, host, at, code", [
-    ("sshd", "primary2", None, codes.BAD_ARGUMENT),
-    ("ldmd", "guest1", None, codes.BAD_ARGUMENT),  # ldmd runs on control domains
-    ("xscfd", "primary2", None, codes.UNKNOWN_SERVER),
-    ("nodeagent", "nosuch", None, codes.UNKNOWN_HOST),
-    ("ldmd", "primary2", None, codes.NOT_RUNNING),  # nothing runs in this home
-])
+@pytest.mark.parametrize(
+    "daemon, host, at, code",
+    [
+        ("sshd", "primary2", None, codes.BAD_ARGUMENT),
+        ("ldmd", "guest1", None, codes.BAD_ARGUMENT),  # ldmd runs on control domains
+        ("xscfd", "primary2", None, codes.UNKNOWN_SERVER),
+        ("nodeagent", "nosuch", None, codes.UNKNOWN_HOST),
+        ("ldmd", "primary2", None, codes.NOT_RUNNING),  # nothing runs in this home
+    ],
+)
 def test_kill_refuses_what_it_cannot_kill(home: Home, daemon: str, host: str, at: str | None, code: str) -> None:
     with pytest.raises(ClovmError) as e:
         faults.kill(home, daemon, host, at)
@@ -40,10 +43,13 @@ def test_an_armed_kill_is_written_once_and_fires_once(home: Home, monkeypatch: p
         faults.kill(home, "ldmd", "primary2", "somewhen")
     assert e.value.code == codes.BAD_ARGUMENT and "pre-copy" in e.value.message
     assert faults.kill(home, "ldmd", "primary2", "pre-copy") == (
-        "armed: ldmd primary2 is killed (SIGKILL) when a live migration reaches pre-copy")
+        "armed: ldmd primary2 is killed (SIGKILL) when a live migration reaches pre-copy"
+    )
     faults.kill(home, "xscfd", "m10-3", "hand-off")
-    assert json.loads(home.armed_kills_file.read_text()) == [{"point": "pre-copy", "daemon": "ldmd-primary2"},
-                                                             {"point": "hand-off", "daemon": "xscfd-m10-3"}]
+    assert json.loads(home.armed_kills_file.read_text()) == [
+        {"point": "pre-copy", "daemon": "ldmd-primary2"},
+        {"point": "hand-off", "daemon": "xscfd-m10-3"},
+    ]
     killed: list[int] = []
     monkeypatch.setattr(proc.os, "kill", lambda pid, sig: killed.append(pid))
     home.pid_file("ldmd-primary2").parent.mkdir(parents=True, exist_ok=True)
@@ -65,9 +71,14 @@ class SupervisedProbe(FakeProbe):
 
 
 def test_status_shows_a_daemon_the_supervisor_restarts_or_gave_up_on(home: Home, topo: topology.Topology) -> None:
-    probe = SupervisedProbe(home, topo, {
-        "ldmd-primary2": {"state": "restarting", "pid": None, "restarts": 1, "last_exit": "pid 5 exited"},
-        "xscfd-m10-3": {"state": "maintenance", "pid": None, "restarts": 5, "last_exit": "pid 6 exited"}})
+    probe = SupervisedProbe(
+        home,
+        topo,
+        {
+            "ldmd-primary2": {"state": "restarting", "pid": None, "restarts": 1, "last_exit": "pid 5 exited"},
+            "xscfd-m10-3": {"state": "maintenance", "pid": None, "restarts": 5, "last_exit": "pid 6 exited"},
+        },
+    )
     del probe.procs["ldmd-primary2"], probe.procs["xscfd-m10-3"]
     st = datacenter.status(home, probe)
     by = {(d["daemon"], d["name"]): d for d in st["daemons"]}
@@ -86,14 +97,24 @@ def test_status_reports_a_dead_supervisor(home: Home, topo: topology.Topology) -
 
 
 def _answers(topo: topology.Topology, **over: Any) -> dict[str, dict[str, Any]]:
-    rows = [[n, f"SA_xscfsnmpg{i}{x}.so", "Idle", "Unknown", "TestWorked", "InitWorked"]
-            for n in ("cfguest1", "cfguest2") for i in "01" for x in "pr"]
+    rows = [
+        [n, f"SA_xscfsnmpg{i}{x}.so", "Idle", "Unknown", "TestWorked", "InitWorked"]
+        for n in ("cfguest1", "cfguest2")
+        for i in "01"
+        for x in "pr"
+    ]
     out: dict[str, dict[str, Any]] = {}
     for h in topo.hosts():
         peers = topo.node_spec(h.name).peers
-        out[h.name] = {"status": {"local_state": "UP", "view": dict.fromkeys(peers, "UP"),
-                                  "apps": {"app1": "cfguest1"} if h.name.startswith("guest") else {}},
-                       "sample": {"rms_busy": False, "rms_activity": None}, "sd": {"running": True, "rows": rows}}
+        out[h.name] = {
+            "status": {
+                "local_state": "UP",
+                "view": dict.fromkeys(peers, "UP"),
+                "apps": {"app1": "cfguest1"} if h.name.startswith("guest") else {},
+            },
+            "sample": {"rms_busy": False, "rms_activity": None},
+            "sd": {"running": True, "rows": rows},
+        }
     for key, value in over.items():
         host, part = key.split("__")
         out[host][part] = value

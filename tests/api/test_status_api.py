@@ -56,8 +56,12 @@ def test_a_healthy_datacenter_has_no_code(home: Home, topo: topology.Topology) -
     st = datacenter.status(home, FakeProbe(home, topo))
     assert st["ok"] is True and st["code"] is None and st["problems"] == []
     kinds = [(d["daemon"], d["name"]) for d in st["daemons"]]
-    assert kinds == ([("xscfd", s.name) for s in topo.servers] + [("ldmd", c.name) for c in topo.control_domains]
-                     + [("domain", g.name) for g in topo.guests] + [("nodeagent", h.name) for h in topo.hosts()])
+    assert kinds == (
+        [("xscfd", s.name) for s in topo.servers]
+        + [("ldmd", c.name) for c in topo.control_domains]
+        + [("domain", g.name) for g in topo.guests]
+        + [("nodeagent", h.name) for h in topo.hosts()]
+    )
     assert {d["state"] for d in st["daemons"]} == {"running"}
     assert [s["xscfd"] for s in st["servers"]] == ["running"] * 3  # the keys from before are kept
     assert st["nodes"]["cfguest1"] == {"host": "guest1", "state": "UP"}
@@ -72,8 +76,11 @@ def test_every_broken_daemon_is_a_problem_with_its_code(home: Home, topo: topolo
     st = datacenter.status(home, probe)
     assert st["ok"] is False and st["code"] == codes.DEGRADED
     assert sorted((p["daemon"], p["name"], p["code"]) for p in st["problems"]) == [
-        ("domain", "guest2", codes.NOT_RUNNING), ("ldmd", "primary3", codes.UNREACHABLE),
-        ("nodeagent", "guest2", codes.NOT_RUNNING), ("xscfd", "m10-2", codes.NOT_RUNNING)]
+        ("domain", "guest2", codes.NOT_RUNNING),
+        ("ldmd", "primary3", codes.UNREACHABLE),
+        ("nodeagent", "guest2", codes.NOT_RUNNING),
+        ("xscfd", "m10-2", codes.NOT_RUNNING),
+    ]
     states = {(d["daemon"], d["name"]): d["state"] for d in st["daemons"]}
     assert states[("ldmd", "primary3")] == "not answering" and states[("xscfd", "m10-2")] == "down"
     assert st["nodes"]["cfguest2"] == {"host": "guest2", "error": "not running"}
@@ -90,5 +97,6 @@ def test_nothing_running_is_not_running(home: Home) -> None:
 def test_health_of_a_daemon_list() -> None:
     assert datacenter.health([]) == {"ok": True, "code": None, "problems": []}
     bad = {"daemon": "ldmd", "name": "p1", "pid": None, "state": "down", "code": codes.NOT_RUNNING, "message": "m"}
-    assert datacenter.health([bad])["problems"] == [{"daemon": "ldmd", "name": "p1", "code": codes.NOT_RUNNING,
-                                                     "message": "m"}]
+    assert datacenter.health([bad])["problems"] == [
+        {"daemon": "ldmd", "name": "p1", "code": codes.NOT_RUNNING, "message": "m"}
+    ]

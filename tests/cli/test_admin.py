@@ -105,10 +105,26 @@ cfguest2        SA_xscfsnmpg1r.so    Idle          Unknown     TestWorked  InitW
 
 AGENTS = ("SA_xscfsnmpg0p", "SA_xscfsnmpg1p", "SA_xscfsnmpg0r", "SA_xscfsnmpg1r")
 CD_INFO = {
-    "primary1": {"host": "primary1", "server": "s1", "ppar": 0, "lan0": "127.69.10.1", "lan1": "127.69.20.1",
-                 "sf_weight": 2, "user": "xuser", "connection": "ssh"},
-    "primary2": {"host": "primary2", "server": "s2", "ppar": 1, "lan0": "127.69.10.2", "lan1": "127.69.20.2",
-                 "sf_weight": 1, "user": "xuser", "connection": "ssh"},
+    "primary1": {
+        "host": "primary1",
+        "server": "s1",
+        "ppar": 0,
+        "lan0": "127.69.10.1",
+        "lan1": "127.69.20.1",
+        "sf_weight": 2,
+        "user": "xuser",
+        "connection": "ssh",
+    },
+    "primary2": {
+        "host": "primary2",
+        "server": "s2",
+        "ppar": 1,
+        "lan0": "127.69.10.2",
+        "lan1": "127.69.20.2",
+        "sf_weight": 1,
+        "user": "xuser",
+        "connection": "ssh",
+    },
 }
 GUEST_ADDR = {"guest1": "127.69.1.1", "guest2": "127.69.1.2"}
 CF_OF = {"guest1": "cfguest1", "guest2": "cfguest2"}
@@ -119,8 +135,10 @@ class FakeDC:
     """State of every fake daemon; every handler runs on the background loop."""
 
     def __init__(self) -> None:
-        self.nodes = {cf: {"timeout": 10, "sf": "running", "record": None, "window": False, "entry": None,
-                           "weight": None} for cf in ("cfguest1", "cfguest2")}
+        self.nodes = {
+            cf: {"timeout": 10, "sf": "running", "record": None, "window": False, "entry": None, "weight": None}
+            for cf in ("cfguest1", "cfguest2")
+        }
         self.domains = {"primary1": {"guest1": "active"}, "primary2": {"guest2": "active"}}
         self.spconfigs = {h: ["factory-default", "config1"] for h in ("primary1", "primary2")}
         self.current = {h: "config1" for h in ("primary1", "primary2")}
@@ -131,7 +149,9 @@ class FakeDC:
 
     def changes(self) -> list[tuple]:
         reads = {"node_status", "cd_info", "cftool_n", "cfset_a", "clsnmpsetup_l", "hvdisp", "sf_wait"}
-        return [c for c in self.calls if c[2] not in reads and not (c[2] == "ldm" and c[3]["argv"][0].startswith("list"))]
+        return [
+            c for c in self.calls if c[2] not in reads and not (c[2] == "ldm" and c[3]["argv"][0].startswith("list"))
+        ]
 
     # -- node agent, unix (local admin commands) -------------------------------------------------------
     def node_local(self, host: str):
@@ -148,20 +168,37 @@ class FakeDC:
                 if args["flag"] == "s":
                     if self.nodes[cf]["sf"] == "gone":  # the other accepted way of saying "not running"
                         raise rpc.RpcError("SF_NOT_RUNNING", "the shutdown facility is not running")
-                    rows = [[h, a, "Idle", "Unknown", "TestWorked", "InitWorked"] for h in ("cfguest1", "cfguest2")
-                            for a in AGENTS]
+                    rows = [
+                        [h, a, "Idle", "Unknown", "TestWorked", "InitWorked"]
+                        for h in ("cfguest1", "cfguest2")
+                        for a in AGENTS
+                    ]
                     return {"running": self.nodes[cf]["sf"] == "running", "rows": rows}  # nodeagent's shape
                 self.nodes[cf]["sf"] = {"b": "running", "e": "stopped"}.get(args["flag"], self.nodes[cf]["sf"])
                 return None
             if op == "clsnmpsetup_l":
-                return [{"cf_name": "cfguest1", "ppar_id": 0, "domain": "guest1", "lan0": "10.20.30.71",
-                         "lan1": "10.20.40.71", "user": "xuser", "connection": "ssh"},
-                        ["cfguest2", 1, "guest2", "10.20.30.73", "10.20.40.73", "xuser", "ssh"]]
+                return [
+                    {
+                        "cf_name": "cfguest1",
+                        "ppar_id": 0,
+                        "domain": "guest1",
+                        "lan0": "10.20.30.71",
+                        "lan1": "10.20.40.71",
+                        "user": "xuser",
+                        "connection": "ssh",
+                    },
+                    ["cfguest2", 1, "guest2", "10.20.30.73", "10.20.40.73", "xuser", "ssh"],
+                ]
             if op == "hvdisp":
-                return {"local_system": f"{cf}RMS", "rows": [
-                    {"name": f"{cf}RMS", "type": "SysNode", "host": "", "state": "Online"},
-                    ["app1", "userApplication", "cfguest1RMS", "Online"]]}
+                return {
+                    "local_system": f"{cf}RMS",
+                    "rows": [
+                        {"name": f"{cf}RMS", "type": "SysNode", "host": "", "state": "Online"},
+                        ["app1", "userApplication", "cfguest1RMS", "Online"],
+                    ],
+                }
             raise rpc.RpcError("UNKNOWN_OP", f"unknown operation {op}")
+
         return handler
 
     # -- node agent, TLS (clovmmigrate) ----------------------------------------------------------------
@@ -188,13 +225,17 @@ class FakeDC:
             elif op == "set_sf_entry":
                 n["entry"], n["weight"] = args["entry"], args["weight"]
             elif op == "sf_wait":
-                return [[h, a, "Idle", "Unknown", "TestWorked", "InitWorked"] for h in ("cfguest1", "cfguest2")
-                        for a in AGENTS]
+                return [
+                    [h, a, "Idle", "Unknown", "TestWorked", "InitWorked"]
+                    for h in ("cfguest1", "cfguest2")
+                    for a in AGENTS
+                ]
             elif op == "clear_record":
                 n["record"] = None
             else:
                 raise rpc.RpcError("UNKNOWN_OP", f"unknown operation {op}")
             return None
+
         return handler
 
     # -- ldmd (unix and TLS) -------------------------------------------------------------------------------
@@ -211,11 +252,20 @@ class FakeDC:
                 st = self.domains[host].get(argv[1])
                 if st is None:
                     return {"rc": 1, "stdout": "", "stderr": f"Domain {argv[1]} not found\n"}
-                return {"rc": 0, "stdout": f"NAME STATE FLAGS CONS VCPU MEMORY UTIL UPTIME\n"
-                                           f"{argv[1]} {st} -n---- 5000 8 8G 0.1% 1h\n", "stderr": ""}
+                return {
+                    "rc": 0,
+                    "stdout": f"NAME STATE FLAGS CONS VCPU MEMORY UTIL UPTIME\n"
+                    f"{argv[1]} {st} -n---- 5000 8 8G 0.1% 1h\n",
+                    "stderr": "",
+                }
             if argv[0] == "list-spconfig":
-                return {"rc": 0, "stdout": render.ldm_list_spconfig(
-                    (n, "current" if n == self.current[host] else "") for n in names), "stderr": ""}
+                return {
+                    "rc": 0,
+                    "stdout": render.ldm_list_spconfig(
+                        (n, "current" if n == self.current[host] else "") for n in names
+                    ),
+                    "stderr": "",
+                }
             if argv[0] == "add-spconfig":
                 names.append(argv[1])
                 self.current[host] = argv[1]
@@ -224,6 +274,7 @@ class FakeDC:
             else:
                 return {"rc": 1, "stdout": "", "stderr": f"Unknown command {argv[0]}\n"}
             return {"rc": 0, "stdout": "", "stderr": ""}
+
         return handler
 
 
@@ -246,6 +297,7 @@ class LoopThread:
         async def stop() -> None:
             for s in self.servers:
                 s.close()
+
         self.run(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
@@ -293,8 +345,9 @@ def world() -> Iterator[World]:
     try:
         for g in ("guest1", "guest2"):
             loop.serve(rpc.serve_unix(home.node_socket(g), dc.node_local(g)))
-            loop.serve(rpc.serve_tls(GUEST_ADDR[g], settings.NODE_PORT, pki.server_context(home, g),
-                                     dc.node_tls(CF_OF[g])))
+            loop.serve(
+                rpc.serve_tls(GUEST_ADDR[g], settings.NODE_PORT, pki.server_context(home, g), dc.node_tls(CF_OF[g]))
+            )
         for cd, addr in (("primary1", "127.69.0.1"), ("primary2", "127.69.0.2")):
             loop.serve(rpc.serve_unix(home.ldmd_socket(cd), dc.ldmd(cd, "unix")))
             loop.serve(rpc.serve_tls(addr, settings.LDMD_PORT, pki.server_context(home, cd), dc.ldmd(cd, "tls")))
@@ -308,18 +361,22 @@ def world() -> Iterator[World]:
 def test_cftool_n(world: World) -> None:
     rc, out, err = world.run("cftool", "-n")
     assert (rc, err) == (0, "")
-    assert out == ("Node        Number State       Os      Cpu\n"
-                   "cfguest1    1      UP          Solaris Sparc\n"
-                   "cfguest2    2      LEFTCLUSTER Solaris Sparc\n")
+    assert out == (
+        "Node        Number State       Os      Cpu\n"
+        "cfguest1    1      UP          Solaris Sparc\n"
+        "cfguest2    2      LEFTCLUSTER Solaris Sparc\n"
+    )
 
 
 def test_cfset_a_g_r(world: World) -> None:
     rc, out, err = world.run("cfset", "-a")
     assert (rc, err) == (0, "")
-    assert out == ("From cfset configuration in CF module:\n"
-                   "KEY: CFCP  VALUE: cfcp\n"
-                   "KEY: CFSH  VALUE: cfsh\n"
-                   "KEY: CLUSTER_TIMEOUT  VALUE: 10\n")
+    assert out == (
+        "From cfset configuration in CF module:\n"
+        "KEY: CFCP  VALUE: cfcp\n"
+        "KEY: CFSH  VALUE: cfsh\n"
+        "KEY: CLUSTER_TIMEOUT  VALUE: 10\n"
+    )
     assert world.run("cfset", "-g", "CLUSTER_TIMEOUT") == (0, "KEY: CLUSTER_TIMEOUT  VALUE: 10\n", "")
     assert world.run("/opt/SMAW/bin/cfset", "-r") == (0, "", "")
     assert world.dc.calls[-1][2] == "cfset_r"
@@ -347,7 +404,10 @@ def test_sdtool_on_a_control_domain_passes_the_agents_error(world: World) -> Non
     assert rc == 1
     world.loop.serve(rpc.serve_unix(world.home.node_socket("primary1"), _not_available))
     assert world.run("sdtool", "-s", host="primary1") == (
-        1, "", "sdtool: primary1 is not a node of a guest-domain cluster: no SF / RMS\n")
+        1,
+        "",
+        "sdtool: primary1 is not a node of a guest-domain cluster: no SF / RMS\n",
+    )
 
 
 def _not_available(op: str, args: dict, peer: str) -> Any:
@@ -375,26 +435,31 @@ def test_ldm_passes_through_on_a_control_domain(world: World) -> None:
 
 def test_ldm_on_a_guest_is_refused(world: World) -> None:
     assert world.run("ldm", "list", host="guest2") == (
-        1, "", "ldm: command not available on guest2: ldm runs on control domains\n")
+        1,
+        "",
+        "ldm: command not available on guest2: ldm runs on control domains\n",
+    )
 
 
 # ---- usage, hosts, reachability --------------------------------------------------------------------------
-@pytest.mark.parametrize("cmd, argv, usage", [
-    ("cftool", ["-x"], "cftool -n"),
-    ("cftool", [], "cftool -n"),
-    ("cftool", ["-n", "extra"], "cftool -n"),
-    ("sdtool", ["-s", "-b"], "sdtool -s | -b | -e | -r"),
-    ("cfset", ["-g"], "cfset -a | -r | -g name"),
-    ("clsnmpsetup", ["-l", "-l"], "clsnmpsetup -l"),
-    ("ldm", [], "ldm subcommand [options] [operands]"),
-    ("clovmmigrate", [], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
-    ("clovmmigrate", ["-u", "guest2"], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
-    ("clovmmigrate", ["-p", "guest2", "primary1"], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
-    ("clovmmigrate", ["-p"], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
-    ("cftool", ["-n", "--host"], "cftool -n"),
-])
-def test_bad_usage_is_one_line_rc_2_and_contacts_nothing(world: World, cmd: str, argv: list[str],
-                                                         usage: str) -> None:
+@pytest.mark.parametrize(
+    "cmd, argv, usage",
+    [
+        ("cftool", ["-x"], "cftool -n"),
+        ("cftool", [], "cftool -n"),
+        ("cftool", ["-n", "extra"], "cftool -n"),
+        ("sdtool", ["-s", "-b"], "sdtool -s | -b | -e | -r"),
+        ("cfset", ["-g"], "cfset -a | -r | -g name"),
+        ("clsnmpsetup", ["-l", "-l"], "clsnmpsetup -l"),
+        ("ldm", [], "ldm subcommand [options] [operands]"),
+        ("clovmmigrate", [], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
+        ("clovmmigrate", ["-u", "guest2"], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
+        ("clovmmigrate", ["-p", "guest2", "primary1"], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
+        ("clovmmigrate", ["-p"], "clovmmigrate -p source-ldom | -u source-ldom target-host"),
+        ("cftool", ["-n", "--host"], "cftool -n"),
+    ],
+)
+def test_bad_usage_is_one_line_rc_2_and_contacts_nothing(world: World, cmd: str, argv: list[str], usage: str) -> None:
     rc, out, err = world.run(cmd, *argv, host="primary2")
     assert (rc, out) == (2, "")
     assert err.count("\n") == 1 and err.startswith(f"{cmd}: ") and err.endswith(f"; usage: {usage}\n"), err
@@ -429,8 +494,13 @@ def test_host_and_home_from_options_and_environment(world: World, monkeypatch: p
 
 def test_clovmmigrate_only_on_control_domains(world: World) -> None:
     assert world.run("clovmmigrate", "-p", "guest2", host="guest1") == (
-        1, "", ("clovmmigrate: command not available on guest1: run clovmmigrate on the cluster node of the "
-               "source control domain\n"))
+        1,
+        "",
+        (
+            "clovmmigrate: command not available on guest1: run clovmmigrate on the cluster node of the "
+            "source control domain\n"
+        ),
+    )
     assert world.dc.calls == []
 
 
@@ -441,7 +511,8 @@ def test_clovmmigrate_conf_round_trip_and_errors() -> None:
     assert "guest2          cfguest2  127.69.1.2    gc\n" in text
     assert migrate_env.parse_clovmmigrate_conf(text) == (
         migrate_env.ConfEntry("guest1", "cfguest1", "127.69.1.1", "gc"),
-        migrate_env.ConfEntry("guest2", "cfguest2", "127.69.1.2", "gc"))
+        migrate_env.ConfEntry("guest2", "cfguest2", "127.69.1.2", "gc"),
+    )
     with pytest.raises(FormatError, match="line 2: 'x' is not an IP address"):
         migrate_env.parse_clovmmigrate_conf("# c\ng1 cf1 x gc\n")
     with pytest.raises(FormatError, match="line 1: expected 4 fields"):
@@ -464,8 +535,10 @@ def test_prepare_end_to_end(world: World) -> None:
         "cfguest1: shutdown facility stopped",
         "cfguest2: CF cluster interconnect timeout 10 -> 600 s",
         "cfguest2: shutdown facility stopped",
-        ("clovmmigrate: guest2 (cfguest2) is ready for live migration; after it (also if it is cancelled or fails) "
-        "run clovmmigrate -u guest2 TARGET-HOST"),
+        (
+            "clovmmigrate: guest2 (cfguest2) is ready for live migration; after it (also if it is cancelled or fails) "
+            "run clovmmigrate -u guest2 TARGET-HOST"
+        ),
     ]
     for n in world.dc.nodes.values():
         assert (n["timeout"], n["sf"], n["window"]) == (600, "stopped", True)
@@ -514,8 +587,10 @@ def test_prepare_then_update_end_to_end(world: World) -> None:
     lines = out.splitlines()
     assert "primary2: logical domain configuration saved as config1" in lines
     assert "primary1: logical domain configuration saved as config1" in lines
-    assert lines[-1] == ("clovmmigrate: guest2 (cfguest2) now runs on primary1 (PPAR-ID 0); cluster settings "
-                         "restored on cfguest1 cfguest2")
+    assert lines[-1] == (
+        "clovmmigrate: guest2 (cfguest2) now runs on primary1 (PPAR-ID 0); cluster settings "
+        "restored on cfguest1 cfguest2"
+    )
     for n in dc.nodes.values():
         assert (n["timeout"], n["sf"], n["window"], n["record"], n["weight"]) == (10, "running", False, None, 2)
         assert XscfEntry(**n["entry"]) == XscfEntry("cfguest2", 0, "guest2", "127.69.10.1", "127.69.20.1")

@@ -11,7 +11,10 @@ from clovm.cli import main
 def test_fault_kill_becomes_the_api_call() -> None:
     assert main._fault_call("kill", ["ldmd", "primary2"]) == ("kill", ("ldmd", "primary2"), {"at": None})
     assert main._fault_call("kill", ["xscfd", "m10-3", "--at", "hand-off"]) == (
-        "kill", ("xscfd", "m10-3"), {"at": "hand-off"})
+        "kill",
+        ("xscfd", "m10-3"),
+        {"at": "hand-off"},
+    )
     for bad in ([], ["ldmd"], ["ldmd", "primary2", "--at"], ["a", "b", "c"]):
         with pytest.raises(ClovmError) as e:
             main._fault_call("kill", bad)

@@ -12,33 +12,46 @@ from clovm.cli import main
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.mark.parametrize("kind, args, call", [
-    ("xscf-down", ["m10-1"], ("xscf_lan", ("m10-1",), {"up": False, "lans": [0, 1]})),
-    ("xscf-up", ["m10-1", "--lan", "1"], ("xscf_lan", ("m10-1",), {"up": True, "lans": [1]})),
-    ("partition", ["guest1", "--", "guest2"], ("partition", (["guest1"], ["guest2"]), {})),
-    ("partition", ["guest1", "primary1"], ("partition", (["guest1", "primary1"], None), {})),
-    ("heal", [], ("heal", (), {})),
-    ("clock", ["m10-3", "+30"], ("clock", ("m10-3", 30.0), {})),
-    ("migration-abort", ["guest2"], ("migration_abort", ("guest2",), {})),
-    ("forget-xscf-key", ["guest1", "m10-3"], ("forget_xscf_key", ("guest1", "m10-3"), {})),
-])
+@pytest.mark.parametrize(
+    "kind, args, call",
+    [
+        ("xscf-down", ["m10-1"], ("xscf_lan", ("m10-1",), {"up": False, "lans": [0, 1]})),
+        ("xscf-up", ["m10-1", "--lan", "1"], ("xscf_lan", ("m10-1",), {"up": True, "lans": [1]})),
+        ("partition", ["guest1", "--", "guest2"], ("partition", (["guest1"], ["guest2"]), {})),
+        ("partition", ["guest1", "primary1"], ("partition", (["guest1", "primary1"], None), {})),
+        ("heal", [], ("heal", (), {})),
+        ("clock", ["m10-3", "+30"], ("clock", ("m10-3", 30.0), {})),
+        ("migration-abort", ["guest2"], ("migration_abort", ("guest2",), {})),
+        ("forget-xscf-key", ["guest1", "m10-3"], ("forget_xscf_key", ("guest1", "m10-3"), {})),
+    ],
+)
 def test_fault_arguments_become_a_typed_call(kind, args, call):
     assert main._fault_call(kind, args) == call
 
 
-@pytest.mark.parametrize("kind, args, code, message", [
-    ("xscf-down", ["m10-1", "--lan", "2"], "BAD_ARGUMENT", "usage: clovm fault xscf-down SERVER [--lan 0|1]"),
-    ("xscf-down", [], "BAD_ARGUMENT", "usage: clovm fault xscf-down SERVER [--lan 0|1]"),
-    ("partition", ["--", "guest2"], "BAD_ARGUMENT", "usage: clovm fault partition HOST... [-- HOST...]"),
-    ("partition", ["guest1", "--"], "BAD_ARGUMENT", "usage: clovm fault partition HOST... [-- HOST...]"),
-    ("heal", ["now"], "BAD_ARGUMENT", "usage: clovm fault heal"),
-    ("clock", ["m10-3"], "BAD_ARGUMENT", "usage: clovm fault clock SERVER ±SECONDS"),
-    ("clock", ["m10-3", "soon"], "BAD_ARGUMENT", "not a number of seconds: 'soon'"),
-    ("clock", ["m10-3", "nan"], "BAD_ARGUMENT", "not a number of seconds: 'nan'"),
-    ("migration-abort", [], "BAD_ARGUMENT", "usage: clovm fault migration-abort DOMAIN"),
-    ("meteor", [], "UNKNOWN_FAULT", ("unknown fault 'meteor' (one of: xscf-down, xscf-up, partition, heal, clock, "
-                                    "migration-abort, forget-xscf-key, kill)")),
-])
+@pytest.mark.parametrize(
+    "kind, args, code, message",
+    [
+        ("xscf-down", ["m10-1", "--lan", "2"], "BAD_ARGUMENT", "usage: clovm fault xscf-down SERVER [--lan 0|1]"),
+        ("xscf-down", [], "BAD_ARGUMENT", "usage: clovm fault xscf-down SERVER [--lan 0|1]"),
+        ("partition", ["--", "guest2"], "BAD_ARGUMENT", "usage: clovm fault partition HOST... [-- HOST...]"),
+        ("partition", ["guest1", "--"], "BAD_ARGUMENT", "usage: clovm fault partition HOST... [-- HOST...]"),
+        ("heal", ["now"], "BAD_ARGUMENT", "usage: clovm fault heal"),
+        ("clock", ["m10-3"], "BAD_ARGUMENT", "usage: clovm fault clock SERVER ±SECONDS"),
+        ("clock", ["m10-3", "soon"], "BAD_ARGUMENT", "not a number of seconds: 'soon'"),
+        ("clock", ["m10-3", "nan"], "BAD_ARGUMENT", "not a number of seconds: 'nan'"),
+        ("migration-abort", [], "BAD_ARGUMENT", "usage: clovm fault migration-abort DOMAIN"),
+        (
+            "meteor",
+            [],
+            "UNKNOWN_FAULT",
+            (
+                "unknown fault 'meteor' (one of: xscf-down, xscf-up, partition, heal, clock, "
+                "migration-abort, forget-xscf-key, kill)"
+            ),
+        ),
+    ],
+)
 def test_bad_fault_arguments(kind, args, code, message):
     with pytest.raises(ClovmError) as e:
         main._fault_call(kind, args)

@@ -9,17 +9,20 @@ import pytest
 from clovm.cli import admin
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["migrate"], "DOMAIN and TARGET-HOST are required"),
-    (["migrate", "guest2"], "DOMAIN and TARGET-HOST are required"),
-    (["migrate", "guest2", "primary3", "extra"], "unexpected operand 'extra'"),
-    (["migrate", "--resume", "--status"], "cannot be combined"),
-    (["migrate", "--resume", "--scoped"], "option --scoped cannot be combined with --resume"),
-    (["migrate", "--status", "a", "b"], "unexpected operand 'b'"),
-    (["migrate", "guest2", "primary3", "--dry-run", "--timeline", "x.svg"], "a dry run draws no timeline"),
-    (["migrate", "--bogus"], "option --bogus not recognized"),
-    (["frobnicate"], "unknown subcommand 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["migrate"], "DOMAIN and TARGET-HOST are required"),
+        (["migrate", "guest2"], "DOMAIN and TARGET-HOST are required"),
+        (["migrate", "guest2", "primary3", "extra"], "unexpected operand 'extra'"),
+        (["migrate", "--resume", "--status"], "cannot be combined"),
+        (["migrate", "--resume", "--scoped"], "option --scoped cannot be combined with --resume"),
+        (["migrate", "--status", "a", "b"], "unexpected operand 'b'"),
+        (["migrate", "guest2", "primary3", "--dry-run", "--timeline", "x.svg"], "a dry run draws no timeline"),
+        (["migrate", "--bogus"], "option --bogus not recognized"),
+        (["frobnicate"], "unknown subcommand 'frobnicate'"),
+    ],
+)
 def test_bad_usage_is_one_line_rc_2(tmp_path, argv, needle):
     out, err = io.StringIO(), io.StringIO()
     rc = admin.main_clovm(argv, host="primary2", home=tmp_path / "nohome", out=out, err=err)
@@ -32,10 +35,12 @@ def test_bad_usage_is_one_line_rc_2(tmp_path, argv, needle):
 
 def test_parse_of_each_form():
     assert admin._parse_clovm(["migrate", "guest2", "primary3", "--scoped"]) == admin._MigrateArgs(
-        "run", "guest2", "primary3", True, False, "")
+        "run", "guest2", "primary3", True, False, ""
+    )
     assert admin._parse_clovm(["migrate", "--resume"]).action == "resume"
     assert admin._parse_clovm(["migrate", "--status", "guest2"]) == admin._MigrateArgs(
-        "status", "guest2", "", False, False, "")
+        "status", "guest2", "", False, False, ""
+    )
     assert admin._parse_clovm(["migrate", "--resume", "guest2", "--timeline", "t.svg"]).timeline == "t.svg"
 
 
@@ -82,8 +87,9 @@ def test_json_of_a_refusal_carries_its_code_and_the_lines_go_to_stderr(monkeypat
     from clovm.core.migration import Finished
 
     text = "clovm migrate: the preflight found 1 problem(s); nothing was changed:\n  - cfguest1 is DOWN."
-    rc, doc, err = _json_run(monkeypatch, _FakeEnv(Finished(3, codes.PREFLIGHT_FAILED, text)),
-                             ["migrate", "guest2", "primary3", "--json"])
+    rc, doc, err = _json_run(
+        monkeypatch, _FakeEnv(Finished(3, codes.PREFLIGHT_FAILED, text)), ["migrate", "guest2", "primary3", "--json"]
+    )
     assert rc == 3 and doc["rc"] == 3 and doc["ok"] is False
     assert doc["code"] == "PREFLIGHT_FAILED" and doc["message"] == text and doc["domain"] == "guest2"
     assert doc["step"] is None and doc["timeline"] is None
@@ -93,11 +99,27 @@ def test_json_of_a_refusal_carries_its_code_and_the_lines_go_to_stderr(monkeypat
 def test_json_of_a_migration_has_the_journals_state(monkeypatch):
     from clovm.core.migration import Finished
 
-    journal = {"step": "done", "outcome": "migrated", "complete_to": "primary3", "result": "ok", "proof": [],
-               "source": "primary2", "target": "primary3", "events": [], "progress": [], "samples": [],
-               "nodes": ["cfguest1", "cfguest2"], "timeouts": {}, "domain": "guest2", "node": "cfguest2"}
-    rc, doc, err = _json_run(monkeypatch, _FakeEnv(Finished(0, "", "clovm migrate: guest2 migrated"), journal),
-                             ["migrate", "guest2", "primary3", "--json"])
+    journal = {
+        "step": "done",
+        "outcome": "migrated",
+        "complete_to": "primary3",
+        "result": "ok",
+        "proof": [],
+        "source": "primary2",
+        "target": "primary3",
+        "events": [],
+        "progress": [],
+        "samples": [],
+        "nodes": ["cfguest1", "cfguest2"],
+        "timeouts": {},
+        "domain": "guest2",
+        "node": "cfguest2",
+    }
+    rc, doc, err = _json_run(
+        monkeypatch,
+        _FakeEnv(Finished(0, "", "clovm migrate: guest2 migrated"), journal),
+        ["migrate", "guest2", "primary3", "--json"],
+    )
     assert rc == 0 and doc["ok"] is True and doc["code"] is None
     assert (doc["step"], doc["outcome"], doc["complete_to"], doc["result"]) == ("done", "migrated", "primary3", "ok")
     assert "clovm migrate guest2" in err  # the text summary, for the operator
@@ -112,12 +134,16 @@ def test_json_of_usage_and_frame_errors(monkeypatch, tmp_path):
     assert admin.main_clovm(["migrate", "guest2", "--json"], host="primary2", home=tmp_path, out=out, err=err) == 2
     assert json.loads(out.getvalue())["code"] == "BAD_USAGE" and err.getvalue().count("\n") == 1
     out, err = io.StringIO(), io.StringIO()
-    assert admin.main_clovm(["migrate", "guest2", "primary3", "--json"], host="primary2", home=tmp_path, out=out,
-                            err=err) == 1
+    assert (
+        admin.main_clovm(["migrate", "guest2", "primary3", "--json"], host="primary2", home=tmp_path, out=out, err=err)
+        == 1
+    )
     doc = json.loads(out.getvalue())
     assert (doc["rc"], doc["code"]) == (1, "NOT_RUNNING") and "clovm up" in doc["message"]
     assert err.getvalue() == f"clovm: no datacenter in {tmp_path} (start one with clovm up)\n"
     out = io.StringIO()
-    assert admin.main_clovm(["migrate", "guest2", "primary3"], host="guest1", home=tmp_path, out=out,
-                            err=io.StringIO()) == 1
+    assert (
+        admin.main_clovm(["migrate", "guest2", "primary3"], host="guest1", home=tmp_path, out=out, err=io.StringIO())
+        == 1
+    )
     assert out.getvalue() == ""  # no JSON without --json

@@ -74,9 +74,20 @@ def test_clsnmpsetup_l_rule_is_header_length_and_no_trailing_blanks() -> None:
 
 def test_clsnmpsetup_l_empty_and_wide_values_keep_a_separator() -> None:
     assert clsnmpsetup_l([]) == "".join(SEED_CLSNMPSETUP.splitlines(keepends=True)[:2])
-    wide = XscfEntry("a-very-long-cluster-name", 15, "ldom-with-long-name", "2001:db8::1234:5678", "10.0.0.2", "u", "telnet")
+    wide = XscfEntry(
+        "a-very-long-cluster-name", 15, "ldom-with-long-name", "2001:db8::1234:5678", "10.0.0.2", "u", "telnet"
+    )
     row = clsnmpsetup_l([wide]).splitlines()[2]
-    assert row.split() == ["xscf", "a-very-long-cluster-name", "15", "ldom-with-long-name", "2001:db8::1234:5678", "10.0.0.2", "u", "telnet"]
+    assert row.split() == [
+        "xscf",
+        "a-very-long-cluster-name",
+        "15",
+        "ldom-with-long-name",
+        "2001:db8::1234:5678",
+        "10.0.0.2",
+        "u",
+        "telnet",
+    ]
 
 
 def test_sdtool_s_matches_seed_exactly_with_enum_states() -> None:
@@ -85,13 +96,30 @@ def test_sdtool_s_matches_seed_exactly_with_enum_states() -> None:
 
 
 def test_sdtool_s_accepts_so_suffix_and_plain_strings() -> None:
-    rows = [SdRow(h, a + ".so", "Idle", "Unknown", "TestWorked", "InitWorked") for h in ("cfguest1", "cfguest2") for a in XSCF_AGENTS]
+    rows = [
+        SdRow(h, a + ".so", "Idle", "Unknown", "TestWorked", "InitWorked")
+        for h in ("cfguest1", "cfguest2")
+        for a in XSCF_AGENTS
+    ]
     assert sdtool_s(rows) == SEED_SDTOOL
 
 
 def test_sdtool_s_failed_states_stay_in_columns() -> None:
-    out = sdtool_s([SdRow("cfguest2", "SA_xscfsnmpg0p", SaState.IDLE, ShutState.UNKNOWN, TestState.TEST_FAILED, InitState.INIT_FAILED)])
-    assert out.splitlines()[2] == "cfguest2        SA_xscfsnmpg0p.so    Idle          Unknown     TestFailed  InitFailed"
+    out = sdtool_s(
+        [
+            SdRow(
+                "cfguest2",
+                "SA_xscfsnmpg0p",
+                SaState.IDLE,
+                ShutState.UNKNOWN,
+                TestState.TEST_FAILED,
+                InitState.INIT_FAILED,
+            )
+        ]
+    )
+    assert (
+        out.splitlines()[2] == "cfguest2        SA_xscfsnmpg0p.so    Idle          Unknown     TestFailed  InitFailed"
+    )
     assert sdtool_s([]) == "".join(SEED_SDTOOL.splitlines(keepends=True)[:2])
 
 
@@ -117,7 +145,9 @@ def test_cfset_a_puts_cfcp_cfsh_first() -> None:
         "KEY: CFSH  VALUE: cfsh\n"
         "KEY: CLUSTER_TIMEOUT  VALUE: 600\n"
     )
-    assert cfset_a({"CLUSTER_TIMEOUT": 10}) == "From cfset configuration in CF module:\nKEY: CLUSTER_TIMEOUT  VALUE: 10\n"
+    assert (
+        cfset_a({"CLUSTER_TIMEOUT": 10}) == "From cfset configuration in CF module:\nKEY: CLUSTER_TIMEOUT  VALUE: 10\n"
+    )
 
 
 def test_ldm_list_spconfig() -> None:

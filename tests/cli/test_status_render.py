@@ -8,29 +8,72 @@ from clovm.cli.status import render_status, table
 
 def _doc() -> dict:
     return {
-        "home": "/h", "time_scale": 10.0,
+        "home": "/h",
+        "time_scale": 10.0,
         "daemons": [
             {"daemon": "xscfd", "name": "m10-1", "pid": 11, "state": "running", "code": None, "message": ""},
-            {"daemon": "ldmd", "name": "primary2", "pid": None, "state": "restarting", "code": "RESTARTING",
-             "message": "ldmd primary2: being restarted by the supervisor (last: exited; 0 restart(s) so far)"},
-            {"daemon": "nodeagent", "name": "guest2", "pid": None, "state": "down", "code": "NOT_RUNNING",
-             "message": "nodeagent guest2: no socket /h/run/s/n-guest2"},
+            {
+                "daemon": "ldmd",
+                "name": "primary2",
+                "pid": None,
+                "state": "restarting",
+                "code": "RESTARTING",
+                "message": "ldmd primary2: being restarted by the supervisor (last: exited; 0 restart(s) so far)",
+            },
+            {
+                "daemon": "nodeagent",
+                "name": "guest2",
+                "pid": None,
+                "state": "down",
+                "code": "NOT_RUNNING",
+                "message": "nodeagent guest2: no socket /h/run/s/n-guest2",
+            },
         ],
-        "supervisor": {"name": "datacenter", "pid": 9, "state": "running",
-                       "daemons": {"ldmd-primary2": {"state": "restarting", "restarts": 0}}},
-        "servers": [{"name": "m10-1", "xscfd": "running", "lan0": "a", "lan1": "b",
-                     "ppars": {"0": {"guest1": "Solaris running"}}}],
-        "control_domains": [{"name": "primary2", "server": "m10-2", "ppar": 0, "ldmd": "restarting", "domains": None},
-                            {"name": "primary3", "server": "m10-3", "ppar": 1, "ldmd": "not answering",
-                             "domains": {"error": "UNREACHABLE: no answer within 10 s"}}],
+        "supervisor": {
+            "name": "datacenter",
+            "pid": 9,
+            "state": "running",
+            "daemons": {"ldmd-primary2": {"state": "restarting", "restarts": 0}},
+        },
+        "servers": [
+            {
+                "name": "m10-1",
+                "xscfd": "running",
+                "lan0": "a",
+                "lan1": "b",
+                "ppars": {"0": {"guest1": "Solaris running"}},
+            }
+        ],
+        "control_domains": [
+            {"name": "primary2", "server": "m10-2", "ppar": 0, "ldmd": "restarting", "domains": None},
+            {
+                "name": "primary3",
+                "server": "m10-3",
+                "ppar": 1,
+                "ldmd": "not answering",
+                "domains": {"error": "UNREACHABLE: no answer within 10 s"},
+            },
+        ],
         "guests": [{"name": "guest2", "control_domain": "primary3", "server": "m10-3", "pid": 5, "running": False}],
-        "nodes": {"cfguest1": {"host": "guest1", "local_state": "UP", "view": {"cfguest2": "LEFTCLUSTER"},
-                               "timeout": 10, "sf": "running", "apps": {"app1": "cfguest1"}},
-                  "cfguest2": {"host": "guest2", "error": "not running"}},
-        "migrations": [{"domain": "guest2", "control_domain": "primary3", "role": "target", "flags": "-----t",
-                        "progress": None}],
-        "problems": [{"daemon": "ldmd", "name": "primary2", "code": "RESTARTING", "message": "ldmd primary2: being restarted"}],
-        "ok": False, "code": "DEGRADED",
+        "nodes": {
+            "cfguest1": {
+                "host": "guest1",
+                "local_state": "UP",
+                "view": {"cfguest2": "LEFTCLUSTER"},
+                "timeout": 10,
+                "sf": "running",
+                "apps": {"app1": "cfguest1"},
+            },
+            "cfguest2": {"host": "guest2", "error": "not running"},
+        },
+        "migrations": [
+            {"domain": "guest2", "control_domain": "primary3", "role": "target", "flags": "-----t", "progress": None}
+        ],
+        "problems": [
+            {"daemon": "ldmd", "name": "primary2", "code": "RESTARTING", "message": "ldmd primary2: being restarted"}
+        ],
+        "ok": False,
+        "code": "DEGRADED",
     }
 
 

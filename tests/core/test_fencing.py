@@ -62,7 +62,9 @@ def answer(sf: ShutdownFacility, now: float, reqs: list[RunAgent], ok: bool = Tr
 
 
 def col(sf: ShutdownFacility) -> list[tuple[str, str, str, str, str, str]]:
-    return [(r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state), str(r.init_state)) for r in sf.rows()]
+    return [
+        (r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state), str(r.init_state)) for r in sf.rows()
+    ]
 
 
 def steady(me: str = G1, cfg: SfConfig = CFG2, peers_up: tuple[str, ...] = (G2,)) -> ShutdownFacility:
@@ -95,8 +97,11 @@ def test_start_inits_then_tests_every_row() -> None:
     assert {row[2:] for row in col(sf)} == {("Testing", "Unknown", "Testing", "InitWorked")}
 
     assert runs(answer(sf, 2.0, tests)) == []
-    expected = [SfRow(h, a, SaState.IDLE, ShutState.UNKNOWN, TestState.TEST_WORKED, InitState.INIT_WORKED)
-                for h in (G1, G2) for a in XSCF_AGENTS]
+    expected = [
+        SfRow(h, a, SaState.IDLE, ShutState.UNKNOWN, TestState.TEST_WORKED, InitState.INIT_WORKED)
+        for h in (G1, G2)
+        for a in XSCF_AGENTS
+    ]
     assert sf.rows() == expected
     assert sf.next_deadline() == 600.0
 
@@ -156,8 +161,11 @@ def test_failed_init_or_test(fail_phase: str, detail: str, init_state: str, test
         eff = sf.handle(2.0, AgentFinished(bad_test.req_id, False, detail))
     rows = {(r.host, r.agent): r for r in sf.rows()}
     assert (str(rows[(G2, G1P)].init_state), str(rows[(G2, G1P)].test_state)) == (init_state, test_state)
-    assert all(r.init_state is InitState.INIT_WORKED and r.test_state is TestState.TEST_WORKED
-               for k, r in rows.items() if k != (G2, G1P))
+    assert all(
+        r.init_state is InitState.INIT_WORKED and r.test_state is TestState.TEST_WORKED
+        for k, r in rows.items()
+        if k != (G2, G1P)
+    )
     msgs = logs(eff, "messages")
     assert len(msgs) == 1 and msgs[0].msgid == msgid
     if msgid:
@@ -354,7 +362,11 @@ def test_node_unknown_to_sf_cannot_be_killed() -> None:
     ],
 )
 def test_split_brain_decision(
-    me: str, weights: dict[str, int], apps: dict[str, int], peers_up: tuple[str, ...], left: tuple[str, ...],
+    me: str,
+    weights: dict[str, int],
+    apps: dict[str, int],
+    peers_up: tuple[str, ...],
+    left: tuple[str, ...],
     delay: float | None,
 ) -> None:
     nodes = sorted({me, *peers_up, *left})

@@ -232,8 +232,8 @@ def test_full_migration_figure_numbers() -> None:
     # the reply is sent only at the end
     assert p.index(Reply, SRC) > p.index(ReleaseDomain, SRC)
 
-    (t_susp, _, _), = p.effects(SuspendDomainProcess, SRC)
-    (t_res, _, _), = p.effects(ResumeDomainProcess, DST)
+    ((t_susp, _, _),) = p.effects(SuspendDomainProcess, SRC)
+    ((t_res, _, _),) = p.effects(ResumeDomainProcess, DST)
     assert t_res - t_susp > 10.0
     assert t_res - t_susp == pytest.approx(8192 / 500 + 0.1)  # remaining 8 GiB + 0.1 s overhead
     assert t_susp == pytest.approx(5 * 8192 / 500)  # five full rounds: never converges
@@ -242,8 +242,12 @@ def test_full_migration_figure_numbers() -> None:
     assert [h for _, h, _ in p.effects(AdoptDomainProcess)] == [DST]
     assert [h for _, h, _ in p.effects(ResumeDomainProcess)] == [DST]
     assert [h for _, h, _ in p.effects(ReleaseDomain)] == [SRC]
-    assert (p.index(SuspendDomainProcess, SRC) < p.index(AdoptDomainProcess, DST)
-            < p.index(ResumeDomainProcess, DST) < p.index(ReleaseDomain, SRC))
+    assert (
+        p.index(SuspendDomainProcess, SRC)
+        < p.index(AdoptDomainProcess, DST)
+        < p.index(ResumeDomainProcess, DST)
+        < p.index(ReleaseDomain, SRC)
+    )
     assert p.effects(AdoptDomainProcess)[0][2] == AdoptDomainProcess("guest2", SRC)
     assert not p.effects(KillDomainProcess)
 
@@ -275,8 +279,8 @@ def test_converging_migration_has_short_suspend() -> None:
     progress = [e for _, _, e in p.effects(MigrationProgress, SRC)]
     assert [e.phase for e in progress] == ["checks", "pre-copy", "pre-copy", "suspend", "hand-off", "done"]
     assert progress[2].percent == 98 and progress[-1].percent == 100
-    (t_susp, _, _), = p.effects(SuspendDomainProcess, SRC)
-    (t_res, _, _), = p.effects(ResumeDomainProcess, DST)
+    ((t_susp, _, _),) = p.effects(SuspendDomainProcess, SRC)
+    ((t_res, _, _),) = p.effects(ResumeDomainProcess, DST)
     assert t_res - t_susp < 0.2
 
 
@@ -447,7 +451,7 @@ def test_stale_answer_of_old_attempt_is_ignored() -> None:
 def test_offer_message_carries_domain_facts() -> None:
     p = make_pair()
     p.cmd(SRC, "migrate-domain", "guest2", DST)
-    (_, _, send), = p.effects(SendToPeer, SRC)
+    ((_, _, send),) = p.effects(SendToPeer, SRC)
     assert send.peer == DST
     assert send.msg == MigrationOffer(1, "guest2", 8192, 8, 2000.0, SRC, 0.0, 0.1, False)
 
@@ -457,9 +461,13 @@ def test_operations_refused_while_migrating() -> None:
     p.cmd(SRC, "migrate-domain", "guest2", DST)
     p.run_until(lambda: phase_of(p) is MigrationPhase.PRECOPY)
     before = (snapshot(p.nodes[SRC]), snapshot(p.nodes[DST]))
-    for host, argv in [(SRC, ("stop-domain", "guest2")), (SRC, ("start-domain", "guest2")),
-                       (SRC, ("migrate-domain", "guest2", DST)), (DST, ("start-domain", "guest2")),
-                       (DST, ("cancel-operation", "migration", "guest2"))]:
+    for host, argv in [
+        (SRC, ("stop-domain", "guest2")),
+        (SRC, ("start-domain", "guest2")),
+        (SRC, ("migrate-domain", "guest2", DST)),
+        (DST, ("start-domain", "guest2")),
+        (DST, ("cancel-operation", "migration", "guest2")),
+    ]:
         r = p.run(host, *argv)
         assert r.rc == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, argv
     assert (snapshot(p.nodes[SRC]), snapshot(p.nodes[DST])) == before
@@ -524,23 +532,26 @@ def test_bind_unbind() -> None:
     assert p.run(SRC, "bind-domain", "guest1").rc == 1
 
 
-@pytest.mark.parametrize("argv, expect", [
-    ((), "no subcommand"),
-    (("frob",), "Error: unknown subcommand 'frob'; see ldm --help"),
-    (("list", "-z"), "unknown option '-z'"),
-    (("list", "guest9"), "Error: Domain guest9 not found"),
-    (("list", "guest1", "guest2"), "unexpected argument 'guest2'"),
-    (("start-domain",), "missing argument"),
-    (("stop-domain", "guest9"), "Error: Domain guest9 not found"),
-    (("migrate-domain", "guest2"), "missing argument"),
-    (("migrate-domain", "-x", "guest2", DST), "unknown option '-x'"),
-    (("migrate-domain", "-c", "-p", "f", "guest2", DST), "mutually exclusive"),
-    (("migrate-domain", "guest2", SRC), "is the source host"),
-    (("migrate-domain", "guest9", DST), "Error: Domain guest9 not found"),
-    (("cancel-operation", "migration", "guest2"), "No migration of domain guest2"),
-    (("cancel-operation", "reconf", "guest2"), "only 'migration'"),
-    (("add-spconfig",), "missing argument"),
-])
+@pytest.mark.parametrize(
+    "argv, expect",
+    [
+        ((), "no subcommand"),
+        (("frob",), "Error: unknown subcommand 'frob'; see ldm --help"),
+        (("list", "-z"), "unknown option '-z'"),
+        (("list", "guest9"), "Error: Domain guest9 not found"),
+        (("list", "guest1", "guest2"), "unexpected argument 'guest2'"),
+        (("start-domain",), "missing argument"),
+        (("stop-domain", "guest9"), "Error: Domain guest9 not found"),
+        (("migrate-domain", "guest2"), "missing argument"),
+        (("migrate-domain", "-x", "guest2", DST), "unknown option '-x'"),
+        (("migrate-domain", "-c", "-p", "f", "guest2", DST), "mutually exclusive"),
+        (("migrate-domain", "guest2", SRC), "is the source host"),
+        (("migrate-domain", "guest9", DST), "Error: Domain guest9 not found"),
+        (("cancel-operation", "migration", "guest2"), "No migration of domain guest2"),
+        (("cancel-operation", "reconf", "guest2"), "only 'migration'"),
+        (("add-spconfig",), "missing argument"),
+    ],
+)
 def test_bad_input_changes_nothing(argv: tuple[str, ...], expect: str) -> None:
     p = make_pair()
     p.run(SRC, "add-spconfig", "cfg1")

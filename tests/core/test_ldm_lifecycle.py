@@ -34,8 +34,14 @@ def test_power_on_boots_every_placed_guest_and_keeps_the_sp_store() -> None:
 
 
 def test_power_on_with_nothing_placed_boots_nothing() -> None:
-    d, effects = Ldmd.powered_on(SRC, 0, "m10-2", [], SpStore((("factory-default", frozenset({"primary"})),),
-                                                              "factory-default", "factory-default", False), 0.0)
+    d, effects = Ldmd.powered_on(
+        SRC,
+        0,
+        "m10-2",
+        [],
+        SpStore((("factory-default", frozenset({"primary"})),), "factory-default", "factory-default", False),
+        0.0,
+    )
     assert not [e for e in effects if isinstance(e, StartDomainProcess)]
     assert [x.name for x in d.domains()] == ["primary"]
 

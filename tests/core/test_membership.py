@@ -598,8 +598,12 @@ class MembershipModel(RuleBasedStateMachine):
         self.window = is_open
         self._do(MigrationWindowChanged(is_open))
 
-    @rule(peers=st.sampled_from([("b",), ("c",), ("a", "b", "c")]), seconds=st.sampled_from([4.0, 30.0, 600.0]),
-          lease=st.sampled_from([5.0, 20.0, 60.0]), hypervisor=st.booleans())
+    @rule(
+        peers=st.sampled_from([("b",), ("c",), ("a", "b", "c")]),
+        seconds=st.sampled_from([4.0, 30.0, 600.0]),
+        lease=st.sampled_from([5.0, 20.0, 60.0]),
+        hypervisor=st.booleans(),
+    )
     def widen(self, peers: tuple[str, ...], seconds: float, lease: float, hypervisor: bool) -> None:
         self._expire()
         for p in peers:
@@ -735,8 +739,9 @@ def test_widened_peer_uses_its_own_timeout_until_the_lease_ends() -> None:
     m.handle(50.0, NodeEliminated(C))
     assert m.next_deadline() == 100.0  # the lease end (B questionable only at 350)
     out = m.handle(100.0, Ticked())
-    assert texts(out) == ["CF: cfguest1: widened failure detection of cfguest2 ended (lease over); "
-                          "CLUSTER_TIMEOUT 10 s applies again"]
+    assert texts(out) == [
+        ("CF: cfguest1: widened failure detection of cfguest2 ended (lease over); CLUSTER_TIMEOUT 10 s applies again")
+    ]
     assert m.effective_timeout(B, 100.0) == 10.0 and m.widened() == {}
     assert m.last_heard(B) == 100.0  # silent for 50 s, but the silence counts from the lease end
     assert m.view()[B] is UP and m.next_deadline() == 105.0
@@ -794,8 +799,10 @@ def test_hypervisor_permission_outlives_the_lease_until_narrowed() -> None:
     assert m.widened() == {B: (20.0, None, True)} and m.effective_timeout(B, 30.0) == 10.0
     assert m.handle(40.0, Ticked()) == [QueryDomainStatus(B)]  # still asked about after the lease
     out = m.handle(40.5, DomainStatusReported(B, stopped=True))
-    assert out == [AnnounceNodeState(B, DOWN),
-                   Log("messages", "CF: cfguest2: DOWN (domain stopped while its failure detection is widened)")]
+    assert out == [
+        AnnounceNodeState(B, DOWN),
+        Log("messages", "CF: cfguest2: DOWN (domain stopped while its failure detection is widened)"),
+    ]
     # narrowed: the hypervisor's word no longer counts, and nobody is asked any more
     m2 = joined(heartbeat_interval=1000.0)
     m2.handle(0.0, DetectionWidened((B,), 20.0, 30.0, True))

@@ -11,8 +11,10 @@ class FakeEnv:
     """Answers Calls like a two-node guest cluster on primary2, with primary3 as a target."""
 
     def __init__(self) -> None:
-        self.nodes = {cf: {"timeout": 10, "sf": "running", "record": None, "window": False, "entry": None,
-                           "weight": None} for cf in ("cfguest1", "cfguest2")}
+        self.nodes = {
+            cf: {"timeout": 10, "sf": "running", "record": None, "window": False, "entry": None, "weight": None}
+            for cf in ("cfguest1", "cfguest2")
+        }
         self.domains = {"primary2": {"guest2": "active"}, "primary3": {}}
         self.spconfigs = {"primary2": ["factory-default", "config1"], "primary3": ["factory-default", "config1"]}
         self.current = {"primary2": "config1", "primary3": "config1"}
@@ -41,7 +43,7 @@ class FakeEnv:
         return {"rc": 0, "stdout": "", "stderr": ""}
 
     def answer(self, c: mig.Call) -> mig.CallReturned:
-        ok = lambda v=None: mig.CallReturned(c.call_id, True, v)  # noqa: E731
+        ok = lambda v=None: mig.CallReturned(c.call_id, True, v)
         if c.target in self.unreachable:
             return mig.CallReturned(c.call_id, False, None, "timeout")
         if c.op == "ldm":
@@ -54,7 +56,10 @@ class FakeEnv:
             return ok({"primary3": "127.30.0.3", "primary2": "127.30.0.2"}.get(c.args["name"]))
         if c.op == "cd_info":
             host = {"127.30.0.3": "primary3", "127.30.0.2": "primary2", "primary2": "primary2"}[c.target]
-            lan = {"primary3": ("127.20.30.73", "127.20.40.73", 1, 2), "primary2": ("127.20.30.72", "127.20.40.72", 0, 1)}
+            lan = {
+                "primary3": ("127.20.30.73", "127.20.40.73", 1, 2),
+                "primary2": ("127.20.30.72", "127.20.40.72", 0, 1),
+            }
             l0, l1, ppar, w = lan[host]
             return ok({"host": host, "server": "x", "ppar": ppar, "lan0": l0, "lan1": l1, "sf_weight": w})
         n = self.nodes[c.target]
@@ -117,7 +122,7 @@ def test_prepare_sets_600_and_stops_sf_on_every_node_and_records_timeout():
     env.nodes["cfguest1"]["timeout"] = 30
     fin, printed, journal = run(env, P)
     assert fin.rc == 0, fin.message
-    for cf, n in env.nodes.items():
+    for n in env.nodes.values():
         assert (n["timeout"], n["sf"], n["window"]) == (600, "stopped", True)
     assert env.nodes["cfguest1"]["record"] == 30 and env.nodes["cfguest2"]["record"] == 10
     assert journal["timeouts"] == {"cfguest1": 30, "cfguest2": 10}
@@ -140,10 +145,13 @@ def test_prepare_on_stopped_guest_exits_1_and_changes_nothing():
     assert env.changes == []
 
 
-@pytest.mark.parametrize("req,code", [
-    (mig.Request("prepare", "guest2", "primary3"), "DOMAIN_NOT_HOSTED"),
-    (mig.Request("prepare", "guest9", "primary2"), "DOMAIN_NOT_HOSTED"),
-])
+@pytest.mark.parametrize(
+    "req,code",
+    [
+        (mig.Request("prepare", "guest2", "primary3"), "DOMAIN_NOT_HOSTED"),
+        (mig.Request("prepare", "guest9", "primary2"), "DOMAIN_NOT_HOSTED"),
+    ],
+)
 def test_prepare_refuses_wrong_host_or_unknown_domain(req, code):
     env = FakeEnv()
     fin, _, _ = run(env, req)
@@ -164,25 +172,36 @@ def test_update_restores_recorded_timeout_repoints_sf_and_saves_config_on_both()
     run(env, P)
     env.domains["primary2"].pop("guest2")
     env.domains["primary3"]["guest2"] = "active"
-    fin, printed, journal = run(env, U3)
+    fin, _printed, journal = run(env, U3)
     assert fin.rc == 0, fin.message
     assert env.nodes["cfguest1"]["timeout"] == 10 and env.nodes["cfguest2"]["timeout"] == 45
     for n in env.nodes.values():
         assert n["sf"] == "running" and not n["window"] and n["record"] is None
-        assert (n["entry"]["lan0"], n["entry"]["lan1"], n["entry"]["ppar_id"], n["weight"]) == \
-            ("127.20.30.73", "127.20.40.73", 1, 2)
+        assert (n["entry"]["lan0"], n["entry"]["lan1"], n["entry"]["ppar_id"], n["weight"]) == (
+            "127.20.30.73",
+            "127.20.40.73",
+            1,
+            2,
+        )
     assert journal is None
     for h in ("primary2", "primary3"):
         seq = [c[1:] for c in env.changes if c[0] == h]
-        assert seq == [("add-spconfig", "config_tmp"), ("remove-spconfig", "config1"), ("add-spconfig", "config1"),
-                       ("remove-spconfig", "config_tmp")]
+        assert seq == [
+            ("add-spconfig", "config_tmp"),
+            ("remove-spconfig", "config1"),
+            ("add-spconfig", "config1"),
+            ("remove-spconfig", "config_tmp"),
+        ]
         assert "config_tmp" not in env.spconfigs[h]
 
 
-@pytest.mark.parametrize("host,extra,needle", [
-    ("primary3", ["c1", "c2", "c3", "c4", "c5", "c6"], "7 saved configurations"),
-    ("primary2", ["config_tmp"], "ldm remove-spconfig config_tmp"),
-])
+@pytest.mark.parametrize(
+    "host,extra,needle",
+    [
+        ("primary3", ["c1", "c2", "c3", "c4", "c5", "c6"], "7 saved configurations"),
+        ("primary2", ["config_tmp"], "ldm remove-spconfig config_tmp"),
+    ],
+)
 def test_update_refuses_spconfig_limit_before_any_change(host, extra, needle):
     env = FakeEnv()
     run(env, P)

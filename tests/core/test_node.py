@@ -76,8 +76,11 @@ def of(effects: Iterable[Effect], cls: type[E]) -> list[E]:
 
 
 def runs(effects: Iterable[Effect], action: str | None = None, host: str | None = None) -> list[fen.RunAgent]:
-    return [e.run for e in of(effects, RunShutdownAgent)
-            if (action is None or e.run.action == action) and (host is None or e.run.host == host)]
+    return [
+        e.run
+        for e in of(effects, RunShutdownAgent)
+        if (action is None or e.run.action == action) and (host is None or e.run.host == host)
+    ]
 
 
 def logs(effects: Iterable[Effect], tag: str | None = None, dest: str | None = None) -> list[WriteLog]:
@@ -100,15 +103,29 @@ def states(effects: Iterable[Effect]) -> list[tuple[str, NodeState]]:
     return [(e.node, e.state) for e in of(effects, mem.AnnounceNodeState)]
 
 
-def make(host: str = "guest1", *, topo: topology.Topology = TOPO, spec: NodeSpec | None = None,
-         disk: NodeDisk | None = None, incarnation: int = 1, server: str | None = None,
-         offsets: Mapping[str, float] | None = None, tuning: NodeTuning | None = None) -> Node:
+def make(
+    host: str = "guest1",
+    *,
+    topo: topology.Topology = TOPO,
+    spec: NodeSpec | None = None,
+    disk: NodeDisk | None = None,
+    incarnation: int = 1,
+    server: str | None = None,
+    offsets: Mapping[str, float] | None = None,
+    tuning: NodeTuning | None = None,
+) -> Node:
     if server is None:
         h = next(x for x in topo.hosts() if x.name == host)
         cd = topo.control_domain(h.control_domain) if isinstance(h, topology.Guest) else h
         server = cd.server
-    return Node(spec or topo.node_spec(host), disk or topo.initial_disk(host), incarnation=incarnation,
-                server=server, offsets=offsets, tuning=tuning)
+    return Node(
+        spec or topo.node_spec(host),
+        disk or topo.initial_disk(host),
+        incarnation=incarnation,
+        server=server,
+        offsets=offsets,
+        tuning=tuning,
+    )
 
 
 class Driver:
@@ -191,7 +208,9 @@ class Driver:
         return [a for a in of(self.effects, Answer) if a.op_id == op_id]
 
     # -- the XSCFs
-    def xscf(self, todo: Iterable[fen.RunAgent], status: str = RUNNING, ok: bool = True, text: str = "") -> list[Effect]:
+    def xscf(
+        self, todo: Iterable[fen.RunAgent], status: str = RUNNING, ok: bool = True, text: str = ""
+    ) -> list[Effect]:
         out: list[Effect] = []
         for r in list(todo):
             out += self.feed(XscfAnswered(r, ok, status, text))
@@ -231,7 +250,8 @@ def test_node_started_sends_a_join_request_to_each_peer(host: str, peers: tuple[
     out = d.feed(NodeStarted())
     assert of(out, Send) == [Send(p, JoinRequest(4)) for p in peers]
     assert texts(out, tag="CF", dest="messages") == [
-        f"CF: {d.node.spec.cf}: COMINGUP: join request sent to {', '.join(peers)}"]
+        f"CF: {d.node.spec.cf}: COMINGUP: join request sent to {', '.join(peers)}"
+    ]
     assert d.node.cf.local_state is NodeState.COMINGUP
     assert d.node.next_deadline() == NodeTuning().join_timeout
     assert d.node.services == "none"
@@ -248,7 +268,8 @@ def test_join_answers_make_the_node_up_and_start_its_services(sf_disabled: bool)
     assert Trace("CF", "joined: starting SF, CRM, RMS") in out
     # RMS starts in any case
     assert texts(out, tag="RMS", dest="switchlog") == [
-        "(BM, 1) RMS started on cfguest1; waiting 3s for the cluster state to settle"]
+        "(BM, 1) RMS started on cfguest1; waiting 3s for the cluster state to settle"
+    ]
     assert d.node.rms is not None and d.node.rms.running
     inits = runs(out, "init")
     if sf_disabled:
@@ -312,11 +333,14 @@ def test_late_join_request_of_the_incarnation_held_up_is_accepted_again() -> Non
     assert d.node.cf.view()[G2] is UP
 
 
-@pytest.mark.parametrize(("hold", "inc", "reason"), [
-    ("up", PEER_INC + 1, "cfguest1 still holds cfguest2 UP"),  # restarted while we hold it UP
-    ("left", PEER_INC, "cfguest1 still holds cfguest2 LEFTCLUSTER"),  # even the same incarnation
-    ("left", PEER_INC + 1, "cfguest1 still holds cfguest2 LEFTCLUSTER"),
-])
+@pytest.mark.parametrize(
+    ("hold", "inc", "reason"),
+    [
+        ("up", PEER_INC + 1, "cfguest1 still holds cfguest2 UP"),  # restarted while we hold it UP
+        ("left", PEER_INC, "cfguest1 still holds cfguest2 LEFTCLUSTER"),  # even the same incarnation
+        ("left", PEER_INC + 1, "cfguest1 still holds cfguest2 LEFTCLUSTER"),
+    ],
+)
 def test_join_request_of_a_node_still_held_is_refused(hold: str, inc: int, reason: str) -> None:
     disk = replace(TOPO.initial_disk("guest1"), sf_disabled=True)  # no kill: LEFTCLUSTER stays
     d = Driver(make("guest1", disk=disk))
@@ -385,7 +409,10 @@ def test_two_nodes_wired_by_hand_restart_is_refused() -> None:
     out = deliver(a, b2, refusal, 1.2)
     assert b2.node.services == "refused"
     assert [w.tag for w in logs(out) if "failed to start: cfguest1 still holds cfguest2 UP" in w.text] == [
-        "SMAWsf", "CF", "RMS"]
+        "SMAWsf",
+        "CF",
+        "RMS",
+    ]
 
 
 # ==== 2. routing ================================================================================
@@ -397,7 +424,8 @@ def test_leftcluster_reaches_sf_which_kills_when_its_side_wins() -> None:
     kills = runs(out[i:], "kill")
     assert [(k.host, k.agent) for k in kills] == [(G2, G0P)]
     assert "split-brain: my side cfguest1 priority 1, other side cfguest2 priority 1: my side survives" in texts(
-        out, tag="SMAWsf", dest="rcsd")
+        out, tag="SMAWsf", dest="rcsd"
+    )
     assert of(out, RunShutdownAgent)[-1].generation == d.node.sf_generation == 1
     # and RMS: cfguest2 is Faulted in hvdisp
     assert ["cfguest2RMS", "SysNode", "", "Faulted"] in d.node.hvdisp_rows()
@@ -447,28 +475,42 @@ def _split_brain_on_guest2(apps: tuple[rmsmod.AppSpec, ...], report: AppState | 
     return d.run_until(14.5)  # cfguest1 silent: LEFTCLUSTER at 14.0
 
 
-@pytest.mark.parametrize(("apps", "report", "verdict", "kill_now"), [
-    # cfguest2 loses a tie (cfguest1 is alphabetically first) ...
-    ((), None, "my side cfguest2 priority 1, other side cfguest1 priority 1: other side survives", False),
-    ((rmsmod.AppSpec("app1", (G2, G1), 0),), None, "other side survives", False),
-    # ... but wins with an application of ShutdownPriority 5 online on it
-    ((rmsmod.AppSpec("app1", (G2, G1), 5),), None,
-     "my side cfguest2 priority 6, other side cfguest1 priority 1: my side survives", True),
-    # online on cfguest1 instead (its priority list), the weight goes to the other side
-    ((rmsmod.AppSpec("app1", (G1, G2), 5),), None,
-     "my side cfguest2 priority 1, other side cfguest1 priority 6: other side survives", False),
-    # cfguest1 announces it runs it (an AppState message): the same
-    ((rmsmod.AppSpec("app1", (G2, G1), 5),), AppState("app1", G1, True), "other side survives", False),
-])
+@pytest.mark.parametrize(
+    ("apps", "report", "verdict", "kill_now"),
+    [
+        # cfguest2 loses a tie (cfguest1 is alphabetically first) ...
+        ((), None, "my side cfguest2 priority 1, other side cfguest1 priority 1: other side survives", False),
+        ((rmsmod.AppSpec("app1", (G2, G1), 0),), None, "other side survives", False),
+        # ... but wins with an application of ShutdownPriority 5 online on it
+        (
+            (rmsmod.AppSpec("app1", (G2, G1), 5),),
+            None,
+            "my side cfguest2 priority 6, other side cfguest1 priority 1: my side survives",
+            True,
+        ),
+        # online on cfguest1 instead (its priority list), the weight goes to the other side
+        (
+            (rmsmod.AppSpec("app1", (G1, G2), 5),),
+            None,
+            "my side cfguest2 priority 1, other side cfguest1 priority 6: other side survives",
+            False,
+        ),
+        # cfguest1 announces it runs it (an AppState message): the same
+        ((rmsmod.AppSpec("app1", (G2, G1), 5),), AppState("app1", G1, True), "other side survives", False),
+    ],
+)
 def test_app_priorities_reach_sf_and_decide_the_split_brain(
-        apps: tuple[rmsmod.AppSpec, ...], report: AppState | None, verdict: str, kill_now: bool) -> None:
+    apps: tuple[rmsmod.AppSpec, ...], report: AppState | None, verdict: str, kill_now: bool
+) -> None:
     out = _split_brain_on_guest2(apps, report)
     assert (G1, LEFT) in states(out)
     assert any(verdict in t for t in texts(out, tag="SMAWsf", dest="rcsd")), texts(out)
     assert bool(runs(out, "kill")) is kill_now
     if not kill_now:
-        assert any(t.startswith("After the delay of ") and t.endswith("cfguest2 would kill: cfguest1")
-                   for t in texts(out, tag="SMAWsf"))
+        assert any(
+            t.startswith("After the delay of ") and t.endswith("cfguest2 would kill: cfguest1")
+            for t in texts(out, tag="SMAWsf")
+        )
 
 
 def test_app_placement_is_routed_to_effects_and_peers() -> None:
@@ -481,19 +523,22 @@ def test_app_placement_is_routed_to_effects_and_peers() -> None:
     assert ["app1", "userApplication", "cfguest1RMS", "Online"] in d.node.hvdisp_rows()
 
 
-@pytest.mark.parametrize(("step", "tag", "dest", "text"), [
-    ("boot", "CF", "messages", "CF: cfguest1: COMINGUP: join request sent to cfguest2"),
-    ("join", "CF", "messages", "CF: cfguest1: UP, cluster members: cfguest1 cfguest2"),
-    ("join", "SMAWsf", "rcsd", "rcsd started on cfguest1"),
-    ("join", "RMS", "switchlog", "(BM, 1) RMS started on cfguest1; waiting 3s for the cluster state to settle"),
-    ("agents", "SMAWsf", "SA_xscfsnmpg0p", "init cfguest1: worked: Solaris running"),
-    ("agents", "SMAWsf", "SA_xscfsnmpg1r", "test cfguest2: worked: Solaris running"),
-    ("settle", "RMS", "switchlog", "(SWT, 10) app1: online on cfguest1 (first UP node of its priority list)"),
-    ("clock", "RMS", "messages", messages.WRP_34.format(host=G2)),
-    ("clock", "RMS", "switchlog", messages.WRP_FURTHER),
-    ("silence", "CF", "messages", "CF: cfguest2: LEFTCLUSTER (no heartbeat for 10.0 s)"),
-    ("silence", "SMAWsf", "rcsd", "killing cfguest2"),
-])
+@pytest.mark.parametrize(
+    ("step", "tag", "dest", "text"),
+    [
+        ("boot", "CF", "messages", "CF: cfguest1: COMINGUP: join request sent to cfguest2"),
+        ("join", "CF", "messages", "CF: cfguest1: UP, cluster members: cfguest1 cfguest2"),
+        ("join", "SMAWsf", "rcsd", "rcsd started on cfguest1"),
+        ("join", "RMS", "switchlog", "(BM, 1) RMS started on cfguest1; waiting 3s for the cluster state to settle"),
+        ("agents", "SMAWsf", "SA_xscfsnmpg0p", "init cfguest1: worked: Solaris running"),
+        ("agents", "SMAWsf", "SA_xscfsnmpg1r", "test cfguest2: worked: Solaris running"),
+        ("settle", "RMS", "switchlog", "(SWT, 10) app1: online on cfguest1 (first UP node of its priority list)"),
+        ("clock", "RMS", "messages", messages.WRP_34.format(host=G2)),
+        ("clock", "RMS", "switchlog", messages.WRP_FURTHER),
+        ("silence", "CF", "messages", "CF: cfguest2: LEFTCLUSTER (no heartbeat for 10.0 s)"),
+        ("silence", "SMAWsf", "rcsd", "killing cfguest2"),
+    ],
+)
 def test_write_log_tags_name_the_machine(step: str, tag: str, dest: str, text: str) -> None:
     d = Driver(make("guest1"))
     by_step: dict[str, list[Effect]] = {"boot": d.feed(NodeStarted())}
@@ -521,24 +566,32 @@ def _answered(ok: bool, status: str, text: str = "") -> Any:
     return lambda run: XscfAnswered(run, ok, status, text)
 
 
-@pytest.mark.parametrize(("action", "agent", "event", "expected"), [
-    ("init", G0P, _answered(True, RUNNING), (True, RUNNING)),
-    ("test", G1P, _answered(True, STOPPED), (True, STOPPED)),
-    ("test", G0R, _answered(True, "Unknown"), (False, messages.xscf_status_unknown("guest1"))),
-    ("init", G1R, _answered(True, "Solaris panic"), (False, "XSCF reports guest1 as Solaris panic")),
-    ("test", G0P, _answered(False, "", "  no such\n  domain "), (False, "no such domain")),
-    ("test", G0P, _answered(False, ""), (False, f"XSCF {LAN0} does not know guest1")),
-    ("init", G1P, _answered(False, ""), (False, f"XSCF {LAN1} does not know guest1")),
-    ("test", G0P, XscfHostKeyUnknown, (False, messages.first_ssh_connection(LAN0, "xuser", "guest1"))),
-    ("init", G1R, XscfHostKeyUnknown, (False, messages.first_ssh_connection(LAN1, "xuser", "guest1"))),
-    ("kill", G0R, XscfHostKeyUnknown, (False, messages.first_ssh_connection(LAN0, "xuser", "guest1"))),
-    ("test", G0P, lambda run: XscfRequestFailed(run, "no answer from 127.0.0.9"), (False, "no answer from 127.0.0.9")),
-    ("kill", G0P, lambda run: XscfRequestFailed(run, "connection refused"), (False, "connection refused")),
-    ("kill", G0P, _answered(True, "", "panic requested"), (True, "panic requested")),
-    ("kill", G1P, _answered(True, "Solaris panic"), (True, "Solaris panic")),
-    ("kill", G0R, _answered(False, "Solaris running", ""), (False, "Solaris running")),
-    ("kill", G1R, _answered(False, "", "reset refused"), (False, "reset refused")),
-])
+@pytest.mark.parametrize(
+    ("action", "agent", "event", "expected"),
+    [
+        ("init", G0P, _answered(True, RUNNING), (True, RUNNING)),
+        ("test", G1P, _answered(True, STOPPED), (True, STOPPED)),
+        ("test", G0R, _answered(True, "Unknown"), (False, messages.xscf_status_unknown("guest1"))),
+        ("init", G1R, _answered(True, "Solaris panic"), (False, "XSCF reports guest1 as Solaris panic")),
+        ("test", G0P, _answered(False, "", "  no such\n  domain "), (False, "no such domain")),
+        ("test", G0P, _answered(False, ""), (False, f"XSCF {LAN0} does not know guest1")),
+        ("init", G1P, _answered(False, ""), (False, f"XSCF {LAN1} does not know guest1")),
+        ("test", G0P, XscfHostKeyUnknown, (False, messages.first_ssh_connection(LAN0, "xuser", "guest1"))),
+        ("init", G1R, XscfHostKeyUnknown, (False, messages.first_ssh_connection(LAN1, "xuser", "guest1"))),
+        ("kill", G0R, XscfHostKeyUnknown, (False, messages.first_ssh_connection(LAN0, "xuser", "guest1"))),
+        (
+            "test",
+            G0P,
+            lambda run: XscfRequestFailed(run, "no answer from 127.0.0.9"),
+            (False, "no answer from 127.0.0.9"),
+        ),
+        ("kill", G0P, lambda run: XscfRequestFailed(run, "connection refused"), (False, "connection refused")),
+        ("kill", G0P, _answered(True, "", "panic requested"), (True, "panic requested")),
+        ("kill", G1P, _answered(True, "Solaris panic"), (True, "Solaris panic")),
+        ("kill", G0R, _answered(False, "Solaris running", ""), (False, "Solaris running")),
+        ("kill", G1R, _answered(False, "", "reset refused"), (False, "reset refused")),
+    ],
+)
 def test_agent_result(action: str, agent: str, event: Any, expected: tuple[bool, str]) -> None:
     run = _run(action, agent)
     assert agent_result(run, event(run), "guest1") == expected
@@ -549,18 +602,34 @@ def test_unknown_status_names_add_spconfig() -> None:
     assert not ok and "ldm add-spconfig" in detail
 
 
-@pytest.mark.parametrize(("reply", "init", "test", "messages_line"), [
-    (lambda r: XscfAnswered(r, True, RUNNING, ""), "InitWorked", "TestWorked", None),
-    (lambda r: XscfAnswered(r, True, STOPPED, ""), "InitWorked", "TestWorked", None),
-    (lambda r: XscfAnswered(r, True, "Unknown", ""), "InitFailed", "TestFailed",
-     (f"SF: init of SA_xscfsnmpg0p for cfguest2 failed: {messages.xscf_status_unknown('guest2')}", "")),
-    (XscfHostKeyUnknown, "InitFailed", "TestFailed",
-     (messages.first_ssh_connection("127.20.30.72", "xuser", "guest1"), messages.MSG_7245)),
-    (lambda r: XscfRequestFailed(r, "timed out"), "InitFailed", "TestFailed",
-     ("SF: init of SA_xscfsnmpg0p for cfguest2 failed: timed out", "")),
-])
-def test_xscf_events_become_agent_results(reply: Any, init: str, test: str,
-                                          messages_line: tuple[str, str] | None) -> None:
+@pytest.mark.parametrize(
+    ("reply", "init", "test", "messages_line"),
+    [
+        (lambda r: XscfAnswered(r, True, RUNNING, ""), "InitWorked", "TestWorked", None),
+        (lambda r: XscfAnswered(r, True, STOPPED, ""), "InitWorked", "TestWorked", None),
+        (
+            lambda r: XscfAnswered(r, True, "Unknown", ""),
+            "InitFailed",
+            "TestFailed",
+            (f"SF: init of SA_xscfsnmpg0p for cfguest2 failed: {messages.xscf_status_unknown('guest2')}", ""),
+        ),
+        (
+            XscfHostKeyUnknown,
+            "InitFailed",
+            "TestFailed",
+            (messages.first_ssh_connection("127.20.30.72", "xuser", "guest1"), messages.MSG_7245),
+        ),
+        (
+            lambda r: XscfRequestFailed(r, "timed out"),
+            "InitFailed",
+            "TestFailed",
+            ("SF: init of SA_xscfsnmpg0p for cfguest2 failed: timed out", ""),
+        ),
+    ],
+)
+def test_xscf_events_become_agent_results(
+    reply: Any, init: str, test: str, messages_line: tuple[str, str] | None
+) -> None:
     d, out = joined("guest1")
     g0p = next(r for r in runs(out, "init", G2) if r.agent == G0P)
     after_init = d.feed(reply(g0p))
@@ -610,13 +679,16 @@ def test_host_key_unknown_on_a_kill_logs_7245_and_tries_the_next_agent() -> None
 
 
 # ==== 4. clock ==================================================================================
-@pytest.mark.parametrize(("server", "offsets", "now", "wall"), [
-    ("m10-1", {}, 0.0, EPOCH),
-    ("m10-1", {}, 12.5, EPOCH + 12.5),
-    ("m10-3", {"m10-3": 7.0}, 12.5, EPOCH + 19.5),
-    ("m10-3", {"m10-1": 7.0}, 12.5, EPOCH + 12.5),  # an unlisted server: offset 0
-    ("m10-2", {"m10-2": -3.25}, 100.0, EPOCH + 96.75),
-])
+@pytest.mark.parametrize(
+    ("server", "offsets", "now", "wall"),
+    [
+        ("m10-1", {}, 0.0, EPOCH),
+        ("m10-1", {}, 12.5, EPOCH + 12.5),
+        ("m10-3", {"m10-3": 7.0}, 12.5, EPOCH + 19.5),
+        ("m10-3", {"m10-1": 7.0}, 12.5, EPOCH + 12.5),  # an unlisted server: offset 0
+        ("m10-2", {"m10-2": -3.25}, 100.0, EPOCH + 96.75),
+    ],
+)
 def test_wall_clock(server: str, offsets: dict[str, float], now: float, wall: float) -> None:
     n = make("guest1", server=server, offsets=offsets)
     assert n.wall(now) == pytest.approx(wall)
@@ -630,16 +702,20 @@ def test_wall_clock_uses_the_tuned_epoch() -> None:
 OFFSETS = {"m10-1": 0.0, "m10-2": 2.0, "m10-3": 7.0}
 
 
-@pytest.mark.parametrize(("arm", "moves", "step", "traces"), [
-    (False, ["m10-3"], 0.0, 0),  # not armed: the clock jumps with the server
-    (True, ["m10-3"], -7.0, 1),  # armed: step by offset(old) - offset(new), the clock goes on
-    (True, ["m10-3", "m10-1"], -7.0, 1),  # one-shot: the second move does not step
-    (True, ["m10-1", "m10-3"], -7.0, 1),  # the same server is no move: still armed
-    (True, ["m10-2", "m10-3"], -2.0, 1),
-])
+@pytest.mark.parametrize(
+    ("arm", "moves", "step", "traces"),
+    [
+        (False, ["m10-3"], 0.0, 0),  # not armed: the clock jumps with the server
+        (True, ["m10-3"], -7.0, 1),  # armed: step by offset(old) - offset(new), the clock goes on
+        (True, ["m10-3", "m10-1"], -7.0, 1),  # one-shot: the second move does not step
+        (True, ["m10-1", "m10-3"], -7.0, 1),  # the same server is no move: still armed
+        (True, ["m10-2", "m10-3"], -2.0, 1),
+    ],
+)
 @pytest.mark.parametrize("caller", [None, CD])
-def test_clock_align_steps_once_at_the_next_move(arm: bool, moves: list[str], step: float, traces: int,
-                                                 caller: str | None) -> None:
+def test_clock_align_steps_once_at_the_next_move(
+    arm: bool, moves: list[str], step: float, traces: int, caller: str | None
+) -> None:
     d = Driver(make("guest1", offsets=OFFSETS))
     if arm:
         assert d.value("clock_align", caller) is None
@@ -685,22 +761,26 @@ def test_heartbeats_carry_the_wall_clock() -> None:
 WRP34 = messages.WRP_34.format(host=G2)
 
 
-@pytest.mark.parametrize(("samples", "diffs", "estimate", "wrp34"), [
-    (5, [6.0], 6.0, True),
-    (5, [4.0], 4.0, False),
-    (5, [-6.0], 6.0, True),  # a peer behind by 6 s
-    (5, [0.0, -6.0], 0.0, False),  # transit delay only makes a peer look behind: the largest counts
-    (5, [-1.0, -3.0, -2.0], 1.0, False),
-    (5, [-9.0, -7.0, -8.0], 7.0, True),
-    (5, [0.0, 6.0], 6.0, True),
-    (5, [6.0, 0.0, 0.0, 0.0, 0.0], 6.0, True),  # the 6 is still one of the last five
-    (5, [6.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0, True),  # now it is not
-    (2, [6.0, 0.0], 6.0, True),
-    (2, [6.0, 0.0, 0.0], 0.0, True),
-    (1, [0.0, -6.0], 6.0, True),  # one sample: no filtering
-])
-def test_clock_estimate_is_the_largest_of_the_last_samples(samples: int, diffs: list[float], estimate: float,
-                                                          wrp34: bool) -> None:
+@pytest.mark.parametrize(
+    ("samples", "diffs", "estimate", "wrp34"),
+    [
+        (5, [6.0], 6.0, True),
+        (5, [4.0], 4.0, False),
+        (5, [-6.0], 6.0, True),  # a peer behind by 6 s
+        (5, [0.0, -6.0], 0.0, False),  # transit delay only makes a peer look behind: the largest counts
+        (5, [-1.0, -3.0, -2.0], 1.0, False),
+        (5, [-9.0, -7.0, -8.0], 7.0, True),
+        (5, [0.0, 6.0], 6.0, True),
+        (5, [6.0, 0.0, 0.0, 0.0, 0.0], 6.0, True),  # the 6 is still one of the last five
+        (5, [6.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0, True),  # now it is not
+        (2, [6.0, 0.0], 6.0, True),
+        (2, [6.0, 0.0, 0.0], 0.0, True),
+        (1, [0.0, -6.0], 6.0, True),  # one sample: no filtering
+    ],
+)
+def test_clock_estimate_is_the_largest_of_the_last_samples(
+    samples: int, diffs: list[float], estimate: float, wrp34: bool
+) -> None:
     d = Driver(make("guest1", tuning=NodeTuning(clock_samples=samples)))
     d.join()
     out: list[Effect] = []
@@ -713,8 +793,11 @@ def test_clock_estimate_is_the_largest_of_the_last_samples(samples: int, diffs: 
     wrp = logs(out, tag="RMS")
     if wrp34:
         assert [(w.dest, w.text, w.msgid) for w in wrp] == [
-            ("switchlog", WRP34, "WRP 34"), ("switchlog", messages.WRP_FURTHER, "WRP 34"),
-            ("messages", WRP34, "WRP 34"), ("messages", messages.WRP_FURTHER, "WRP 34")]
+            ("switchlog", WRP34, "WRP 34"),
+            ("switchlog", messages.WRP_FURTHER, "WRP 34"),
+            ("messages", WRP34, "WRP 34"),
+            ("messages", messages.WRP_FURTHER, "WRP 34"),
+        ]
     else:
         assert wrp == []
 
@@ -785,14 +868,18 @@ def test_a_rejoined_peers_heartbeats_of_its_new_incarnation_count() -> None:
 
 
 # ==== 5. disk and operations ===================================================================
-@pytest.mark.parametrize(("record", "timeout", "value", "stores"), [
-    (None, 10, 10, [Store("record", 10)]),
-    (None, 25, 25, [Store("record", 25)]),
-    (10, 600, 10, []),  # a second -p never records 600
-    (0, 600, 0, []),
-])
-def test_record_timeout_keeps_an_existing_record(record: int | None, timeout: int, value: int,
-                                                 stores: list[Store]) -> None:
+@pytest.mark.parametrize(
+    ("record", "timeout", "value", "stores"),
+    [
+        (None, 10, 10, [Store("record", 10)]),
+        (None, 25, 25, [Store("record", 25)]),
+        (10, 600, 10, []),  # a second -p never records 600
+        (0, 600, 0, []),
+    ],
+)
+def test_record_timeout_keeps_an_existing_record(
+    record: int | None, timeout: int, value: int, stores: list[Store]
+) -> None:
     disk = replace(TOPO.initial_disk("guest1"), record=record, timeout=timeout)
     d = Driver(make("guest1", disk=disk))
     op_id, out = d.request("record_timeout", CD)
@@ -892,8 +979,11 @@ def test_sf_stop_and_sf_start_store_the_flag() -> None:
     caller = CD
     d, boot = joined("guest1")
     op_id, out = d.request("sf_stop", caller)
-    assert out == [Store("sf_disabled", True), WriteLog("SMAWsf", "rcsd", "rcsd stopped on cfguest1"),
-                   Answer(op_id, True)]
+    assert out == [
+        Store("sf_disabled", True),
+        WriteLog("SMAWsf", "rcsd", "rcsd stopped on cfguest1"),
+        Answer(op_id, True),
+    ]
     assert not d.node.sf_running and d.node.disk.sf_disabled
     assert d.value("node_status", caller)["sf"] == "stopped"
     gen = d.node.sf_generation
@@ -967,23 +1057,30 @@ def test_set_sf_entry_while_sf_stopped_replaces_the_config_only() -> None:
     assert {r.entry for r in runs(out, "init", G2)} == {M10_3}
 
 
-@pytest.mark.parametrize(("entry", "weight", "why"), [
-    ({**entry_args(M10_3), "lan0": "not-an-address"}, 2, "XSCF-LAN#0 address 'not-an-address' is not an IP address"),
-    ({**entry_args(M10_3), "lan1": "127.20.40"}, 2, "XSCF-LAN#1 address"),
-    ({**entry_args(M10_3), "ppar_id": 32}, 2, "PPAR-ID must be an integer 0..31"),
-    ({**entry_args(M10_3), "ppar_id": "1"}, 2, "PPAR-ID"),
-    ({**entry_args(M10_3), "connection": "rsh"}, 2, "connection must be ssh or telnet"),
-    ({**entry_args(M10_3), "domain": "bad domain"}, 2, "bad domain name"),
-    ({**entry_args(M10_3), "cf_name": ""}, 2, "bad CF node name"),
-    (entry_args(M10_3), -1, "weight must be a non-negative integer, not -1"),
-    (entry_args(M10_3), True, "weight must be a non-negative integer, not True"),
-    (entry_args(M10_3), "2", "weight must be a non-negative integer"),
-    (entry_args(M10_3), 2.0, "weight must be a non-negative integer"),
-    (entry_args(M10_3), None, "weight must be a non-negative integer"),
-    ({"cf_name": G2, "ppar_id": 1, "domain": "guest2", "lan0": "127.0.0.1"}, 2, "set_sf_entry:"),  # no lan1
-    ({**entry_args(M10_3), "colour": "red"}, 2, "set_sf_entry:"),
-    ("cfguest2 1 guest2", 2, "set_sf_entry:"),
-])
+@pytest.mark.parametrize(
+    ("entry", "weight", "why"),
+    [
+        (
+            {**entry_args(M10_3), "lan0": "not-an-address"},
+            2,
+            "XSCF-LAN#0 address 'not-an-address' is not an IP address",
+        ),
+        ({**entry_args(M10_3), "lan1": "127.20.40"}, 2, "XSCF-LAN#1 address"),
+        ({**entry_args(M10_3), "ppar_id": 32}, 2, "PPAR-ID must be an integer 0..31"),
+        ({**entry_args(M10_3), "ppar_id": "1"}, 2, "PPAR-ID"),
+        ({**entry_args(M10_3), "connection": "rsh"}, 2, "connection must be ssh or telnet"),
+        ({**entry_args(M10_3), "domain": "bad domain"}, 2, "bad domain name"),
+        ({**entry_args(M10_3), "cf_name": ""}, 2, "bad CF node name"),
+        (entry_args(M10_3), -1, "weight must be a non-negative integer, not -1"),
+        (entry_args(M10_3), True, "weight must be a non-negative integer, not True"),
+        (entry_args(M10_3), "2", "weight must be a non-negative integer"),
+        (entry_args(M10_3), 2.0, "weight must be a non-negative integer"),
+        (entry_args(M10_3), None, "weight must be a non-negative integer"),
+        ({"cf_name": G2, "ppar_id": 1, "domain": "guest2", "lan0": "127.0.0.1"}, 2, "set_sf_entry:"),  # no lan1
+        ({**entry_args(M10_3), "colour": "red"}, 2, "set_sf_entry:"),
+        ("cfguest2 1 guest2", 2, "set_sf_entry:"),
+    ],
+)
 def test_set_sf_entry_validates(entry: Any, weight: Any, why: str) -> None:
     d = settled("guest1")
     before = d.node.disk.sf_config
@@ -1046,7 +1143,8 @@ def test_sf_wait_answers_at_once_when_settled() -> None:
     d = settled("guest1")
     assert len(d.value("sf_wait", CD, seconds=5)) == 8
     assert d.value("sf_wait", CD, seconds=5, node=G1) == [
-        [G1, a, "Idle", "Unknown", "TestWorked", "InitWorked"] for a in XSCF_AGENTS]
+        [G1, a, "Idle", "Unknown", "TestWorked", "InitWorked"] for a in XSCF_AGENTS
+    ]
 
 
 def test_sf_wait_for_every_row_waits_for_all_of_them() -> None:
@@ -1060,8 +1158,10 @@ def test_sf_wait_for_every_row_waits_for_all_of_them() -> None:
     assert [len(a.value) for a in d.answers(op_id)] == [8]
 
 
-@pytest.mark.parametrize("args", [{"seconds": 0}, {"seconds": -1}, {"seconds": "5"}, {"seconds": True},
-                                  {"seconds": 5, "node": 2}, {"node": G2}])
+@pytest.mark.parametrize(
+    "args",
+    [{"seconds": 0}, {"seconds": -1}, {"seconds": "5"}, {"seconds": True}, {"seconds": 5, "node": 2}, {"node": G2}],
+)
 def test_sf_wait_refuses_bad_arguments(args: dict[str, Any]) -> None:
     d = Driver(make("guest1"))
     a = d.ask("sf_wait", CD, **args)
@@ -1074,8 +1174,13 @@ def test_widen_stores_widen_json_and_changes_the_effective_timeout() -> None:
     d.join()
     d.run_until(2.0, beats=[G2, G3])
     op_id, out = d.request("widen", CD, peers=[G1, G2, "cfnobody"], seconds=600, lease=100)
-    assert out[0] == Store("widen", {G2: {"seconds": 600.0, "until": 102.0, "hypervisor": False},
-                                     G3: {"seconds": 60.0, "until": 500.0, "hypervisor": True}})
+    assert out[0] == Store(
+        "widen",
+        {
+            G2: {"seconds": 600.0, "until": 102.0, "hypervisor": False},
+            G3: {"seconds": 60.0, "until": 500.0, "hypervisor": True},
+        },
+    )
     assert out[-1] == Answer(op_id, True)
     assert "CF: cfguest1: failure detection of cfguest2 widened to 600 s for 100 s" in texts(out, tag="CF")
     peers = d.value("cf_sample", CD)["peers"]
@@ -1108,16 +1213,19 @@ def test_narrow_without_peers_narrows_all(peers: list[str] | None) -> None:
     assert out[0] == Store("widen", {}) and d.node.cf.widened() == {}
 
 
-@pytest.mark.parametrize("args", [
-    {"peers": G2, "seconds": 600, "lease": 100},
-    {"peers": [G2, 3], "seconds": 600, "lease": 100},
-    {"seconds": 600, "lease": 100},
-    {"peers": [G2], "seconds": 0, "lease": 100},
-    {"peers": [G2], "seconds": 600, "lease": -1},
-    {"peers": [G2], "seconds": 600},
-    {"peers": [G2], "seconds": 600, "lease": math.inf},
-    {"peers": [G2], "seconds": 600, "lease": 100, "hypervisor": "yes"},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"peers": G2, "seconds": 600, "lease": 100},
+        {"peers": [G2, 3], "seconds": 600, "lease": 100},
+        {"seconds": 600, "lease": 100},
+        {"peers": [G2], "seconds": 0, "lease": 100},
+        {"peers": [G2], "seconds": 600, "lease": -1},
+        {"peers": [G2], "seconds": 600},
+        {"peers": [G2], "seconds": 600, "lease": math.inf},
+        {"peers": [G2], "seconds": 600, "lease": 100, "hypervisor": "yes"},
+    ],
+)
 def test_widen_refuses_bad_arguments(args: dict[str, Any]) -> None:
     d, _ = joined("guest1")
     a = d.ask("widen", CD, **args)
@@ -1130,17 +1238,21 @@ def test_narrow_refuses_a_string() -> None:
     assert (a.ok, a.code) == (False, codes.BAD_REQUEST)
 
 
-@pytest.mark.parametrize(("saved", "kept", "timeout", "widened"), [
-    ({G2: {"seconds": 60.0, "until": 100.0, "hypervisor": False}}, True, 60.0, (60.0, 100.0, False)),
-    ({G2: {"seconds": 60.0, "until": 100.0, "hypervisor": True}}, True, 60.0, (60.0, 100.0, True)),
-    ({G2: {"seconds": 60.0, "until": 40.0, "hypervisor": True}}, True, 10.0, (60.0, None, True)),
-    ({G2: {"seconds": 60.0, "until": 40.0, "hypervisor": False}}, False, 10.0, None),
-    ({G2: {"seconds": 60.0, "until": 50.0, "hypervisor": False}}, False, 10.0, None),  # ends at the start
-    ({"cfnobody": {"seconds": 60.0, "until": 100.0, "hypervisor": True}}, False, 10.0, None),
-    ({G1: {"seconds": 60.0, "until": 100.0, "hypervisor": True}}, False, 10.0, None),  # the node itself
-])
-def test_widen_json_is_reapplied_at_start(saved: dict[str, dict[str, Any]], kept: bool, timeout: float,
-                                          widened: tuple[float, float | None, bool] | None) -> None:
+@pytest.mark.parametrize(
+    ("saved", "kept", "timeout", "widened"),
+    [
+        ({G2: {"seconds": 60.0, "until": 100.0, "hypervisor": False}}, True, 60.0, (60.0, 100.0, False)),
+        ({G2: {"seconds": 60.0, "until": 100.0, "hypervisor": True}}, True, 60.0, (60.0, 100.0, True)),
+        ({G2: {"seconds": 60.0, "until": 40.0, "hypervisor": True}}, True, 10.0, (60.0, None, True)),
+        ({G2: {"seconds": 60.0, "until": 40.0, "hypervisor": False}}, False, 10.0, None),
+        ({G2: {"seconds": 60.0, "until": 50.0, "hypervisor": False}}, False, 10.0, None),  # ends at the start
+        ({"cfnobody": {"seconds": 60.0, "until": 100.0, "hypervisor": True}}, False, 10.0, None),
+        ({G1: {"seconds": 60.0, "until": 100.0, "hypervisor": True}}, False, 10.0, None),  # the node itself
+    ],
+)
+def test_widen_json_is_reapplied_at_start(
+    saved: dict[str, dict[str, Any]], kept: bool, timeout: float, widened: tuple[float, float | None, bool] | None
+) -> None:
     disk = replace(TOPO.initial_disk("guest1"), widen=saved)
     d = Driver(make("guest1", disk=disk))
     out = d.feed(NodeStarted(), at=50.0)
@@ -1152,31 +1264,36 @@ def test_widen_json_is_reapplied_at_start(saved: dict[str, dict[str, Any]], kept
 
 
 def test_widen_json_keeps_the_running_and_drops_the_rest() -> None:
-    saved = {G2: {"seconds": 600.0, "until": 100.0, "hypervisor": False},
-             G3: {"seconds": 600.0, "until": 10.0, "hypervisor": False}}
+    saved = {
+        G2: {"seconds": 600.0, "until": 100.0, "hypervisor": False},
+        G3: {"seconds": 600.0, "until": 10.0, "hypervisor": False},
+    }
     disk = replace(GEN3.initial_disk("guest1"), widen=saved)
     d = Driver(make("guest1", topo=GEN3, disk=disk))
     out = d.feed(NodeStarted(), at=50.0)
     assert of(out, Store) == [Store("widen", {G2: saved[G2]})]
 
 
-@pytest.mark.parametrize(("op", "args", "file"), [
-    ("cfset_r", {}, "timeout"),
-    ("clsnmpsetup_l", {}, "sf"),
-    ("sf_entry", {"node": G1}, "sf"),
-    ("set_sf_entry", {}, "sf"),
-    ("resolve", {"name": "x"}, "hosts"),
-    ("sdtool", {"flag": "-r"}, "sf"),
-    ("sdtool", {"flag": "r"}, "sf"),
-    ("sdtool", {"flag": "-s"}, None),
-    ("sdtool", {"flag": "-b"}, None),
-    ("sdtool", {}, None),
-    ("cfset_a", {}, None),
-    ("cftool_n", {}, None),
-    ("set_timeout", {"seconds": 5}, None),
-    ("status", {}, None),
-    ("bogus", {}, None),
-])
+@pytest.mark.parametrize(
+    ("op", "args", "file"),
+    [
+        ("cfset_r", {}, "timeout"),
+        ("clsnmpsetup_l", {}, "sf"),
+        ("sf_entry", {"node": G1}, "sf"),
+        ("set_sf_entry", {}, "sf"),
+        ("resolve", {"name": "x"}, "hosts"),
+        ("sdtool", {"flag": "-r"}, "sf"),
+        ("sdtool", {"flag": "r"}, "sf"),
+        ("sdtool", {"flag": "-s"}, None),
+        ("sdtool", {"flag": "-b"}, None),
+        ("sdtool", {}, None),
+        ("cfset_a", {}, None),
+        ("cftool_n", {}, None),
+        ("set_timeout", {"seconds": 5}, None),
+        ("status", {}, None),
+        ("bogus", {}, None),
+    ],
+)
 def test_file_read(op: str, args: dict[str, Any], file: str | None) -> None:
     assert file_read(op, args) == file
 
@@ -1203,9 +1320,13 @@ def test_cfset_r_with_an_invalid_file_timeout_changes_nothing(seconds: int) -> N
     assert d.value("cfset_a")["CLUSTER_TIMEOUT"] == "10"
 
 
-FILE_SF = SfConfig(hosts=(SfHost(G1, 3), SfHost(G2, 4)),
-                   xscf=(XscfEntry(G1, 2, "guest1", "10.0.0.1", "10.0.1.1"), XscfEntry(G2, 3, "guest2", "10.0.0.2",
-                                                                                         "10.0.1.2", device="dev2")))
+FILE_SF = SfConfig(
+    hosts=(SfHost(G1, 3), SfHost(G2, 4)),
+    xscf=(
+        XscfEntry(G1, 2, "guest1", "10.0.0.1", "10.0.1.1"),
+        XscfEntry(G2, 3, "guest2", "10.0.0.2", "10.0.1.2", device="dev2"),
+    ),
+)
 
 
 def test_operations_use_the_sf_files_the_driver_read() -> None:
@@ -1213,8 +1334,14 @@ def test_operations_use_the_sf_files_the_driver_read() -> None:
     assert d.value("clsnmpsetup_l", file_sf=FILE_SF) == [asdict(e) for e in FILE_SF.xscf]
     assert d.value("clsnmpsetup_l") == [asdict(e) for e in TOPO.initial_disk("guest1").sf_config.xscf]
     assert d.value("sf_entry", CD, node=G2, file_sf=FILE_SF) == {
-        "cf_name": G2, "ppar_id": 3, "domain": "guest2", "lan0": "10.0.0.2", "lan1": "10.0.1.2", "user": "xuser",
-        "connection": "ssh"}
+        "cf_name": G2,
+        "ppar_id": 3,
+        "domain": "guest2",
+        "lan0": "10.0.0.2",
+        "lan1": "10.0.1.2",
+        "user": "xuser",
+        "connection": "ssh",
+    }
     assert d.value("sf_entry", node="cfnobody") is None
     # set_sf_entry changes the file's configuration, not the one in memory
     d.value("set_sf_entry", CD, entry=entry_args(M10_3), weight=5, file_sf=FILE_SF)
@@ -1227,10 +1354,17 @@ def test_operations_use_the_sf_files_the_driver_read() -> None:
     assert {r.entry for r in runs(out, "init", G1)} == {FILE_SF.entry(G1)}
 
 
-@pytest.mark.parametrize(("op", "args"), [
-    ("cfset_r", {}), ("clsnmpsetup_l", {}), ("sdtool", {"flag": "-r"}), ("resolve", {"name": "guest1"}),
-    ("sf_entry", {"node": G1}), ("set_sf_entry", {"entry": entry_args(M10_3), "weight": 1}),
-])
+@pytest.mark.parametrize(
+    ("op", "args"),
+    [
+        ("cfset_r", {}),
+        ("clsnmpsetup_l", {}),
+        ("sdtool", {"flag": "-r"}),
+        ("resolve", {"name": "guest1"}),
+        ("sf_entry", {"node": G1}),
+        ("set_sf_entry", {"entry": entry_args(M10_3), "weight": 1}),
+    ],
+)
 def test_a_file_that_does_not_parse_is_bad_config(op: str, args: dict[str, Any]) -> None:
     host = "primary1" if op == "resolve" else "guest1"
     d = settled(host)
@@ -1241,12 +1375,15 @@ def test_a_file_that_does_not_parse_is_bad_config(op: str, args: dict[str, Any])
     assert d.node.disk == before
 
 
-@pytest.mark.parametrize(("held", "node", "code", "value"), [
-    (LEFT, G2, "", "DOWN"),
-    (UP, G2, "", "UP"),  # only a LEFTCLUSTER node can be marked down
-    (UP, G1, codes.BAD_REQUEST, None),  # the node itself
-    (UP, "cfnobody", codes.BAD_REQUEST, None),
-])
+@pytest.mark.parametrize(
+    ("held", "node", "code", "value"),
+    [
+        (LEFT, G2, "", "DOWN"),
+        (UP, G2, "", "UP"),  # only a LEFTCLUSTER node can be marked down
+        (UP, G1, codes.BAD_REQUEST, None),  # the node itself
+        (UP, "cfnobody", codes.BAD_REQUEST, None),
+    ],
+)
 def test_cftool_k(held: NodeState, node: str, code: str, value: str | None) -> None:
     d, _ = joined("guest1", disk=replace(TOPO.initial_disk("guest1"), sf_disabled=True))
     d.run_until(12.0, beats=[G2] if held is UP else [])
@@ -1267,11 +1404,23 @@ def test_local_queries() -> None:
     assert d.value("cfset_a") == {"CFCP": "cfcp", "CFSH": "cfsh", "CLUSTER_TIMEOUT": "10"}
     s = d.value("sdtool", flag="-s")
     assert s["running"] is True and len(s["rows"]) == 8
-    assert d.value("hvdisp") == [["app1", "userApplication", "cfguest1RMS", "Online"],
-                                 ["cfguest1RMS", "SysNode", "", "Online"], ["cfguest2RMS", "SysNode", "", "Online"]]
-    assert d.value("status") == {"host": "guest1", "cf": G1, "local_state": "UP", "view": {G1: "UP", G2: "UP"},
-                                 "timeout": 10, "sf": "running", "services": "started", "apps": {"app1": G1},
-                                 "server": "m10-1", "window": False}
+    assert d.value("hvdisp") == [
+        ["app1", "userApplication", "cfguest1RMS", "Online"],
+        ["cfguest1RMS", "SysNode", "", "Online"],
+        ["cfguest2RMS", "SysNode", "", "Online"],
+    ]
+    assert d.value("status") == {
+        "host": "guest1",
+        "cf": G1,
+        "local_state": "UP",
+        "view": {G1: "UP", G2: "UP"},
+        "timeout": 10,
+        "sf": "running",
+        "services": "started",
+        "apps": {"app1": G1},
+        "server": "m10-1",
+        "window": False,
+    }
     assert d.value("node_status", CD) == {"timeout": 10, "sf": "running", "record": None, "window": False}
     sample = d.value("cf_sample")
     assert sample["state"] == "UP" and sample["sf"] == "running" and sample["rms_busy"] is False
@@ -1284,8 +1433,10 @@ def test_sdtool_e_and_b_on_the_local_channel() -> None:
     d = settled("guest1")
     op_id, out = d.request("sdtool", flag="-e")
     assert out[0] == Store("sf_disabled", True) and out[-1] == Answer(op_id, True) and not d.node.sf_running
-    assert d.value("sdtool", flag="s") == {"running": False, "rows": [
-        [h, a, "Idle", "Unknown", "Unknown", "Unknown"] for h in (G1, G2) for a in XSCF_AGENTS]}
+    assert d.value("sdtool", flag="s") == {
+        "running": False,
+        "rows": [[h, a, "Idle", "Unknown", "Unknown", "Unknown"] for h in (G1, G2) for a in XSCF_AGENTS],
+    }
     op_id, out = d.request("sdtool", flag="b")
     assert out[0] == Store("sf_disabled", False) and d.node.sf_running
 
@@ -1317,9 +1468,15 @@ def test_xscf_check_is_answered_when_checked() -> None:
     assert d.feed(XscfChecked(op_id, True, ())) == []  # answered once
 
 
-@pytest.mark.parametrize("args", [{"lan0": "1.2.3.4"}, {"lan0": 1, "lan1": "1.2.3.4"},
-                                  {"lan0": "1.2.3.4", "lan1": "1.2.3.5", "ppar": "0"},
-                                  {"lan0": "1.2.3.4", "lan1": "1.2.3.5", "ppar": True}])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"lan0": "1.2.3.4"},
+        {"lan0": 1, "lan1": "1.2.3.4"},
+        {"lan0": "1.2.3.4", "lan1": "1.2.3.5", "ppar": "0"},
+        {"lan0": "1.2.3.4", "lan1": "1.2.3.5", "ppar": True},
+    ],
+)
 def test_xscf_check_refuses_bad_arguments(args: dict[str, Any]) -> None:
     d = Driver(make("guest2"))
     op_id, out = d.request("xscf_check", CD, **args)
@@ -1329,47 +1486,70 @@ def test_xscf_check_refuses_bad_arguments(args: dict[str, Any]) -> None:
 @pytest.mark.parametrize("caller", [None, CD])
 def test_control_domain_operations(caller: str | None) -> None:
     d = Driver(make("primary3"))
-    assert d.value("cd_info", caller) == {"host": "primary3", "server": "m10-3", "ppar": 1, "lan0": "127.20.30.73",
-                                          "lan1": "127.20.40.73", "sf_weight": 2, "user": "xuser",
-                                          "connection": "ssh"}
+    assert d.value("cd_info", caller) == {
+        "host": "primary3",
+        "server": "m10-3",
+        "ppar": 1,
+        "lan0": "127.20.30.73",
+        "lan1": "127.20.40.73",
+        "sf_weight": 2,
+        "user": "xuser",
+        "connection": "ssh",
+    }
     assert d.value("guest_nodes", caller, domain="guest2") == {
-        "node": G2, "nodes": [G1, G2], "domains": {G1: "guest1", G2: "guest2"}}
+        "node": G2,
+        "nodes": [G1, G2],
+        "domains": {G1: "guest1", G2: "guest2"},
+    }
     a = d.ask("guest_nodes", caller, domain="primary1")
     assert (a.ok, a.code, a.error) == (False, codes.NOT_A_CLUSTER_DOMAIN, messages.not_a_cluster_domain("primary1"))
 
 
-@pytest.mark.parametrize(("name", "file_hosts", "address"), [
-    ("guest2", None, "127.40.0.2"),
-    ("primary3", None, "127.30.0.3"),
-    ("10.9.8.7", None, "10.9.8.7"),
-    ("::1", None, "::1"),
-    ("nowhere", None, None),
-    ("target", {"target": "127.1.1.1"}, "127.1.1.1"),
-    ("guest2", {"target": "127.1.1.1"}, None),  # the file is what counts
-    ("10.9.8.7", {}, "10.9.8.7"),
-])
+@pytest.mark.parametrize(
+    ("name", "file_hosts", "address"),
+    [
+        ("guest2", None, "127.40.0.2"),
+        ("primary3", None, "127.30.0.3"),
+        ("10.9.8.7", None, "10.9.8.7"),
+        ("::1", None, "::1"),
+        ("nowhere", None, None),
+        ("target", {"target": "127.1.1.1"}, "127.1.1.1"),
+        ("guest2", {"target": "127.1.1.1"}, None),  # the file is what counts
+        ("10.9.8.7", {}, "10.9.8.7"),
+    ],
+)
 def test_resolve(name: str, file_hosts: dict[str, str] | None, address: str | None) -> None:
     d = Driver(make("primary1"))
     args: dict[str, Any] = {"name": name} if file_hosts is None else {"name": name, "file_hosts": file_hosts}
     assert d.value("resolve", CD, **args) == address
 
 
-@pytest.mark.parametrize(("op", "args"), [("guest_nodes", {"domain": "guest1"}), ("resolve", {"name": "guest1"}),
-                                          ("cd_info", {})])
+@pytest.mark.parametrize(
+    ("op", "args"), [("guest_nodes", {"domain": "guest1"}), ("resolve", {"name": "guest1"}), ("cd_info", {})]
+)
 @pytest.mark.parametrize("caller", [None, CD])
-def test_control_domain_operations_are_not_available_on_a_guest(op: str, args: dict[str, Any],
-                                                                caller: str | None) -> None:
+def test_control_domain_operations_are_not_available_on_a_guest(
+    op: str, args: dict[str, Any], caller: str | None
+) -> None:
     a = Driver(make("guest1")).ask(op, caller, **args)
     assert (a.ok, a.code, a.error) == (False, codes.NOT_AVAILABLE, "guest1 is not a control domain")
 
 
-@pytest.mark.parametrize(("op", "caller", "args"), [
-    ("sdtool", None, {"flag": "-s"}), ("clsnmpsetup_l", None, {}), ("hvdisp", None, {}),
-    ("sf_stop", CD, {}), ("sf_start", CD, {}), ("sf_test", CD, {}), ("sf_entry", CD, {"node": CP1}),
-    ("sf_wait", CD, {"seconds": 5}), ("set_sf_entry", CD, {"entry": entry_args(M10_3), "weight": 1}),
-])
-def test_sf_operations_are_not_available_on_a_control_domain(op: str, caller: str | None,
-                                                             args: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("op", "caller", "args"),
+    [
+        ("sdtool", None, {"flag": "-s"}),
+        ("clsnmpsetup_l", None, {}),
+        ("hvdisp", None, {}),
+        ("sf_stop", CD, {}),
+        ("sf_start", CD, {}),
+        ("sf_test", CD, {}),
+        ("sf_entry", CD, {"node": CP1}),
+        ("sf_wait", CD, {"seconds": 5}),
+        ("set_sf_entry", CD, {"entry": entry_args(M10_3), "weight": 1}),
+    ],
+)
+def test_sf_operations_are_not_available_on_a_control_domain(op: str, caller: str | None, args: dict[str, Any]) -> None:
     d, _ = joined("primary1")
     a = d.ask(op, caller, **args)
     assert (a.ok, a.code, a.error) == (False, codes.NOT_AVAILABLE, messages.no_sf_here("primary1"))
@@ -1378,21 +1558,50 @@ def test_sf_operations_are_not_available_on_a_control_domain(op: str, caller: st
 
 # the channels of every operation (node_ops.OPERATIONS), written out
 LOCAL_ONLY = {"cftool_n", "cftool_k", "cfset_a", "cfset_r", "sdtool", "clsnmpsetup_l", "hvdisp", "status"}
-REMOTE_ONLY = {"node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start", "set_sf_entry",
-               "sf_wait", "clear_record"}
-BOTH = {"guest_nodes", "resolve", "cd_info", "cf_sample", "widen", "narrow", "clock_align", "xscf_check",
-        "sf_test", "sf_entry"}
+REMOTE_ONLY = {
+    "node_status",
+    "record_timeout",
+    "set_timeout",
+    "window",
+    "sf_stop",
+    "sf_start",
+    "set_sf_entry",
+    "sf_wait",
+    "clear_record",
+}
+BOTH = {
+    "guest_nodes",
+    "resolve",
+    "cd_info",
+    "cf_sample",
+    "widen",
+    "narrow",
+    "clock_align",
+    "xscf_check",
+    "sf_test",
+    "sf_entry",
+}
 
 
 def test_operation_channels() -> None:
-    assert OPERATIONS == {**dict.fromkeys(LOCAL_ONLY, frozenset({LOCAL})),
-                          **dict.fromkeys(REMOTE_ONLY, frozenset({REMOTE})),
-                          **dict.fromkeys(BOTH, frozenset({LOCAL, REMOTE}))}
+    assert OPERATIONS == {
+        **dict.fromkeys(LOCAL_ONLY, frozenset({LOCAL})),
+        **dict.fromkeys(REMOTE_ONLY, frozenset({REMOTE})),
+        **dict.fromkeys(BOTH, frozenset({LOCAL, REMOTE})),
+    }
 
 
-@pytest.mark.parametrize(("op", "caller"), [*((op, CD) for op in sorted(LOCAL_ONLY)),
-                                            *((op, None) for op in sorted(REMOTE_ONLY)),
-                                            ("bogus", None), ("bogus", CD), ("_operation", None), ("", CD)])
+@pytest.mark.parametrize(
+    ("op", "caller"),
+    [
+        *((op, CD) for op in sorted(LOCAL_ONLY)),
+        *((op, None) for op in sorted(REMOTE_ONLY)),
+        ("bogus", None),
+        ("bogus", CD),
+        ("_operation", None),
+        ("", CD),
+    ],
+)
 def test_an_operation_on_the_wrong_channel_is_unknown(op: str, caller: str | None) -> None:
     d, _ = joined("guest1")
     before = d.node.disk.snapshot()
@@ -1413,11 +1622,19 @@ def test_a_remote_caller_that_is_not_a_control_domain_is_forbidden(caller: str, 
 
 def _good_args(host: str) -> dict[str, dict[str, Any]]:
     me = TOPO.node_spec(host)
-    return {"cftool_k": {"node": me.peers[0]}, "sdtool": {"flag": "-s"}, "set_timeout": {"seconds": 600},
-            "window": {"open": True}, "set_sf_entry": {"entry": entry_args(M10_3), "weight": 1},
-            "sf_wait": {"seconds": 5, "node": G2}, "guest_nodes": {"domain": "guest1"},
-            "resolve": {"name": "guest1"}, "widen": {"peers": list(me.peers), "seconds": 600, "lease": 60},
-            "xscf_check": {"lan0": "127.0.0.1", "lan1": "127.0.0.2"}, "sf_entry": {"node": G2}}
+    return {
+        "cftool_k": {"node": me.peers[0]},
+        "sdtool": {"flag": "-s"},
+        "set_timeout": {"seconds": 600},
+        "window": {"open": True},
+        "set_sf_entry": {"entry": entry_args(M10_3), "weight": 1},
+        "sf_wait": {"seconds": 5, "node": G2},
+        "guest_nodes": {"domain": "guest1"},
+        "resolve": {"name": "guest1"},
+        "widen": {"peers": list(me.peers), "seconds": 600, "lease": 60},
+        "xscf_check": {"lan0": "127.0.0.1", "lan1": "127.0.0.2"},
+        "sf_entry": {"node": G2},
+    }
 
 
 @pytest.mark.parametrize("host", ["guest1", "primary1"])
@@ -1437,10 +1654,17 @@ def test_every_operation_request_gets_exactly_one_answer(host: str, op: str) -> 
 
 # ==== 6. what is ignored ========================================================================
 @pytest.mark.parametrize("sender", ["cfprimary1", G1, "stranger", ""])
-@pytest.mark.parametrize("message", [
-    JoinRequest(3), JoinAnswer(True, "", 3), JoinAnswer(False, "no", 3), Heartbeat(PEER_INC, EPOCH + 99.0, 1.0),
-    Elimination(G2), AppState("app1", G2, True),
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        JoinRequest(3),
+        JoinAnswer(True, "", 3),
+        JoinAnswer(False, "no", 3),
+        Heartbeat(PEER_INC, EPOCH + 99.0, 1.0),
+        Elimination(G2),
+        AppState("app1", G2, True),
+    ],
+)
 def test_messages_from_a_non_peer_are_ignored(sender: str, message: Any) -> None:
     d = Driver(make("guest1"))
     d.feed(NodeStarted())

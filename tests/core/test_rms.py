@@ -32,14 +32,17 @@ WRP35 = "(WRP, 35) Cluster host b is no longer in time sync with local node. San
 FURTHER = "Further out-of-sync messages will appear in the syslog."
 
 
-def mk(me: str, apps=(AppSpec("app1", NODES),), up=(), **kw) -> Rms:
+APP1 = (AppSpec("app1", NODES),)
+
+
+def mk(me: str, apps=APP1, up=(), **kw) -> Rms:
     r = Rms(me, NODES, apps, settle=SETTLE, **kw)
     for n in up:
         assert r.handle(0.0, PeerNodeStateChanged(n, UP)) == []
     return r
 
 
-def started(me: str, apps=(AppSpec("app1", NODES),), up=(), **kw) -> Rms:
+def started(me: str, apps=APP1, up=(), **kw) -> Rms:
     """An Rms that has started and settled at t=SETTLE (effects discarded)."""
     r = mk(me, apps, up, **kw)
     r.handle(0.0, RmsStarted())
@@ -353,7 +356,9 @@ def test_late_tick_emits_once_and_reschedules_from_now():
     assert r.next_deadline() == 560.0
 
 
-@pytest.mark.parametrize("offset, out_of_sync", [(5.0, False), (-5.0, False), (5.001, True), (-5.001, True), (0.0, False)])
+@pytest.mark.parametrize(
+    "offset, out_of_sync", [(5.0, False), (-5.0, False), (5.001, True), (-5.001, True), (0.0, False)]
+)
 def test_threshold_boundary(offset, out_of_sync):
     r = started("a", up=("b",), sync_threshold=5.0)
     assert bool(clock(r, 10.0, offset)) == out_of_sync

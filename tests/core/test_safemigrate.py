@@ -15,10 +15,16 @@ from clovm.core import migration as mig
 from clovm.core import safemigrate as sm
 
 NODES = ("cfguest1", "cfguest2", "cfguest3")
-CDS = {"primary1": ("127.30.0.1", "m10-1", 0, 1), "primary2": ("127.30.0.2", "m10-2", 0, 1),
-       "primary3": ("127.30.0.3", "m10-3", 1, 2)}
-LANS = {"m10-1": ("127.20.30.71", "127.20.40.71"), "m10-2": ("127.20.30.72", "127.20.40.72"),
-        "m10-3": ("127.20.30.73", "127.20.40.73")}
+CDS = {
+    "primary1": ("127.30.0.1", "m10-1", 0, 1),
+    "primary2": ("127.30.0.2", "m10-2", 0, 1),
+    "primary3": ("127.30.0.3", "m10-3", 1, 2),
+}
+LANS = {
+    "m10-1": ("127.20.30.71", "127.20.40.71"),
+    "m10-2": ("127.20.30.72", "127.20.40.72"),
+    "m10-3": ("127.20.30.73", "127.20.40.73"),
+}
 PHASES = ["pre-copy", "pre-copy", "suspend", "hand-off"]
 
 
@@ -26,9 +32,23 @@ class FakeDC:
     def __init__(self, outcome: str = "migrated") -> None:
         self.outcome = outcome
         self.now = 0.0
-        self.where = {"primary1": {"guest1": "active"}, "primary2": {"guest2": "active"}, "primary3": {"guest3": "active"}}
-        self.nodes = {cf: {"timeout": 10, "sf": "running", "record": None, "window": False, "widened": {},
-                           "entry": self.cd_entry("primary" + cf[-1]), "state": "UP"} for cf in NODES}
+        self.where = {
+            "primary1": {"guest1": "active"},
+            "primary2": {"guest2": "active"},
+            "primary3": {"guest3": "active"},
+        }
+        self.nodes = {
+            cf: {
+                "timeout": 10,
+                "sf": "running",
+                "record": None,
+                "window": False,
+                "widened": {},
+                "entry": self.cd_entry("primary" + cf[-1]),
+                "state": "UP",
+            }
+            for cf in NODES
+        }
         self.spconfigs = {h: ["factory-default", "config1"] for h in CDS}
         self.current = {h: "config1" for h in CDS}
         self.migration: dict | None = None  # {"step": i, "started": bool}
@@ -45,13 +65,19 @@ class FakeDC:
 
     @staticmethod
     def cd_entry(host: str) -> dict:
-        addr, server, ppar, w = CDS[host]
+        _addr, server, ppar, _w = CDS[host]
         return {"lan0": LANS[server][0], "lan1": LANS[server][1], "ppar_id": ppar}
 
     def cd_info(self, host: str) -> dict:
-        addr, server, ppar, w = CDS[host]
-        return {"host": host, "server": server, "ppar": ppar, "lan0": LANS[server][0], "lan1": LANS[server][1],
-                "sf_weight": w}
+        _addr, server, ppar, w = CDS[host]
+        return {
+            "host": host,
+            "server": server,
+            "ppar": ppar,
+            "lan0": LANS[server][0],
+            "lan1": LANS[server][1],
+            "sf_weight": w,
+        }
 
     def domain_where(self, host: str, domain: str = "guest2") -> dict | None:
         st = self.where[host].get(domain)
@@ -93,8 +119,11 @@ class FakeDC:
             return {"rc": 0, "stdout": f"NAME STATE FLAGS\n{argv[1]} {st} -n----\n", "stderr": ""}
         if cmd == "list-spconfig":
             names = self.spconfigs[host]
-            return {"rc": 0, "stdout": "".join(f"{n} [current]\n" if n == self.current[host] else f"{n}\n"
-                                               for n in names), "stderr": ""}
+            return {
+                "rc": 0,
+                "stdout": "".join(f"{n} [current]\n" if n == self.current[host] else f"{n}\n" for n in names),
+                "stderr": "",
+            }
         if cmd == "migrate-domain":
             assert "-n" in argv
             return ok if self.room else {"rc": 1, "stdout": "", "stderr": "Insufficient memory on target\n"}
@@ -118,12 +147,18 @@ class FakeDC:
             state = "DOWN" if (self.nodes[p]["state"] == "DOWN" and self.down_seen) else "UP"
             t = n["widened"].get(p, n["timeout"])
             peers[p] = {"state": state, "gap": 0.5, "timeout": t, "widened": p in n["widened"]}
-        return {"t": self.now, "state": n["state"], "sf": n["sf"], "peers": peers,
-                "clock_diff": {p: self.clock_diff for p in peers}, "rms_busy": False}
+        return {
+            "t": self.now,
+            "state": n["state"],
+            "sf": n["sf"],
+            "peers": peers,
+            "clock_diff": {p: self.clock_diff for p in peers},
+            "rms_busy": False,
+        }
 
     def answer(self, c: mig.Call) -> mig.CallReturned:
         self.calls.append((c.target, c.op))
-        ok = lambda v=None: mig.CallReturned(c.call_id, True, v)  # noqa: E731
+        ok = lambda v=None: mig.CallReturned(c.call_id, True, v)
         a, t = c.args, c.target
         if t in self.nodes and self.nodes[t]["state"] == "DOWN" and c.op != "x":
             return mig.CallReturned(c.call_id, False, None, "timeout")
@@ -138,8 +173,13 @@ class FakeDC:
                 host = next((h for h, v in CDS.items() if t in (h, v[0])), None)
                 return ok(self.cd_info(host))
             case "guest_nodes":
-                return ok({"node": "cfguest2", "nodes": list(NODES),
-                           "domains": {"cfguest1": "guest1", "cfguest2": "guest2", "cfguest3": "guest3"}})
+                return ok(
+                    {
+                        "node": "cfguest2",
+                        "nodes": list(NODES),
+                        "domains": {"cfguest1": "guest1", "cfguest2": "guest2", "cfguest3": "guest3"},
+                    }
+                )
             case "control_domains":
                 return ok([{"host": h, "address": v[0]} for h, v in CDS.items()])
             case "activity":
@@ -170,8 +210,11 @@ class FakeDC:
             case "sf_test":
                 return ok()
             case "sf_wait":
-                rows = [[h, ag, "Idle", "Unknown", "TestWorked", "InitWorked"] for h in NODES
-                        for ag in ("SA_xscfsnmpg0p", "SA_xscfsnmpg1p", "SA_xscfsnmpg0r", "SA_xscfsnmpg1r")]
+                rows = [
+                    [h, ag, "Idle", "Unknown", "TestWorked", "InitWorked"]
+                    for h in NODES
+                    for ag in ("SA_xscfsnmpg0p", "SA_xscfsnmpg1p", "SA_xscfsnmpg0r", "SA_xscfsnmpg1r")
+                ]
                 return ok(rows)
         n = self.nodes[t]
         self.changes.append((t, c.op, tuple(sorted((k, str(v)) for k, v in a.items()))))
@@ -244,14 +287,27 @@ def test_happy_path_prepares_migrates_completes_and_proves():
     assert ("cfguest3", "sf_stop", ()) in dc.changes
     assert dc.aligned == ["cfguest2"]
     assert j["step"] == "done" and j["result"] == "ok" and j["outcome"] == "migrated"
-    assert [c["name"] for c in j["proof"]] == ["one running instance", "SF entries", "fresh SF test", "timeouts",
-                                              "cluster", "configuration saved"]
+    assert [c["name"] for c in j["proof"]] == [
+        "one running instance",
+        "SF entries",
+        "fresh SF test",
+        "timeouts",
+        "cluster",
+        "configuration saved",
+    ]
     assert all(c["ok"] for c in j["proof"])
     assert [p["phase"] for p in j["progress"]] == ["pre-copy", "pre-copy", "suspend", "hand-off", "done"]
     assert {s["node"] for s in j["samples"]} == set(NODES)
     assert [(e["step"], e["what"]) for e in j["events"] if e["what"] != "note"] == [
-        ("prepare", "begin"), ("prepare", "done"), ("migrate", "begin"), ("migrate", "done"),
-        ("complete", "begin"), ("complete", "done"), ("prove", "begin"), ("prove", "done")]
+        ("prepare", "begin"),
+        ("prepare", "done"),
+        ("migrate", "begin"),
+        ("migrate", "done"),
+        ("complete", "begin"),
+        ("complete", "done"),
+        ("prove", "begin"),
+        ("prove", "done"),
+    ]
     assert any("preflight passed" in p for p in prints)
     assert "primary2 # ldm migrate-domain -c guest2 primary3" in prints
 
@@ -264,22 +320,31 @@ def test_suspended_node_is_not_sampled_while_suspended():
     assert during and all(times.get(s["t"]) not in ("suspend", "hand-off") for s in during)
 
 
-@pytest.mark.parametrize("knob, needle", [
-    (lambda dc: setattr(dc, "known_host", False), "first SSH connection to the XSCF of m10-3"),
-    (lambda dc: setattr(dc, "snmp", False), "does not answer SNMP on LAN#0"),
-    (lambda dc: setattr(dc, "room", False), "primary3 cannot take guest2: Insufficient memory"),
-    (lambda dc: setattr(dc, "clock_diff", 9.0), "differ by 9.0 s"),
-    (lambda dc: dc.spconfigs["primary3"].extend(["a", "b", "c", "d", "e", "f"]), "ldm remove-spconfig NAME"),
-    (lambda dc: dc.spconfigs["primary2"].append("config_tmp"), "ldm remove-spconfig config_tmp"),
-    (lambda dc: dc.nodes["cfguest3"].update(sf="stopped"), "sdtool -b"),
-    (lambda dc: dc.nodes["cfguest1"].update(record=10), "clovmmigrate -p is in force on cfguest1"),
-    (lambda dc: dc.journals["primary1"].append("guest1"), "a migration of guest1 is in progress or recorded on primary1"),
-    (lambda dc: dc.journals["primary3"].append("other"), "a migration of other is in progress or recorded on primary3"),
-])
+@pytest.mark.parametrize(
+    "knob, needle",
+    [
+        (lambda dc: setattr(dc, "known_host", False), "first SSH connection to the XSCF of m10-3"),
+        (lambda dc: setattr(dc, "snmp", False), "does not answer SNMP on LAN#0"),
+        (lambda dc: setattr(dc, "room", False), "primary3 cannot take guest2: Insufficient memory"),
+        (lambda dc: setattr(dc, "clock_diff", 9.0), "differ by 9.0 s"),
+        (lambda dc: dc.spconfigs["primary3"].extend(["a", "b", "c", "d", "e", "f"]), "ldm remove-spconfig NAME"),
+        (lambda dc: dc.spconfigs["primary2"].append("config_tmp"), "ldm remove-spconfig config_tmp"),
+        (lambda dc: dc.nodes["cfguest3"].update(sf="stopped"), "sdtool -b"),
+        (lambda dc: dc.nodes["cfguest1"].update(record=10), "clovmmigrate -p is in force on cfguest1"),
+        (
+            lambda dc: dc.journals["primary1"].append("guest1"),
+            "a migration of guest1 is in progress or recorded on primary1",
+        ),
+        (
+            lambda dc: dc.journals["primary3"].append("other"),
+            "a migration of other is in progress or recorded on primary3",
+        ),
+    ],
+)
 def test_preflight_refuses_each_problem_with_remedy_and_changes_nothing(knob, needle):
     dc = FakeDC()
     knob(dc)
-    fin, prints, j, persists = run(dc, REQ)
+    fin, _prints, j, persists = run(dc, REQ)
     assert fin.rc == sm.RC_REFUSED and fin.code == "PREFLIGHT_FAILED"
     assert needle in fin.message and "nothing was changed" in fin.message
     assert dc.changes == [] and persists == 0 and j is None
@@ -302,11 +367,14 @@ def test_an_unrelated_journal_elsewhere_does_not_block():
     assert fin.rc == 0
 
 
-@pytest.mark.parametrize("req, code", [
-    (sm.MigrateRequest("guest9", "primary2", "primary3"), "DOMAIN_NOT_HOSTED"),
-    (sm.MigrateRequest("guest2", "primary2", "nowhere"), "TARGET_UNRESOLVED"),
-    (sm.MigrateRequest("guest2", "primary2", "primary2"), "SAME_HOST"),
-])
+@pytest.mark.parametrize(
+    "req, code",
+    [
+        (sm.MigrateRequest("guest9", "primary2", "primary3"), "DOMAIN_NOT_HOSTED"),
+        (sm.MigrateRequest("guest2", "primary2", "nowhere"), "TARGET_UNRESOLVED"),
+        (sm.MigrateRequest("guest2", "primary2", "primary2"), "SAME_HOST"),
+    ],
+)
 def test_refusals_before_the_checks(req, code):
     dc = FakeDC()
     fin, *_ = run(dc, req)
@@ -322,7 +390,7 @@ def test_stopped_domain_is_refused():
 
 def test_dry_run_prints_the_plan_and_changes_nothing():
     dc = FakeDC()
-    fin, prints, j, persists = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", dry_run=True))
+    fin, prints, _j, persists = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", dry_run=True))
     assert fin.rc == 0 and "dry run" in fin.message
     assert any(p.startswith("  1 prepare") for p in prints) and any("2 migrate" in p for p in prints)
     assert dc.changes == [] and persists == 0
@@ -345,14 +413,19 @@ def test_stopped_guest_waits_until_down_starts_it_and_completes_to_source():
     assert ("primary2", "start-domain", "guest2") in dc.changes
     start = dc.changes.index(("primary2", "start-domain", "guest2"))
     assert dc.down_seen  # it was DOWN before it was started
-    assert [e["step"] for e in j["events"] if e["what"] == "begin"] == ["prepare", "migrate", "recover", "complete",
-                                                                          "prove"]
+    assert [e["step"] for e in j["events"] if e["what"] == "begin"] == [
+        "prepare",
+        "migrate",
+        "recover",
+        "complete",
+        "prove",
+    ]
     assert start < len(dc.changes) and j["complete_to"] == "primary2"
 
 
 def test_scoped_widens_only_the_migrating_node_and_keeps_sf_and_timeouts():
     dc = FakeDC()
-    fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
+    fin, prints, _j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
     assert fin.rc == 0, prints
     ops = [c for c in dc.changes if c[0] in NODES]
     assert not any(c[1] in ("set_timeout", "window") for c in ops)
@@ -400,8 +473,9 @@ def test_proof_failure_exits_4_and_keeps_the_journal_at_prove():
         if c.op == "sf_entry" and c.target == "cfguest3":
             return mig.CallReturned(c.call_id, True, FakeDC.cd_entry("primary2"))
         return r
+
     dc.answer = answer
-    fin, prints, j, _ = run(dc, REQ)
+    fin, _prints, j, _ = run(dc, REQ)
     assert fin.rc == mig.RC_FAILED and fin.code == "PROOF_FAILED" and "SF entries" in fin.message
     assert j["step"] == "prove" and j["result"] == "failed"
 
@@ -417,6 +491,7 @@ def test_proof_fails_on_a_widening_left_behind_not_on_an_effective_timeout_above
         for v in s["peers"].values():
             v["timeout"] = max(v["timeout"], 60)
         return s
+
     dc.sample = floored
     fin, prints, _, _ = run(dc, REQ)
     assert fin.rc == 0, prints
@@ -428,8 +503,9 @@ def test_proof_fails_on_a_widening_left_behind_not_on_an_effective_timeout_above
         if c.op == "narrow" and c.target == "cfguest1":
             return mig.CallReturned(c.call_id, True, None)  # says yes, narrows nothing
         return orig(c)
+
     dc.answer = answer
-    fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
+    fin, prints, _j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
     assert fin.rc == mig.RC_FAILED and fin.code == "PROOF_FAILED", prints
     assert any("cfguest1: 10 s, widened for cfguest2" in p for p in prints), prints
 
@@ -444,8 +520,9 @@ def test_scoped_narrowing_after_the_hand_off_is_best_effort_and_complete_narrows
             calls["n"] += 1
             return mig.CallReturned(c.call_id, False, None, "timeout")
         return orig(c)
+
     dc.answer = answer
-    fin, prints, j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
+    fin, prints, _j, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "primary3", scoped=True))
     assert fin.rc == 0, prints
     assert any("cfguest1 did not answer" in p for p in prints)
     assert all(not n["widened"] for n in dc.nodes.values())
@@ -459,6 +536,7 @@ def test_a_node_lost_during_the_run_stops_it_resumably_with_rc4_not_3():
         if c.target == "cfguest1" and dc.where["primary3"].get("guest2") == "active":
             return mig.CallReturned(c.call_id, False, None, "connection refused")
         return orig(c)
+
     dc.answer = answer
     fin, prints, j, _ = run(dc, REQ)
     assert fin.rc == mig.RC_FAILED and "clovm migrate --resume guest2" in fin.message
@@ -475,7 +553,7 @@ def test_every_journal_write_of_the_recovery_paths_survives_a_kill(outcome):
         dc = FakeDC(outcome)
         fin, _, j, _ = run(dc, REQ, kill_at_persist=k)
         assert fin is None
-        fin2, prints, j2, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "", resume=True), journal=j)
+        fin2, prints, _j2, _ = run(dc, sm.MigrateRequest("guest2", "primary2", "", resume=True), journal=j)
         assert fin2 is not None and fin2.rc == sm.RC_RESTORED, (outcome, k, j["step"], prints)
         assert dc.where["primary2"].get("guest2") == "active" and "guest2" not in dc.where["primary3"]
         assert all(n["timeout"] == 10 and n["record"] is None for n in dc.nodes.values())

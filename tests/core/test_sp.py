@@ -85,7 +85,10 @@ def test_domain_that_does_not_exist(req):
 
 @pytest.mark.parametrize(
     "req, effect, status",
-    [(DomainPanicRequested, PanicDomain, SpDomainStatus.PANIC), (DomainResetRequested, ResetDomain, SpDomainStatus.RESET)],
+    [
+        (DomainPanicRequested, PanicDomain, SpDomainStatus.PANIC),
+        (DomainResetRequested, ResetDomain, SpDomainStatus.RESET),
+    ],
 )
 def test_kill_running_known_domain(req, effect, status):
     x = xscf()

@@ -25,9 +25,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from clovm import formats, settings, topology
 from clovm.core import node as nodemod
@@ -82,9 +83,13 @@ class Observer:
         self.d = d
         self.seen: dict[tuple[str, str], int] = {}
 
-    def observe(self, logs: bool = True, hosts: tuple[str, ...] | None = None,
-                views: tuple[str, ...] = ("cftool -n", "sdtool -s", "hvdisp -a"),
-                unlogged: tuple[str, ...] = ()) -> dict[str, Any]:
+    def observe(
+        self,
+        logs: bool = True,
+        hosts: tuple[str, ...] | None = None,
+        views: tuple[str, ...] = ("cftool -n", "sdtool -s", "hvdisp -a"),
+        unlogged: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
         """What the nodes show now (``hosts``: only these; ``views``: only these tables; the new log
         lines of ``unlogged`` hosts are passed over)."""
         d, out = self.d, {}
@@ -107,7 +112,7 @@ class Observer:
                 continue
             for dest in ("messages", "switchlog"):
                 lines = d.logs(h.name, dest)
-                new = lines[self.seen.get((h.name, dest), 0):]
+                new = lines[self.seen.get((h.name, dest), 0) :]
                 self.seen[(h.name, dest)] = len(lines)
                 if logs and new and h.name not in unlogged:
                     out[f"{h.name} {dest}"] = sorted(normalise(x) for x in new)
@@ -135,6 +140,7 @@ def settled(d: Driver, down: tuple[str, ...] = ()) -> Callable[[], bool]:
                     return False
         apps = [r for h in live if h.name in guests for r in d.ask(h.name, "hvdisp") if r[1] == "userApplication"]
         return all(any(r[0] == a.name and r[3] == "Online" for r in apps) for a in d.topo.apps)
+
     return check
 
 
@@ -218,12 +224,14 @@ class _SimPeer:
 
     def wait_for(self, kind: type, within: float) -> Any:
         """The first message of ``kind`` sent to us (earlier ones of other kinds are dropped)."""
+
         def first() -> Any:
             while self.inbox:
                 _, m = self.inbox.pop(0)
                 if isinstance(m, kind):
                     return m
             return None
+
         found: list[Any] = []
         self.d.until(lambda: bool(found) or found.append(first()) or bool(found[-1]), within)
         return next((m for m in found if m is not None), None)
@@ -247,8 +255,13 @@ class RuntimeDriver:
             raise RuntimeError(f"clovm up failed: {r.stdout}{r.stderr}")
 
     def clovm(self, cmd: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "clovm.cli.main", cmd, "--home", str(self.home), *args],
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "clovm.cli.main", cmd, "--home", str(self.home), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def down(self) -> None:
         self.clovm("down", timeout=60)

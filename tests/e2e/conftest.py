@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+
 from helpers import WaitTimeout, wait_until
 from xdist_net import net
 
@@ -28,8 +29,14 @@ TIME_SCALE = "10"
 
 def clovm(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run ``clovm ARGS`` (this interpreter) and capture its output."""
-    return subprocess.run([sys.executable, "-m", "clovm.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, check=check, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def processes_mentioning(text: str) -> dict[int, str]:

@@ -41,9 +41,10 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from conftest import Datacenter, poll
 from test_migrate import cmigrate
 from test_procedure import DC, GUESTS
+
+from conftest import Datacenter, poll
 from xdist_net import net
 
 PHASES = ("prepare", "pre-copy", "suspend", "hand-off", "complete")
@@ -55,8 +56,9 @@ def small_topology(root: Path) -> str:
     """figure-17-1 with a small, quickly migrated guest2 (see the module docstring)."""
     text = (resources.files("clovm.topologies") / "figure-17-1.toml").read_text()
     head, sep, tail = text.partition('name = "guest2"')
-    tail = tail.replace("memory_mb = 8192", "memory_mb = 1024", 1).replace("dirty_rate_mb_s = 2000",
-                                                                              "dirty_rate_mb_s = 400", 1)
+    tail = tail.replace("memory_mb = 8192", "memory_mb = 1024", 1).replace(
+        "dirty_rate_mb_s = 2000", "dirty_rate_mb_s = 400", 1
+    )
     path = root / "figure-17-1-small.toml"
     path.write_text(head + sep + tail)
     return str(path)
@@ -95,18 +97,34 @@ CLSNMPSETUP = "/etc/opt/FJSVcluster/bin/clsnmpsetup"
 def snapshot(d: DC) -> dict:
     """``clovm status`` and every command the checks read, run in one interpreter (an e2e check
     through ``clovm exec`` costs an interpreter start per command)."""
-    cmds = ([[cd, ["ldm", "list"]] for cd in CDS] + [[cd, ["ldm", "list-spconfig"]] for cd in CDS]
-            + [[h, ["cftool", "-n"]] for h in ("primary1", *GUESTS)]
-            + [[g, ["cfset", "-a"]] for g in GUESTS] + [[g, [CLSNMPSETUP, "-l"]] for g in GUESTS]
-            + [[g, [SDTOOL, "-s"]] for g in GUESTS])
-    r = subprocess.run([sys.executable, "-c", _BATCH, str(d.home)], input=json.dumps(cmds), capture_output=True,
-                       text=True, timeout=60, check=False)
+    cmds = (
+        [[cd, ["ldm", "list"]] for cd in CDS]
+        + [[cd, ["ldm", "list-spconfig"]] for cd in CDS]
+        + [[h, ["cftool", "-n"]] for h in ("primary1", *GUESTS)]
+        + [[g, ["cfset", "-a"]] for g in GUESTS]
+        + [[g, [CLSNMPSETUP, "-l"]] for g in GUESTS]
+        + [[g, [SDTOOL, "-s"]] for g in GUESTS]
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", _BATCH, str(d.home)],
+        input=json.dumps(cmds),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     v = json.loads(r.stdout)
     outs = [c[1] for c in v["commands"]]
-    snap: dict = {"status": v["status"], "ldm": dict(zip(CDS, outs[0:3])), "spconfig": dict(zip(CDS, outs[3:6])),
-                  "cftool": dict(zip(("primary1", *GUESTS), outs[6:9])), "cfset": dict(zip(GUESTS, outs[9:11])),
-                  "snmp": dict(zip(GUESTS, outs[11:13])), "sdtool": dict(zip(GUESTS, outs[13:15]))}
+    snap: dict = {
+        "status": v["status"],
+        "ldm": dict(zip(CDS, outs[0:3])),
+        "spconfig": dict(zip(CDS, outs[3:6])),
+        "cftool": dict(zip(("primary1", *GUESTS), outs[6:9])),
+        "cfset": dict(zip(GUESTS, outs[9:11])),
+        "snmp": dict(zip(GUESTS, outs[11:13])),
+        "sdtool": dict(zip(GUESTS, outs[13:15])),
+    }
     return snap
 
 
@@ -189,8 +207,9 @@ def run_cell(d: DC, victim: tuple[str, str] | None, point: str, env_point: str |
     return f"{outcome} ({', '.join(steps)}; {time.monotonic() - t0:.1f} s)"
 
 
-def run_row(datacenter: Callable[..., Datacenter], root: Path, row: str,
-            victim: tuple[str, str] | None, points: dict[str, str]) -> dict[str, str]:
+def run_row(
+    datacenter: Callable[..., Datacenter], root: Path, row: str, victim: tuple[str, str] | None, points: dict[str, str]
+) -> dict[str, str]:
     d = bring_up_small(datacenter, root, "".join(w[0] for w in row.split()))  # (AF_UNIX paths are short)
     first = snapshot(d)
     configs = {cd: spconfig_names(first, cd) for cd in CDS}

@@ -71,8 +71,10 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "clovm fault clock m10-3 +30",
         "clovmmigrate: guest2 (cfguest2) now runs on primary3 (PPAR-ID 1)",
         "guest1 switchlog:",
-        "(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node. "
-        "Sane operation of RMS can no longer be guaranteed.",
+        (
+            "(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node. "
+            "Sane operation of RMS can no longer be guaranteed."
+        ),
         "Further out-of-sync messages will appear in the syslog.",
         "(WRP, 35) Cluster host cfguest2 is no longer in time sync",
         "clovm fault clock m10-3 -30",
@@ -91,8 +93,13 @@ EXPECTED: dict[str, tuple[str, ...]] = {
 def run_scenario(tmp_path: Path, name: str) -> str:
     """Run the scenario; assert rc 0, every check held, and its lines in order. Returns stdout."""
     topo = worker_topology(tmp_path, "figure-17-1")
-    r = subprocess.run([sys.executable, "-m", "clovm.cli.main", "demo", "--scenario", name, "--topology", str(topo)],
-                       capture_output=True, text=True, timeout=200, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", "demo", "--scenario", name, "--topology", str(topo)],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        stdin=subprocess.DEVNULL,
+    )
     out = r.stdout
     assert r.returncode == 0, out[-4000:] + r.stderr[-2000:]
     last = out.strip().splitlines()[-1]
@@ -101,6 +108,6 @@ def run_scenario(tmp_path: Path, name: str) -> str:
     at = 0
     for line in EXPECTED[name]:
         found = out.find(line, at)
-        assert found >= 0, f"{name}: {line!r} missing after offset {at}:\n{out[at:at + 3000]}"
+        assert found >= 0, f"{name}: {line!r} missing after offset {at}:\n{out[at : at + 3000]}"
         at = found + len(line)
     return out

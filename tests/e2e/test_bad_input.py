@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_procedure import DC, wait_healthy
 
 from conftest import Datacenter, clovm, worker_topology
-from test_procedure import DC, wait_healthy
 from xdist_net import net
 
 MIGRATE = "/etc/opt/FJSVcluster/bin/clovmmigrate"
@@ -40,8 +40,11 @@ def snapshot(home: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(home):
         rel_dir = os.path.relpath(dirpath, home)
-        dirnames[:] = [d for d in dirnames if not any(os.path.join(rel_dir, d).endswith(s) for s in SKIP_DIRS)
-                       and os.path.join(rel_dir, d) != "log"]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if not any(os.path.join(rel_dir, d).endswith(s) for s in SKIP_DIRS) and os.path.join(rel_dir, d) != "log"
+        ]
         for f in filenames:
             p = Path(dirpath) / f
             rel = os.path.normpath(os.path.join(rel_dir, f))
@@ -53,9 +56,11 @@ def snapshot(home: Path) -> dict[str, str]:
 
 
 def _diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return ([f"added {p}" for p in sorted(after.keys() - before.keys())]
-            + [f"removed {p}" for p in sorted(before.keys() - after.keys())]
-            + [f"changed {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]])
+    return (
+        [f"added {p}" for p in sorted(after.keys() - before.keys())]
+        + [f"removed {p}" for p in sorted(before.keys() - after.keys())]
+        + [f"changed {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]]
+    )
 
 
 def outside_files(root: Path) -> set[str]:
@@ -176,15 +181,17 @@ def test_bad_input_without_a_datacenter(tmp_path: Path, case: str, args: list[st
     invalid = text.replace(net('address = "127.40.0.2"'), net('address = "127.40.0.1"'))
     assert invalid != text
     files["invalid"].write_text(invalid)
-    files["pathnames"].write_text(text.replace('name = "guest2"', 'name = "../guest2"')
-                                  .replace('"guest2"', '"../guest2"'))
+    files["pathnames"].write_text(
+        text.replace('name = "guest2"', 'name = "../guest2"').replace('"guest2"', '"../guest2"')
+    )
     files["notjson"].write_text("{not json")
     files["notajournal"].write_text(json.dumps([1, 2, 3]))
     args = [a.format(home=home, **{k: str(v) for k, v in files.items()}) for a in args]
     before, around = snapshot(home), outside_files(tmp_path)
     try:
-        r = clovm(args[0], *(["--home", str(home)] if args[0] not in ("timeline", "sim") else []), *args[1:],
-                  timeout=60)
+        r = clovm(
+            args[0], *(["--home", str(home)] if args[0] not in ("timeline", "sim") else []), *args[1:], timeout=60
+        )
     finally:
         if args[0] == "up":  # (should it have come up after all: the failure is the test's, not the next one's)
             clovm("down", "--home", str(home), timeout=60)
@@ -209,8 +216,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("case", "args", "words"), PRODUCT, ids=[c[0] for c in PRODUCT])
-def test_bad_input_on_a_running_datacenter(running: tuple[Path, Path], case: str, args: list[str],
-                                           words: list[str]) -> None:
+def test_bad_input_on_a_running_datacenter(
+    running: tuple[Path, Path], case: str, args: list[str], words: list[str]
+) -> None:
     root, home = running
     before, around = snapshot(home), outside_files(root.parent)
     r = clovm(args[0], "--home", str(home), *args[1:], timeout=60)
@@ -220,8 +228,9 @@ def test_bad_input_on_a_running_datacenter(running: tuple[Path, Path], case: str
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("which", ["cluster.config", "SA_xscfsnmp.cfg", "rcsd.cfg", "journal", "migrate-journal",
-                                   "clovmmigrate.conf"])
+@pytest.mark.parametrize(
+    "which", ["cluster.config", "SA_xscfsnmp.cfg", "rcsd.cfg", "journal", "migrate-journal", "clovmmigrate.conf"]
+)
 def test_broken_product_files_are_named_and_changed_by_nobody(running: tuple[Path, Path], which: str) -> None:
     _, home = running
     g1 = home / "hosts" / "guest1"
@@ -230,12 +239,18 @@ def test_broken_product_files_are_named_and_changed_by_nobody(running: tuple[Pat
         "cluster.config": (g1 / "etc/default/cluster.config", ["exec", "guest1", "--", CFSET, "-r"]),
         "SA_xscfsnmp.cfg": (g1 / "etc/opt/SMAW/SMAWsf/SA_xscfsnmp.cfg", ["exec", "guest1", "--", CLSNMPSETUP, "-l"]),
         "rcsd.cfg": (g1 / "etc/opt/SMAW/SMAWsf/rcsd.cfg", ["exec", "guest1", "--", SDTOOL, "-r"]),
-        "journal": (p2 / "var/opt/FJSVcluster/clovmmigrate/guest2.journal.json",
-                    ["exec", "primary2", "--", MIGRATE, "-u", "guest2", "primary2"]),
-        "migrate-journal": (p2 / "var/opt/FJSVcluster/clovmmigrate/guest2.migrate.json",
-                            ["exec", "primary2", "--", "clovm", "migrate", "--resume", "guest2"]),
-        "clovmmigrate.conf": (p2 / "etc/opt/FJSVcluster/etc/clovmmigrate.conf",
-                              ["exec", "primary2", "--", MIGRATE, "-p", "guest2"]),
+        "journal": (
+            p2 / "var/opt/FJSVcluster/clovmmigrate/guest2.journal.json",
+            ["exec", "primary2", "--", MIGRATE, "-u", "guest2", "primary2"],
+        ),
+        "migrate-journal": (
+            p2 / "var/opt/FJSVcluster/clovmmigrate/guest2.migrate.json",
+            ["exec", "primary2", "--", "clovm", "migrate", "--resume", "guest2"],
+        ),
+        "clovmmigrate.conf": (
+            p2 / "etc/opt/FJSVcluster/etc/clovmmigrate.conf",
+            ["exec", "primary2", "--", MIGRATE, "-p", "guest2"],
+        ),
     }[which]
     old = path.read_bytes() if path.exists() else None
     made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]

@@ -27,25 +27,31 @@ Each test below compares one checkpoint between the two drivers. The cases, in o
 
 from __future__ import annotations
 
-import re
 import subprocess
-import sys
+from collections.abc import Iterator
 from importlib import resources
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from conformance import Driver, Observer, RuntimeDriver, SimDriver, settled
 
 from clovm.core import node as nodemod
-
-from conformance import Driver, Observer, RuntimeDriver, SimDriver, settled
 from conftest import processes_mentioning
 from xdist_net import net
 
 SCALE = 10.0
 ALL = ("cftool -n", "sdtool -s", "hvdisp -a")
-CASES = ["boot", "prepare_migrate_update", "split_brain", "rejoin", "message_7245", "wrp_34_35", "wrp_silence",
-         "heartbeat_loss", "join_answer_incarnation"]
+CASES = [
+    "boot",
+    "prepare_migrate_update",
+    "split_brain",
+    "rejoin",
+    "message_7245",
+    "wrp_34_35",
+    "wrp_silence",
+    "heartbeat_loss",
+    "join_answer_incarnation",
+]
 
 
 def conformance_topology() -> str:
@@ -61,8 +67,13 @@ def script(d: Driver) -> dict[str, Any]:
     """The cases, in order; what each checkpoint saw (and facts each case must show by itself)."""
     obs, seen = Observer(d), {}
 
-    def checkpoint(name: str, hosts: tuple[str, ...] | None = None, views: tuple[str, ...] = ALL,
-                   unlogged: tuple[str, ...] = (), **extra: Any) -> None:
+    def checkpoint(
+        name: str,
+        hosts: tuple[str, ...] | None = None,
+        views: tuple[str, ...] = ALL,
+        unlogged: tuple[str, ...] = (),
+        **extra: Any,
+    ) -> None:
         seen[name] = {**obs.observe(logs=name != "boot", hosts=hosts, views=views, unlogged=unlogged), **extra}
 
     assert d.until(settled(d), 120.0), "the datacenter did not settle after boot"
@@ -132,9 +143,13 @@ def script(d: Driver) -> dict[str, Any]:
         peer.close()
     assert d.until(lambda: d.alive("guest1") and d.ask("guest1", "status")["local_state"] == "UP", 30.0)
     # (only guest1, and not its SF rows, which are being tested: it has just started)
-    checkpoint("join_answer_incarnation", hosts=("guest1",), views=("cftool -n",),
-               answer=None if answer is None else (answer.accepted, answer.reason),
-               view=d.ask("guest1", "cftool_n"))
+    checkpoint(
+        "join_answer_incarnation",
+        hosts=("guest1",),
+        views=("cftool -n",),
+        answer=None if answer is None else (answer.accepted, answer.reason),
+        view=d.ask("guest1", "cftool_n"),
+    )
     return seen
 
 

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Datacenter
 from crash_matrix import run_row
+
+from conftest import Datacenter
 
 ROWS = {
     "xscfd of the target": (("xscfd", "TARGET_SERVER"), {}),

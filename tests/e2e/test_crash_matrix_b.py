@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Datacenter
 from crash_matrix import run_row
+
+from conftest import Datacenter
 
 ROWS = {
     "ldmd of the target": (("ldmd", "TARGET"), {"hand-off": "taken-over"}),

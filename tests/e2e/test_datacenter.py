@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from clovm.cli.render import clsnmpsetup_l
 from clovm.core.sfconfig import XscfEntry
-
-from xdist_net import net
 from conftest import Datacenter, clovm, poll, processes_mentioning, socket_files
+from xdist_net import net
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,17 +41,18 @@ def test_up_exec_status_down_on_figure_17_1(datacenter: Callable[..., Datacenter
     def sf_tested() -> bool:
         r = dc.exec("guest2", "sdtool", "-s")
         rows = _rows(r.stdout, 2)
-        return (r.returncode == 0 and len(rows) == 8
-                and all(row[-2:] == ["TestWorked", "InitWorked"] for row in rows))
+        return r.returncode == 0 and len(rows) == 8 and all(row[-2:] == ["TestWorked", "InitWorked"] for row in rows)
 
     assert poll(sf_tested, 30, every=0.5), dc.exec("guest2", "sdtool", "-s").stdout
 
     snmp = dc.exec("guest2", "/etc/opt/FJSVcluster/bin/clsnmpsetup", "-l")
     assert snmp.returncode == 0, snmp.stderr
-    assert snmp.stdout == clsnmpsetup_l([
-        XscfEntry("cfguest1", 0, "guest1", net("127.20.30.71"), net("127.20.40.71")),
-        XscfEntry("cfguest2", 0, "guest2", net("127.20.30.72"), net("127.20.40.72")),
-    ])
+    assert snmp.stdout == clsnmpsetup_l(
+        [
+            XscfEntry("cfguest1", 0, "guest1", net("127.20.30.71"), net("127.20.40.71")),
+            XscfEntry("cfguest2", 0, "guest2", net("127.20.30.72"), net("127.20.40.72")),
+        ]
+    )
 
     st = dc.run("status", "--json")
     assert st.returncode == 0, st.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from demo_scenarios import run_scenario
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import Datacenter, poll
 from test_procedure import (
     CLSNMPSETUP,
     all_worked,
@@ -25,16 +24,18 @@ from test_procedure import (
     timeout_of,
     wait_healthy,
 )
-from xdist_net import net
 
 from clovm import formats
+from conftest import Datacenter, poll
+from xdist_net import net
 
 HVDISP = "/opt/SMAW/bin/hvdisp"
 
 
 @pytest.mark.timeout(240)
 def test_owner_of_app1_migrates_with_an_ip_target_and_gets_the_new_weight(
-        datacenter: Callable[..., Datacenter]) -> None:
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter)
     primary3_ip = net("127.30.0.3")
     hv = ok(d.x("guest1", HVDISP, "-a")).stdout
@@ -50,8 +51,11 @@ def test_owner_of_app1_migrates_with_an_ip_target_and_gets_the_new_weight(
     for g in ("guest1", "guest2"):
         hosts = {h.cf_name: h for h in formats.parse_rcsd(d.host_file(g, "etc/opt/SMAW/SMAWsf/rcsd.cfg").read_text())}
         assert (hosts["cfguest1"].weight, hosts["cfguest2"].weight) == (2, 1), f"{g}: rcsd.cfg weights"
-        entry = next(e for e in formats.parse_sa_xscfsnmp(d.host_file(g, "etc/opt/SMAW/SMAWsf/SA_xscfsnmp.cfg")
-                                                           .read_text()) if e.cf_name == "cfguest1")
+        entry = next(
+            e
+            for e in formats.parse_sa_xscfsnmp(d.host_file(g, "etc/opt/SMAW/SMAWsf/SA_xscfsnmp.cfg").read_text())
+            if e.cf_name == "cfguest1"
+        )
         assert (entry.lan0, entry.lan1, entry.ppar_id) == (net("127.20.30.73"), net("127.20.40.73"), 1)
         assert net("127.20.30.73") in ok(d.x(g, CLSNMPSETUP, "-l")).stdout
         assert timeout_of(d, g) == 10

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Datacenter, clovm, poll, worker_topology
 from crash_matrix import small_topology
 from test_migrate import cmigrate
 from test_procedure import (
@@ -42,6 +41,8 @@ from test_procedure import (
     timeout_of,
 )
 
+from conftest import Datacenter, clovm, poll, worker_topology
+
 STAGES = ("daemons started", "CF: all nodes UP", "RMS: app1 Online on cfguest1", "SF: every agent tested")
 
 
@@ -59,7 +60,8 @@ def assert_ready_output(r: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.mark.timeout(200)
 def test_down_and_up_bring_the_datacenter_back_as_it_was_and_fresh_starts_over(
-        datacenter: Callable[..., Datacenter], tmp_path: Path) -> None:
+    datacenter: Callable[..., Datacenter], tmp_path: Path
+) -> None:
     topo = small_topology(tmp_path)
     dc = datacenter("dc", topo)
     assert dc.up.returncode == 0, dc.up.stderr
@@ -74,8 +76,16 @@ def test_down_and_up_bring_the_datacenter_back_as_it_was_and_fresh_starts_over(
     assert before["primary3"][-1] == "keep-me [current]", before
 
     ok(dc.run("down"))
-    again = clovm("up", "--home", str(dc.home), "--time-scale", "10", "--topology",
-                  str(worker_topology(tmp_path, topo)), timeout=150)
+    again = clovm(
+        "up",
+        "--home",
+        str(dc.home),
+        "--time-scale",
+        "10",
+        "--topology",
+        str(worker_topology(tmp_path, topo)),
+        timeout=150,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert_ready_output(again)
     assert "restoring the datacenter kept in" in again.stdout and "guest2 on primary3" in again.stdout
@@ -101,8 +111,17 @@ def test_down_and_up_bring_the_datacenter_back_as_it_was_and_fresh_starts_over(
 
     # --fresh: one warning line, and the topology as it is written
     ok(dc.run("down"))
-    fresh = clovm("up", "--home", str(dc.home), "--time-scale", "10", "--fresh", "--topology",
-                  str(worker_topology(tmp_path, topo)), timeout=150)
+    fresh = clovm(
+        "up",
+        "--home",
+        str(dc.home),
+        "--time-scale",
+        "10",
+        "--fresh",
+        "--topology",
+        str(worker_topology(tmp_path, topo)),
+        timeout=150,
+    )
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     warning = [ln for ln in fresh.stderr.splitlines() if ln.strip()]
     assert len(warning) == 1 and warning[0].startswith("clovm up: warning: --fresh: discarding"), fresh.stderr
@@ -117,7 +136,8 @@ def test_down_and_up_bring_the_datacenter_back_as_it_was_and_fresh_starts_over(
 
 @pytest.mark.timeout(200)
 def test_up_returns_when_the_cluster_is_ready_and_migrate_is_accepted_at_once(
-        datacenter: Callable[..., Datacenter], tmp_path: Path) -> None:
+    datacenter: Callable[..., Datacenter], tmp_path: Path
+) -> None:
     t0 = time.monotonic()
     dc = datacenter("dc", small_topology(tmp_path), "--time-scale", "1")
     took = time.monotonic() - t0

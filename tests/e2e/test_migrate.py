@@ -19,8 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Datacenter, clovm
-from helpers import quiet_for
 from test_procedure import (
     CFGUEST2_HOME,
     CFGUEST2_MIGRATED,
@@ -41,15 +39,26 @@ from test_procedure import (
 )
 
 from clovm import settings
+from conftest import Datacenter, clovm
+from helpers import quiet_for
 
 JOURNAL = "var/opt/FJSVcluster/clovmmigrate/guest2.migrate.json"
 LAST = "var/opt/FJSVcluster/clovmmigrate/guest2.migrate-last.json"
 
 
-def cmigrate(d: DC, host: str, *args: str, env: dict | None = None, timeout: float = 200) -> subprocess.CompletedProcess[str]:
+def cmigrate(
+    d: DC, host: str, *args: str, env: dict | None = None, timeout: float = 200
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "clovm.cli.main", "exec", "--home", str(d.home), host, "--", "clovm", "migrate", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def start_migrate(d: DC, host: str, *args: str) -> subprocess.Popen[str]:
@@ -77,7 +86,8 @@ def assert_home_healthy(d: DC, where: str) -> None:
 
 @pytest.mark.timeout(240)
 def test_one_shot_migration_dry_run_preflight_clock_step_proof_and_timeline(
-        datacenter: Callable[..., Datacenter], tmp_path: Path) -> None:
+    datacenter: Callable[..., Datacenter], tmp_path: Path
+) -> None:
     d = bring_up(datacenter)
     d.fault("clock", "m10-3", "+40")  # the target server's clock is 40 s ahead: a manual migration logs WRP 34
 
@@ -116,8 +126,11 @@ def test_one_shot_migration_dry_run_preflight_clock_step_proof_and_timeline(
     # The clock was stepped: no (WRP, 34) anywhere, although the server's clock differs by 40 s.
     # An unstepped clock 40 s off shows in a peer's estimate over its last CLOCK_SAMPLES heartbeats
     # (one per emulated s) and is reported as soon as it exceeds RMS_SYNC_THRESHOLD.
-    waited = quiet_for(3, f"{3 * d.scale:g} emulated s = {3 * d.scale / settings.CLOCK_SAMPLES:g} x the "
-                          f"{settings.CLOCK_SAMPLES}-heartbeat clock estimate that would show a 40 s step")
+    waited = quiet_for(
+        3,
+        f"{3 * d.scale:g} emulated s = {3 * d.scale / settings.CLOCK_SAMPLES:g} x the "
+        f"{settings.CLOCK_SAMPLES}-heartbeat clock estimate that would show a 40 s step",
+    )
     for g in GUESTS:
         assert "(WRP, 34)" not in d.messages(g) and "(WRP, 34)" not in d.switchlog(g), (g, f"WRP 34 within {waited}")
     # The picture and the status.
@@ -135,8 +148,9 @@ def test_one_shot_cancelled_migration_completes_back_to_the_source(datacenter: C
     d = bring_up(datacenter)
     p = start_migrate(d, "primary2", "guest2", "primary3")
     try:
-        assert poll(lambda: any(x["phase"] == "pre-copy" for x in journal(d, "primary2").get("progress", [])), 60,
-                    every=0.1), "no pre-copy seen"
+        assert poll(
+            lambda: any(x["phase"] == "pre-copy" for x in journal(d, "primary2").get("progress", [])), 60, every=0.1
+        ), "no pre-copy seen"
         ok(d.x("primary2", "ldm", "cancel-operation", "migration", "guest2"))
         out, err = p.communicate(timeout=150)
     finally:
@@ -150,7 +164,9 @@ def test_one_shot_cancelled_migration_completes_back_to_the_source(datacenter: C
 
 
 @pytest.mark.timeout(240)
-def test_one_shot_stopped_guest_killed_in_recover_resumes_waits_for_down_restarts_and_completes(datacenter: Callable[..., Datacenter]) -> None:
+def test_one_shot_stopped_guest_killed_in_recover_resumes_waits_for_down_restarts_and_completes(
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter, RECOVERY_SCALE)
     old_pid = d.pid("guest2")
     d.fault("migration-abort", "guest2")

@@ -9,15 +9,15 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
-from xdist_net import net
-from conftest import Datacenter
 from test_migrate import assert_home_healthy, cmigrate, journal, start_migrate
 from test_procedure import DC, bring_up, cf_states, domains, ok, poll, sd_rows, snmp_line, timeout_of
+
+from conftest import Datacenter
+from xdist_net import net
 
 
 @pytest.mark.timeout(420)
@@ -57,21 +57,23 @@ def syslog_epoch(line: str, year: int) -> float:
 
 @pytest.mark.timeout(240)
 def test_scoped_migration_detects_another_guests_failure_within_the_normal_timeout(
-        datacenter: Callable[..., Datacenter], tmp_path: Path) -> None:
+    datacenter: Callable[..., Datacenter], tmp_path: Path
+) -> None:
     guests = ("guest1", "guest2", "guest3")
     three_up = {"cfguest1": "UP", "cfguest2": "UP", "cfguest3": "UP"}
     for attempt in range(2):  # on a loaded machine the guests can lose each other while booting
         dc = datacenter(f"scoped{attempt}", "figure-17-1-3g")
         assert dc.up.returncode == 0 or attempt == 0, dc.up.stderr
         d = DC(dc, 10.0)
-        if dc.up.returncode == 0 and poll(lambda: all(cf_states(d, g) == three_up for g in guests), 40, every=0.5):
+        if dc.up.returncode == 0 and poll(lambda d=d: all(cf_states(d, g) == three_up for g in guests), 40, every=0.5):
             break
         assert attempt == 0, {g: cf_states(d, g) for g in guests}
         dc.run("down")
     p = start_migrate(d, "primary2", "--scoped", "guest2", "primary3")
     try:
-        assert poll(lambda: any(x["phase"] == "pre-copy" for x in journal(d, "primary2").get("progress", [])), 60,
-                    every=0.1), "no pre-copy seen"
+        assert poll(
+            lambda: any(x["phase"] == "pre-copy" for x in journal(d, "primary2").get("progress", [])), 60, every=0.1
+        ), "no pre-copy seen"
         # SF keeps running on the other nodes; their timeout stays 10 s.
         assert sd_rows(d, "guest3") is not None and timeout_of(d, "guest3") == 10
         t_kill = emulated_wall(d)

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Datacenter, poll
-from xdist_net import net
 
 from clovm import formats
+from conftest import Datacenter, poll
+from xdist_net import net
 
 RECOVERY_SCALE = float(os.environ.get("CLOVM_E2E_RECOVERY_SCALE", "60"))  # see the module docstring
 SYNC_SCALE = 20.0
@@ -39,12 +39,16 @@ MIGRATE = "/etc/opt/FJSVcluster/bin/clovmmigrate"
 SDTOOL = "/opt/SMAW/bin/sdtool"
 CLSNMPSETUP = "/etc/opt/FJSVcluster/bin/clsnmpsetup"
 GUESTS = ("guest1", "guest2")
-CFGUEST2_MIGRATED = net("xscf        cfguest2           1        guest2       127.20.30.73    127.20.40.73    "
-                     "xuser          ssh")
-CFGUEST2_HOME = net("xscf        cfguest2           0        guest2       127.20.30.72    127.20.40.72    "
-                 "xuser          ssh")
-WRP34 = ("(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node. "
-         "Sane operation of RMS can no longer be guaranteed.")
+CFGUEST2_MIGRATED = net(
+    "xscf        cfguest2           1        guest2       127.20.30.73    127.20.40.73    xuser          ssh"
+)
+CFGUEST2_HOME = net(
+    "xscf        cfguest2           0        guest2       127.20.30.72    127.20.40.72    xuser          ssh"
+)
+WRP34 = (
+    "(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node. "
+    "Sane operation of RMS can no longer be guaranteed."
+)
 WRP35 = WRP34.replace("(WRP, 34)", "(WRP, 35)")
 FURTHER = "Further out-of-sync messages will appear in the syslog."
 
@@ -156,8 +160,11 @@ def sd_rows(d: DC, host: str) -> list[list[str]] | None:
 
 
 def all_worked(rows: list[list[str]] | None) -> bool:
-    return rows is not None and len(rows) == 8 and all(r[2:] == ["Idle", "Unknown", "TestWorked", "InitWorked"]
-                                                       for r in rows)
+    return (
+        rows is not None
+        and len(rows) == 8
+        and all(r[2:] == ["Idle", "Unknown", "TestWorked", "InitWorked"] for r in rows)
+    )
 
 
 def sf_settled_after_update(d: DC, host: str, migrated: str = "cfguest2") -> bool:
@@ -171,8 +178,9 @@ def sf_settled_after_update(d: DC, host: str, migrated: str = "cfguest2") -> boo
 
 
 def healthy(d: DC) -> bool:
-    return (all(cf_states(d, g) == {"cfguest1": "UP", "cfguest2": "UP"} for g in GUESTS)
-            and all(all_worked(sd_rows(d, g)) for g in GUESTS))
+    return all(cf_states(d, g) == {"cfguest1": "UP", "cfguest2": "UP"} for g in GUESTS) and all(
+        all_worked(sd_rows(d, g)) for g in GUESTS
+    )
 
 
 def wait_healthy(d: DC, when: str, within: float = 40) -> None:
@@ -324,7 +332,8 @@ def test_happy_path_prepare_migrate_update_restores_everything(datacenter: Calla
 
 @pytest.mark.timeout(240)
 def test_cancelled_migration_update_to_source_restores_and_can_prepare_again(
-        datacenter: Callable[..., Datacenter]) -> None:
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter)
     for _ in range(2):
         ok(d.migrate("primary2", "-p", "guest2"))
@@ -347,8 +356,10 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(datacenter: Callab
 
     def files() -> dict[str, list[str]]:
         # (a command's lock file is no state: it is created to serialise clovmmigrate runs)
-        return {h: sorted(p.name for p in d.migrate_dir(h).glob("*") if p.suffix != ".lock")
-                for h in ("primary1", "primary2", *GUESTS)}
+        return {
+            h: sorted(p.name for p in d.migrate_dir(h).glob("*") if p.suffix != ".lock")
+            for h in ("primary1", "primary2", *GUESTS)
+        }
 
     def nothing_changed(sf_running: dict[str, bool], before: dict[str, list[str]]) -> None:
         for g in GUESTS:
@@ -394,8 +405,7 @@ def test_killed_clovmmigrate_is_completed_by_running_it_again(datacenter: Callab
     cmd = [sys.executable, "-m", "clovm.cli.main", "exec", "--home", str(d.home), "primary2", "--", MIGRATE]
 
     def kill_after(args: list[str], delay: float) -> int | None:
-        p = subprocess.Popen(cmd + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(cmd + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         try:
             p.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -446,9 +456,11 @@ def test_xscf_lan_down_fails_its_agents_and_partition_fences_cfguest2(datacenter
     def lan0_failed() -> bool:
         rows = sd_rows(d, "guest2") or []
         states = {(r[0], r[1]): r[4] for r in rows}
-        return (all(states.get(("cfguest1", f"SA_xscfsnmpg0{x}.so")) == "TestFailed" for x in "pr")
-                and all(states.get(("cfguest1", f"SA_xscfsnmpg1{x}.so")) == "TestWorked" for x in "pr")
-                and all(states.get(("cfguest2", f"SA_xscfsnmpg{n}{x}.so")) == "TestWorked" for n in "01" for x in "pr"))
+        return (
+            all(states.get(("cfguest1", f"SA_xscfsnmpg0{x}.so")) == "TestFailed" for x in "pr")
+            and all(states.get(("cfguest1", f"SA_xscfsnmpg1{x}.so")) == "TestWorked" for x in "pr")
+            and all(states.get(("cfguest2", f"SA_xscfsnmpg{n}{x}.so")) == "TestWorked" for n in "01" for x in "pr")
+        )
 
     assert poll(lan0_failed, 30), d.x("guest2", SDTOOL, "-s").stdout
     d.fault("xscf-up", "m10-1", "--lan", "0")

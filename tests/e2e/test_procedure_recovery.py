@@ -4,14 +4,12 @@ migration (guest DOWN ~600 s after -p, then recovery) and a guest started too ea
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-
-from conftest import Datacenter
 from test_procedure import (
-    DC,
     CFGUEST2_HOME,
+    DC,
     GUESTS,
     RECOVERY_SCALE,
     SDTOOL,
@@ -25,6 +23,8 @@ from test_procedure import (
     wait_down,
     wait_healthy,
 )
+
+from conftest import Datacenter
 
 
 def start_and_complete_on_primary2(d: DC) -> None:
@@ -56,8 +56,10 @@ def test_aborted_migration_guest_goes_down_after_600_s_then_recovers(datacenter:
     # the migration's own duration: ~700 s here, within the brief's 720.
     assert d.emulated(last_up - t_p) <= max(720, d.emulated(t_stopped - t_p) + 630), d.emulated(last_up - t_p)
     assert d.emulated(last_up - t_stopped) <= 620, d.emulated(last_up - t_stopped)
-    print(f"-p -> DOWN: {d.emulated(last_up - t_p):.0f}..{d.emulated(seen_down - t_p):.0f} emulated s; "
-          f"guest2 stopped -> DOWN: <= {d.emulated(seen_down - t_stopped):.0f} s")
+    print(
+        f"-p -> DOWN: {d.emulated(last_up - t_p):.0f}..{d.emulated(seen_down - t_p):.0f} emulated s; "
+        f"guest2 stopped -> DOWN: <= {d.emulated(seen_down - t_stopped):.0f} s"
+    )
     hv = ok(d.x("guest1", "hvdisp", "-a")).stdout
     app = [ln.split() for ln in hv.splitlines() if ln.split()[:1] == ["app1"]]
     assert app and app[0][2:4] == ["cfguest1RMS", "Online"], hv
@@ -76,7 +78,9 @@ def test_guest_started_before_down_refuses_sf_crm_rms_then_recovers(datacenter: 
 
     def refused() -> bool:
         msgs = d.messages("guest2").splitlines()
-        return all(any(f"{what} failed to start" in m and "cfguest1" in m for m in msgs) for what in ("SF", "CRM", "RMS"))
+        return all(
+            any(f"{what} failed to start" in m and "cfguest1" in m for m in msgs) for what in ("SF", "CRM", "RMS")
+        )
 
     assert poll(refused, 20), d.messages("guest2")[-2000:]
     r = d.x("guest2", SDTOOL, "-s")

@@ -7,8 +7,6 @@ import re
 from collections.abc import Callable
 
 import pytest
-from conftest import Datacenter
-from helpers import quiet_for
 from test_procedure import (
     CFGUEST2_HOME,
     CFGUEST2_MIGRATED,
@@ -31,15 +29,18 @@ from test_procedure import (
     spconfigs,
     timeout_of,
 )
-from xdist_net import net
 
 from clovm import settings
 from clovm.runtime import ssh
+from conftest import Datacenter
+from helpers import quiet_for
+from xdist_net import net
 
 
 @pytest.mark.timeout(240)
 def test_update_refuses_config_tmp_and_more_than_six_spconfigs_and_changes_nothing(
-        datacenter: Callable[..., Datacenter]) -> None:
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter)
     ok(d.migrate("primary2", "-p", "guest2"))
     migrate_to_primary3(d)
@@ -85,7 +86,8 @@ def test_update_refuses_config_tmp_and_more_than_six_spconfigs_and_changes_nothi
 
 @pytest.mark.timeout(240)
 def test_update_completes_after_removing_the_current_spconfig_down_to_six(
-        datacenter: Callable[..., Datacenter]) -> None:
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter)
     ok(d.migrate("primary2", "-p", "guest2"))
     migrate_to_primary3(d)
@@ -105,7 +107,8 @@ def test_update_completes_after_removing_the_current_spconfig_down_to_six(
 
 @pytest.mark.timeout(240)
 def test_missing_first_ssh_connection_reports_7245_and_update_completes_after_it(
-        datacenter: Callable[..., Datacenter]) -> None:
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter)
     for g in GUESTS:
         assert "forgot 2" in d.fault("forget-xscf-key", g, "m10-3").stdout
@@ -129,8 +132,9 @@ def test_missing_first_ssh_connection_reports_7245_and_update_completes_after_it
     key = ssh.load_or_create_host_key(d.home / "servers" / "m10-3" / "ssh_host_key")
     for g in GUESTS:
         for addr in (net("127.20.30.73"), net("127.20.40.73")):
-            ssh.add_known_host(d.host_file(g, "root/.ssh/known_hosts"),
-                               ssh.host_key_line(addr, settings.XSCF_SSH_PORT, key))
+            ssh.add_known_host(
+                d.host_file(g, "root/.ssh/known_hosts"), ssh.host_key_line(addr, settings.XSCF_SSH_PORT, key)
+            )
         ok(d.x(g, SDTOOL, "-r"))
     ok(d.migrate("primary2", "-u", "guest2", "primary3"))
     for g in GUESTS:
@@ -141,7 +145,8 @@ def test_missing_first_ssh_connection_reports_7245_and_update_completes_after_it
 
 @pytest.mark.timeout(240)
 def test_clock_skew_after_migration_logs_wrp34_once_then_wrp35_until_in_sync(
-        datacenter: Callable[..., Datacenter]) -> None:
+    datacenter: Callable[..., Datacenter],
+) -> None:
     d = bring_up(datacenter, SYNC_SCALE)
     # Baseline: at a high time scale a heartbeat delayed by load at boot can already look out of sync
     # (5 emulated s = 0.25 real s at scale 20); only what the clock fault causes is counted.
@@ -152,7 +157,7 @@ def test_clock_skew_after_migration_logs_wrp34_once_then_wrp35_until_in_sync(
     ok(d.migrate("primary2", "-u", "guest2", "primary3"))
 
     def new(text: str, before: str) -> str:
-        return text[len(before):]
+        return text[len(before) :]
 
     assert poll(lambda: WRP34 in new(d.switchlog("guest1"), sw0), 10), d.switchlog("guest1")
     assert poll(lambda: new(d.messages("guest1"), msgs0).count(WRP35) >= 2, 200 / d.scale), d.messages("guest1")[-2000:]
@@ -166,8 +171,11 @@ def test_clock_skew_after_migration_logs_wrp34_once_then_wrp35_until_in_sync(
     d.fault("clock", "m10-3", "-30")
     # Back in sync, but one more (WRP, 35) may be on its way: RMS repeats it every RMS_SYNC_PERIOD
     # and sees the clock back only once CLOCK_SAMPLES heartbeats (one per emulated s) carry it.
-    quiet_for(90 / d.scale, f"90 emulated s > RMS_SYNC_PERIOD {settings.RMS_SYNC_PERIOD:g} s + "
-                            f"{settings.CLOCK_SAMPLES} heartbeats: a (WRP, 35) already due is written")
+    quiet_for(
+        90 / d.scale,
+        f"90 emulated s > RMS_SYNC_PERIOD {settings.RMS_SYNC_PERIOD:g} s + "
+        f"{settings.CLOCK_SAMPLES} heartbeats: a (WRP, 35) already due is written",
+    )
     n35 = d.messages("guest1").count(WRP35)
     waited = quiet_for(200 / d.scale, f"200 emulated s > 3 x RMS_SYNC_PERIOD {settings.RMS_SYNC_PERIOD:g} s")
     assert d.messages("guest1").count(WRP35) == n35, f"(WRP, 35) repeated within {waited} of being back in sync"

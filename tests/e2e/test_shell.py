@@ -15,8 +15,13 @@ def test_shell_prompt_runs_admin_commands_and_refuses_what_the_host_lacks(datace
     dc = datacenter()
     assert dc.up.returncode == 0, dc.up.stderr
     script = "frobnicate\nldm list\n/etc/opt/FJSVcluster/bin/clsnmpsetup -l\ncftool -n\nexit\n"
-    r = subprocess.run([sys.executable, "-m", "clovm.cli.main", "shell", "--home", str(dc.home), "guest2"],
-                       input=script, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", "shell", "--home", str(dc.home), "guest2"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr  # like sh: exit returns the last command's status
     assert r.stdout.count("guest2 # ") >= 5
     assert "cfguest1    1      UP" in r.stdout and "cfguest2    2      UP" in r.stdout

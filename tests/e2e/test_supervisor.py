@@ -27,9 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Datacenter, poll
 from crash_matrix import small_topology
 from test_procedure import DC, GUESTS, all_worked, cf_states, ok, proc_state, sd_rows
+
+from conftest import Datacenter, poll
 
 
 def status(d: DC) -> dict:
@@ -52,17 +53,23 @@ def incarnations(d: DC, host: str) -> list[int]:
 
 
 @pytest.mark.timeout(240)
-def test_killed_daemons_come_back_and_status_tells_the_truth(datacenter: Callable[..., Datacenter],
-                                                             tmp_path: Path) -> None:
+def test_killed_daemons_come_back_and_status_tells_the_truth(
+    datacenter: Callable[..., Datacenter], tmp_path: Path
+) -> None:
     dc = datacenter("dc", small_topology(tmp_path))
     assert dc.up.returncode == 0, dc.up.stdout + dc.up.stderr
     d = DC(dc, 10.0)
     st = status(d)
     assert st["ok"] and st["supervisor"]["state"] == "running", st["problems"]
-    assert set(st["supervisor"]["daemons"]) == {f"{k}-{n}" for k, ns in (("xscfd", ("m10-1", "m10-2", "m10-3")),
-                                                                       ("ldmd", ("primary1", "primary2", "primary3")),
-                                                                       ("nodeagent", ("primary1", "primary2", "primary3")))
-                                                 for n in ns}
+    assert set(st["supervisor"]["daemons"]) == {
+        f"{k}-{n}"
+        for k, ns in (
+            ("xscfd", ("m10-1", "m10-2", "m10-3")),
+            ("ldmd", ("primary1", "primary2", "primary3")),
+            ("nodeagent", ("primary1", "primary2", "primary3")),
+        )
+        for n in ns
+    }
     configs = {cd: ok(d.x(cd, "ldm", "list-spconfig")).stdout for cd in ("primary2", "primary3")}
     pid = d.pid("guest2")
 
@@ -131,8 +138,9 @@ def test_killed_daemons_come_back_and_status_tells_the_truth(datacenter: Callabl
     assert "maintenance" in (d.home / "log" / "supervisor-datacenter.log").read_text()
 
 
-def test_status_of_a_running_home_without_a_supervisor_says_so(datacenter: Callable[..., Datacenter],
-                                                               tmp_path: Path) -> None:
+def test_status_of_a_running_home_without_a_supervisor_says_so(
+    datacenter: Callable[..., Datacenter], tmp_path: Path
+) -> None:
     dc = datacenter("dc", small_topology(tmp_path))
     assert dc.up.returncode == 0, dc.up.stdout + dc.up.stderr
     sup = json.loads(dc.run("status", "--json").stdout)["supervisor"]["pid"]

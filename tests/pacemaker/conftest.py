@@ -26,7 +26,9 @@ def pcmk_stack() -> None:
     if os.geteuid() != 0:
         pytest.skip("the pacemaker topology needs root (network/mount/PID namespaces, cgroups); CI runs as root")
     if any(shutil.which(t) is None for t in api.REQUIRED_TOOLS):
-        cp = subprocess.run([str(REPO / "tools" / "pcmk-deps")], check=False, capture_output=True, text=True, timeout=900)
+        cp = subprocess.run(
+            [str(REPO / "tools" / "pcmk-deps")], check=False, capture_output=True, text=True, timeout=900
+        )
         if cp.returncode != 0:
             pytest.fail(f"tools/pcmk-deps failed: {(cp.stderr or cp.stdout).strip()}")
         missing = [t for t in api.REQUIRED_TOOLS if shutil.which(t) is None]

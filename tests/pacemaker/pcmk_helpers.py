@@ -21,8 +21,16 @@ from clovm.pacemaker import layout as L
 from clovm.pacemaker import platform as P
 from clovm.pacemaker.hvcore import Hypervisor, VirshReplied
 
-STACK_COMMS = ("corosync", "pacemakerd", "pacemaker-based", "pacemaker-fenced", "pacemaker-execd",
-               "pacemaker-attrd", "pacemaker-schedu", "pacemaker-contro")
+STACK_COMMS = (
+    "corosync",
+    "pacemakerd",
+    "pacemaker-based",
+    "pacemaker-fenced",
+    "pacemaker-execd",
+    "pacemaker-attrd",
+    "pacemaker-schedu",
+    "pacemaker-contro",
+)
 OUR_COMMS = ("hostinit-", "hvd-", "vminit-")
 
 
@@ -86,8 +94,15 @@ def snapshot(home: Path) -> Snapshot:
             continue
         mounts[(point, fstype, source)] += 1
     root = P.cgroup2_root()
-    cgroups = frozenset(p.name for p in root.iterdir() if p.is_dir() and (
-        not p.name.startswith("clovm-") or p.name == lay.cgroup_name)) if root else frozenset()
+    cgroups = (
+        frozenset(
+            p.name
+            for p in root.iterdir()
+            if p.is_dir() and (not p.name.startswith("clovm-") or p.name == lay.cgroup_name)
+        )
+        if root
+        else frozenset()
+    )
     netns = frozenset(n for n in all_ns if n.startswith(lay.ns_prefix))
     return Snapshot(netns, mounts, frozenset(P.link_names(None)), cgroups, _procs(home))
 
@@ -142,8 +157,15 @@ class Pair:
 
     def __init__(self) -> None:
         self.hv = {"kvm2": Hypervisor("kvm2"), "kvm3": Hypervisor("kvm3")}
-        dom = {"name": "vm2", "memory_mb": L.VM_MEMORY_MB, "vcpu": 2, "dirty_rate_mb_s": L.VM_DIRTY_MB_S,
-               "state": "running", "autostart": True, "id": 1}
+        dom = {
+            "name": "vm2",
+            "memory_mb": L.VM_MEMORY_MB,
+            "vcpu": 2,
+            "dirty_rate_mb_s": L.VM_DIRTY_MB_S,
+            "state": "running",
+            "autostart": True,
+            "id": 1,
+        }
         assert self.hv["kvm2"].load({"domains": [dom], "next_id": 2}, running=["vm2"]) == []
         assert self.hv["kvm3"].load({"domains": []}, running=[]) == []
         self.now = 0.0

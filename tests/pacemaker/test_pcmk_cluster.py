@@ -61,8 +61,17 @@ def test_freezer_stops_every_process_then_thaws_and_kills(pcmk_stack: None, tmp_
     tick = tmp_path / "ticks"
     try:
         fr.prepare("vmx")
-        proc = subprocess.Popen([*fr.launch_prefix("vmx"), "nsenter", f"--net=/run/netns/{tag}", "--", "sh", "-c",
-                                 f"(while :; do echo x >> {tick}; sleep 0.02; done) & sleep 60 & wait"])
+        proc = subprocess.Popen(
+            [
+                *fr.launch_prefix("vmx"),
+                "nsenter",
+                f"--net=/run/netns/{tag}",
+                "--",
+                "sh",
+                "-c",
+                f"(while :; do echo x >> {tick}; sleep 0.02; done) & sleep 60 & wait",
+            ]
+        )
         assert _until(lambda: len(fr.procs("vmx")) >= 3 and tick.exists(), 5)
         fr.freeze("vmx")
         assert fr.is_frozen("vmx")
@@ -214,7 +223,10 @@ def test_pause_far_below_the_token_is_invisible(cluster: Cluster) -> None:
     ring = ring_id(cluster.home)
     downs = len(log_lines(cluster.lay, "vm1", "log/corosync/corosync.log", "is down"))
     r = api.pause(cluster.home, "vm2", 0.15 * cluster.token_s)
-    assert r["freezer"] == cluster.summary["freezer"] and 0.15 * cluster.token_s <= r["frozen_s"] < 0.15 * cluster.token_s + 0.5
+    assert (
+        r["freezer"] == cluster.summary["freezer"]
+        and 0.15 * cluster.token_s <= r["frozen_s"] < 0.15 * cluster.token_s + 0.5
+    )
     time.sleep(cluster.token_s * 1.5)
     assert ring_id(cluster.home) == ring == ring_id(cluster.home, "vm2")
     assert len(log_lines(cluster.lay, "vm1", "log/corosync/corosync.log", "is down")) == downs
@@ -228,8 +240,10 @@ def test_pause_of_half_a_token_loses_no_node(cluster: Cluster) -> None:
     api.pause(cluster.home, "vm2", 0.5 * cluster.token_s)
     time.sleep(cluster.token_s * 2.5)
     new_ring = ring_id(cluster.home)
-    print(f"\nhalf-token pause: ring {ring} -> {new_ring} (knet declares the link down after "
-          f"token/knet_pong_count; the membership may re-form with the same members)")
+    print(
+        f"\nhalf-token pause: ring {ring} -> {new_ring} (knet declares the link down after "
+        f"token/knet_pong_count; the membership may re-form with the same members)"
+    )
     assert members(cluster.home) == ["vm1", "vm2"] == members(cluster.home, "vm2")
     assert not log_lines(cluster.lay, "vm1", "log/pacemaker/pacemaker.log", "will be fenced")
     assert api.stonith_history(cluster.home) == []
@@ -245,8 +259,11 @@ def test_hypervisor_crash_loses_nothing(cluster: Cluster) -> None:
     os.kill(hvd, 9)
 
     def restarted() -> bool:
-        pids = [p for p in P.netns_pids(lay.ns("kvm1")) if P.alive(p)
-                and Path(f"/proc/{p}/comm").read_text().strip() == "hvd-kvm1"]
+        pids = [
+            p
+            for p in P.netns_pids(lay.ns("kvm1"))
+            if P.alive(p) and Path(f"/proc/{p}/comm").read_text().strip() == "hvd-kvm1"
+        ]
         return bool(pids) and pids != [hvd] and api.run_virsh(cluster.home, "kvm1", "list", "--all")[0] == 0
 
     assert _until(restarted, 20), "hostinit did not restart the hypervisor daemon"
@@ -262,14 +279,17 @@ def test_live_migration_keeps_the_cluster_and_moves_the_veth(cluster: Cluster) -
     api.wait_ready(cluster.home, timeout=30)
     ring = ring_id(cluster.home)
     t0 = time.time()
-    rc, out, err = api.run_virsh(cluster.home, "kvm2", "migrate", "--live", "--verbose", "vm2",
-                                 "qemu+ssh://kvm3/system")
+    rc, out, err = api.run_virsh(
+        cluster.home, "kvm2", "migrate", "--live", "--verbose", "vm2", "qemu+ssh://kvm3/system"
+    )
     took = time.time() - t0
     assert (rc, out, err) == (0, "Migration: [100 %]\n", "")
     (suspended,) = events(lay, "kvm2", "suspended", "vm2")
     (resumed,) = events(lay, "kvm3", "resumed", "vm2")
-    print(f"\nmigration took {took:.2f} s; vm2 frozen {1000 * (resumed - suspended):.0f} ms "
-          f"(token {cluster.summary['token_ms']} ms)")
+    print(
+        f"\nmigration took {took:.2f} s; vm2 frozen {1000 * (resumed - suspended):.0f} ms "
+        f"(token {cluster.summary['token_ms']} ms)"
+    )
     assert 0 < resumed - suspended < 1.0
     assert api.where(cluster.home, "vm2") == "kvm3"
     assert "vm2" in P.link_names(lay.ns("kvm3")) and "vm2" not in P.link_names(lay.ns("kvm2"))
@@ -290,8 +310,9 @@ def test_live_migration_keeps_the_cluster_and_moves_the_veth(cluster: Cluster) -
 def test_unprotected_freeze_of_three_tokens_is_fenced_through_fence_virsh(cluster: Cluster) -> None:
     lay, home = cluster.lay, cluster.home
     # vm2 now runs on kvm3: point its fence device there (as the orchestration will)
-    rc, _out, err = cluster.run("vm1", "crm_resource", "--resource", "fence-vm2", "--set-parameter", "ip",
-                               "--parameter-value", "kvm3")
+    rc, _out, err = cluster.run(
+        "vm1", "crm_resource", "--resource", "fence-vm2", "--set-parameter", "ip", "--parameter-value", "kvm3"
+    )
     assert rc == 0, err
     api.wait_ready(home, timeout=60)
     assert api.stonith_history(home) == []
@@ -342,8 +363,7 @@ def _until(cond: Any, timeout: float) -> bool:
 
 
 @pytest.mark.timeout(120)
-def test_up_that_fails_removes_what_it_made(pcmk_stack: None, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_that_fails_removes_what_it_made(pcmk_stack: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     before = snapshot(home)
     monkeypatch.setattr(api, "CIB_TIMEOUT_S", 0.5)
@@ -361,14 +381,19 @@ def test_down_after_up_crashed_part_way(pcmk_stack: None, tmp_path: Path, crash_
     home = tmp_path / "home"
     lay = L.layout_for(home)
     before = snapshot(home)
-    up = subprocess.Popen([sys.executable, "-c", f"from clovm.pacemaker import api; api.up({str(home)!r})"],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    up = subprocess.Popen(
+        [sys.executable, "-c", f"from clovm.pacemaker import api; api.up({str(home)!r})"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         if crash_at == "first-namespace":
             reached = _until(lambda: any(n.startswith(lay.ns_prefix) for n in P.netns_list()), 30)
         else:
-            reached = _until(lambda: all(lay.ready_file(h).exists() for h in L.HOSTS)
-                             and events(lay, "kvm2", "started", "vm2"), 60)
+            reached = _until(
+                lambda: all(lay.ready_file(h).exists() for h in L.HOSTS) and events(lay, "kvm2", "started", "vm2"), 60
+            )
         assert reached, f"up never reached {crash_at}"
     finally:
         up.kill()

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
 from pcmk_helpers import Snapshot, leaks, log_lines, members, snapshot
 
 from clovm.core import codes
 from clovm.core.stacks import pacemaker as ps
 from clovm.pacemaker import api, migrate_env
 from clovm.pacemaker import layout as L
+from helpers import wait_until
 
 SCALE = 2.0
 TOKEN_MS = L.token_ms(SCALE)
@@ -44,12 +44,20 @@ class Cluster:
         self.home, self.up, self.before = home, up, before
         self.lay = L.layout_for(home)
 
-    def clovm(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
-              input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def clovm(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``clovm CMD --home HOME ARGS...`` as a user runs it."""
         argv = [sys.executable, "-m", "clovm.cli.main", args[0], "--home", str(self.home), *args[1:]]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input,
-                              env={**os.environ, **(env or {})}, check=False)
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
 
     def migrate(self, *args: str, kill_at: str = "", timeout: float = 180) -> subprocess.CompletedProcess[str]:
         env = {"CLOVM_MIGRATE_KILL_AT": kill_at} if kill_at else {"CLOVM_MIGRATE_KILL_AT": ""}
@@ -78,8 +86,9 @@ class Cluster:
         return [(e.action, e.target, e.status) for e in api.stonith_history(self.home)]
 
     def ready(self, within: float = 90) -> None:
-        wait_until(lambda: api.wait_ready(self.home, timeout=1), within, every=0.3, what="a ready cluster",
-                   ignore=(Exception,))
+        wait_until(
+            lambda: api.wait_ready(self.home, timeout=1), within, every=0.3, what="a ready cluster", ignore=(Exception,)
+        )
 
     def world(self, nodes: tuple[str, ...] = L.VMS) -> dict[str, Any]:
         """Everything clovm migrate could change: tokens (conf and runtime), node records, cluster
@@ -90,8 +99,9 @@ class Cluster:
             out[n] = (self.token(n), conf, self.run(n, "cat", migrate_env.TOKEN_RECORD)[0])
         out["props"] = self.ok("vm1", "cibadmin", "-Q", "-o", "crm_config")
         out["devices"] = self.ok("vm1", "cibadmin", "-Q", "-o", "resources")
-        out["journals"] = {h: sorted(p.name for p in migrate_env.Dirs(self.lay).migrate_dir(h).glob("*.json"))
-                           for h in L.HOSTS}  # (a refused run may leave its lock file, nothing else)
+        out["journals"] = {
+            h: sorted(p.name for p in migrate_env.Dirs(self.lay).migrate_dir(h).glob("*.json")) for h in L.HOSTS
+        }  # (a refused run may leave its lock file, nothing else)
         return out
 
     def assert_healthy(self, on: str) -> None:
@@ -108,8 +118,18 @@ class Cluster:
 def cluster(pcmk_stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("pcmkmig") / "h"
     before = snapshot(home)
-    argv = [sys.executable, "-m", "clovm.cli.main", "up", "--home", str(home), "--topology", "pacemaker",
-            "--time-scale", str(SCALE)]
+    argv = [
+        sys.executable,
+        "-m",
+        "clovm.cli.main",
+        "up",
+        "--home",
+        str(home),
+        "--topology",
+        "pacemaker",
+        "--time-scale",
+        str(SCALE),
+    ]
     up = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
     c = Cluster(home, up, before)
     try:
@@ -170,8 +190,13 @@ def test_bad_input_is_refused_with_nothing_changed(cluster: Cluster) -> None:
     r = c.migrate("--host", "kvm2", "vm2", "kvm3")
     print(f"\n$ clovm migrate --host kvm2 vm2 kvm3   (a failed action)\n{r.stderr}")
     assert r.returncode == 3 and "the preflight found" in r.stderr and "nothing was changed" in r.stderr
-    assert r.stderr.count("  - the cluster shows a failed action (fence-vm2_asyncmon_0 on vm1: Simulated failure): "
-                          "fix its cause, then crm_resource --cleanup.\n") == 1
+    assert (
+        r.stderr.count(
+            "  - the cluster shows a failed action (fence-vm2_asyncmon_0 on vm1: Simulated failure): "
+            "fix its cause, then crm_resource --cleanup.\n"
+        )
+        == 1
+    )
     assert c.world() == with_failure
     c.ok("vm1", "crm_resource", "--cleanup")
     c.ready()
@@ -198,7 +223,8 @@ POINTS = ["prepare", "prepared", "protected", "migrate", "migrating", "complete"
 
 @pytest.mark.timeout(300)
 def test_killed_at_every_journal_step_resumes_and_the_proof_catches_the_missing_as_off_trap(
-        cluster: Cluster, tmp_path: Path) -> None:
+    cluster: Cluster, tmp_path: Path
+) -> None:
     """vm2 kvm2 -> kvm3, SIGKILLed right after the first journal write at every point and resumed
     each time (the happy path with the real commands is the demo's: test_pcmk_cli.py)."""
     c = cluster
@@ -217,8 +243,9 @@ def test_killed_at_every_journal_step_resumes_and_the_proof_catches_the_missing_
             assert raised == ps.protective_token_ms(TOKEN_MS, j["expected_suspend_s"], SCALE) > TOKEN_MS
             assert [c.token(n) for n in L.VMS] == [raised, raised]
             assert c.ok("vm2", "grep", "token:", "/etc/corosync/corosync.conf").strip() == f"token: {raised}"
-            assert c.ok("vm1", "crm_attribute", "--type", "crm_config", "--name", "maintenance-mode",
-                        "--query").split() == ["scope=crm_config", "name=maintenance-mode", "value=true"]
+            assert c.ok(
+                "vm1", "crm_attribute", "--type", "crm_config", "--name", "maintenance-mode", "--query"
+            ).split() == ["scope=crm_config", "name=maintenance-mode", "value=true"]
             assert "Resource management is DISABLED" in c.ok("vm1", "crm_mon", "-1")
             assert c.ok("vm1", "cat", migrate_env.TOKEN_RECORD).strip() == str(TOKEN_MS)
         args = ["--host", "kvm2", "--resume"]
@@ -236,8 +263,10 @@ def test_killed_at_every_journal_step_resumes_and_the_proof_catches_the_missing_
     failed = {p["name"]: p["detail"] for p in doc["proof"] if not p["ok"]}
     assert list(failed) == ["fence_virsh status"], doc["proof"]
     assert "through kvm2 says OFF" in failed["fence_virsh status"]
-    assert "fence-vm2 points at kvm2, but vm2 runs on kvm3 (fence_virsh's missing-as-off trap" in \
-        failed["fence_virsh status"]
+    assert (
+        "fence-vm2 points at kvm2, but vm2 runs on kvm3 (fence_virsh's missing-as-off trap"
+        in failed["fence_virsh status"]
+    )
     c.ok("vm1", "pcs", "stonith", "update", "fence-vm2", "ip=kvm3", "missing_as_off=")
     c.ready()
     svg = tmp_path / "resumed.svg"
@@ -270,9 +299,11 @@ def test_cancelled_migration_recovers_to_a_healthy_cluster(cluster: Cluster) -> 
     c = cluster
     c.ready()
     argv = [sys.executable, "-m", "clovm.cli.main", "migrate", "--home", str(c.home), "--host", "kvm3", "vm2", "kvm1"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "CLOVM_MIGRATE_KILL_AT": ""})
+    p = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CLOVM_MIGRATE_KILL_AT": ""}
+    )
     try:
+
         def precopy() -> bool:
             try:
                 return any(x["phase"] == "pre-copy" for x in c.journal("kvm3").get("progress", []))
@@ -358,8 +389,12 @@ def test_finding_node_maintenance_does_not_stop_fencing(cluster: Cluster) -> Non
     try:
         wait_until(lambda: "Node vm2: maintenance" in c.ok("vm1", "crm_mon", "-1"), 20, what="vm2 in maintenance")
         t = _freeze(c, 3 * TOKEN_S)
-        fenced = wait_until(lambda: [h for h in c.history() if h[2] == "success"], 30, every=0.3,
-                            what="vm2 fenced although its node is in maintenance")
+        fenced = wait_until(
+            lambda: [h for h in c.history() if h[2] == "success"],
+            30,
+            every=0.3,
+            what="vm2 fenced although its node is in maintenance",
+        )
         t.join()
         assert fenced == [("reboot", "vm2", "success")]
         assert log_lines(c.lay, "vm1", PACEMAKER_LOG, "Cluster node vm2 will be fenced")
@@ -377,13 +412,24 @@ def test_finding_stonith_disabled_recovers_the_resources_elsewhere_at_once(clust
     c.ok("vm1", "pcs", "resource", "create", "dummy", "ocf:pacemaker:Dummy", "op", "monitor", "interval=5s")
     try:
         c.ok("vm1", "pcs", "constraint", "location", "dummy", "prefers", "vm2=100")
-        wait_until(lambda: "dummy\t(ocf:pacemaker:Dummy):\t Started vm2" in c.ok("vm1", "crm_mon", "-1"), 30,
-                   every=0.2, what="dummy on vm2")
+        wait_until(
+            lambda: "dummy\t(ocf:pacemaker:Dummy):\t Started vm2" in c.ok("vm1", "crm_mon", "-1"),
+            30,
+            every=0.2,
+            what="dummy on vm2",
+        )
         c.ok("vm1", "crm_attribute", "--type", "crm_config", "--name", "stonith-enabled", "--update", "false")
         t = _freeze(c, 5 * TOKEN_S)
-        moved = wait_until(lambda: api.status(c.home)["vms"]["vm2"]["frozen"] and
-                           "dummy\t(ocf:pacemaker:Dummy):\t Started vm1" in (out := c.ok("vm1", "crm_mon", "-1"))
-                           and out, 5 * TOKEN_S, every=0.1, what="dummy recovered on vm1 while vm2 is frozen")
+        moved = wait_until(
+            lambda: (
+                api.status(c.home)["vms"]["vm2"]["frozen"]
+                and "dummy\t(ocf:pacemaker:Dummy):\t Started vm1" in (out := c.ok("vm1", "crm_mon", "-1"))
+                and out
+            ),
+            5 * TOKEN_S,
+            every=0.1,
+            what="dummy recovered on vm1 while vm2 is frozen",
+        )
         print(f"\nvm1 # crm_mon -1   (vm2 frozen, stonith-enabled=false)\n{moved}")
         assert "OFFLINE: [ vm2 ]" in moved
         t.join()

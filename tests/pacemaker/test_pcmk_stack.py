@@ -28,8 +28,14 @@ pytestmark = pytest.mark.timeout(30)
 HOSTS = {"kvm1": "192.168.122.11", "kvm2": "192.168.122.12", "kvm3": "192.168.122.13"}
 NODES = ("vm1", "vm2")
 PHASES = [("pre-copy", 0, 1), ("pre-copy", 87, 2), ("suspend", 98, 0)]
-INFO = {"memory_mb": 16384, "free_mb": 11264, "bandwidth_mb_s": 500.0, "converge_mb": 64.0, "max_rounds": 5,
-        "suspend_overhead_s": 0.1}
+INFO = {
+    "memory_mb": 16384,
+    "free_mb": 11264,
+    "bandwidth_mb_s": 500.0,
+    "converge_mb": 64.0,
+    "max_rounds": 5,
+    "suspend_overhead_s": 0.1,
+}
 
 
 class FakeCluster:
@@ -39,8 +45,16 @@ class FakeCluster:
         self.vms = {"vm1": {"host": "kvm1", "state": "running"}, "vm2": {"host": "kvm2", "state": "running"}}
         self.nodes = {n: {"conf": 3000, "runtime": 3000, "record": None, "running": True} for n in NODES}
         self.props: dict[str, str] = {}
-        self.devices = {f"fence-{n}": {"ip": self.vms[n]["host"], "plug": n, "username": "root",
-                                       "identity_file": "/root/.ssh/id_fence", "pcmk_host_list": n} for n in NODES}
+        self.devices = {
+            f"fence-{n}": {
+                "ip": self.vms[n]["host"],
+                "plug": n,
+                "username": "root",
+                "identity_file": "/root/.ssh/id_fence",
+                "pcmk_host_list": n,
+            }
+            for n in NODES
+        }
         self.started = {"fence-vm1": "vm2", "fence-vm2": "vm1"}
         self.failures: list[str] = []
         self.pending: list[str] = []
@@ -59,15 +73,39 @@ class FakeCluster:
         nodes = {}
         for n in NODES:
             online = n != "vm2" or self.lost_after is None or self.now < self.lost_after
-            nodes[n] = {"online": online, "unclean": not online and self.props.get("maintenance-mode") == "true",
-                        "pending": False, "maintenance": False, "standby": False, "shutdown": False}
-        res = {d: {"agent": "stonith:fence_virsh", "role": "Started", "node": n, "managed": True, "failed": False,
-                   "pending": None} for d, n in self.started.items()}
-        return {"dc": "vm1", "quorate": True, "online": [n for n in NODES if nodes[n]["online"]], "offline": [],
-                "started": dict(self.started), "failures": list(self.failures), "monitored": sorted(self.started),
-                "maintenance": self.props.get("maintenance-mode") == "true",
-                "stonith_enabled": self.props.get("stonith-enabled") != "false", "nodes": nodes, "resources": res,
-                "pending": list(self.pending)}
+            nodes[n] = {
+                "online": online,
+                "unclean": not online and self.props.get("maintenance-mode") == "true",
+                "pending": False,
+                "maintenance": False,
+                "standby": False,
+                "shutdown": False,
+            }
+        res = {
+            d: {
+                "agent": "stonith:fence_virsh",
+                "role": "Started",
+                "node": n,
+                "managed": True,
+                "failed": False,
+                "pending": None,
+            }
+            for d, n in self.started.items()
+        }
+        return {
+            "dc": "vm1",
+            "quorate": True,
+            "online": [n for n in NODES if nodes[n]["online"]],
+            "offline": [],
+            "started": dict(self.started),
+            "failures": list(self.failures),
+            "monitored": sorted(self.started),
+            "maintenance": self.props.get("maintenance-mode") == "true",
+            "stonith_enabled": self.props.get("stonith-enabled") != "false",
+            "nodes": nodes,
+            "resources": res,
+            "pending": list(self.pending),
+        }
 
     def where(self, host: str, domain: str) -> dict | None:
         vm = self.vms.get(domain)
@@ -136,12 +174,19 @@ class FakeCluster:
                 return ok(self.where(t, a["domain"]))
             case "host_info":
                 info = dict(INFO, free_mb=self.free_mb if t == "kvm3" else INFO["free_mb"])
-                info["domains"] = {vm: {"memory_mb": 1024, "vcpu": 2, "dirty_rate_mb_s": 64.0}
-                                   for vm, v in self.vms.items() if v["host"] == t}
+                info["domains"] = {
+                    vm: {"memory_mb": 1024, "vcpu": 2, "dirty_rate_mb_s": 64.0}
+                    for vm, v in self.vms.items()
+                    if v["host"] == t
+                }
                 return ok(info)
             case "activity":
-                return ok({"journals": list(self.journals[t]), "migrating": ["vm2"] if self.migration and t in
-                           ("kvm2", "kvm3") else []})
+                return ok(
+                    {
+                        "journals": list(self.journals[t]),
+                        "migrating": ["vm2"] if self.migration and t in ("kvm2", "kvm3") else [],
+                    }
+                )
             case "sleep":
                 self.now += a["seconds"]
                 self.advance()
@@ -249,12 +294,18 @@ def test_expected_suspend_is_the_hypervisors_engine() -> None:
     p.send("kvm2", VirshReceived(1, ("migrate", "--live", "vm2", "kvm3")))
     while not p.replies(1) and p.step():
         pass
-    (t_susp, _), = p.effects("kvm2", SuspendDomainProcess)
-    (t_res, _), = p.effects("kvm3", ResumeDomainProcess)
+    ((t_susp, _),) = p.effects("kvm2", SuspendDomainProcess)
+    ((t_res, _),) = p.effects("kvm3", ResumeDomainProcess)
     info = p.hv["kvm2"].info()
     assert info["domains"] == {} and p.hv["kvm3"].info()["domains"]["vm2"]["memory_mb"] == L.VM_MEMORY_MB
-    est = ps.expected_suspend_s(L.VM_MEMORY_MB, L.VM_DIRTY_MB_S, info["bandwidth_mb_s"], converge_mb=info["converge_mb"],
-                                max_rounds=info["max_rounds"], overhead_s=info["suspend_overhead_s"])
+    est = ps.expected_suspend_s(
+        L.VM_MEMORY_MB,
+        L.VM_DIRTY_MB_S,
+        info["bandwidth_mb_s"],
+        converge_mb=info["converge_mb"],
+        max_rounds=info["max_rounds"],
+        overhead_s=info["suspend_overhead_s"],
+    )
     assert est == pytest.approx(t_res - t_susp, abs=1e-6)
     # 8 GiB dirtied faster than the link: never converges, the whole memory in the suspend (the SPARC figure)
     assert ps.expected_suspend_s(8192, 2000, 500, converge_mb=64, max_rounds=5, overhead_s=0.1) == pytest.approx(16.484)
@@ -282,16 +333,24 @@ def test_adapter_parsers() -> None:
     with pytest.raises(ValueError):
         configs.with_token("nodelist {\n}\n", 1)
     assert migrate_env.parse_cmap("runtime.config.totem.token (u32) = 3000\nx.y (str) = a b\n") == {
-        "runtime.config.totem.token": 3000, "x.y": "a b"}
+        "runtime.config.totem.token": 3000,
+        "x.y": "a b",
+    }
     assert migrate_env.fence_stdin({"ip": "kvm3", "plug": "vm2"}, "status") == "action=status\nip=kvm3\nplug=vm2\n"
     assert migrate_env.fence_status(2, "Status: OFF\n") == "OFF"
     st = {"domains": [{"name": "vm2", "state": "paused", "id": None}], "incoming": ["vm2"], "migrating": {}}
     assert migrate_env.where_of(st, "vm2")["state"] == "bound" and migrate_env.where_of(st, "vm1") is None
-    st = {"domains": [{"name": "vm2", "state": "running", "id": 1}], "incoming": [],
-          "migrating": {"vm2": {"phase": "pre-copy", "percent": 87, "round": 2, "rounds_max": 5}}}
-    assert migrate_env.where_of(st, "vm2") == {"state": "active", "virsh_state": "running", "flags": "-n---s",
-                                               "migration": {"phase": "pre-copy", "percent": 87, "round": 2,
-                                                             "rounds_max": 5}}
+    st = {
+        "domains": [{"name": "vm2", "state": "running", "id": 1}],
+        "incoming": [],
+        "migrating": {"vm2": {"phase": "pre-copy", "percent": 87, "round": 2, "rounds_max": 5}},
+    }
+    assert migrate_env.where_of(st, "vm2") == {
+        "state": "active",
+        "virsh_state": "running",
+        "flags": "-n---s",
+        "migration": {"phase": "pre-copy", "percent": 87, "round": 2, "rounds_max": 5},
+    }
 
 
 CRM_MON = """<pacemaker-result api-version="2.25" request="crm_mon">
@@ -322,11 +381,15 @@ def test_readiness_reads_maintenance_unclean_pending_and_devices() -> None:
     assert d["nodes"]["vm2"]["unclean"] and not d["nodes"]["vm2"]["online"]
     assert d["pending"] == ["fence-vm2 Monitoring on vm1"] and d["resources"]["fence-vm2"]["managed"] is False
     assert ps.PacemakerStack.view_sample("vm1", d, {ps.TOKEN_KEY: 4000, ps.SILENCE_KEY: 250}, NODES, 1.0) == {
-        "state": "UP", "sf": "stopped", "peers": {"vm2": {"state": "LEFTCLUSTER", "gap": None, "timeout": 4.0}}}
+        "state": "UP",
+        "sf": "stopped",
+        "peers": {"vm2": {"state": "LEFTCLUSTER", "gap": None, "timeout": 4.0}},
+    }
     problems = ps.cluster_problems(d, NODES, "vm1")
     assert any("vm2 UNCLEAN" in p for p in problems) and any("in flight" in p for p in problems)
-    assert readiness.parse_stonith_devices(CIB) == [{"id": "fence-vm2", "agent": "fence_virsh",
-                                                     "params": {"ip": "kvm2", "plug": "vm2"}}]
+    assert readiness.parse_stonith_devices(CIB) == [
+        {"id": "fence-vm2", "agent": "fence_virsh", "params": {"ip": "kvm2", "plug": "vm2"}}
+    ]
     assert ps.device_for(readiness.parse_stonith_devices(CIB), "vm2")["id"] == "fence-vm2"  # named after it
     assert ps.device_for([], "vm2") is None
 
@@ -339,15 +402,27 @@ def test_happy_path_protects_migrates_repoints_restores_and_proves() -> None:
     healthy(fc, "kvm3")
     ch = [c[:2] for c in fc.changes]
     # record first, then maintenance, then the token on every node and one reload; back in reverse
-    assert ch[:6] == [("vm1", "record_token"), ("vm2", "record_token"), ("vm1", "cluster_property"),
-                      ("vm1", "write_corosync_conf"), ("vm2", "write_corosync_conf"), ("vm1", "cfgtool_reload")]
+    assert ch[:6] == [
+        ("vm1", "record_token"),
+        ("vm2", "record_token"),
+        ("vm1", "cluster_property"),
+        ("vm1", "write_corosync_conf"),
+        ("vm2", "write_corosync_conf"),
+        ("vm1", "cfgtool_reload"),
+    ]
     assert ("vm1", "write_corosync_conf", (("token", "4000"),)) in fc.changes
     assert ch.count(("vm1", "cfgtool_reload")) == 2  # one per change, never one per node
     assert ("vm1", "stonith_update", (("device", "fence-vm2"), ("params", "{'ip': 'kvm3'}"))) in fc.changes
     assert j["stack"] == "pacemaker" and j["tokens"] == {"vm1": 3000, "vm2": 3000} and j["token_raised"] == 4000
     assert j["step"] == "done" and j["result"] == "ok" and j["outcome"] == "migrated" and j["complete_to"] == "kvm3"
-    assert [c["name"] for c in j["proof"]] == ["one running instance", "fence_virsh status", "old host lets go",
-                                              "stonith_admin", "cluster", "tokens"]
+    assert [c["name"] for c in j["proof"]] == [
+        "one running instance",
+        "fence_virsh status",
+        "old host lets go",
+        "stonith_admin",
+        "cluster",
+        "tokens",
+    ]
     assert all(c["ok"] for c in j["proof"]), j["proof"]
     assert [p["phase"] for p in j["progress"]] == ["pre-copy", "pre-copy", "suspend", "suspend", "done"]
     assert j["suspend_s"] == pytest.approx(0.15) and j["progress"][-1]["t"] == pytest.approx(fc.now - 0.05)
@@ -414,16 +489,20 @@ def _refused(fc: FakeCluster, req: sm.MigrateRequest = REQ) -> tuple[mig.Finishe
     return fin, fin.message
 
 
-@pytest.mark.parametrize(("setup", "req", "code", "text"), [
-    (None, sm.MigrateRequest("vm9", "kvm2", "kvm3"), codes.NOT_A_CLUSTER_DOMAIN, "vm9 is not a node"),
-    (None, sm.MigrateRequest("vm2", "kvm1", "kvm3"), codes.DOMAIN_NOT_HOSTED, "vm2 is not a domain of kvm1"),
-    (None, sm.MigrateRequest("vm2", "kvm2", "kvm9"), codes.UNKNOWN_TARGET, "'kvm9' is not a hypervisor host"),
-    (None, sm.MigrateRequest("vm2", "kvm2", "kvm2"), codes.SAME_HOST, "is the source host"),
-    (None, sm.MigrateRequest("vm2", "kvm2", "kvm3", scoped=True), codes.SCOPED_NOT_POSSIBLE, "cluster-wide"),
-    ("stopped", REQ, codes.DOMAIN_STOPPED, "vm2 is shut off on kvm2, not running"),
-])
-def test_bad_input_is_refused_with_nothing_changed(setup: str | None, req: sm.MigrateRequest, code: str,
-                                                   text: str) -> None:
+@pytest.mark.parametrize(
+    ("setup", "req", "code", "text"),
+    [
+        (None, sm.MigrateRequest("vm9", "kvm2", "kvm3"), codes.NOT_A_CLUSTER_DOMAIN, "vm9 is not a node"),
+        (None, sm.MigrateRequest("vm2", "kvm1", "kvm3"), codes.DOMAIN_NOT_HOSTED, "vm2 is not a domain of kvm1"),
+        (None, sm.MigrateRequest("vm2", "kvm2", "kvm9"), codes.UNKNOWN_TARGET, "'kvm9' is not a hypervisor host"),
+        (None, sm.MigrateRequest("vm2", "kvm2", "kvm2"), codes.SAME_HOST, "is the source host"),
+        (None, sm.MigrateRequest("vm2", "kvm2", "kvm3", scoped=True), codes.SCOPED_NOT_POSSIBLE, "cluster-wide"),
+        ("stopped", REQ, codes.DOMAIN_STOPPED, "vm2 is shut off on kvm2, not running"),
+    ],
+)
+def test_bad_input_is_refused_with_nothing_changed(
+    setup: str | None, req: sm.MigrateRequest, code: str, text: str
+) -> None:
     fc = FakeCluster()
     if setup == "stopped":
         fc.vms["vm2"]["state"] = "shut off"
@@ -431,21 +510,29 @@ def test_bad_input_is_refused_with_nothing_changed(setup: str | None, req: sm.Mi
     assert fin.code == code and text in message, message
 
 
-@pytest.mark.parametrize(("knob", "line"), [
-    ("failure", ("the cluster shows a failed action (fence-vm2 asyncmon on vm1: Simulated failure): fix its cause, "
-                "then crm_resource --cleanup.")),
-    ("pending", "an action is in flight (fence-vm2 Monitoring on vm1): wait until it finished"),
-    ("maintenance", "maintenance-mode is already true"),
-    ("stonith", "stonith-enabled is false"),
-    ("tokens", "the token differs between the nodes (vm1 3000 ms, vm2 5000 ms)"),
-    ("record", "a token change of an earlier clovm migrate is in force on vm2"),
-    ("device", "points at kvm1, but vm2 runs on kvm2"),
-    ("nodevice", "no fence device covers vm2"),
-    ("room", "kvm3 has 512 MB free, vm2 needs 1024 MB"),
-    ("busy", "a migration of vm7 is in progress or recorded on kvm1"),
-    ("login", "the fence agent on vm1 cannot log in to kvm3"),
-    ("offline", "vm1 sees vm2 offline"),
-])
+@pytest.mark.parametrize(
+    ("knob", "line"),
+    [
+        (
+            "failure",
+            (
+                "the cluster shows a failed action (fence-vm2 asyncmon on vm1: Simulated failure): fix its cause, "
+                "then crm_resource --cleanup."
+            ),
+        ),
+        ("pending", "an action is in flight (fence-vm2 Monitoring on vm1): wait until it finished"),
+        ("maintenance", "maintenance-mode is already true"),
+        ("stonith", "stonith-enabled is false"),
+        ("tokens", "the token differs between the nodes (vm1 3000 ms, vm2 5000 ms)"),
+        ("record", "a token change of an earlier clovm migrate is in force on vm2"),
+        ("device", "points at kvm1, but vm2 runs on kvm2"),
+        ("nodevice", "no fence device covers vm2"),
+        ("room", "kvm3 has 512 MB free, vm2 needs 1024 MB"),
+        ("busy", "a migration of vm7 is in progress or recorded on kvm1"),
+        ("login", "the fence agent on vm1 cannot log in to kvm3"),
+        ("offline", "vm1 sees vm2 offline"),
+    ],
+)
 def test_every_preflight_problem_is_one_line_with_its_remedy(knob: str, line: str) -> None:
     fc = FakeCluster()
     match knob:

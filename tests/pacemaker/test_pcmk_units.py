@@ -53,16 +53,26 @@ def test_virsh_parse() -> None:
     for uri in ("qemu+ssh://kvm3/system", "qemu+ssh://root@kvm3/system", "kvm3", "qemu+tcp://kvm3:16509/system"):
         assert virsh.parse(["migrate", "--live", "vm2", uri]).target == "kvm3"
     assert virsh.parse(["migrate", "--live", "--verbose", "vm2", "kvm3"]).verbose
-    for bad in (["bogus"], ["domstate"], ["domstate", "a", "b"], ["migrate", "vm2", "kvm3"],
-                ["migrate", "--live", "vm2"], ["list", "--name"], ["-c", "qemu+ssh://kvm3/system", "list"]):
+    for bad in (
+        ["bogus"],
+        ["domstate"],
+        ["domstate", "a", "b"],
+        ["migrate", "vm2", "kvm3"],
+        ["migrate", "--live", "vm2"],
+        ["list", "--name"],
+        ["-c", "qemu+ssh://kvm3/system", "list"],
+    ):
         with pytest.raises(virsh.UsageError):
             virsh.parse(bad)
 
 
 @pytest.mark.timeout(10)
 def test_virsh_formats_parse_as_fence_virsh_does() -> None:
-    views = [virsh.DomainView("vm2", "running", 1), virsh.DomainView("vm9", "paused", 4),
-             virsh.DomainView("vm3", "shut off")]
+    views = [
+        virsh.DomainView("vm2", "running", 1),
+        virsh.DomainView("vm9", "paused", 4),
+        virsh.DomainView("vm3", "shut off"),
+    ]
     text = virsh.render_list(views, all=True)
     assert text.splitlines()[0].split() == ["Id", "Name", "State"]
     assert fence_virsh_list(text) == {"vm2": "on", "vm9": "on", "vm3": "off"}
@@ -83,9 +93,9 @@ def test_live_migration_runs_ldms_engine_end_to_end() -> None:
     while not p.replies(1) and p.step():
         pass
     assert p.replies(1) == [virsh.Result(0, "", "")]
-    (t_susp, _), = p.effects("kvm2", SuspendDomainProcess)
-    (_t_adopt, adopt), = p.effects("kvm3", AdoptDomainProcess)
-    (t_res, _), = p.effects("kvm3", ResumeDomainProcess)
+    ((t_susp, _),) = p.effects("kvm2", SuspendDomainProcess)
+    ((_t_adopt, adopt),) = p.effects("kvm3", AdoptDomainProcess)
+    ((t_res, _),) = p.effects("kvm3", ResumeDomainProcess)
     assert adopt == AdoptDomainProcess("vm2", "kvm2")
     assert p.effects("kvm2", ReleaseDomain)
     assert 0 < t_res - t_susp < 0.5, "the final suspend must stay far below a token"
@@ -144,8 +154,20 @@ def test_destroy_start_reboot_and_errors() -> None:
 
 @pytest.mark.timeout(10)
 def test_hypervisor_restart_readopts_or_autostarts() -> None:
-    snap = {"domains": [{"name": "vm1", "memory_mb": 1024, "vcpu": 2, "dirty_rate_mb_s": 64.0,
-                         "state": "running", "autostart": True, "id": 3}], "next_id": 4}
+    snap = {
+        "domains": [
+            {
+                "name": "vm1",
+                "memory_mb": 1024,
+                "vcpu": 2,
+                "dirty_rate_mb_s": 64.0,
+                "state": "running",
+                "autostart": True,
+                "id": 3,
+            }
+        ],
+        "next_id": 4,
+    }
     hv = Hypervisor("kvm1")
     assert hv.load(snap, running=["vm1"]) == []
     assert hv.views() == [virsh.DomainView("vm1", "running", 3)]
@@ -187,28 +209,55 @@ def test_readiness_verdicts() -> None:
     assert pending.problems(L.VMS, devices) == ["not started: fence-vm1"]
     bad_monitor = readiness.parse_crm_mon(CRM_MON.format(P1="", RC="1", FAIL=""))
     assert bad_monitor.problems(L.VMS, devices) == ["no successful monitor yet: fence-vm1"]
-    failed = readiness.parse_crm_mon(CRM_MON.format(P1="", RC="0", FAIL=(
-        '<failures><failure op_key="fence-vm1_monitor_60000" node="vm2" exitreason="ssh failed"/></failures>')))
+    failed = readiness.parse_crm_mon(
+        CRM_MON.format(
+            P1="",
+            RC="0",
+            FAIL=(
+                '<failures><failure op_key="fence-vm1_monitor_60000" node="vm2" exitreason="ssh failed"/></failures>'
+            ),
+        )
+    )
     assert failed.problems(L.VMS, devices) == ["failed actions: fence-vm1_monitor_60000 on vm2: ssh failed"]
-    lost = readiness.parse_crm_mon(CRM_MON.format(P1="", RC="0", FAIL="").replace(
-        'name="vm2" id="2" online="true"', 'name="vm2" id="2" online="false"'))
+    lost = readiness.parse_crm_mon(
+        CRM_MON.format(P1="", RC="0", FAIL="").replace(
+            'name="vm2" id="2" online="true"', 'name="vm2" id="2" online="false"'
+        )
+    )
     assert "not online: vm2" in lost.problems(L.VMS, devices)
     with pytest.raises(readiness.BadXml):
         readiness.parse_crm_mon("crm_mon: Error: cluster is not available on this node")
     hist = readiness.parse_stonith_history(
         '<pacemaker-result><fence_history><fence_event action="reboot" target="vm2" status="success" '
-        'delegate="vm1" origin="vm1" completed="2026-12-03 12:36:13Z"/></fence_history></pacemaker-result>')
+        'delegate="vm1" origin="vm1" completed="2026-12-03 12:36:13Z"/></fence_history></pacemaker-result>'
+    )
     assert hist == [readiness.FenceEvent("reboot", "vm2", "success", "vm1", "vm1", "2026-12-03 12:36:13Z")]
 
 
 # ------------------------------------------------------------------------------------ record, configs
 @pytest.mark.timeout(10)
 def test_teardown_plan_order() -> None:
-    entries = [{"kind": "cgroup", "path": "/cg/x"}, {"kind": "vm", "name": "vm1"}, {"kind": "netns", "name": "a"},
-               {"kind": "netns", "name": "b"}, {"kind": "host", "name": "kvm1"}, {"kind": "run_netns_mount"}]
+    entries = [
+        {"kind": "cgroup", "path": "/cg/x"},
+        {"kind": "vm", "name": "vm1"},
+        {"kind": "netns", "name": "a"},
+        {"kind": "netns", "name": "b"},
+        {"kind": "host", "name": "kvm1"},
+        {"kind": "run_netns_mount"},
+    ]
     steps = [s for s, _ in teardown_plan(entries)]
-    assert steps == ["kill_vm", "stop_host", "kill_vm", "kill_netns", "kill_netns", "delete_netns",
-                     "delete_netns", "remove_cgroup", "umount_run_netns", "remove_run_files"]
+    assert steps == [
+        "kill_vm",
+        "stop_host",
+        "kill_vm",
+        "kill_netns",
+        "kill_netns",
+        "delete_netns",
+        "delete_netns",
+        "remove_cgroup",
+        "umount_run_netns",
+        "remove_run_files",
+    ]
     assert [a for s, a in teardown_plan(entries) if s == "delete_netns"] == ["b", "a"]
     assert teardown_plan([]) == [("remove_run_files", "")]
 
@@ -220,8 +269,15 @@ def test_layout_and_configs() -> None:
     assert all(len(name) <= 15 for name in (L.BRIDGE, L.UPLINK, L.VM_IFACE, *L.HOSTS, *L.VMS))
     assert L.token_ms(1.0) == 3000 and L.token_ms(2.0) == 1500 and L.token_ms(100) == L.MIN_TOKEN_MS
     conf = configs.corosync_conf(3000)
-    for needle in ("cluster_name: pcmkcluster", "transport: knet", "token: 3000", "two_node: 1",
-                   "name: vm1", "name: vm2", f"ring0_addr: {L.ADDRESSES['vm2']}"):
+    for needle in (
+        "cluster_name: pcmkcluster",
+        "transport: knet",
+        "token: 3000",
+        "two_node: 1",
+        "name: vm1",
+        "name: vm2",
+        f"ring0_addr: {L.ADDRESSES['vm2']}",
+    ):
         assert needle in conf
     cmds = configs.cib_commands("/x/cib.xml")
     creates = [c for c in cmds if c[:4] == ["pcs", "-f", "/x/cib.xml", "stonith"]]

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until_async
 from test_ldmd import FakeXscfd
 
 from clovm import formats, settings
@@ -40,6 +39,7 @@ from clovm.runtime.home import Home
 from clovm.runtime.ldmd import DOMAIN_CMD_ENV
 from clovm.runtime.rpc import call_unix
 from clovm.runtime.snmp import SnmpCredentials, XscfSnmpClient
+from helpers import wait_until_async
 
 CD1, CD2, GUEST = "cd1", "cd2", "g1"
 ADDR = {CD1: "127.78.0.1", CD2: "127.78.0.2"}
@@ -53,14 +53,14 @@ bandwidth_mb_s = 1000
 
 [[server]]
 name = "srv1"
-lan0 = "{LAN['srv1'][0]}"
-lan1 = "{LAN['srv1'][1]}"
+lan0 = "{LAN["srv1"][0]}"
+lan1 = "{LAN["srv1"][1]}"
 ppars = [0]
 
 [[server]]
 name = "srv2"
-lan0 = "{LAN['srv2'][0]}"
-lan1 = "{LAN['srv2'][1]}"
+lan0 = "{LAN["srv2"][0]}"
+lan1 = "{LAN["srv2"][1]}"
 ppars = [0]
 
 [[control_domain]]
@@ -88,8 +88,14 @@ memory_mb = 2048
 vcpu = 2
 dirty_rate_mb_s = 900
 """
-SECRETS = {"xscf_user": "xuser", "xscf_password": "xpass", "snmp_auth": "authkey123", "snmp_priv": "privkey123",
-           "cluster_key": "00" * 32, "ldm_password": "pw-12345678"}
+SECRETS = {
+    "xscf_user": "xuser",
+    "xscf_password": "xpass",
+    "snmp_auth": "authkey123",
+    "snmp_priv": "privkey123",
+    "cluster_key": "00" * 32,
+    "ldm_password": "pw-12345678",
+}
 
 
 def _make_home(root: Path) -> Home:
@@ -99,8 +105,9 @@ def _make_home(root: Path) -> Home:
     home.secrets_file.write_text(json.dumps(SECRETS))
     os.chmod(home.secrets_file, 0o600)
     home.clock_file.parent.mkdir(parents=True, exist_ok=True)
-    home.clock_file.write_text(json.dumps({"epoch": 1764000000.0, "start": time.monotonic(), "time_scale": 10.0,
-                                           "boot": "b1"}))
+    home.clock_file.write_text(
+        json.dumps({"epoch": 1764000000.0, "start": time.monotonic(), "time_scale": 10.0, "boot": "b1"})
+    )
     pki.ensure_pki(home, dict(ADDR))
     for cd in (CD1, CD2):
         home.hosts_file(cd).parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +120,12 @@ def _start(home: Home, module: str, name: str) -> subprocess.Popen[bytes]:
     # the guest's command line names the home and the domain, as a real domain process's does
     env[DOMAIN_CMD_ENV] = json.dumps([sys.executable, "-c", "import time; time.sleep(3600)", "{home}", "{name}"])
     with open(home.root / f"{name}.stderr", "ab") as err:
-        p = subprocess.Popen([sys.executable, "-m", f"clovm.runtime.{module}", "--home", str(home.root), "--name", name],
-                             stdout=subprocess.PIPE, stderr=err, env=env)
+        p = subprocess.Popen(
+            [sys.executable, "-m", f"clovm.runtime.{module}", "--home", str(home.root), "--name", name],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
     assert p.stdout is not None
     deadline, buf = time.monotonic() + 30, b""
     while b"READY" not in buf:
@@ -211,7 +222,7 @@ async def test_a_restarted_ldmd_keeps_its_configurations_and_readopts_its_guest(
     configs = (await ldm(dc.home, CD1, "list-spconfig"))["stdout"]
     assert configs == "factory-default\nconfig1 [next poweron]\ncfg2\n"
     pid = _placement(dc.home)["pid"]
-    up_before = (await _listed(dc.home, CD1))
+    up_before = await _listed(dc.home, CD1)
     dc.kill(CD1)
     assert _state(pid) in ("S", "R")  # the domain does not die with its ldmd
     dc.restart(CD1)
@@ -257,7 +268,10 @@ async def test_a_migration_whose_source_ldmd_died_ends_on_the_source(dc: Dc, poi
     dc.restart(CD1)
 
     async def settled() -> bool:
-        return await _listed(dc.home, CD2) is None and (await _listed(dc.home, CD1) or [""])[1:3] == ["active", "-n----"]
+        return await _listed(dc.home, CD2) is None and (await _listed(dc.home, CD1) or [""])[1:3] == [
+            "active",
+            "-n----",
+        ]
 
     await wait_until_async(settled, 10, 0.1, "no copy left on cd2, the guest active on cd1")
     assert _state(pid) in ("S", "R"), "the guest is running again (not frozen)"
@@ -266,8 +280,9 @@ async def test_a_migration_whose_source_ldmd_died_ends_on_the_source(dc: Dc, poi
 
 @pytest.mark.timeout(90)
 @pytest.mark.asyncio
-@pytest.mark.parametrize("point, outcome", [("pre-copy", CD1), ("suspend", CD1), ("hand-off", CD1),
-                                            ("taken-over", CD2)])
+@pytest.mark.parametrize(
+    "point, outcome", [("pre-copy", CD1), ("suspend", CD1), ("hand-off", CD1), ("taken-over", CD2)]
+)
 async def test_a_migration_whose_target_ldmd_died_ends_consistently(dc: Dc, point: str, outcome: str) -> None:
     pid = _placement(dc.home)["pid"]
     _arm(dc.home, point, f"ldmd-{CD2}")
@@ -295,8 +310,17 @@ async def test_a_restarted_xscfd_knows_the_saved_configuration_and_answers_its_m
         home = _make_home(root)
         sp = home.sp_file("srv2", 0)
         sp.parent.mkdir(parents=True, exist_ok=True)
-        sp.write_text(json.dumps({"configs": [["factory-default", ["primary"]], ["config1", ["g1", "primary"]]],
-                                  "next": "config1", "booted": "config1", "changed": False, "saved": [GUEST]}))
+        sp.write_text(
+            json.dumps(
+                {
+                    "configs": [["factory-default", ["primary"]], ["config1", ["g1", "primary"]]],
+                    "next": "config1",
+                    "booted": "config1",
+                    "changed": False,
+                    "saved": [GUEST],
+                }
+            )
+        )
         p = _start(home, "xscfd", "srv2")
         client = XscfSnmpClient.from_credentials(SnmpCredentials("xuser", "authkey123", "privkey123"))
         try:

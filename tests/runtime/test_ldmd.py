@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until_async
 
 from clovm import formats, settings
 from clovm.core.ldm import MigrationOffer, OfferRejected
@@ -32,6 +31,7 @@ from clovm.runtime import pki
 from clovm.runtime.home import Home
 from clovm.runtime.ldmd import DOMAIN_CMD_ENV, decode_peer_msg, encode_peer_msg
 from clovm.runtime.rpc import RpcError, call_tls, call_unix, serve_unix
+from helpers import wait_until_async
 
 CD1, CD2 = "cd1", "cd2"
 ADDR = {CD1: "127.67.0.1", CD2: "127.67.0.2"}
@@ -137,13 +137,21 @@ def _make_home(root: Path) -> Home:
     home = Home(root)
     home.topology_file.parent.mkdir(parents=True, exist_ok=True)
     home.topology_file.write_text(TOPOLOGY)
-    home.secrets_file.write_text(json.dumps({
-        "xscf_user": "xuser", "xscf_password": "xpass", "snmp_auth": "authkey123",
-        "snmp_priv": "privkey123", "cluster_key": "00" * 32, "ldm_password": LDM_PASSWORD}))
+    home.secrets_file.write_text(
+        json.dumps(
+            {
+                "xscf_user": "xuser",
+                "xscf_password": "xpass",
+                "snmp_auth": "authkey123",
+                "snmp_priv": "privkey123",
+                "cluster_key": "00" * 32,
+                "ldm_password": LDM_PASSWORD,
+            }
+        )
+    )
     os.chmod(home.secrets_file, 0o600)
     home.clock_file.parent.mkdir(parents=True, exist_ok=True)
-    home.clock_file.write_text(json.dumps({"epoch": 1764000000.0, "start": time.monotonic(),
-                                           "time_scale": 10.0}))
+    home.clock_file.write_text(json.dumps({"epoch": 1764000000.0, "start": time.monotonic(), "time_scale": 10.0}))
     pki.ensure_pki(home, dict(ADDR))
     hosts = {CD1: ADDR[CD1], CD2: ADDR[CD2], GUEST: "127.67.0.11", "xscf1": "127.67.1.10"}
     for cd in (CD1, CD2):
@@ -157,8 +165,12 @@ def _start_ldmd(home: Home, name: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env[DOMAIN_CMD_ENV] = json.dumps([sys.executable, "-c", "import time; time.sleep(3600)"])
     with open(home.root / f"{name}.stderr", "ab") as err:  # the child keeps its own copy
-        p = subprocess.Popen([sys.executable, "-m", "clovm.runtime.ldmd", "--home", str(home.root), "--name", name],
-                             stdout=subprocess.PIPE, stderr=err, env=env)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "clovm.runtime.ldmd", "--home", str(home.root), "--name", name],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
     assert p.stdout is not None
     deadline = time.monotonic() + 30
     buf = b""
@@ -167,9 +179,11 @@ def _start_ldmd(home: Home, name: str) -> subprocess.Popen[bytes]:
         if left <= 0 or p.poll() is not None:
             p.kill()
             log = home.log_file(f"ldmd-{name}")
-            raise AssertionError(f"ldmd {name} not ready: {buf!r} "
-                                 f"{(home.root / f'{name}.stderr').read_text()} "
-                                 f"{log.read_text()[-1500:] if log.exists() else ''}")
+            raise AssertionError(
+                f"ldmd {name} not ready: {buf!r} "
+                f"{(home.root / f'{name}.stderr').read_text()} "
+                f"{log.read_text()[-1500:] if log.exists() else ''}"
+            )
         r, _, _ = select.select([p.stdout], [], [], left)
         if r:
             buf += os.read(p.stdout.fileno(), 4096)
@@ -226,8 +240,13 @@ async def ldm(home: Home, cd: str, *argv: str, timeout: float = 60) -> dict[str,
     return await call_unix(home.ldmd_socket(cd), "ldm", timeout, argv=list(argv))
 
 
-async def wait_until(check: Callable[[], Any], within: float = 10.0, what: str = "the condition",
-                     every: float = 0.02, detail: Callable[[], object] | None = None) -> Any:
+async def wait_until(
+    check: Callable[[], Any],
+    within: float = 10.0,
+    what: str = "the condition",
+    every: float = 0.02,
+    detail: Callable[[], object] | None = None,
+) -> Any:
     """helpers.wait_until_async with this module's default patience (10 s)."""
     return await wait_until_async(check, within, every, what, detail=detail)
 
@@ -259,8 +278,7 @@ def _gone(pid: int) -> bool:
 # ------------------------------------------------------------------------------------ tests
 @pytest.mark.timeout(90)
 def test_peer_message_round_trip() -> None:
-    for msg in (MigrationOffer(3, "g1", 2048, 2, 900.0, "cd1", 12.5, 0.1, True),
-                OfferRejected(3, "g1", "no room")):
+    for msg in (MigrationOffer(3, "g1", 2048, 2, 900.0, "cd1", 12.5, 0.1, True), OfferRejected(3, "g1", "no room")):
         wire = encode_peer_msg(msg)
         assert wire["type"] == type(msg).__name__
         assert decode_peer_msg(json.loads(json.dumps(wire))) == msg
@@ -283,14 +301,24 @@ async def test_list_placement_and_info(dc: Dc) -> None:
     assert by_name[GUEST]["state"] == "active" and by_name[GUEST]["flags"] == "-n----"
     assert by_name[GUEST]["pid"] == pid and by_name["primary"]["flags"] == "-n-cv-"
     info = await call_unix(dc.home.ldmd_socket(CD2), "cd_info")
-    assert info == {"host": CD2, "server": "srv2", "ppar": 0, "lan0": "127.67.1.20", "lan1": "127.67.2.20",
-                    "sf_weight": 2, "user": "xuser", "connection": "ssh"}
+    assert info == {
+        "host": CD2,
+        "server": "srv2",
+        "ppar": 0,
+        "lan0": "127.67.1.20",
+        "lan1": "127.67.2.20",
+        "sf_weight": 2,
+        "user": "xuser",
+        "connection": "ssh",
+    }
     tls_info = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "cd_info")
     assert tls_info["host"] == CD1 and tls_info["server"] == "srv1"
     # the fake xscfd of srv1 got the running guests of PPAR 0
-    await wait_until(lambda: ("domains_running", {"ppar": 0, "running": [GUEST], "held": [GUEST]})
-                     in dc.xscf.snapshot(),
-                     what="domains_running [guest] pushed to the xscfd", detail=dc.xscf.snapshot)
+    await wait_until(
+        lambda: ("domains_running", {"ppar": 0, "running": [GUEST], "held": [GUEST]}) in dc.xscf.snapshot(),
+        what="domains_running [guest] pushed to the xscfd",
+        detail=dc.xscf.snapshot,
+    )
     r = await ldm(dc.home, CD1, "no-such-subcommand")
     assert r["rc"] == 1 and "unknown subcommand" in r["stderr"]
 
@@ -301,21 +329,26 @@ async def test_spconfigs(dc: Dc) -> None:
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert r == {"rc": 0, "stdout": "factory-default\nconfig1 [current]\n", "stderr": ""}
     # the installed configuration includes the guest, and the XSCF is told so at start
-    await wait_until(lambda: ("spconfig_saved", {"ppar": 0, "domains": [GUEST]}) in dc.xscf.snapshot(),
-                     what="spconfig_saved [guest] pushed at start", detail=dc.xscf.snapshot)
+    await wait_until(
+        lambda: ("spconfig_saved", {"ppar": 0, "domains": [GUEST]}) in dc.xscf.snapshot(),
+        what="spconfig_saved [guest] pushed at start",
+        detail=dc.xscf.snapshot,
+    )
     r = await ldm(dc.home, CD1, "add-spconfig", "cfg2")
     assert r["rc"] == 0, r
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert r["stdout"] == "factory-default\nconfig1\ncfg2 [current]\n"
-    await wait_until(lambda: dc.xscf.snapshot().count(("spconfig_saved", {"ppar": 0, "domains": [GUEST]})) >= 2,
-                     what="a second spconfig_saved [guest] (add-spconfig)", detail=dc.xscf.snapshot)
+    await wait_until(
+        lambda: dc.xscf.snapshot().count(("spconfig_saved", {"ppar": 0, "domains": [GUEST]})) >= 2,
+        what="a second spconfig_saved [guest] (add-spconfig)",
+        detail=dc.xscf.snapshot,
+    )
     r = await ldm(dc.home, CD1, "remove-spconfig", "cfg2")
     assert r["rc"] == 0, r
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert r["stdout"] == "factory-default [next poweron]\nconfig1\n"  # removed the next one
     # remote ldm (as clovmmigrate on another control domain uses it)
-    rr = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "ldm",
-                        argv=["list-spconfig"])
+    rr = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "ldm", argv=["list-spconfig"])
     assert rr["rc"] == 0 and rr["stdout"] == r["stdout"]
 
 
@@ -338,8 +371,11 @@ async def test_live_migration_there_and_back(dc: Dc) -> None:
     doms = {d["name"]: d for d in await call_unix(dc.home.ldmd_socket(CD2), "domains")}
     assert doms[GUEST]["pid"] == pid and doms[GUEST]["flags"] == "-n----"
     # (the source holds the domain no more: its XSCF must not call it stopped)
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [], "held": []}),
-                     what="domains_running [] last pushed", detail=dc.xscf.snapshot)
+    await wait_until(
+        lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [], "held": []}),
+        what="domains_running [] last pushed",
+        detail=dc.xscf.snapshot,
+    )
     # the spconfig of the source is no longer current (a domain left)
     r = await ldm(dc.home, CD1, "list-spconfig")
     assert "config1 [next poweron]" in r["stdout"]
@@ -402,16 +438,20 @@ async def test_stop_and_start_domain(dc: Dc) -> None:
     await wait_until(lambda: _gone(pid), what=f"guest process {pid} killed and reaped")
     row = _row((await ldm(dc.home, CD1, "list"))["stdout"], GUEST)
     assert row is not None and row[1] == "bound"
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [],
-                                                                              "held": [GUEST]}),
-                     what="domains_running [] last pushed", detail=dc.xscf.snapshot)
+    await wait_until(
+        lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [], "held": [GUEST]}),
+        what="domains_running [] last pushed",
+        detail=dc.xscf.snapshot,
+    )
     r = await ldm(dc.home, CD1, "start-domain", GUEST)
     assert r["rc"] == 0, r
     new = await _guest_alive_on(dc, CD1)
     assert new != pid
-    await wait_until(lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [GUEST],
-                                                                              "held": [GUEST]}),
-                     what="domains_running [guest] last pushed", detail=dc.xscf.snapshot)
+    await wait_until(
+        lambda: dc.xscf.snapshot()[-1] == ("domains_running", {"ppar": 0, "running": [GUEST], "held": [GUEST]}),
+        what="domains_running [guest] last pushed",
+        detail=dc.xscf.snapshot,
+    )
 
 
 @pytest.mark.timeout(90)
@@ -472,12 +512,16 @@ async def test_armed_abort_fails_migration(dc: Dc) -> None:
 async def test_tls_requires_control_domain_cert(dc: Dc) -> None:
     pki.ensure_pki(dc.home, {"intruder": None})
     with pytest.raises(RpcError) as e:
-        await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, "intruder"), "ldm",
-                       argv=["list"])
+        await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, "intruder"), "ldm", argv=["list"])
     assert e.value.code == "FORBIDDEN"
     with pytest.raises(RpcError) as e:
-        await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, "intruder"), "peer",
-                       msg={"type": "Handoff", "mig_id": 1, "domain": GUEST})
+        await call_tls(
+            ADDR[CD1],
+            settings.LDMD_PORT,
+            pki.client_context(dc.home, "intruder"),
+            "peer",
+            msg={"type": "Handoff", "mig_id": 1, "domain": GUEST},
+        )
     assert e.value.code == "FORBIDDEN"
     r = await call_tls(ADDR[CD1], settings.LDMD_PORT, pki.client_context(dc.home, CD2), "ldm", argv=["list"])
     assert r["rc"] == 0 and _row(r["stdout"], GUEST) is not None
@@ -521,5 +565,8 @@ async def test_activity_and_where(dc: Dc) -> None:
     assert await call_unix(sock1, "where", domain=GUEST) is None
     assert await call_unix(sock1, "activity") == {"journals": ["g1", "other"], "migrating": []}
     assert await call_unix(dc.home.ldmd_socket(CD2), "where", domain=GUEST) == {
-        "state": "active", "flags": "-n----", "migration": None}
+        "state": "active",
+        "flags": "-n----",
+        "migration": None,
+    }
     assert await call_unix(dc.home.ldmd_socket(CD2), "activity") == {"journals": [], "migrating": []}

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import helpers
 import pytest
 
+import helpers
 from clovm import formats, settings
 from clovm.core.defaults import RMS_SETTLE
 from clovm.core.sfconfig import AgentRef, SfHost, XscfEntry
@@ -94,15 +94,27 @@ class Datacenter:
         self._build()
 
     def addr(self, host: str) -> str:
-        return {"primary1": f"127.68.{self.n}.1", "guest1": f"127.68.{self.n}.11",
-                "guest2": f"127.68.{self.n}.12"}[host]
+        return {"primary1": f"127.68.{self.n}.1", "guest1": f"127.68.{self.n}.11", "guest2": f"127.68.{self.n}.12"}[
+            host
+        ]
 
     def _build(self) -> None:
         h = self.home
         atomic_write(h.topology_file, TOPOLOGY.format(n=self.n))
-        atomic_write(h.secrets_file, json.dumps({
-            "xscf_user": "xuser", "xscf_password": "xscf-pass", "snmp_auth": "snmp-auth-key",
-            "snmp_priv": "snmp-priv-key", "cluster_key": CLUSTER_KEY, "ldm_password": "ldm-pass"}), mode=0o600)
+        atomic_write(
+            h.secrets_file,
+            json.dumps(
+                {
+                    "xscf_user": "xuser",
+                    "xscf_password": "xscf-pass",
+                    "snmp_auth": "snmp-auth-key",
+                    "snmp_priv": "snmp-priv-key",
+                    "cluster_key": CLUSTER_KEY,
+                    "ldm_password": "ldm-pass",
+                }
+            ),
+            mode=0o600,
+        )
         atomic_write(h.clock_file, json.dumps({"epoch": 1764000000.0, "start": time.monotonic(), "time_scale": SCALE}))
         pki.ensure_pki(h, {name: self.addr(name) for name in ("primary1", "guest1", "guest2")})
         lan0, lan1 = f"127.68.{self.n}.101", f"127.68.{self.n}.102"
@@ -124,7 +136,10 @@ class Datacenter:
             with open(self.home.root / f"{host}.stderr", "ab") as err:  # the child keeps its own copy
                 p = subprocess.Popen(
                     [sys.executable, "-m", "clovm.runtime.nodeagent", "--home", str(self.home.root), "--name", host],
-                    stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    start_new_session=True,
+                )
             self.procs[host] = p
             self.all_procs.append(p)
         for host in hosts:
@@ -141,8 +156,10 @@ class Datacenter:
                     return
                 if not line:
                     break
-        raise AssertionError(f"{host} did not become READY: {(self.home.root / f'{host}.stderr').read_text()}"
-                             f"{self.home.log_file('nodeagent-' + host).read_text() if self.home.log_file('nodeagent-' + host).exists() else ''}")
+        raise AssertionError(
+            f"{host} did not become READY: {(self.home.root / f'{host}.stderr').read_text()}"
+            f"{self.home.log_file('nodeagent-' + host).read_text() if self.home.log_file('nodeagent-' + host).exists() else ''}"
+        )
 
     def sigkill(self, host: str) -> None:
         p = self.procs.pop(host)
@@ -246,8 +263,15 @@ def test_guests_join_app_online_once_and_logs(dc: Datacenter) -> None:
     for h in ("guest1", "guest2"):
         st = dc.call(h, "status")
         assert st["apps"] == {"app1": f"cf{owner[0]}"}
-        assert (st["host"], st["cf"], st["local_state"], st["timeout"], st["server"], st["window"], st["services"]) \
-            == (h, f"cf{h}", "UP", 10, "srv1", False, "started")
+        assert (st["host"], st["cf"], st["local_state"], st["timeout"], st["server"], st["window"], st["services"]) == (
+            h,
+            f"cf{h}",
+            "UP",
+            10,
+            "srv1",
+            False,
+            "started",
+        )
         assert st["view"] == {"cfguest1": "UP", "cfguest2": "UP"}
     assert dc.call("guest1", "cfset_a") == {"CFCP": "cfcp", "CFSH": "cfsh", "CLUSTER_TIMEOUT": "10"}
 
@@ -257,7 +281,10 @@ def test_guests_join_app_online_once_and_logs(dc: Datacenter) -> None:
             dc.call("primary1", op, **args)
         assert ei.value.code == "NOT_AVAILABLE"
     assert dc.call("primary1", "guest_nodes", domain="guest2") == {
-        "node": "cfguest2", "nodes": ["cfguest1", "cfguest2"], "domains": {"cfguest1": "guest1", "cfguest2": "guest2"}}
+        "node": "cfguest2",
+        "nodes": ["cfguest1", "cfguest2"],
+        "domains": {"cfguest1": "guest1", "cfguest2": "guest2"},
+    }
     assert dc.call("primary1", "resolve", name="guest1") == dc.addr("guest1")
     assert dc.call("primary1", "cd_info")["lan0"] == f"127.68.{dc.n}.101"
     with pytest.raises(rpc.RpcError) as ei:
@@ -267,7 +294,10 @@ def test_guests_join_app_online_once_and_logs(dc: Datacenter) -> None:
     msgs = dc.messages("guest1")
     assert " guest1 CF: [ID 0 daemon.notice] cfguest1: COMINGUP" in msgs
     assert msgs.startswith("Nov 24 16:")  # emulated wall clock of srv1
-    assert "daemon.notice] cfguest2: joined the cluster" in msgs or "daemon.notice] cfguest2: accepted our join request" in msgs
+    assert (
+        "daemon.notice] cfguest2: joined the cluster" in msgs
+        or "daemon.notice] cfguest2: accepted our join request" in msgs
+    )
     assert "(BM, 1) RMS started on cfguest1" in dc.home.switchlog("guest1").read_text()
     assert "rcsd started on cfguest1" in dc.home.rcsd_log("guest1").read_text()
 
@@ -298,8 +328,15 @@ def test_clovmmigrate_operations_over_tls(dc: Datacenter) -> None:
     assert dc.tls("guest1", "node_status")["sf"] == "stopped"
 
     # -u: new XSCF entry + weight, timeout back, window closed, SF started, wait for its tests.
-    entry = {"cf_name": "cfguest1", "ppar_id": 1, "domain": "guest1", "lan0": f"127.68.{dc.n}.111",
-             "lan1": f"127.68.{dc.n}.112", "user": "xuser", "connection": "ssh"}
+    entry = {
+        "cf_name": "cfguest1",
+        "ppar_id": 1,
+        "domain": "guest1",
+        "lan0": f"127.68.{dc.n}.111",
+        "lan1": f"127.68.{dc.n}.112",
+        "user": "xuser",
+        "connection": "ssh",
+    }
     assert dc.tls("guest1", "set_sf_entry", entry=entry, weight=2) is None
     listed = dc.call("guest1", "clsnmpsetup_l")
     assert listed[0] == {**entry, "device": "xscf"} and listed[1]["cf_name"] == "cfguest2"
@@ -435,8 +472,11 @@ def test_partition_splits_the_guests(dc: Datacenter) -> None:
     dc.start("guest1", "guest2")
     both_up(dc)
     atomic_write(dc.home.run_dir / "partition.json", json.dumps({"groups": [["guest1"], ["guest2"]]}))
-    wait_until(lambda: dc.view("guest1")["cfguest2"] == "LEFTCLUSTER"
-               and dc.view("guest2")["cfguest1"] == "LEFTCLUSTER", within=10, what="split")
+    wait_until(
+        lambda: dc.view("guest1")["cfguest2"] == "LEFTCLUSTER" and dc.view("guest2")["cfguest1"] == "LEFTCLUSTER",
+        within=10,
+        what="split",
+    )
     assert "daemon.notice] cfguest1: LEFTCLUSTER" in dc.messages("guest2")
 
 
@@ -467,10 +507,15 @@ class FakeXscf:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.ssh = XscfSshServer(self._cli, self.lans, settings.XSCF_SSH_PORT, dc.home.root / "xscf_host_key",
-                                 {"xuser": "xscf-pass"})
-        self.snmp = XscfSnmpAgent(self, [(a, settings.SNMP_PORT) for a in self.lans],
-                                  SnmpCredentials("xuser", "snmp-auth-key", "snmp-priv-key"), name="srv1")
+        self.ssh = XscfSshServer(
+            self._cli, self.lans, settings.XSCF_SSH_PORT, dc.home.root / "xscf_host_key", {"xuser": "xscf-pass"}
+        )
+        self.snmp = XscfSnmpAgent(
+            self,
+            [(a, settings.SNMP_PORT) for a in self.lans],
+            SnmpCredentials("xuser", "snmp-auth-key", "snmp-priv-key"),
+            name="srv1",
+        )
         self._run(self.ssh.start())
         self._run(self.snmp.start())
 
@@ -481,6 +526,7 @@ class FakeXscf:
         async def shut() -> None:
             self.snmp.close()
             await self.ssh.close()
+
         self._run(shut())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
@@ -529,8 +575,13 @@ def test_shutdown_facility_against_a_fake_xscf(dc: Datacenter) -> None:
         dc.start("guest1", "guest2")
         both_up(dc)
         lan0 = f"127.68.{dc.n}.101"
-        wait_until(lambda: f"[ID 7245 daemon.err] 7245 The first SSH connection to XSCF {lan0} has not been made: "
-                   f"connect once with ssh xuser@{lan0} from guest1" in dc.messages("guest1"), what="7245")
+        wait_until(
+            lambda: (
+                f"[ID 7245 daemon.err] 7245 The first SSH connection to XSCF {lan0} has not been made: "
+                f"connect once with ssh xuser@{lan0} from guest1" in dc.messages("guest1")
+            ),
+            what="7245",
+        )
 
         before = xscf.status_calls
         for g in ("guest1", "guest2"):
@@ -541,6 +592,7 @@ def test_shutdown_facility_against_a_fake_xscf(dc: Datacenter) -> None:
         def working(g: str) -> bool:
             rows = dc.call(g, "sdtool", flag="s")["rows"]
             return len(rows) == 8 and all(r[2:] == ["Idle", "Unknown", "TestWorked", "InitWorked"] for r in rows)
+
         for g in ("guest1", "guest2"):
             wait_until(lambda g=g: working(g), within=30, what=f"{g}: agents work")
         # 8 rows x (init + test) per guest, but one probe per XSCF LAN and node: 2 x 2 per guest
@@ -554,8 +606,10 @@ def test_shutdown_facility_against_a_fake_xscf(dc: Datacenter) -> None:
         rows = dc.call("guest1", "sdtool", flag="s")["rows"]
         assert ["cfguest2", "SA_xscfsnmpg0p", "Idle", "KillWorked", "TestWorked", "InitWorked"] in rows
         assert "cfguest2 killed by SA_xscfsnmpg0p" in dc.home.rcsd_log("guest1").read_text()
-        wait_until(lambda: ["app1", "userApplication", "cfguest1RMS", "Online"] in dc.call("guest1", "hvdisp"),
-                   what="app1 on cfguest1")
+        wait_until(
+            lambda: ["app1", "userApplication", "cfguest1RMS", "Online"] in dc.call("guest1", "hvdisp"),
+            what="app1 on cfguest1",
+        )
     finally:
         xscf.close()
 
@@ -569,8 +623,10 @@ def test_cf_sample_and_sf_test(dc: Datacenter) -> None:
     with pytest.raises(rpc.RpcError) as ei:
         dc.tls("guest1", "cf_sample", as_="guest2")
     assert ei.value.code == "FORBIDDEN"
-    s = wait_until(lambda: (v := dc.tls("guest1", "cf_sample"))["clock_diff"]["cfguest2"] is not None
-                   and not v["rms_busy"] and v, what="a settled sample")
+    s = wait_until(
+        lambda: (v := dc.tls("guest1", "cf_sample"))["clock_diff"]["cfguest2"] is not None and not v["rms_busy"] and v,
+        what="a settled sample",
+    )
     assert set(s) == {"t", "state", "sf", "peers", "clock_diff", "rms_busy", "rms_activity"}
     assert s["rms_activity"] is None  # settled: nothing to name
     assert s["state"] == "UP" and s["sf"] == "running" and s["t"] > 0
@@ -587,6 +643,7 @@ def test_cf_sample_and_sf_test(dc: Datacenter) -> None:
     def tests_run() -> int:
         path = dc.home.sa_log("guest1", "SA_xscfsnmpg0p")
         return path.read_text().count("test cfguest1: failed") if path.exists() else 0
+
     before = tests_run()
     assert dc.tls("guest1", "sf_test") is None
     wait_until(lambda: tests_run() > before, what="a new test")
@@ -594,8 +651,14 @@ def test_cf_sample_and_sf_test(dc: Datacenter) -> None:
     assert dc.tls("guest1", "sf_stop") is None
     assert dc.tls("guest1", "cf_sample")["sf"] == "stopped"
     assert dc.tls("guest1", "sf_entry", node="cfguest2") == {
-        "cf_name": "cfguest2", "ppar_id": 0, "domain": "guest2", "lan0": f"127.68.{dc.n}.101",
-        "lan1": f"127.68.{dc.n}.102", "user": "xuser", "connection": "ssh"}
+        "cf_name": "cfguest2",
+        "ppar_id": 0,
+        "domain": "guest2",
+        "lan0": f"127.68.{dc.n}.101",
+        "lan1": f"127.68.{dc.n}.102",
+        "user": "xuser",
+        "connection": "ssh",
+    }
     assert dc.tls("guest1", "sf_entry", node="cfnobody") is None
 
 
@@ -605,8 +668,7 @@ def test_widen_keeps_a_silent_peer_up_until_narrowed(dc: Datacenter) -> None:
     both_up(dc)
     widen = dc.home.migrate_dir("guest1") / "widen.json"
     t0 = dc.tls("guest1", "cf_sample")["t"]
-    assert dc.tls("guest1", "widen", peers=["cfguest1", "cfguest2"], seconds=600, lease=1000,
-                  hypervisor=True) is None
+    assert dc.tls("guest1", "widen", peers=["cfguest1", "cfguest2"], seconds=600, lease=1000, hypervisor=True) is None
     saved = json.loads(widen.read_text())["peers"]
     assert list(saved) == ["cfguest2"] and saved["cfguest2"]["seconds"] == 600.0
     assert saved["cfguest2"]["hypervisor"] is True and t0 + 1000 < saved["cfguest2"]["until"] < t0 + 1100
@@ -618,8 +680,11 @@ def test_widen_keeps_a_silent_peer_up_until_narrowed(dc: Datacenter) -> None:
 
     dc.sigkill("guest2")
     # 25 emulated s of silence (2.5 real s): far beyond CLUSTER_TIMEOUT 10
-    s = wait_until(lambda: (v := dc.tls("guest1", "cf_sample"))["peers"]["cfguest2"]["gap"] > 25 and v,
-                   within=10, what="25 emulated s of silence from cfguest2")
+    s = wait_until(
+        lambda: (v := dc.tls("guest1", "cf_sample"))["peers"]["cfguest2"]["gap"] > 25 and v,
+        within=10,
+        what="25 emulated s of silence from cfguest2",
+    )
     assert s["peers"]["cfguest2"]["state"] == "UP" and s["peers"]["cfguest2"]["gap"] > 20
     assert dc.tls("guest1", "narrow") is None
     assert not widen.exists()
@@ -632,10 +697,11 @@ def test_widen_keeps_a_silent_peer_up_until_narrowed(dc: Datacenter) -> None:
 @pytest.mark.timeout(90)
 def test_widen_json_is_reapplied_at_start_unless_over(dc: Datacenter) -> None:
     widen = dc.home.migrate_dir("guest1") / "widen.json"
-    atomic_write(widen, json.dumps({"peers": {
-        "cfguest2": {"seconds": 300, "until": 1e9, "hypervisor": False}}}))
-    atomic_write(dc.home.migrate_dir("guest2") / "widen.json", json.dumps({"peers": {
-        "cfguest1": {"seconds": 300, "until": 1.0, "hypervisor": False}}}))
+    atomic_write(widen, json.dumps({"peers": {"cfguest2": {"seconds": 300, "until": 1e9, "hypervisor": False}}}))
+    atomic_write(
+        dc.home.migrate_dir("guest2") / "widen.json",
+        json.dumps({"peers": {"cfguest1": {"seconds": 300, "until": 1.0, "hypervisor": False}}}),
+    )
     dc.start("guest1", "guest2")
     s = dc.tls("guest1", "cf_sample")
     assert s["peers"]["cfguest2"]["timeout"] == 300.0
@@ -677,16 +743,15 @@ def test_xscf_check(dc: Datacenter) -> None:
     assert dc.tls("guest1", "xscf_check", **lans) == {"known_host": False, "snmp": {"lan0": False, "lan1": False}}
     xscf = FakeXscf(dc)
     try:
-        assert dc.tls("guest1", "xscf_check", **lans) == {"known_host": False,
-                                                          "snmp": {"lan0": True, "lan1": True}}
+        assert dc.tls("guest1", "xscf_check", **lans) == {"known_host": False, "snmp": {"lan0": True, "lan1": True}}
         add_known_host(dc.home.known_hosts("guest1"), xscf.known_hosts_lines()[0])
         assert dc.tls("guest1", "xscf_check", **lans)["known_host"] is False  # lan1's key is still missing
         add_known_host(dc.home.known_hosts("guest1"), xscf.known_hosts_lines()[1])
 
         async def lan1_down() -> None:
             xscf.snmp.set_lan(1, False)
+
         xscf._run(lan1_down())
-        assert dc.call("guest1", "xscf_check", **lans) == {"known_host": True,
-                                                           "snmp": {"lan0": True, "lan1": False}}
+        assert dc.call("guest1", "xscf_check", **lans) == {"known_host": True, "snmp": {"lan0": True, "lan1": False}}
     finally:
         xscf.close()

@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from helpers import wait_until_async
 
 from clovm.runtime import pki, rpc
 from clovm.runtime.home import Home
+from helpers import wait_until_async
 
 ADDR = "127.67.250.1"
 PORT = 19796
@@ -57,8 +57,11 @@ async def test_channels_keep_one_connection_per_peer_and_replace_a_dropped_one(h
         await server.wait_closed()
         for c in conns:
             c.cancel()  # (what the peer's exit does to its connections)
-        await wait_until_async(lambda: all(c.done() for c in conns), 5,
-                               what="the old server's connection tasks to end (and close their sockets)")
+        await wait_until_async(
+            lambda: all(c.done() for c in conns),
+            5,
+            what="the old server's connection tasks to end (and close their sockets)",
+        )
         server = await rpc.serve_tls(ADDR, PORT, pki.server_context(home, "server"), handler)
         assert (await channels.call(ADDR, PORT, "echo", n=9))["args"] == {"n": 9}
         assert len(conns) == 3

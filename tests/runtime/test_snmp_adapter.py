@@ -105,9 +105,7 @@ def test_row_index_encoding() -> None:
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_status_round_trip_on_both_lans(
-    agent: XscfSnmpAgent, client: XscfSnmpClient, backend: Backend
-) -> None:
+async def test_status_round_trip_on_both_lans(agent: XscfSnmpAgent, client: XscfSnmpClient, backend: Backend) -> None:
     (a0, p0), (a1, p1) = agent.endpoints
     assert (a0, a1) == (LAN0, LAN1) and p0 > 0 and p1 > 0
     r0 = await client.status(a0, p0, 0, "guest1", timeout=2)
@@ -120,9 +118,7 @@ async def test_status_round_trip_on_both_lans(
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_panic_and_reset_round_trip(
-    agent: XscfSnmpAgent, client: XscfSnmpClient, backend: Backend
-) -> None:
+async def test_panic_and_reset_round_trip(agent: XscfSnmpAgent, client: XscfSnmpClient, backend: Backend) -> None:
     (a0, p0), (a1, p1) = agent.endpoints
     r = await client.panic(a1, p1, 0, "guest1", timeout=2)
     assert r == SnmpResult(True, "", "guest1 panic requested")
@@ -159,9 +155,7 @@ async def test_lan_down_gives_unreachable_within_timeout(
         await client.panic(a1, p1, 0, "guest1", timeout=0.4, retries=1)
     elapsed = time.monotonic() - t0
     assert elapsed < 0.8 + 1.0
-    assert str(info.value) == (
-        f"XSCF {a1}:{p1} did not answer SNMP within 0.8 s: unreachable or wrong credentials"
-    )
+    assert str(info.value) == (f"XSCF {a1}:{p1} did not answer SNMP within 0.8 s: unreachable or wrong credentials")
     assert not isinstance(info.value, SnmpAuthError)
     assert ("panic", 1, 0, "guest1") not in backend.calls
     # LAN#0 is unaffected; LAN#1 comes back on the same port
@@ -173,9 +167,7 @@ async def test_lan_down_gives_unreachable_within_timeout(
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_backend_none_means_no_answer(
-    agent: XscfSnmpAgent, client: XscfSnmpClient, backend: Backend
-) -> None:
+async def test_backend_none_means_no_answer(agent: XscfSnmpAgent, client: XscfSnmpClient, backend: Backend) -> None:
     (a0, p0), (a1, p1) = agent.endpoints
     backend.silent_lans.add(0)
     with pytest.raises(SnmpUnreachable):
@@ -196,9 +188,7 @@ async def test_backend_none_means_no_answer(
     ],
     ids=["auth-key", "priv-key", "user"],
 )
-async def test_wrong_credentials_are_unreachable(
-    agent: XscfSnmpAgent, backend: Backend, cred: SnmpCredentials
-) -> None:
+async def test_wrong_credentials_are_unreachable(agent: XscfSnmpAgent, backend: Backend, cred: SnmpCredentials) -> None:
     a0, p0 = agent.endpoints[0]
     client = XscfSnmpClient.from_credentials(cred)
     try:
@@ -252,14 +242,20 @@ async def test_async_backend_and_retransmitted_set_executes_once(client: XscfSnm
 async def test_raw_mib_scalars_walk_and_errors(agent: XscfSnmpAgent) -> None:
     eng = hl.SnmpEngine()
     auth = hl.UsmUserData(
-        CRED.user, CRED.auth_key, CRED.priv_key,
-        authProtocol=hl.usmHMAC192SHA256AuthProtocol, privProtocol=hl.usmAesCfb128Protocol,
+        CRED.user,
+        CRED.auth_key,
+        CRED.priv_key,
+        authProtocol=hl.usmHMAC192SHA256AuthProtocol,
+        privProtocol=hl.usmAesCfb128Protocol,
     )
     try:
         a1, p1 = agent.endpoints[1]
         target = await hl.UdpTransportTarget.create((a1, p1), timeout=2, retries=0)
         err, status, _, vbs = await hl.get_cmd(
-            eng, auth, target, hl.ContextData(),
+            eng,
+            auth,
+            target,
+            hl.ContextData(),
             hl.ObjectType(hl.ObjectIdentity(OID_AGENT_NAME)),
             hl.ObjectType(hl.ObjectIdentity(OID_AGENT_LAN)),
             hl.ObjectType(hl.ObjectIdentity(XSCF_EMU_MIB + (9, 0))),
@@ -271,22 +267,34 @@ async def test_raw_mib_scalars_walk_and_errors(agent: XscfSnmpAgent) -> None:
         assert vbs[2][1].prettyPrint().startswith("No Such Object")
         # GETNEXT from the root reaches the first scalar
         err, status, _, vbs = await hl.next_cmd(
-            eng, auth, target, hl.ContextData(),
-            hl.ObjectType(hl.ObjectIdentity(XSCF_EMU_MIB)), lookupMib=False,
+            eng,
+            auth,
+            target,
+            hl.ContextData(),
+            hl.ObjectType(hl.ObjectIdentity(XSCF_EMU_MIB)),
+            lookupMib=False,
         )
         assert err is None and tuple(vbs[0][0]) == OID_AGENT_NAME
         # SET of a read-only column is refused
         status_col = XSCF_EMU_MIB + (1, 3, 1, 4) + domain_row_index(0, "guest1")
         err, status, index, _ = await hl.set_cmd(
-            eng, auth, target, hl.ContextData(),
-            hl.ObjectType(hl.ObjectIdentity(status_col), hl.OctetString("x")), lookupMib=False,
+            eng,
+            auth,
+            target,
+            hl.ContextData(),
+            hl.ObjectType(hl.ObjectIdentity(status_col), hl.OctetString("x")),
+            lookupMib=False,
         )
         assert err is None and status.prettyPrint() == "notWritable" and int(index) == 1
         # SET of an undefined action value is refused
         action_col = XSCF_EMU_MIB + (1, 3, 1, 6) + domain_row_index(0, "guest1")
         err, status, _, _ = await hl.set_cmd(
-            eng, auth, target, hl.ContextData(),
-            hl.ObjectType(hl.ObjectIdentity(action_col), hl.Integer32(7)), lookupMib=False,
+            eng,
+            auth,
+            target,
+            hl.ContextData(),
+            hl.ObjectType(hl.ObjectIdentity(action_col), hl.Integer32(7)),
+            lookupMib=False,
         )
         assert err is None and status.prettyPrint() == "wrongValue"
     finally:

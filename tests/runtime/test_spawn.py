@@ -29,9 +29,17 @@ def _probe_main(argv: list[str]) -> int:
             fds[n] = os.readlink(f"/proc/self/fd/{n}")
         except OSError:
             pass
-    (home / "probe.json").write_text(json.dumps({
-        "sid": os.getsid(0), "pid": os.getpid(), "cwd": os.getcwd(), "fds": fds,
-        "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}))
+    (home / "probe.json").write_text(
+        json.dumps(
+            {
+                "sid": os.getsid(0),
+                "pid": os.getpid(),
+                "cwd": os.getcwd(),
+                "fds": fds,
+                "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+            }
+        )
+    )
     print("READY", flush=True)
     if "--name" in argv and argv[argv.index("--name") + 1] == "exits":
         return 7
@@ -71,8 +79,9 @@ def test_forked_daemon_has_its_own_session_title_stdio_and_none_of_the_parents_s
         assert shlex.split(Path(f"/proc/{p.pid}/cmdline").read_bytes().rstrip(b"\0").decode())[-1] == "probe one"
         # stdin /dev/null, stderr the log; every inherited descriptor now points at /dev/null
         assert info["fds"]["0"] == "/dev/null" and info["fds"]["2"] == str(log)
-        assert not any("socket:" in target for target in info["fds"].values()
-                       if target != info["fds"]["1"])  # (1 is the READY pipe)
+        assert not any(
+            "socket:" in target for target in info["fds"].values() if target != info["fds"]["1"]
+        )  # (1 is the READY pipe)
         listener.close()
         socket.create_server(("127.66.250.1", port)).close()  # the port is free: the child did not keep it
         assert p.poll() is None

@@ -34,9 +34,7 @@ LAN0 = "127.77.0.1"
 LAN1 = "127.77.1.1"
 USER, PASSWORD = "xuser", "xpass-secret"
 STATUS_TEXT = (
-    "Logical Domain Name   Status\n"
-    "primary               Solaris running\n"
-    "guest1                Solaris running\n"
+    "Logical Domain Name   Status\nprimary               Solaris running\nguest1                Solaris running\n"
 )
 
 
@@ -84,24 +82,21 @@ def trust(server: XscfSshServer, known_hosts: Path) -> None:
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_exec_returns_cli_output_and_rc(
-    server: XscfSshServer, cli: Cli, known_hosts: Path
-) -> None:
+async def test_exec_returns_cli_output_and_rc(server: XscfSshServer, cli: Cli, known_hosts: Path) -> None:
     trust(server, known_hosts)
-    rc, out, err = await xscf_exec(
-        LAN0, server.port, USER, PASSWORD, "showdomainstatus -p 0", known_hosts, timeout=10
-    )
+    rc, out, err = await xscf_exec(LAN0, server.port, USER, PASSWORD, "showdomainstatus -p 0", known_hosts, timeout=10)
     assert (rc, out, err) == (0, STATUS_TEXT, "")
-    rc, out, err = await xscf_exec(
-        LAN1, server.port, USER, PASSWORD, ["fail", "a b"], known_hosts, timeout=10
-    )
+    rc, out, err = await xscf_exec(LAN1, server.port, USER, PASSWORD, ["fail", "a b"], known_hosts, timeout=10)
     assert (rc, out, err) == (3, "partial\n", "fail: something went wrong\n")
     client = XscfSshClient(USER, PASSWORD, known_hosts)
     assert (await client.exec(LAN0, server.port, "nosuch"))[0] == 127
     assert (await client.exec(LAN0, server.port, "crash"))[0] == 1
     assert (await client.exec(LAN0, server.port, "exit"))[0] == 0
     assert cli.calls == [
-        ["showdomainstatus", "-p", "0"], ["fail", "a b"], ["nosuch"], ["crash"],
+        ["showdomainstatus", "-p", "0"],
+        ["fail", "a b"],
+        ["nosuch"],
+        ["crash"],
     ]
 
 
@@ -109,9 +104,14 @@ async def test_exec_returns_cli_output_and_rc(
 @pytest.mark.asyncio
 async def test_interactive_shell_prompt(server: XscfSshServer, cli: Cli) -> None:
     async with asyncssh.connect(
-        LAN1, server.port, username=USER, password=PASSWORD,
+        LAN1,
+        server.port,
+        username=USER,
+        password=PASSWORD,
         known_hosts=asyncssh.import_known_hosts("\n".join(server.known_hosts_lines())),
-        client_keys=None, agent_path=None, config=None,
+        client_keys=None,
+        agent_path=None,
+        config=None,
     ) as conn:
         proc = await conn.create_process(None, encoding="utf-8")
         assert await asyncio.wait_for(proc.stdout.readuntil("XSCF> "), 5) == "XSCF> "
@@ -128,9 +128,7 @@ async def test_interactive_shell_prompt(server: XscfSshServer, cli: Cli) -> None
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_wrong_password_is_auth_failed(
-    server: XscfSshServer, cli: Cli, known_hosts: Path
-) -> None:
+async def test_wrong_password_is_auth_failed(server: XscfSshServer, cli: Cli, known_hosts: Path) -> None:
     trust(server, known_hosts)
     with pytest.raises(XscfAuthFailed, match="authentication failed for user 'xuser'"):
         await xscf_exec(LAN0, server.port, USER, "wrong", "showdomainstatus", known_hosts, 10)
@@ -197,9 +195,7 @@ async def test_host_key_persists_across_restarts(cli: Cli, tmp_path: Path, known
 
 @pytest.mark.timeout(30)
 @pytest.mark.asyncio
-async def test_unreachable_closed_port_and_lan_down(
-    server: XscfSshServer, known_hosts: Path
-) -> None:
+async def test_unreachable_closed_port_and_lan_down(server: XscfSshServer, known_hosts: Path) -> None:
     trust(server, known_hosts)
     port = server.port
     await server.set_lan(1, False)
@@ -238,7 +234,11 @@ async def test_public_key_auth_and_async_cli(tmp_path: Path, known_hosts: Path) 
         return 0, " ".join(argv) + "\n", ""
 
     s = XscfSshServer(
-        cli, [LAN0], 0, tmp_path / "hk", {USER: PASSWORD},
+        cli,
+        [LAN0],
+        0,
+        tmp_path / "hk",
+        {USER: PASSWORD},
         authorized_keys={USER: [client_key.export_public_key().decode()]},
     )
     await s.start()
@@ -246,8 +246,7 @@ async def test_public_key_auth_and_async_cli(tmp_path: Path, known_hosts: Path) 
         trust(s, known_hosts)
         client = XscfSshClient(USER, None, known_hosts, client_keys=[client_key])
         assert await client.exec(LAN0, s.port, ["showhardconf", "-M"]) == (0, "showhardconf -M\n", "")
-        stranger = XscfSshClient(USER, None, known_hosts,
-                                 client_keys=[asyncssh.generate_private_key("ssh-ed25519")])
+        stranger = XscfSshClient(USER, None, known_hosts, client_keys=[asyncssh.generate_private_key("ssh-ed25519")])
         with pytest.raises(XscfAuthFailed):
             await stranger.exec(LAN0, s.port, "showhardconf")
     finally:
@@ -261,9 +260,7 @@ def test_known_hosts_helpers(tmp_path: Path) -> None:
     k2 = asyncssh.generate_private_key("ssh-ed25519")
     assert host_key_line("127.20.30.73", 22, k1).startswith("127.20.30.73 ssh-ed25519 ")
     pub = k1.export_public_key().decode()
-    assert host_key_line("127.20.30.73", 10022, pub) == (
-        "[127.20.30.73]:10022 " + " ".join(pub.split()[:2])
-    )
+    assert host_key_line("127.20.30.73", 10022, pub) == ("[127.20.30.73]:10022 " + " ".join(pub.split()[:2]))
     add_known_host(kh, host_key_line("127.20.30.73", 10022, k1))
     add_known_host(kh, host_key_line("127.20.40.73", 10022, k1))
     add_known_host(kh, host_key_line("127.20.30.73", 10023, k1))
@@ -308,14 +305,16 @@ async def test_pool_keeps_one_connection_per_address_and_rechecks_known_hosts_an
         def add(self, conn: object) -> None:
             made.append(conn)
             super().add(conn)
+
     server._connections = Counting(server._connections)
     trust(server, known_hosts)
     pool = XscfSshPool(USER, PASSWORD, known_hosts)
     try:
         for _ in range(3):
             assert (await pool.exec(LAN0, server.port, "showdomainstatus -p 0"))[:2] == (0, STATUS_TEXT)
-        results = await asyncio.gather(*(pool.exec(LAN1, server.port, ["showdomainstatus", "-p", "0"])
-                                         for _ in range(4)))  # concurrent commands: channels of one connection
+        results = await asyncio.gather(
+            *(pool.exec(LAN1, server.port, ["showdomainstatus", "-p", "0"]) for _ in range(4))
+        )  # concurrent commands: channels of one connection
         assert all(r[0] == 0 for r in results)
         assert len(made) == 2  # one key exchange per address
         assert len(cli.calls) == 7

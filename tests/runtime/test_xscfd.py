@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from helpers import quiet_for_async, wait_until_async
 
 from clovm import settings, topology
 from clovm.runtime import rpc
@@ -30,6 +29,7 @@ from clovm.runtime.ssh import (
     load_or_create_host_key,
     xscf_exec,
 )
+from helpers import quiet_for_async, wait_until_async
 
 SERVER = "m10-x"
 LAN0, LAN1 = "127.66.1.10", "127.66.2.10"
@@ -77,8 +77,9 @@ class Xscfd:
         return await rpc.call_unix(self.socket, op, timeout=5, **args)
 
     async def ssh(self, lan: str, command: str, password: str = SECRETS["xscf_password"]) -> tuple[int, str, str]:
-        return await xscf_exec(lan, settings.XSCF_SSH_PORT, SECRETS["xscf_user"], password, command,
-                               self.known_hosts, timeout=10)
+        return await xscf_exec(
+            lan, settings.XSCF_SSH_PORT, SECRETS["xscf_user"], password, command, self.known_hosts, timeout=10
+        )
 
 
 def _make_home(root: Path) -> Home:
@@ -116,7 +117,10 @@ def xscfd() -> Iterator[Xscfd]:
         known_hosts.write_text("".join(host_key_line(a, settings.XSCF_SSH_PORT, key) + "\n" for a in (LAN0, LAN1)))
         proc = subprocess.Popen(
             [sys.executable, "-m", "clovm.runtime.xscfd", "--home", str(home.root), "--name", SERVER],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         try:
             _wait_ready(proc, home)
@@ -168,7 +172,10 @@ async def test_ready_pid_file_and_socket_mode(xscfd: Xscfd) -> None:
 async def test_rpc_feeds_the_core_and_rejects_bad_input(xscfd: Xscfd) -> None:
     await _configure(xscfd)
     assert await xscfd.call("status", ppar=0) == {
-        "guest1": "Solaris running", "guest2": "Host stopped", "guest9": "Unknown"}
+        "guest1": "Solaris running",
+        "guest2": "Host stopped",
+        "guest9": "Unknown",
+    }
     with pytest.raises(rpc.RpcError) as e:
         await xscfd.call("status", ppar=5)
     assert e.value.code == "NO_SUCH_PPAR"
@@ -257,9 +264,14 @@ async def test_snmp_panic_and_reset_reach_the_ldmd_of_the_ppar(xscfd: Xscfd, snm
         # No new order may reach an ldmd. The xscfd starts an order's kill_domain task as its core
         # decides, before it answers the agent; the task is one unix-socket call to a fake ldmd in
         # this process: milliseconds, against 0.3 s.
-        waited = await quiet_for_async(0.3, "an order starts before its SNMP answer and is one local unix-socket call, ms")
-        assert len(ldmd0.calls) == 1 and len(ldmd1.calls) == 1, (f"an order reached an ldmd within {waited}",
-                                                                 ldmd0.calls, ldmd1.calls)
+        waited = await quiet_for_async(
+            0.3, "an order starts before its SNMP answer and is one local unix-socket call, ms"
+        )
+        assert len(ldmd0.calls) == 1 and len(ldmd1.calls) == 1, (
+            f"an order reached an ldmd within {waited}",
+            ldmd0.calls,
+            ldmd1.calls,
+        )
     finally:
         for srv in (srv0, srv1):
             srv.close()
@@ -273,8 +285,13 @@ async def test_panic_without_ldmd_is_answered_and_logged(xscfd: Xscfd, snmp: Xsc
     r = await snmp.panic(LAN1, settings.SNMP_PORT, 0, "guest1", timeout=SNMP_TIMEOUT)
     assert r.ok
     log = xscfd.home.log_file(f"xscfd-{SERVER}")
-    await wait_until_async(lambda: "kill_domain failed" in log.read_text(), 5, 0.1, "kill_domain failed logged",
-                           detail=lambda: log.read_text()[-2000:])
+    await wait_until_async(
+        lambda: "kill_domain failed" in log.read_text(),
+        5,
+        0.1,
+        "kill_domain failed logged",
+        detail=lambda: log.read_text()[-2000:],
+    )
     assert await xscfd.call("status", ppar=0)  # still serving
 
 
@@ -311,9 +328,15 @@ async def test_ssh_showdomainstatus(xscfd: Xscfd) -> None:
     assert await xscfd.ssh(LAN0, "showdomainstatus -p 0") == (0, expected, "")
     assert await xscfd.ssh(LAN1, "showdomainstatus -p 0") == (0, expected, "")
     assert await xscfd.ssh(LAN0, "showdomainstatus -p 1") == (
-        0, "Logical Domain Name      Status\nprimary                  Solaris running\n", "")
+        0,
+        "Logical Domain Name      Status\nprimary                  Solaris running\n",
+        "",
+    )
     assert await xscfd.ssh(LAN0, "showdomainstatus -p 0 -g guest2") == (
-        0, "Logical Domain Name      Status\nguest2                   Host stopped\n", "")
+        0,
+        "Logical Domain Name      Status\nguest2                   Host stopped\n",
+        "",
+    )
     assert await xscfd.ssh(LAN0, "showdomainstatus -p 5") == (1, "", "PPAR-ID 5 is not configured\n")
     rc, _, err = await xscfd.ssh(LAN0, "showdomainstatus")
     assert rc == 1 and err.startswith("usage: showdomainstatus")
@@ -323,7 +346,10 @@ async def test_ssh_showdomainstatus(xscfd: Xscfd) -> None:
 @pytest.mark.asyncio
 async def test_ssh_other_commands(xscfd: Xscfd) -> None:
     assert await xscfd.ssh(LAN0, "showpparstatus -a") == (
-        0, "PPAR-ID        PPAR Status\n00             Running\n01             Running\n", "")
+        0,
+        "PPAR-ID        PPAR Status\n00             Running\n01             Running\n",
+        "",
+    )
     rc, out, _ = await xscfd.ssh(LAN0, "version -c xcp")
     assert rc == 0 and "XCP0 (Current): " in out
     rc, out, _ = await xscfd.ssh(LAN1, "showhostkey")

@@ -38,8 +38,10 @@ def owner_migration(ctx: sc.Ctx) -> Generator:
     yield from sc.wait_healthy(ctx, "after -u")
     ctx.expect(not sc.ever(w, "LEFTCLUSTER"), "nobody to leave the cluster")
     ctx.expect(not w.kills, f"nothing fenced, got {w.kills}")
-    ctx.expect(w.online.get("app1") == {"cfguest1"} and not sc.ever(w, "cfguest2    RMS    app1 Online"),
-               "app1 never to move from cfguest1 while its node migrates")
+    ctx.expect(
+        w.online.get("app1") == {"cfguest1"} and not sc.ever(w, "cfguest2    RMS    app1 Online"),
+        "app1 never to move from cfguest1 while its node migrates",
+    )
 
 
 def owner_abort_recovery(ctx: sc.Ctx) -> Generator:
@@ -52,7 +54,9 @@ def owner_abort_recovery(ctx: sc.Ctx) -> Generator:
     r = yield w.ldm_command("primary1", "migrate-domain", "-c", "guest1", "primary3")
     ctx.expect(r.rc != 0 and not w.nodes["cfguest1"].alive, "the aborted migration to leave guest1 stopped")
     ok = yield WaitFor(lambda: w.view("cfguest2").get("cfguest1") == "DOWN", 900.0, poll=0.25)
-    ctx.expect(ok and w.sched.now - t_p >= 600.0, f"cfguest1 DOWN, not before 600 s after -p ({w.sched.now - t_p:.0f} s)")
+    ctx.expect(
+        ok and w.sched.now - t_p >= 600.0, f"cfguest1 DOWN, not before 600 s after -p ({w.sched.now - t_p:.0f} s)"
+    )
     yield 30.0  # well after DOWN: a failover would have happened by now if switchovers were not held
     ctx.expect(not w.online.get("app1"), f"no switchover while -p is in force, app1 on {w.online.get('app1')}")
     ctx.expect(not w.kills, "nobody fenced while -p is in force")

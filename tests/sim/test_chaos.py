@@ -30,8 +30,9 @@ CAMPAIGN_SEEDS = 1000
 def test_one_thousand_seeds_pass() -> None:
     results = campaign.run_many(range(CAMPAIGN_SEEDS), jobs=2)
     failed = [r for r in results if not r.ok]
-    assert not failed, "\n".join(f"seed {r.seed}: {r.failures[0]}\n  {r.replay()}\n    " + "\n    ".join(r.schedule)
-                                 for r in failed[:5])
+    assert not failed, "\n".join(
+        f"seed {r.seed}: {r.failures[0]}\n  {r.replay()}\n    " + "\n    ".join(r.schedule) for r in failed[:5]
+    )
 
 
 def test_the_schedules_cover_every_kind_and_topology() -> None:
@@ -58,6 +59,7 @@ def test_ddmin_finds_a_one_minimal_subset() -> None:
     def fails(keep: list[int]) -> bool:
         calls.append(frozenset(keep))
         return {3, 7} <= set(keep)
+
     assert ddmin(list(range(12)), fails) == [3, 7]
     assert ddmin(list(range(5)), lambda keep: True) == []
 
@@ -79,11 +81,15 @@ def mutant_resolve_pending(self: rmsmod.Rms) -> list:
 
 # seed 1304 of the campaign, as the shrinker left it: a cut that left cfguest1 alone against
 # cfguest2 and cfguest3 (generated topology, three guests on two servers).
-CUT = Schedule(1304, "generated:3:2", (
-    Item("manual", 150.0, (("domain", "guest3"), ("pick", 1), ("wait_migrate", 5.0), ("wait_update", 5.0))),
-    Item("partition", 43.7, (("side", ("cfguest2", "cfguest3")), ("for", 35.3))),
-    Item("skew", 300.0, (("server", "m10-1"), ("seconds", 3.0), ("for", 30.0))),
-))
+CUT = Schedule(
+    1304,
+    "generated:3:2",
+    (
+        Item("manual", 150.0, (("domain", "guest3"), ("pick", 1), ("wait_migrate", 5.0), ("wait_update", 5.0))),
+        Item("partition", 43.7, (("side", ("cfguest2", "cfguest3")), ("for", 35.3))),
+        Item("skew", 300.0, (("server", "m10-1"), ("seconds", 3.0), ("for", 30.0))),
+    ),
+)
 
 
 def test_the_shrinker_keeps_what_fails_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +103,8 @@ def test_the_shrinker_keeps_what_fails_the_same_way(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_failing_seed_prints_its_shrunk_schedule_and_a_replay_line(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(rmsmod.Rms, "_resolve_pending", mutant_resolve_pending)
     monkeypatch.setattr(campaign, "run_seed", lambda seed: run_seed(seed, schedule=CUT))
     monkeypatch.setattr(campaign, "shrink", lambda seed, out: shrink(seed, out, CUT))
@@ -111,8 +118,9 @@ def test_a_failing_seed_prints_its_shrunk_schedule_and_a_replay_line(
 
 
 def sim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clovm.cli.main", "sim", *args], capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", "sim", *args], capture_output=True, text=True, check=False
+    )
 
 
 def test_cli_campaign_and_one_seed() -> None:
@@ -126,17 +134,20 @@ def test_cli_campaign_and_one_seed() -> None:
     assert r.returncode == 0 and r.stdout.count("\n") == 1
 
 
-@pytest.mark.parametrize("args", [
-    ("chaos", "--seeds", "-1"),
-    ("chaos", "--seed", "x"),
-    ("chaos", "--jobs", "-2", "--seeds", "3"),
-    ("live-migration", "--seeds", "-5"),
-    ("chaos", "--seed", "5", "--keep", "1,99"),
-    ("chaos", "--seed", "5", "--keep", "a,b"),
-    ("chaos", "--seeds", "3", "--replay"),
-    ("chaos", "--topology", "figure-17-1"),
-    ("live-migration", "--replay"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("chaos", "--seeds", "-1"),
+        ("chaos", "--seed", "x"),
+        ("chaos", "--jobs", "-2", "--seeds", "3"),
+        ("live-migration", "--seeds", "-5"),
+        ("chaos", "--seed", "5", "--keep", "1,99"),
+        ("chaos", "--seed", "5", "--keep", "a,b"),
+        ("chaos", "--seeds", "3", "--replay"),
+        ("chaos", "--topology", "figure-17-1"),
+        ("live-migration", "--replay"),
+    ],
+)
 def test_bad_input_is_one_line_and_a_nonzero_exit(args: tuple[str, ...]) -> None:
     r = sim(*args)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r
@@ -147,7 +158,12 @@ def test_a_replay_is_byte_identical_across_processes() -> None:
 
     def replay(hashseed: str) -> bytes:
         env = {**os.environ, "PYTHONHASHSEED": hashseed}
-        return subprocess.run([sys.executable, "-m", "clovm.cli.main", "sim", "chaos", "--seed", "7", "--replay"],
-                              capture_output=True, check=True, env=env).stdout
+        return subprocess.run(
+            [sys.executable, "-m", "clovm.cli.main", "sim", "chaos", "--seed", "7", "--replay"],
+            capture_output=True,
+            check=True,
+            env=env,
+        ).stdout
+
     one, two = replay("1"), replay("2")
     assert one == two and b"chaos seed 7: passed" in one

@@ -114,7 +114,8 @@ def test_no_placement_while_a_silent_peer_is_not_confirmed_down() -> None:
     r.handle(0.1, rmsmod.PeerNodeStateChanged(B, DOWN, unseen=True))
     assert of(r.handle(3.0, Ticked()), rmsmod.BringAppOnline) == []
     assert of(r.handle(9.0, rmsmod.PeerNodeStateChanged(B, DOWN)), rmsmod.BringAppOnline) == [
-        rmsmod.BringAppOnline("app1")]
+        rmsmod.BringAppOnline("app1")
+    ]
 
 
 def test_what_an_unconfirmed_peer_says_it_runs_counts() -> None:
@@ -133,7 +134,8 @@ def test_the_placement_waits_until_the_uncertain_node_is_down() -> None:
     r.handle(0.1, rmsmod.PeerNodeStateChanged(B, LEFT))
     r.handle(3.0, Ticked())
     assert of(r.handle(20.0, rmsmod.PeerNodeStateChanged(B, DOWN)), rmsmod.BringAppOnline) == [
-        rmsmod.BringAppOnline("app1")]
+        rmsmod.BringAppOnline("app1")
+    ]
 
 
 # ---- SF ------------------------------------------------------------------------------------------------
@@ -207,8 +209,10 @@ def test_a_domain_the_hypervisor_no_longer_holds_is_unknown_not_stopped() -> Non
 def test_a_restarted_ldmd_adopts_and_resumes_running_domains_and_keeps_the_sp_store() -> None:
     old = ldmmod.Ldmd("primary2", 0, "m10-2")
     old.handle(0.0, ldmmod.CommandReceived(1, ("add-spconfig", "config1")))
-    found = [ldmmod.FoundDomain("guest2", 8192, 8, 100.0, alive=True),
-             ldmmod.FoundDomain("guest9", 8192, 8, 100.0, alive=False)]
+    found = [
+        ldmmod.FoundDomain("guest2", 8192, 8, 100.0, alive=True),
+        ldmmod.FoundDomain("guest9", 8192, 8, 100.0, alive=False),
+    ]
     d, out = ldmmod.Ldmd.restarted("primary2", 0, "m10-2", found, old.sp_store(), 50.0)
     assert ldmmod.ResumeDomainProcess("guest2") in out  # a suspend the crash interrupted ends
     assert d.domain("guest2").state is DomainState.ACTIVE and d.domain("guest9").state is DomainState.BOUND

@@ -45,14 +45,16 @@ def finish(w: World, p, limit: float = 3000.0) -> Finished:
 
 
 def oneshot(w: World, domain: str, source: str, target: str, **kw) -> object:
-    return w.run_machine(source, SafeMigrationRun(MigrateRequest(domain, source, target, **kw)),
-                         f"clovm migrate {domain} {target}")
+    return w.run_machine(
+        source, SafeMigrationRun(MigrateRequest(domain, source, target, **kw)), f"clovm migrate {domain} {target}"
+    )
 
 
 def resume(w: World, domain: str, source: str) -> object:
     j = w.journals[(source, journal_key(domain))]
-    return w.run_machine(source, SafeMigrationRun(MigrateRequest(domain, source, "", resume=True), j),
-                         f"clovm migrate --resume {domain}")
+    return w.run_machine(
+        source, SafeMigrationRun(MigrateRequest(domain, source, "", resume=True), j), f"clovm migrate --resume {domain}"
+    )
 
 
 # ---- the world -----------------------------------------------------------------------------------------
@@ -79,8 +81,7 @@ def test_a_finished_clovm_migrate_is_no_migration_in_progress() -> None:
     # later clovm migrate on that control domain was refused ("in progress or recorded").
     w = healthy_world()
     assert finish(w, oneshot(w, "guest2", "primary2", "primary3")).rc == RC_OK
-    assert (("primary2", "guest2.migrate") in w.last_journals
-            and ("primary2", "guest2.migrate") not in w.journals)
+    assert ("primary2", "guest2.migrate") in w.last_journals and ("primary2", "guest2.migrate") not in w.journals
     r = finish(w, oneshot(w, "guest2", "primary3", "primary2"))
     assert r.rc == RC_OK, r.message
 
@@ -90,8 +91,9 @@ def test_an_xscf_kills_only_what_runs_on_its_server() -> None:
     # a stale report makes m10-1's XSCF believe guest2 runs there; guest2 runs on m10-2
     w._xscf_feed("m10-1", spmod.SpconfigSaved(0, frozenset({"guest1", "guest2"})))
     w._xscf_feed("m10-1", spmod.DomainsRunningReported(0, frozenset({"guest1", "guest2"})))
-    w._xscf_feed("m10-1", spmod.DomainPanicRequested(999, "127.20.30.71", 0, "guest2"), by="cfguest1",
-                 target="cfguest2")
+    w._xscf_feed(
+        "m10-1", spmod.DomainPanicRequested(999, "127.20.30.71", 0, "guest2"), by="cfguest1", target="cfguest2"
+    )
     assert w.nodes["cfguest2"].alive
     assert any("XSCF of m10-1" in v and "runs on primary2" in v for v in w.violations)
 
@@ -239,6 +241,7 @@ def test_a_guest_restarted_while_the_interconnect_is_cut_does_not_bring_the_appl
         w.net.heal()
         ok = yield WaitFor(lambda: sc.healthy(w), 60.0)
         ctx.expect(ok, "healthy once the interconnect is back")
+
     scenario_passes(proc)
 
 

@@ -24,8 +24,11 @@ def test_scenario_passes(name, seed):
 def test_scoped_migration_campaign_and_what_it_measures():
     """--scoped: a crash of another node mid-migration is detected within 10 s + 1 interval; the
     same run with the manual window (600 s everywhere) detects it only after about 600 s."""
-    r = subprocess.run([sys.executable, "-m", "clovm.cli.main", "sim", "scoped-migration", "--seeds", "30", "--quiet"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", "sim", "scoped-migration", "--seeds", "30", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1] == "30 passed, 0 failed"
     topo3 = topology.load("figure-17-1-3g")
@@ -35,6 +38,7 @@ def test_scoped_migration_campaign_and_what_it_measures():
 
     def manual(ctx):
         yield from scenarios.one_shot_with_a_crash(ctx, scoped=False)
+
     out = scenarios.run_process("manual", manual, 3000.0, topo3, 2)
     assert 589.0 <= out.metrics["detection"] <= 611.0, out.metrics
 
@@ -54,8 +58,11 @@ def test_cli_trace_is_byte_identical_across_processes():
 
 
 def test_campaign_ends_with_summary_line():
-    r = subprocess.run([sys.executable, "-m", "clovm.cli.main", "sim", "live-migration", "--seeds", "20", "--quiet"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", "sim", "live-migration", "--seeds", "20", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1] == "20 passed, 0 failed"
 
@@ -79,8 +86,11 @@ def test_invariant_violation_fails_the_run():
 def test_bad_topology_is_one_clear_line(tmp_path):
     bad = tmp_path / "t.toml"
     bad.write_text(TOPO_TEXT.replace('control_domain = "primary2"', 'control_domain = "primary9"'))
-    r = subprocess.run([sys.executable, "-m", "clovm.cli.main", "sim", "live-migration", "--topology", str(bad)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "clovm.cli.main", "sim", "live-migration", "--topology", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "guest[1].control_domain" in r.stderr and "primary9" in r.stderr
 

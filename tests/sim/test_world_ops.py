@@ -67,8 +67,12 @@ def values(s: Script) -> list[Any]:
 def test_run_machine_prints_persists_and_finishes() -> None:
     w = world()
     journal = {"version": 1, "step": "prepare"}
-    s = run(w, "primary2", [("primary2", "activity", {})],
-            persist=[("guest2.migrate", journal), ("guest2", {"clovmmigrate": 1})])
+    s = run(
+        w,
+        "primary2",
+        [("primary2", "activity", {})],
+        persist=[("guest2.migrate", journal), ("guest2", {"clovmmigrate": 1})],
+    )
     assert w.journals[("primary2", "guest2.migrate")] == journal
     assert any("primary2" in ln and "cmd" in ln and "script started" in ln for ln in w.trace.lines)
     assert values(s) == [{"journals": ["guest2"], "migrating": []}]
@@ -82,38 +86,57 @@ def test_sleep_and_control_domains() -> None:
     t0 = w.sched.now
     s = run(w, "primary1", [("primary1", "sleep", {"seconds": 42.0}), ("primary1", "control_domains", {})])
     assert s.times[0] == pytest.approx(t0 + 42.0)
-    assert values(s) == [None, [{"host": "primary1", "address": "127.30.0.1"},
-                                {"host": "primary2", "address": "127.30.0.2"},
-                                {"host": "primary3", "address": "127.30.0.3"}]]
+    assert values(s) == [
+        None,
+        [
+            {"host": "primary1", "address": "127.30.0.1"},
+            {"host": "primary2", "address": "127.30.0.2"},
+            {"host": "primary3", "address": "127.30.0.3"},
+        ],
+    ]
 
 
 def test_where_by_name_and_address() -> None:
     w = world()
-    s = run(w, "primary1", [("primary2", "where", {"domain": "guest2"}), ("127.30.0.1", "where", {"domain": "guest2"}),
-                            ("primary1", "where", {"domain": "guest1"})])
-    assert values(s) == [{"state": "active", "flags": "-n----", "migration": None}, None,
-                         {"state": "active", "flags": "-n----", "migration": None}]
+    s = run(
+        w,
+        "primary1",
+        [
+            ("primary2", "where", {"domain": "guest2"}),
+            ("127.30.0.1", "where", {"domain": "guest2"}),
+            ("primary1", "where", {"domain": "guest1"}),
+        ],
+    )
+    assert values(s) == [
+        {"state": "active", "flags": "-n----", "migration": None},
+        None,
+        {"state": "active", "flags": "-n----", "migration": None},
+    ]
     s = run(w, "primary1", [("nowhere", "where", {"domain": "guest1"})])
     assert s.answers[0][0] is False and "nowhere" in s.answers[0][2]
 
 
 def test_background_migration_activity_where_and_result() -> None:
     w = world()
-    s = run(w, "primary1", [
-        ("primary1", "migrate_result", {"domain": "guest1"}),  # nothing started yet
-        ("primary1", "migrate_start", {"domain": "guest1", "target": "127.30.0.3"}),
-        ("primary1", "migrate_result", {"domain": "guest1"}),
-        ("primary1", "activity", {}),
-        ("primary3", "activity", {}),
-        ("primary1", "sleep", {"seconds": 3.0}),
-        ("primary1", "where", {"domain": "guest1"}),
-        ("primary3", "where", {"domain": "guest1"}),
-        ("primary1", "sleep", {"seconds": 60.0}),
-        ("primary1", "migrate_result", {"domain": "guest1"}),
-        ("primary1", "activity", {}),
-        ("primary1", "where", {"domain": "guest1"}),
-        ("primary3", "where", {"domain": "guest1"}),
-    ])
+    s = run(
+        w,
+        "primary1",
+        [
+            ("primary1", "migrate_result", {"domain": "guest1"}),  # nothing started yet
+            ("primary1", "migrate_start", {"domain": "guest1", "target": "127.30.0.3"}),
+            ("primary1", "migrate_result", {"domain": "guest1"}),
+            ("primary1", "activity", {}),
+            ("primary3", "activity", {}),
+            ("primary1", "sleep", {"seconds": 3.0}),
+            ("primary1", "where", {"domain": "guest1"}),
+            ("primary3", "where", {"domain": "guest1"}),
+            ("primary1", "sleep", {"seconds": 60.0}),
+            ("primary1", "migrate_result", {"domain": "guest1"}),
+            ("primary1", "activity", {}),
+            ("primary1", "where", {"domain": "guest1"}),
+            ("primary3", "where", {"domain": "guest1"}),
+        ],
+    )
     v = values(s)
     assert v[:3] == [None, None, None]
     assert v[3] == {"journals": [], "migrating": ["guest1"]}
@@ -147,10 +170,18 @@ def test_cf_sample() -> None:
 def test_widen_narrow_and_widen_json_across_a_restart() -> None:
     w = world()
     n1 = w.nodes["cfguest1"]
-    s = run(w, "primary1", [
-        ("cfguest1", "widen", {"peers": ["cfguest1", "cfguest2"], "seconds": 600, "lease": 100, "hypervisor": True}),
-        ("cfguest1", "cf_sample", {}),
-    ])
+    s = run(
+        w,
+        "primary1",
+        [
+            (
+                "cfguest1",
+                "widen",
+                {"peers": ["cfguest1", "cfguest2"], "seconds": 600, "lease": 100, "hypervisor": True},
+            ),
+            ("cfguest1", "cf_sample", {}),
+        ],
+    )
     _, sample = values(s)
     until = s.times[0] - 0.0  # the reply comes back after the network latency: until is earlier
     assert sample["peers"]["cfguest2"]["timeout"] == 600.0
@@ -185,10 +216,12 @@ def test_clock_align_keeps_the_wall_clock_continuous_across_a_migration(align: b
     w.set_clock_offset("m10-3", 30.0)
     n1 = w.nodes["cfguest1"]
     calls = [("cfguest1", "clock_align", {})] if align else []
-    calls += [("primary1", "migrate_start", {"domain": "guest1", "target": "primary3"}),
-              ("primary1", "sleep", {"seconds": 60.0}),
-              ("primary1", "migrate_result", {"domain": "guest1"}),
-              ("cfguest2", "cf_sample", {})]
+    calls += [
+        ("primary1", "migrate_start", {"domain": "guest1", "target": "primary3"}),
+        ("primary1", "sleep", {"seconds": 60.0}),
+        ("primary1", "migrate_result", {"domain": "guest1"}),
+        ("cfguest2", "cf_sample", {}),
+    ]
     v = values(run(w, "primary1", calls))
     assert v[-2]["rc"] == 0 and n1.hosted_by == "primary3"
     if align:
@@ -208,30 +241,35 @@ def test_xscf_check() -> None:
     w = world()
     lans = {"lan0": "127.20.30.73", "lan1": "127.20.40.73"}
     assert values(run(w, "primary1", [("cfguest1", "xscf_check", lans)])) == [
-        {"known_host": True, "snmp": {"lan0": True, "lan1": True}}]
+        {"known_host": True, "snmp": {"lan0": True, "lan1": True}}
+    ]
     w._xscf_feed("m10-3", spmod.LanStateChanged("127.20.40.73", False))
     w.nodes["cfguest1"].files.known_xscf.discard("m10-3")
     assert values(run(w, "primary1", [("cfguest1", "xscf_check", lans)])) == [
-        {"known_host": False, "snmp": {"lan0": True, "lan1": False}}]
-    assert values(run(w, "primary1", [("cfguest1", "xscf_check", {"lan0": "127.0.0.99", "lan1": "127.20.30.71"})])) \
-        == [{"known_host": False, "snmp": {"lan0": False, "lan1": True}}]
+        {"known_host": False, "snmp": {"lan0": True, "lan1": False}}
+    ]
+    assert values(run(w, "primary1", [("cfguest1", "xscf_check", {"lan0": "127.0.0.99", "lan1": "127.20.30.71"})])) == [
+        {"known_host": False, "snmp": {"lan0": False, "lan1": True}}
+    ]
 
 
 def test_sf_test_starts_a_fresh_test_of_every_agent() -> None:
     w = world()
-    n1 = w.nodes["cfguest1"]
+    w.nodes["cfguest1"]
     s = Script([("cfguest1", "sf_test", {})])
     p = w.run_machine("primary1", s, "script")
     testing: list[set[str]] = []
 
     def watch() -> None:
         testing.append({str(r.sa_state) for r in w.sf_rows("cfguest1")})
+
     orig = w._node_op
 
     def node_op(n, c, reply, caller=""):  # sample the rows right after the node handled the call
         orig(n, c, reply, caller)
         if c.op == "sf_test":
             watch()
+
     w._node_op = node_op  # type: ignore[method-assign]
     w.sched.run_until(w.sched.now + 60.0, stop=lambda: p.done)
     assert p.done and values(s) == [None]
@@ -243,14 +281,34 @@ def test_sf_test_starts_a_fresh_test_of_every_agent() -> None:
 
 def test_sf_entry_and_guest_nodes() -> None:
     w = world()
-    v = values(run(w, "primary2", [("cfguest1", "sf_entry", {"node": "cfguest2"}),
-                                   ("cfguest1", "sf_entry", {"node": "cfnobody"}),
-                                   ("primary2", "guest_nodes", {"domain": "guest2"})]))
-    assert v == [{"cf_name": "cfguest2", "ppar_id": 0, "domain": "guest2", "lan0": "127.20.30.72",
-                  "lan1": "127.20.40.72", "user": "xuser", "connection": "ssh"},
-                 None,
-                 {"node": "cfguest2", "nodes": ["cfguest1", "cfguest2"],
-                  "domains": {"cfguest1": "guest1", "cfguest2": "guest2"}}]
+    v = values(
+        run(
+            w,
+            "primary2",
+            [
+                ("cfguest1", "sf_entry", {"node": "cfguest2"}),
+                ("cfguest1", "sf_entry", {"node": "cfnobody"}),
+                ("primary2", "guest_nodes", {"domain": "guest2"}),
+            ],
+        )
+    )
+    assert v == [
+        {
+            "cf_name": "cfguest2",
+            "ppar_id": 0,
+            "domain": "guest2",
+            "lan0": "127.20.30.72",
+            "lan1": "127.20.40.72",
+            "user": "xuser",
+            "connection": "ssh",
+        },
+        None,
+        {
+            "node": "cfguest2",
+            "nodes": ["cfguest1", "cfguest2"],
+            "domains": {"cfguest1": "guest1", "cfguest2": "guest2"},
+        },
+    ]
 
 
 def test_unknown_node_op_is_an_error() -> None:

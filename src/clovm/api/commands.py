@@ -49,15 +49,32 @@ from .dto import (
 from .env import Env
 from .errors import ClovmError
 
-__all__ = ["cfset_get", "cfset_reread", "cfset_values", "cftool_nodes", "clovmmigrate", "clsnmpsetup_entries",
-           "hvdisp", "ldm", "migrate", "migrate_status", "sdtool_control", "sdtool_status"]
+__all__ = [
+    "cfset_get",
+    "cfset_reread",
+    "cfset_values",
+    "cftool_nodes",
+    "clovmmigrate",
+    "clsnmpsetup_entries",
+    "hvdisp",
+    "ldm",
+    "migrate",
+    "migrate_status",
+    "sdtool_control",
+    "sdtool_status",
+]
 
 LDM_MIGRATE_TIMEOUT = 3600.0  # real seconds: a live migration may take long
 LDM_TIMEOUT = 60.0  # real seconds for any other ldm sub-command
 SF_NOT_RUNNING_CODES = frozenset({codes.SF_NOT_RUNNING, codes.NOT_RUNNING})
 # the machines' exit codes (core.migration, core.safemigrate)
-RC_OK, RC_STOPPED, RC_REFUSED, RC_FAILED, RC_RESTORED = mig.RC_OK, mig.RC_STOPPED, mig.RC_REFUSED, mig.RC_FAILED, \
-    sm.RC_RESTORED
+RC_OK, RC_STOPPED, RC_REFUSED, RC_FAILED, RC_RESTORED = (
+    mig.RC_OK,
+    mig.RC_STOPPED,
+    mig.RC_REFUSED,
+    mig.RC_FAILED,
+    sm.RC_RESTORED,
+)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
@@ -182,8 +199,9 @@ def ldm(env: Env, host: str, argv: Sequence[str]) -> LdmResult:
     return LdmResult(int(r.get("rc", 1)), str(r.get("stdout") or ""), str(r.get("stderr") or ""))
 
 
-def clovmmigrate(env: Env, host: str, mode: str, domain: str, target_host: str = "", *,
-                 out: TextIO, err: TextIO) -> Outcome:
+def clovmmigrate(
+    env: Env, host: str, mode: str, domain: str, target_host: str = "", *, out: TextIO, err: TextIO
+) -> Outcome:
     """``clovmmigrate -p source-ldom`` / ``-u source-ldom target-host`` on control domain ``host``
     (core.migration); its lines go to ``out`` / ``err`` as it runs.
 
@@ -197,8 +215,18 @@ def clovmmigrate(env: Env, host: str, mode: str, domain: str, target_host: str =
     return _outcome(env.clovmmigrate(mig.Request(mode, domain, host, target_host), out, err))
 
 
-def migrate(env: Env, host: str, domain: str = "", target_host: str = "", *, scoped: bool = False,
-            dry_run: bool = False, resume: bool = False, out: TextIO, err: TextIO) -> MigrateOutcome:
+def migrate(
+    env: Env,
+    host: str,
+    domain: str = "",
+    target_host: str = "",
+    *,
+    scoped: bool = False,
+    dry_run: bool = False,
+    resume: bool = False,
+    out: TextIO,
+    err: TextIO,
+) -> MigrateOutcome:
     """``clovm migrate`` on control domain ``host`` (core.safemigrate; docs/safe-migration.md):
     preflight, journal, clovmmigrate -p, the migration, -u, proof; its lines go to ``out`` /
     ``err`` as it runs.
@@ -217,8 +245,10 @@ def migrate(env: Env, host: str, domain: str = "", target_host: str = "", *, sco
         if not recorded:
             raise ClovmError(codes.NO_JOURNAL, f"no clovm migrate is recorded on {host}; nothing to resume")
         if len(recorded) > 1:
-            raise ClovmError(codes.SEVERAL_MIGRATIONS, f"several migrations are recorded ({', '.join(recorded)}); "
-                                                       f"name one: clovm migrate --resume DOMAIN")
+            raise ClovmError(
+                codes.SEVERAL_MIGRATIONS,
+                f"several migrations are recorded ({', '.join(recorded)}); name one: clovm migrate --resume DOMAIN",
+            )
         domain = recorded[0]
     req = sm.MigrateRequest(domain, host, target_host, scoped=scoped, dry_run=dry_run, resume=resume)
     fin, journal = env.safe_migration(req, out, err)

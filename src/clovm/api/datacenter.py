@@ -59,8 +59,20 @@ from .provision import (
 )
 from .readiness import Progress, await_ready
 
-__all__ = ["FAULTS", "ClusterInfo", "ControlDomainInfo", "GuestInfo", "ServerInfo", "StatusProbe", "Summary",
-           "check_host", "down", "health", "status", "up"]
+__all__ = [
+    "FAULTS",
+    "ClusterInfo",
+    "ControlDomainInfo",
+    "GuestInfo",
+    "ServerInfo",
+    "StatusProbe",
+    "Summary",
+    "check_host",
+    "down",
+    "health",
+    "status",
+    "up",
+]
 
 
 # ---------------------------------------------------------------------------------------- DTOs
@@ -120,10 +132,16 @@ class Summary:
         return asdict(self)
 
 
-
-def up(home: Home, topology_ref: str | None = None, time_scale: float = settings.DEFAULT_TIME_SCALE, *,
-       fresh: bool = False, progress: Progress | None = None, wait_ready: bool = True,
-       ready_timeout: float = settings.UP_READY_TIMEOUT) -> Summary:
+def up(
+    home: Home,
+    topology_ref: str | None = None,
+    time_scale: float = settings.DEFAULT_TIME_SCALE,
+    *,
+    fresh: bool = False,
+    progress: Progress | None = None,
+    wait_ready: bool = True,
+    ready_timeout: float = settings.UP_READY_TIMEOUT,
+) -> Summary:
     """Provision the home and start the datacenter in the background; return once it is ready.
 
     home -- the datacenter home
@@ -148,8 +166,9 @@ def up(home: Home, topology_ref: str | None = None, time_scale: float = settings
     if not (time_scale > 0 and math.isfinite(time_scale)):
         raise ClovmError(codes.BAD_ARGUMENT, f"time scale must be a positive number, not {time_scale!r}")
     if starting_pid(home) is not None or home_pids(home):
-        raise ClovmError(codes.HOME_IN_USE,
-                         f"home {home.root} is already up (run 'clovm down --home {home.root}' first)")
+        raise ClovmError(
+            codes.HOME_IN_USE, f"home {home.root} is already up (run 'clovm down --home {home.root}' first)"
+        )
     ref = resolve_ref(home, topology_ref)
     t = load_topology(home, ref)
     kept = saved_state(home)
@@ -159,8 +178,10 @@ def up(home: Home, topology_ref: str | None = None, time_scale: float = settings
         discard_state(home)
         kept = []
     elif kept and home.topology_file.exists() and home.topology_file.read_text() != topology.dumps(t):
-        raise ClovmError(codes.BAD_ARGUMENT, f"home {home.root} holds a datacenter of another topology; "
-                                             f"start over from {ref} with clovm up --fresh")
+        raise ClovmError(
+            codes.BAD_ARGUMENT,
+            f"home {home.root} holds a datacenter of another topology; start over from {ref} with clovm up --fresh",
+        )
     check_free(t)
     claim(home, ref, time_scale)
     started: dict[str, int] = {}
@@ -173,20 +194,35 @@ def up(home: Home, topology_ref: str | None = None, time_scale: float = settings
         await_guests(home, t, time.monotonic() + settings.READY_TIMEOUT)
         start_supervisor(home, started)
         # in the order xscfd, ldmd, nodeagent, as the summary and run/lock always listed them
-        daemons = {k: started[k] for m in ("xscfd", "ldmd", "nodeagent", "supervisor") for k in started
-                   if k.startswith(f"{m}:")}
+        daemons = {
+            k: started[k]
+            for m in ("xscfd", "ldmd", "nodeagent", "supervisor")
+            for k in started
+            if k.startswith(f"{m}:")
+        }
         for g in t.guests:
             place = read_json(home.placement_file(g.name))
             if isinstance(place, dict) and isinstance(place.get("pid"), int):
                 daemons[f"domain:{g.name}"] = place["pid"]
-        write_lock(home, {"starting": None, "home": str(home.root), "topology": ref,
-                           "time_scale": time_scale, "started": time.time(), "daemons": daemons})
+        write_lock(
+            home,
+            {
+                "starting": None,
+                "home": str(home.root),
+                "topology": ref,
+                "time_scale": time_scale,
+                "started": time.time(),
+                "daemons": daemons,
+            },
+        )
     except BaseException:
         _stop_supervisor(home)
         stop(home, started.values())
         raise
-    say(f"daemons started: {len(t.servers)} XSCFs, {len(t.control_domains)} ldmds, {len(list(t.hosts()))} cluster "
-        f"nodes ({len(t.guests)} in guest domains), supervised [{time.monotonic() - t0:.1f} s]")
+    say(
+        f"daemons started: {len(t.servers)} XSCFs, {len(t.control_domains)} ldmds, {len(list(t.hosts()))} cluster "
+        f"nodes ({len(t.guests)} in guest domains), supervised [{time.monotonic() - t0:.1f} s]"
+    )
     summary = replace(_summary(home, t, time_scale, ref, daemons, warnings), restored=kept, discarded=discarded)
     if wait_ready:
         missing = await_ready(home, t, ready_timeout, progress=say, since=t0)
@@ -207,19 +243,26 @@ def _clean_leftovers(home: Home) -> None:
         f.unlink(missing_ok=True)
 
 
-def _summary(home: Home, t: topology.Topology, scale: float, ref: str, pids: dict[str, int],
-             warnings: list[str]) -> Summary:
+def _summary(
+    home: Home, t: topology.Topology, scale: float, ref: str, pids: dict[str, int], warnings: list[str]
+) -> Summary:
     guests = []
     for g in t.guests:
         cd, srv = placement(home, t, g.name)
         guests.append(GuestInfo(g.name, cd, srv, g.address, g.cf_name))
     return Summary(
-        home=str(home.root), topology=ref, time_scale=scale,
+        home=str(home.root),
+        topology=ref,
+        time_scale=scale,
         servers=[ServerInfo(s.name, list(s.ppars), s.lan0, s.lan1) for s in t.servers],
-        control_domains=[ControlDomainInfo(c.name, c.server, c.ppar, c.address, c.cf_name, c.sf_weight)
-                         for c in t.control_domains],
-        guests=guests, clusters=[ClusterInfo(c.name, c.kind, list(c.nodes)) for c in t.clusters],
-        pids=pids, warnings=warnings)
+        control_domains=[
+            ControlDomainInfo(c.name, c.server, c.ppar, c.address, c.cf_name, c.sf_weight) for c in t.control_domains
+        ],
+        guests=guests,
+        clusters=[ClusterInfo(c.name, c.kind, list(c.nodes)) for c in t.clusters],
+        pids=pids,
+        warnings=warnings,
+    )
 
 
 def down(home: Home) -> list[str]:
@@ -333,8 +376,15 @@ def status(home: Home, probe: StatusProbe | None = None) -> dict[str, Any]:
     t = topology_of(home)
     pids = probe.processes()
     clock = read_json(home.clock_file) or {}
-    out: dict[str, Any] = {"home": str(home.root), "time_scale": clock.get("time_scale"),
-                           "servers": [], "control_domains": [], "guests": [], "nodes": {}, "migrations": []}
+    out: dict[str, Any] = {
+        "home": str(home.root),
+        "time_scale": clock.get("time_scale"),
+        "servers": [],
+        "control_domains": [],
+        "guests": [],
+        "nodes": {},
+        "migrations": [],
+    }
     daemons: list[dict[str, Any]] = []
     supervision = getattr(probe, "supervision", None)
     sup = supervision() if supervision is not None else None
@@ -346,13 +396,27 @@ def status(home: Home, probe: StatusProbe | None = None) -> dict[str, Any]:
         state = rec.get("state") if isinstance(rec, dict) else None
         why = f"last: {rec.get('last_exit')}" if isinstance(rec, dict) and rec.get("last_exit") else ""
         if state in ("restarting", "starting"):
-            _record(daemons, kind, name, None, "restarting", codes.RESTARTING,
-                    f"{kind} {name}: being restarted by the supervisor ({why or 'it exited'}; "
-                    f"{rec.get('restarts', 0)} restart(s) so far)")
+            _record(
+                daemons,
+                kind,
+                name,
+                None,
+                "restarting",
+                codes.RESTARTING,
+                f"{kind} {name}: being restarted by the supervisor ({why or 'it exited'}; "
+                f"{rec.get('restarts', 0)} restart(s) so far)",
+            )
         elif state == "maintenance":
-            _record(daemons, kind, name, None, "maintenance", codes.MAINTENANCE,
-                    f"{kind} {name}: exited too often, no longer restarted ({why or 'maintenance'}); "
-                    f"clovm down and clovm up start it again")
+            _record(
+                daemons,
+                kind,
+                name,
+                None,
+                "maintenance",
+                codes.MAINTENANCE,
+                f"{kind} {name}: exited too often, no longer restarted ({why or 'maintenance'}); "
+                f"clovm down and clovm up start it again",
+            )
 
     def ask(kind: str, name: str, pid: int | None, sock: Path, op: str, **args: Any) -> Any:
         """The daemon's answer, or ``{"error": ...}``; records the daemon's state once."""
@@ -375,10 +439,20 @@ def status(home: Home, probe: StatusProbe | None = None) -> dict[str, Any]:
         if pid is None:
             supervised("xscfd", s.name)
             _record(daemons, "xscfd", s.name, None, "down", codes.NOT_RUNNING, f"xscfd {s.name} is not running")
-        ppars = {str(p): ask("xscfd", s.name, pid, home.xscf_socket(s.name), "status", ppar=p) if pid else None
-                 for p in s.ppars}
-        out["servers"].append({"name": s.name, "lan0": s.lan0, "lan1": s.lan1, "pid": pid,
-                               "xscfd": state_of("xscfd", s.name), "ppars": ppars})
+        ppars = {
+            str(p): ask("xscfd", s.name, pid, home.xscf_socket(s.name), "status", ppar=p) if pid else None
+            for p in s.ppars
+        }
+        out["servers"].append(
+            {
+                "name": s.name,
+                "lan0": s.lan0,
+                "lan1": s.lan1,
+                "pid": pid,
+                "xscfd": state_of("xscfd", s.name),
+                "ppars": ppars,
+            }
+        )
     for c in t.control_domains:
         pid = pids.get(daemon_key("ldmd", c.name))
         doms: Any = None
@@ -387,55 +461,105 @@ def status(home: Home, probe: StatusProbe | None = None) -> dict[str, Any]:
             _record(daemons, "ldmd", c.name, None, "down", codes.NOT_RUNNING, f"ldmd {c.name} is not running")
         else:
             doms = ask("ldmd", c.name, pid, home.ldmd_socket(c.name), "domains")
-        out["control_domains"].append({"name": c.name, "server": c.server, "ppar": c.ppar, "address": c.address,
-                                       "ldmd": state_of("ldmd", c.name), "pid": pid, "domains": doms})
+        out["control_domains"].append(
+            {
+                "name": c.name,
+                "server": c.server,
+                "ppar": c.ppar,
+                "address": c.address,
+                "ldmd": state_of("ldmd", c.name),
+                "pid": pid,
+                "domains": doms,
+            }
+        )
         for d in doms if isinstance(doms, list) else ():
             flags = str(d.get("flags", "")) if isinstance(d, dict) else ""
             if len(flags) >= 6 and flags[5] in "st":
-                out["migrations"].append({"domain": d.get("name"), "control_domain": c.name,
-                                          "role": "source" if flags[5] == "s" else "target", "flags": flags,
-                                          "progress": d.get("migration")})
+                out["migrations"].append(
+                    {
+                        "domain": d.get("name"),
+                        "control_domain": c.name,
+                        "role": "source" if flags[5] == "s" else "target",
+                        "flags": flags,
+                        "progress": d.get("migration"),
+                    }
+                )
     for g in t.guests:
         rec = read_json(home.placement_file(g.name))
         rec = rec if isinstance(rec, dict) else {}
         pid = rec.get("pid")
         running = isinstance(pid, int) and probe.is_ours(pid)
-        out["guests"].append({"name": g.name, "address": g.address, "cf_name": g.cf_name,
-                              "control_domain": rec.get("host"), "server": rec.get("server"), "pid": pid,
-                              "running": running})
+        out["guests"].append(
+            {
+                "name": g.name,
+                "address": g.address,
+                "cf_name": g.cf_name,
+                "control_domain": rec.get("host"),
+                "server": rec.get("server"),
+                "pid": pid,
+                "running": running,
+            }
+        )
         if running:
             _record(daemons, "domain", g.name, pid, "running")
         else:
-            _record(daemons, "domain", g.name, pid if isinstance(pid, int) else None, "down", codes.NOT_RUNNING,
-                    f"guest domain {g.name} is not running" + (f" (on {rec['host']}: ldm start-domain {g.name} "
-                                                               f"there starts it)" if rec.get("host") else ""))
+            _record(
+                daemons,
+                "domain",
+                g.name,
+                pid if isinstance(pid, int) else None,
+                "down",
+                codes.NOT_RUNNING,
+                f"guest domain {g.name} is not running"
+                + (f" (on {rec['host']}: ldm start-domain {g.name} there starts it)" if rec.get("host") else ""),
+            )
     guests = {g.name for g in t.guests}
     for h in t.hosts():
         key = daemon_key("nodeagent", h.name)
         if h.name not in guests and key not in pids:
             supervised("nodeagent", h.name)
-        pid = pids.get(key) if h.name not in guests else next(
-            (x["pid"] for x in out["guests"] if x["name"] == h.name and x["running"]), None)
+        pid = (
+            pids.get(key)
+            if h.name not in guests
+            else next((x["pid"] for x in out["guests"] if x["name"] == h.name and x["running"]), None)
+        )
         value = ask("nodeagent", h.name, pid, home.node_socket(h.name), "status")
         out["nodes"][h.cf_name] = {"host": h.name, **_as_dict(value)}
     out["daemons"] = daemons
     extra: list[dict[str, Any]] = []
     if sup is not None:
-        out["supervisor"] = {"name": SUPERVISOR_NAME, "pid": sup.get("pid"),
-                             "state": "running" if sup.get("alive") else "down", "daemons": watched}
+        out["supervisor"] = {
+            "name": SUPERVISOR_NAME,
+            "pid": sup.get("pid"),
+            "state": "running" if sup.get("alive") else "down",
+            "daemons": watched,
+        }
         if not sup.get("alive"):
-            extra.append({"daemon": "supervisor", "name": SUPERVISOR_NAME, "pid": None, "state": "down",
-                          "code": codes.NOT_RUNNING,
-                          "message": f"supervisor {SUPERVISOR_NAME} is not running: a daemon that dies is not "
-                                     f"restarted"})
+            extra.append(
+                {
+                    "daemon": "supervisor",
+                    "name": SUPERVISOR_NAME,
+                    "pid": None,
+                    "state": "down",
+                    "code": codes.NOT_RUNNING,
+                    "message": f"supervisor {SUPERVISOR_NAME} is not running: a daemon that dies is not restarted",
+                }
+            )
     else:
         out["supervisor"] = None
     out.update(health(daemons + extra))
     return out
 
 
-def _record(daemons: list[dict[str, Any]], kind: str, name: str, pid: int | None, state: str,
-            code: str | None = None, message: str = "") -> None:
+def _record(
+    daemons: list[dict[str, Any]],
+    kind: str,
+    name: str,
+    pid: int | None,
+    state: str,
+    code: str | None = None,
+    message: str = "",
+) -> None:
     """One entry per daemon: the first thing that went wrong with it wins."""
     for d in daemons:
         if (d["daemon"], d["name"]) == (kind, name):

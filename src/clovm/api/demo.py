@@ -37,8 +37,10 @@ Runner = Callable[[str, Sequence[str], str, Home, TextIO, TextIO], int]
 def _cfguest2_after(d: Demo) -> str:
     """The seed's clsnmpsetup -l row of cfguest2 once it runs on m10-3 (PPAR-ID 1)."""
     srv = d.home.topology().server("m10-3")
-    return (f"xscf        cfguest2           1        guest2       {srv.lan0:<16}{srv.lan1:<16}"
-            f"{d.home.topology().xscf.user:<15}{d.home.topology().xscf.connection}")
+    return (
+        f"xscf        cfguest2           1        guest2       {srv.lan0:<16}{srv.lan1:<16}"
+        f"{d.home.topology().xscf.user:<15}{d.home.topology().xscf.connection}"
+    )
 
 
 @dataclass
@@ -105,7 +107,9 @@ def _timeout(d: Demo, host: str) -> str:
 
 
 def _states(d: Demo, host: str) -> dict[str, str]:
-    return {r[0]: r[2] for r in (ln.split() for ln in d.run(host, CFTOOL, "-n", show=False).stdout.splitlines()[1:]) if r}
+    return {
+        r[0]: r[2] for r in (ln.split() for ln in d.run(host, CFTOOL, "-n", show=False).stdout.splitlines()[1:]) if r
+    }
 
 
 def _guest_pid(home: Home, domain: str) -> int | None:
@@ -154,8 +158,10 @@ def happy_path(d: Demo) -> None:
         watcher.join()
     d.check(r.rc == 0, "ldm migrate-domain exits 0")
     d.check("T" in seen, "guest2's process was really suspended (SIGSTOP) during the migration")
-    d.check(d.poll(lambda: _guest_pid(d.home, "guest2") == pid and "T" not in _proc_state(pid), 10),
-            "guest2's process resumed (SIGCONT) on the target")
+    d.check(
+        d.poll(lambda: _guest_pid(d.home, "guest2") == pid and "T" not in _proc_state(pid), 10),
+        "guest2's process resumed (SIGCONT) on the target",
+    )
     lst3 = d.run("primary3", "ldm", "list")
     lst2 = d.run("primary2", "ldm", "list")
     d.check(any(ln.split()[:2] == ["guest2", "active"] for ln in lst3.stdout.splitlines()), "guest2 active on primary3")
@@ -166,8 +172,10 @@ def happy_path(d: Demo) -> None:
     d.say("17.3.1.2: saved configurations (at most 6, no config_tmp)")
     for h in ("primary2", "primary3"):
         names = [ln.split()[0] for ln in d.run(h, "ldm", "list-spconfig").stdout.splitlines() if ln.strip()]
-        d.check(len([n for n in names if n != "factory-default"]) <= 6 and "config_tmp" not in names,
-                f"{h}: at most 6 saved configurations and no config_tmp")
+        d.check(
+            len([n for n in names if n != "factory-default"]) <= 6 and "config_tmp" not in names,
+            f"{h}: at most 6 saved configurations and no config_tmp",
+        )
 
     d.say("17.3.1.2 step 1: after live migration, on the source control domain")
     r = d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3")
@@ -186,8 +194,10 @@ def happy_path(d: Demo) -> None:
         d.run(g, SDTOOL, "-s")
     d.run("guest1", CFTOOL, "-n")
     hv = d.run("guest1", "hvdisp", "-a", show=False).stdout
-    d.check(any("app1" in ln and "cfguest1" in ln and "Online" in ln for ln in hv.splitlines()),
-            "app1 stayed Online on cfguest1 (no switchover)")
+    d.check(
+        any("app1" in ln and "cfguest1" in ln and "Online" in ln for ln in hv.splitlines()),
+        "app1 stayed Online on cfguest1 (no switchover)",
+    )
     for g in guests:
         msgs = d.home.messages(g).read_text()
         d.check("LEFTCLUSTER" not in msgs, f"{g}: nobody left the cluster")
@@ -201,8 +211,10 @@ def _fault(d: Demo, typed: str, inject: Callable[[], str]) -> None:
 
 
 def _healthy(d: Demo, what: str) -> None:
-    d.check(d.poll(lambda: _states(d, "guest1") == {"cfguest1": "UP", "cfguest2": "UP"}, 60),
-            f"both guest nodes UP ({what})")
+    d.check(
+        d.poll(lambda: _states(d, "guest1") == {"cfguest1": "UP", "cfguest2": "UP"}, 60),
+        f"both guest nodes UP ({what})",
+    )
     for g in ("guest1", "guest2"):
         d.check(d.poll(lambda g=g: _sf_all_worked(d, g), 60), f"{g}: all 8 agents TestWorked/InitWorked ({what})")
 
@@ -230,17 +242,19 @@ def _abort(d: Demo) -> tuple[float, float]:
 
 def _wait_down(d: Demo, t_p: float, t_stop: float) -> None:
     d.say("recovery 1: on a node that was not migrated, wait until cftool -n shows cfguest2 DOWN")
-    d.check(d.poll(lambda: _states(d, "guest1").get("cfguest2") == "DOWN", 900 / d.scale + 30),
-            "cfguest2 becomes DOWN")
+    d.check(d.poll(lambda: _states(d, "guest1").get("cfguest2") == "DOWN", 900 / d.scale + 30), "cfguest2 becomes DOWN")
     took, silent = _emulated(d, t_p), _emulated(d, t_stop)
     d.run("guest1", CFTOOL, "-n")
-    d.out.write(f"(cfguest2 DOWN {took:.0f} emulated seconds after clovmmigrate -p, "
-                f"{silent:.0f} after guest2 stopped)\n")
+    d.out.write(
+        f"(cfguest2 DOWN {took:.0f} emulated seconds after clovmmigrate -p, {silent:.0f} after guest2 stopped)\n"
+    )
     d.check(took >= 600, f"not DOWN before the 600 s that -p set (got {took:.0f} s)")
     # LEFTCLUSTER 600 s after the last heartbeat, then one domain-status query; a real second of
     # command and poll overhead is 60 emulated s at time scale 60
     slack = 60 + 2 * d.scale
-    d.check(silent <= 600 + slack, f"DOWN about 600 s after guest2 stopped (got {silent:.0f} s, allowed {600 + slack:.0f})")
+    d.check(
+        silent <= 600 + slack, f"DOWN about 600 s after guest2 stopped (got {silent:.0f} s, allowed {600 + slack:.0f})"
+    )
 
 
 def _start_and_complete(d: Demo) -> None:
@@ -262,8 +276,10 @@ def early_start(d: Demo) -> None:
     d.say("starting guest2 too early (before it is DOWN): SF, CRM and RMS fail to start")
     d.check(d.run("primary2", "ldm", "start-domain", "guest2").rc == 0, "ldm start-domain guest2")
     msgs = d.home.messages("guest2")
-    d.check(d.poll(lambda: all(f"{w} failed to start" in msgs.read_text() for w in ("SF", "CRM", "RMS")), 30),
-            "guest2's messages say SF, CRM and RMS failed to start")
+    d.check(
+        d.poll(lambda: all(f"{w} failed to start" in msgs.read_text() for w in ("SF", "CRM", "RMS")), 30),
+        "guest2's messages say SF, CRM and RMS failed to start",
+    )
     for ln in msgs.read_text().splitlines():
         if "failed to start" in ln or "join refused" in ln:
             d.out.write(f"guest2 var/adm/messages: {ln}\n")
@@ -336,13 +352,17 @@ def time_sync(d: Demo) -> None:
     w34 = "(WRP, 34) Cluster host cfguest2 is no longer in time sync with local node."
     w35 = "(WRP, 35) Cluster host cfguest2 is no longer in time sync with local node."
     sw, msgs = d.home.switchlog("guest1"), d.home.messages("guest1")
-    d.check(d.poll(lambda: msgs.exists() and msgs.read_text().count(w35) >= 2, 240 / d.scale + 20),
-            "(WRP, 35) periodically in guest1's messages")
+    d.check(
+        d.poll(lambda: msgs.exists() and msgs.read_text().count(w35) >= 2, 240 / d.scale + 20),
+        "(WRP, 35) periodically in guest1's messages",
+    )
     for ln in sw.read_text().splitlines():
         if "WRP" in ln or "Further out-of-sync" in ln:
             d.out.write(f"guest1 switchlog: {ln}\n")
-    d.check(sw.read_text().count(w34) == 1 and "Further out-of-sync messages will appear in the syslog." in sw.read_text(),
-            "(WRP, 34) once in guest1's switchlog with the 'Further out-of-sync' line")
+    d.check(
+        sw.read_text().count(w34) == 1 and "Further out-of-sync messages will appear in the syslog." in sw.read_text(),
+        "(WRP, 34) once in guest1's switchlog with the 'Further out-of-sync' line",
+    )
     for ln in [x for x in msgs.read_text().splitlines() if "WRP" in x][-3:]:
         d.out.write(f"guest1 var/adm/messages: {ln}\n")
     _fault(d, "clock m10-3 -30", lambda: faults.clock(d.home, "m10-3", -30.0))
@@ -390,8 +410,13 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(out: TextIO, runner: Runner, time_scale: float | None = None, scenario: str = "happy-path",
-        topology_ref: str = "figure-17-1") -> int:
+def run(
+    out: TextIO,
+    runner: Runner,
+    time_scale: float | None = None,
+    scenario: str = "happy-path",
+    topology_ref: str = "figure-17-1",
+) -> int:
     """Bring up a datacenter in a temporary home, run one scenario on it, tear it down.
 
     out -- where the transcript goes
@@ -404,8 +429,9 @@ def run(out: TextIO, runner: Runner, time_scale: float | None = None, scenario: 
     time_scale = time_scale or default_scale
     with tempfile.TemporaryDirectory(prefix="clovm-demo-") as tmp:
         home = Home(tmp)
-        out.write(f"clovm demo {scenario}: bringing up the {topology_ref} datacenter in {tmp} "
-                  f"(time scale {time_scale:g})\n")
+        out.write(
+            f"clovm demo {scenario}: bringing up the {topology_ref} datacenter in {tmp} (time scale {time_scale:g})\n"
+        )
         out.flush()
         try:
             datacenter.up(home, topology_ref, time_scale)
@@ -422,4 +448,3 @@ def run(out: TextIO, runner: Runner, time_scale: float | None = None, scenario: 
         out.write(f"\nclovm demo: {d.checks - len(d.failures)} of {d.checks} checks held; datacenter stopped\n")
         out.writelines(f"  FAILED: {f}\n" for f in d.failures)
         return 0 if not d.failures else 1
-

@@ -11,8 +11,17 @@ from typing import Any, NamedTuple
 
 from ..core.sfconfig import XscfEntry
 
-__all__ = ["CftoolRow", "Hvdisp", "HvdispRow", "JournalView", "LdmResult", "MigrateOutcome", "Outcome", "SdtoolRow",
-           "XscfEntry"]
+__all__ = [
+    "CftoolRow",
+    "Hvdisp",
+    "HvdispRow",
+    "JournalView",
+    "LdmResult",
+    "MigrateOutcome",
+    "Outcome",
+    "SdtoolRow",
+    "XscfEntry",
+]
 
 
 class CftoolRow(NamedTuple):

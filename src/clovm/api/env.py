@@ -30,16 +30,18 @@ class Env(Protocol):
     def topology(self) -> topology.Topology:
         """The datacenter's topology; NOT_RUNNING if there is no datacenter, BAD_TOPOLOGY."""
 
-    def call(self, host: str, daemon: Daemon, op: str, /, *, timeout: float = settings.CALL_TIMEOUT,
-             **args: Any) -> Any:
+    def call(
+        self, host: str, daemon: Daemon, op: str, /, *, timeout: float = settings.CALL_TIMEOUT, **args: Any
+    ) -> Any:
         """One operation of ``host``'s node agent or ldmd; its value. ClovmError UNREACHABLE (a
         message naming the daemon, the host and the remedy) or with the daemon's code."""
 
     def clovmmigrate(self, request: mig.Request, out: TextIO, err: TextIO) -> mig.Finished:
         """Run clovmmigrate on ``request.local_host``, its lines to ``out`` / ``err`` as they come."""
 
-    def safe_migration(self, request: sm.MigrateRequest, out: TextIO,
-                       err: TextIO) -> tuple[mig.Finished, dict[str, Any] | None]:
+    def safe_migration(
+        self, request: sm.MigrateRequest, out: TextIO, err: TextIO
+    ) -> tuple[mig.Finished, dict[str, Any] | None]:
         """Run clovm migrate on ``request.local_host``; how it finished and its last journal."""
 
     def recorded_migrations(self, host: str, *, finished: bool = False) -> list[str]:
@@ -64,16 +66,20 @@ class HomeEnv:
         except topology.TopologyError as e:
             raise ClovmError(codes.BAD_TOPOLOGY, f"cannot load the datacenter's topology: {e}") from None
 
-    def call(self, host: str, daemon: Daemon, op: str, /, *, timeout: float = settings.CALL_TIMEOUT,
-             **args: Any) -> Any:
+    def call(
+        self, host: str, daemon: Daemon, op: str, /, *, timeout: float = settings.CALL_TIMEOUT, **args: Any
+    ) -> Any:
         from ..runtime import rpc
 
         path = self.home.node_socket(host) if daemon == "node" else self.home.ldmd_socket(host)
         try:
             return rpc.call_unix_sync(path, op, timeout, **args)
         except rpc.RpcUnreachable as e:
-            raise ClovmError(codes.UNREACHABLE, f"cannot reach {WHAT[daemon]} on {host}: {_reason(e.message, path)}; "
-                                                f"is the datacenter up (clovm status)?") from None
+            raise ClovmError(
+                codes.UNREACHABLE,
+                f"cannot reach {WHAT[daemon]} on {host}: {_reason(e.message, path)}; "
+                f"is the datacenter up (clovm status)?",
+            ) from None
         except rpc.RpcError as e:
             raise ClovmError(e.code, e.message) from None
 
@@ -82,8 +88,9 @@ class HomeEnv:
 
         return migrate_env.clovmmigrate(self.home, request.local_host, request, out, err)
 
-    def safe_migration(self, request: sm.MigrateRequest, out: TextIO,
-                       err: TextIO) -> tuple[mig.Finished, dict[str, Any] | None]:
+    def safe_migration(
+        self, request: sm.MigrateRequest, out: TextIO, err: TextIO
+    ) -> tuple[mig.Finished, dict[str, Any] | None]:
         from ..runtime import migrate_env
 
         return migrate_env.safe_migration(self.home, request.local_host, request, out, err)

@@ -22,8 +22,20 @@ from ..core.codes import (
     Code,
 )
 
-__all__ = ["ADDRESS_IN_USE", "BAD_ARGUMENT", "BAD_TOPOLOGY", "DAEMON_FAILED", "HOME_IN_USE", "NOT_RUNNING",
-           "REMOTE_ERROR", "UNKNOWN_DOMAIN", "UNKNOWN_FAULT", "UNKNOWN_HOST", "UNKNOWN_SERVER", "ClovmError"]
+__all__ = [
+    "ADDRESS_IN_USE",
+    "BAD_ARGUMENT",
+    "BAD_TOPOLOGY",
+    "DAEMON_FAILED",
+    "HOME_IN_USE",
+    "NOT_RUNNING",
+    "REMOTE_ERROR",
+    "UNKNOWN_DOMAIN",
+    "UNKNOWN_FAULT",
+    "UNKNOWN_HOST",
+    "UNKNOWN_SERVER",
+    "ClovmError",
+]
 
 
 class ClovmError(Exception):

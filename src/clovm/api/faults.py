@@ -158,7 +158,9 @@ def kill(home: Home, daemon: str, host: str, at: str | None = None) -> str:
     """
     t = topology_of(home)
     if daemon not in KILLABLE:
-        raise ClovmError(codes.BAD_ARGUMENT, f"clovm fault kill: {daemon!r} is not a daemon; one of {', '.join(KILLABLE)}")
+        raise ClovmError(
+            codes.BAD_ARGUMENT, f"clovm fault kill: {daemon!r} is not a daemon; one of {', '.join(KILLABLE)}"
+        )
     guest = False
     if daemon == "xscfd":
         name = find_server(t, host).name
@@ -172,8 +174,10 @@ def kill(home: Home, daemon: str, host: str, at: str | None = None) -> str:
     require_running(home)
     if at is not None:
         if at not in proc.KILL_POINTS:
-            raise ClovmError(codes.BAD_ARGUMENT, f"clovm fault kill --at: {at!r} is not a point of a migration "
-                                                 f"(one of {', '.join(proc.KILL_POINTS)})")
+            raise ClovmError(
+                codes.BAD_ARGUMENT,
+                f"clovm fault kill --at: {at!r} is not a point of a migration (one of {', '.join(proc.KILL_POINTS)})",
+            )
         _arm(home, {"point": at, "daemon": key})
         return f"armed: {daemon} {name} is killed (SIGKILL) when a live migration reaches {at}"
     pid = proc.victim_pid(home, key)
@@ -185,8 +189,10 @@ def kill(home: Home, daemon: str, host: str, at: str | None = None) -> str:
         raise ClovmError(codes.NOT_RUNNING, f"{daemon} {name} is not running") from None
     if guest:
         cd, _ = placement(home, t, name)
-        return (f"killed the node agent of guest domain {name} (pid {pid}): the domain crashed; it stays down "
-                f"until ldm start-domain {name} on {cd}")
+        return (
+            f"killed the node agent of guest domain {name} (pid {pid}): the domain crashed; it stays down "
+            f"until ldm start-domain {name} on {cd}"
+        )
     return f"killed {daemon} {name} (pid {pid}) with SIGKILL; the supervisor starts it again"
 
 

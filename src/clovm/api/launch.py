@@ -38,8 +38,12 @@ def _spawn(home: Home, module: str, name: str) -> subprocess.Popen[bytes] | spaw
     with open(log, "ab") as err:
         return subprocess.Popen(
             [sys.executable, "-m", f"clovm.runtime.{module}", "--home", str(home.root), "--name", name],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True,
-            cwd=str(home.root))
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            start_new_session=True,
+            cwd=str(home.root),
+        )
 
 
 class _ReadyWaiter:
@@ -76,18 +80,23 @@ class _ReadyWaiter:
             key = min(self.deadline, key=self.deadline.__getitem__)
             left = self.deadline[key] - time.monotonic()
             if left <= 0:
-                raise ClovmError(codes.DAEMON_FAILED,
-                                 f"{_label(self.procs[key])} not ready within {settings.READY_TIMEOUT:g} s; "
-                                 f"see {self.home.log_file(key)}", log_tail(self.home, key))
+                raise ClovmError(
+                    codes.DAEMON_FAILED,
+                    f"{_label(self.procs[key])} not ready within {settings.READY_TIMEOUT:g} s; "
+                    f"see {self.home.log_file(key)}",
+                    log_tail(self.home, key),
+                )
             for sk, _ in self.sel.select(timeout=min(left, 0.5)):
                 key = sk.data
                 p = self.procs[key]
                 chunk = os.read(sk.fd, 4096)
                 if not chunk:
                     rc = p.wait(timeout=5)
-                    raise ClovmError(codes.DAEMON_FAILED,
-                                     f"{_label(p)} exited with rc {rc} before it was ready; "
-                                     f"see {self.home.log_file(key)}", log_tail(self.home, key))
+                    raise ClovmError(
+                        codes.DAEMON_FAILED,
+                        f"{_label(p)} exited with rc {rc} before it was ready; see {self.home.log_file(key)}",
+                        log_tail(self.home, key),
+                    )
                 self.buf[key] += chunk
                 if any(line.strip().startswith(b"READY") for line in self.buf[key].split(b"\n")[:-1]):
                     self.sel.unregister(sk.fileobj)
@@ -191,10 +200,12 @@ def await_guests(home: Home, t: topology.Topology, deadline: float) -> None:
             return
         if time.monotonic() > deadline:
             g = waiting[0]
-            raise ClovmError(codes.DAEMON_FAILED,
-                             f"cluster node of guest {g} not answering after {settings.READY_TIMEOUT:g} s "
-                             f"({last.get(g, '?')}); see {home.log_file(daemon_key('nodeagent', g))}",
-                             log_tail(home, daemon_key("nodeagent", g)))
+            raise ClovmError(
+                codes.DAEMON_FAILED,
+                f"cluster node of guest {g} not answering after {settings.READY_TIMEOUT:g} s "
+                f"({last.get(g, '?')}); see {home.log_file(daemon_key('nodeagent', g))}",
+                log_tail(home, daemon_key("nodeagent", g)),
+            )
         time.sleep(0.1)
 
 
@@ -211,13 +222,21 @@ def claim(home: Home, ref: str | None, time_scale: float) -> None:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             if starting_pid(home) is not None or home_pids(home):
-                raise ClovmError(codes.HOME_IN_USE, f"home {home.root} is already up "
-                                 f"(run 'clovm down --home {home.root}' first)") from None
+                raise ClovmError(
+                    codes.HOME_IN_USE, f"home {home.root} is already up (run 'clovm down --home {home.root}' first)"
+                ) from None
             lock.unlink(missing_ok=True)  # stale: nothing of it runs
             continue
         with os.fdopen(fd, "w") as f:
-            json.dump({"starting": os.getpid(), "home": str(home.root), "topology": ref,
-                       "time_scale": time_scale, "daemons": {}}, f)
+            json.dump(
+                {
+                    "starting": os.getpid(),
+                    "home": str(home.root),
+                    "topology": ref,
+                    "time_scale": time_scale,
+                    "daemons": {},
+                },
+                f,
+            )
         return
     raise ClovmError(codes.HOME_IN_USE, f"home {home.root} is being started by someone else")
-

@@ -44,8 +44,9 @@ def find_server(t: topology.Topology, name: str) -> topology.Server:
     """A server by name; UNKNOWN_SERVER."""
     s = next((s for s in t.servers if s.name == name), None)
     if s is None:
-        raise ClovmError(codes.UNKNOWN_SERVER,
-                         f"unknown server {name!r} (servers: {', '.join(x.name for x in t.servers)})")
+        raise ClovmError(
+            codes.UNKNOWN_SERVER, f"unknown server {name!r} (servers: {', '.join(x.name for x in t.servers)})"
+        )
     return s
 
 
@@ -53,8 +54,7 @@ def find_host(t: topology.Topology, name: str) -> topology.ControlDomain | topol
     """A control domain or guest by host name or CF node name; UNKNOWN_HOST."""
     h = next((h for h in t.hosts() if name in (h.name, h.cf_name)), None)
     if h is None:
-        raise ClovmError(codes.UNKNOWN_HOST,
-                         f"unknown host {name!r} (hosts: {', '.join(x.name for x in t.hosts())})")
+        raise ClovmError(codes.UNKNOWN_HOST, f"unknown host {name!r} (hosts: {', '.join(x.name for x in t.hosts())})")
     return h
 
 
@@ -62,6 +62,7 @@ def find_guest(t: topology.Topology, name: str) -> topology.Guest:
     """A guest domain by name; UNKNOWN_DOMAIN."""
     g = next((g for g in t.guests if g.name == name), None)
     if g is None:
-        raise ClovmError(codes.UNKNOWN_DOMAIN,
-                         f"unknown domain {name!r} (guests: {', '.join(g.name for g in t.guests)})")
+        raise ClovmError(
+            codes.UNKNOWN_DOMAIN, f"unknown domain {name!r} (guests: {', '.join(g.name for g in t.guests)})"
+        )
     return g

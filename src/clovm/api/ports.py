@@ -81,7 +81,7 @@ def check_free(t: topology.Topology) -> None:
                     s.listen(1)
             except OSError as e:
                 why = e.strerror or str(e)
-                raise ClovmError(codes.ADDRESS_IN_USE,
-                                 f"{addr}:{port}/{proto} ({what}) is not free: {why}; "
-                                 f"probably held by {_holder(addr, port, proto)}") from None
-
+                raise ClovmError(
+                    codes.ADDRESS_IN_USE,
+                    f"{addr}:{port}/{proto} ({what}) is not free: {why}; probably held by {_holder(addr, port, proto)}",
+                ) from None

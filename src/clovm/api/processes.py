@@ -59,8 +59,9 @@ def of_home(pid: int, home: Home) -> bool:
         return False
     argv = cmdline(pid)
     roots = {str(home.root), os.path.realpath(home.root)}
-    return any(a == "--home" and i + 1 < len(argv) and os.path.realpath(argv[i + 1]) in roots
-               for i, a in enumerate(argv))
+    return any(
+        a == "--home" and i + 1 < len(argv) and os.path.realpath(argv[i + 1]) in roots for i, a in enumerate(argv)
+    )
 
 
 def describe(pid: int) -> str:
@@ -198,4 +199,3 @@ def _read_json_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return None
-

@@ -60,9 +60,18 @@ def provision_base(home: Home, t: topology.Topology, time_scale: float) -> None:
         d.mkdir(parents=True, exist_ok=True)
     atomic_write(home.topology_file, topology.dumps(t))
     _write_secrets(home, t)
-    atomic_write(home.clock_file, json.dumps({"epoch": settings.EPOCH,
-                                              "start": time.monotonic() - resume_at(home) / time_scale,
-                                              "time_scale": time_scale, "boot": secretsmod.token_hex(8)}) + "\n")
+    atomic_write(
+        home.clock_file,
+        json.dumps(
+            {
+                "epoch": settings.EPOCH,
+                "start": time.monotonic() - resume_at(home) / time_scale,
+                "time_scale": time_scale,
+                "boot": secretsmod.token_hex(8),
+            }
+        )
+        + "\n",
+    )
     old = read_json(home.offsets_file)
     offsets = {s.name: s.clock_offset for s in t.servers}
     if isinstance(old, dict):
@@ -104,8 +113,9 @@ def saved_state(home: Home) -> list[str]:
         found.append(f"the saved configurations of {len(sps)} PPAR(s)")
     hosts = home.host_root("x").parent
     if hosts.is_dir() and any(hosts.iterdir()):
-        found.append("every host's files under hosts/ (SF configuration, CF timeouts, clovmmigrate records and "
-                     "journals, logs)")
+        found.append(
+            "every host's files under hosts/ (SF configuration, CF timeouts, clovmmigrate records and journals, logs)"
+        )
     return found
 
 
@@ -168,4 +178,3 @@ def provision_xscf_keys(home: Home, t: topology.Topology) -> None:
     for h in t.hosts():
         if not home.known_hosts(h.name).exists():
             ssh.add_known_hosts(home.known_hosts(h.name), key_lines)
-

@@ -110,8 +110,13 @@ def _sf(t: topology.Topology, seen: dict[str, dict[str, Any]]) -> tuple[str | No
     return None, counts
 
 
-def await_ready(home: Home, t: topology.Topology, timeout: float = settings.UP_READY_TIMEOUT,
-                progress: Progress | None = None, since: float | None = None) -> str | None:
+def await_ready(
+    home: Home,
+    t: topology.Topology,
+    timeout: float = settings.UP_READY_TIMEOUT,
+    progress: Progress | None = None,
+    since: float | None = None,
+) -> str | None:
     """Wait until every stage holds (None) or ``timeout`` real seconds passed (the first thing
     not ready, one line). ``progress`` gets one line per stage as it comes to hold, with the real
     seconds since ``since`` (a ``time.monotonic()``; default: now)."""
@@ -135,8 +140,10 @@ def await_ready(home: Home, t: topology.Topology, timeout: float = settings.UP_R
             missing, counts = _sf(t, seen)
             if missing is None and "sf" not in done:
                 done.add("sf")
-                say(f"SF: every agent tested ({', '.join(counts) or 'no guest cluster'}) "
-                    f"[{time.monotonic() - start:.1f} s]")
+                say(
+                    f"SF: every agent tested ({', '.join(counts) or 'no guest cluster'}) "
+                    f"[{time.monotonic() - start:.1f} s]"
+                )
         if missing is None:
             return None
         if time.monotonic() > deadline:

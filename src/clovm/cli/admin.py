@@ -70,7 +70,7 @@ USAGE = {
     "ldm": "ldm subcommand [options] [operands]",
     "clovmmigrate": "clovmmigrate -p source-ldom | -u source-ldom target-host",
     "clovm": "clovm migrate DOMAIN TARGET-HOST [--scoped] [--dry-run] [--timeline FILE.svg] [--json] | clovm migrate "
-             "--resume [DOMAIN] [--timeline FILE.svg] [--json] | clovm migrate --status [DOMAIN] [--json]",
+    "--resume [DOMAIN] [--timeline FILE.svg] [--json] | clovm migrate --status [DOMAIN] [--json]",
 }
 # where a control-domain command is refused elsewhere: "command not available on HOST: <this>"
 ONLY_ON_CONTROL_DOMAINS = {
@@ -127,7 +127,7 @@ def _split_common(argv: Sequence[str]) -> tuple[list[str], str | None, str | Non
                     if value is None:
                         raise _Usage(f"option {name} requires an argument")
                 else:
-                    value = a[len(name) + 1:]
+                    value = a[len(name) + 1 :]
                 if not value:
                     raise _Usage(f"option {name} requires an argument")
                 if name == "--host":
@@ -144,9 +144,18 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return "--json" in list(argv)[: list(argv).index("--")] if "--" in argv else "--json" in argv
 
 
-def _run(cmd: str, argv: Sequence[str], host: str | None, home: Home | str | Path | None, out: TextIO | None,
-         err: TextIO | None, parse: Callable[[list[str]], Any], body: Callable[[_Ctx, Any], int],
-         *, json_errors: bool = False) -> int:
+def _run(
+    cmd: str,
+    argv: Sequence[str],
+    host: str | None,
+    home: Home | str | Path | None,
+    out: TextIO | None,
+    err: TextIO | None,
+    parse: Callable[[list[str]], Any],
+    body: Callable[[_Ctx, Any], int],
+    *,
+    json_errors: bool = False,
+) -> int:
     """Common frame: options, host and home, then ``body``; every failure is one line on stderr
     (and, with ``json_errors`` and ``--json`` in argv, a JSON object on stdout too)."""
     out = out if out is not None else sys.stdout
@@ -170,8 +179,15 @@ def _run(cmd: str, argv: Sequence[str], host: str | None, home: Home | str | Pat
     if not host:
         text = f"no host given: use --host HOST or set CLOVM_HOST; usage: {USAGE[cmd]}"
         return fail(f"{cmd}: {text}", codes.BAD_USAGE, text)
-    the_home = Home(home_opt) if home_opt else home if isinstance(home, Home) else \
-        Home(home) if home is not None else Home(settings.default_home())
+    the_home = (
+        Home(home_opt)
+        if home_opt
+        else home
+        if isinstance(home, Home)
+        else Home(home)
+        if home is not None
+        else Home(settings.default_home())
+    )
     try:
         return body(_Ctx(cmd, host, HomeEnv(the_home), out, err), parsed)
     except ClovmError as e:
@@ -199,18 +215,33 @@ def _getopt_one(argv: list[str], letters: str, *, allow_none: bool = False) -> t
 
 
 # ---- cftool, cfset, sdtool, clsnmpsetup, hvdisp ----------------------------------------------------------
-def main_cftool(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-                out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_cftool(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``cftool -n``: CF node states as this node sees them."""
+
     def body(ctx: _Ctx, parsed: tuple) -> int:
         ctx.print(render.cftool_n(commands.cftool_nodes(ctx.env, ctx.host)))
         return 0
+
     return _run("cftool", argv, host, home, out, err, lambda a: _getopt_one(a, "n"), body)
 
 
-def main_cfset(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-               out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_cfset(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``cfset -a`` (all values), ``cfset -r`` (re-read cluster.config), ``cfset -g name`` (one value)."""
+
     def body(ctx: _Ctx, parsed: tuple) -> int:
         flag, values, _ = parsed
         if flag == "r":
@@ -220,12 +251,20 @@ def main_cfset(argv: Sequence[str], *, host: str | None = None, home: Home | str
         else:
             ctx.print(f"KEY: {values[0]}  VALUE: {commands.cfset_get(ctx.env, ctx.host, values[0])}\n")
         return 0
+
     return _run("cfset", argv, host, home, out, err, lambda a: _getopt_one(a, "arg:"), body)
 
 
-def main_sdtool(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-                out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_sdtool(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``sdtool -s`` (status table), ``-b`` (start SF), ``-e`` (stop SF), ``-r`` (re-read rcsd.cfg)."""
+
     def body(ctx: _Ctx, parsed: tuple) -> int:
         flag = parsed[0]
         if flag == "s":
@@ -235,25 +274,42 @@ def main_sdtool(argv: Sequence[str], *, host: str | None = None, home: Home | st
         if text:
             ctx.print(text + "\n")
         return 0
+
     return _run("sdtool", argv, host, home, out, err, lambda a: _getopt_one(a, "sber"), body)
 
 
-def main_clsnmpsetup(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-                     out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_clsnmpsetup(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``clsnmpsetup -l``: the XSCF entries of the shutdown facility (SA_xscfsnmp.cfg)."""
+
     def body(ctx: _Ctx, parsed: tuple) -> int:
         ctx.print(render.clsnmpsetup_l(commands.clsnmpsetup_entries(ctx.env, ctx.host)))
         return 0
+
     return _run("clsnmpsetup", argv, host, home, out, err, lambda a: _getopt_one(a, "l"), body)
 
 
-def main_hvdisp(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-                out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_hvdisp(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``hvdisp -a`` (or ``hvdisp``): RMS resources and their states."""
+
     def body(ctx: _Ctx, parsed: tuple) -> int:
         hv = commands.hvdisp(ctx.env, ctx.host)
         ctx.print(render.hvdisp(hv.rows, local_system=hv.local_system))
         return 0
+
     return _run("hvdisp", argv, host, home, out, err, lambda a: _getopt_one(a, "a", allow_none=True), body)
 
 
@@ -266,9 +322,16 @@ def _parse_ldm(argv: list[str]) -> list[str]:
     return argv
 
 
-def main_ldm(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-             out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_ldm(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``ldm SUBCOMMAND ...``: passed to this control domain's ldmd; its stdout, stderr and rc."""
+
     def body(ctx: _Ctx, args: list[str]) -> int:
         r = commands.ldm(ctx.env, ctx.host, args)
         if r.stdout:
@@ -277,6 +340,7 @@ def main_ldm(argv: Sequence[str], *, host: str | None = None, home: Home | str |
             ctx.err.write(r.stderr)
             ctx.err.flush()
         return r.rc
+
     return _run("ldm", argv, host, home, out, err, _parse_ldm, body)
 
 
@@ -297,12 +361,20 @@ def _parse_clovmmigrate(argv: list[str]) -> tuple[str, str, str]:
     return "update", domain, operands[0]
 
 
-def main_clovmmigrate(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-                      out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_clovmmigrate(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``clovmmigrate -p source-ldom`` / ``clovmmigrate -u source-ldom target-host`` (core.migration)."""
+
     def body(ctx: _Ctx, parsed: tuple[str, str, str]) -> int:
         mode, domain, target = parsed
         return commands.clovmmigrate(ctx.env, ctx.host, mode, domain, target, out=ctx.out, err=ctx.err).rc
+
     return _run("clovmmigrate", argv, host, home, out, err, _parse_clovmmigrate, body)
 
 
@@ -332,15 +404,18 @@ def _parse_clovm(argv: list[str]) -> _MigrateArgs:
             raise _Usage(f"option {extra[0]} cannot be combined with --{action}")
         if len(operands) > 1:
             raise _Usage(f"unexpected operand {operands[1]!r}")
-        return _MigrateArgs(action, operands[0] if operands else "", "", False, False, flags.get("--timeline", ""),
-                            as_json)
+        return _MigrateArgs(
+            action, operands[0] if operands else "", "", False, False, flags.get("--timeline", ""), as_json
+        )
     if len(operands) != 2:
-        raise _Usage("DOMAIN and TARGET-HOST are required" if len(operands) < 2
-                     else f"unexpected operand {operands[2]!r}")
+        raise _Usage(
+            "DOMAIN and TARGET-HOST are required" if len(operands) < 2 else f"unexpected operand {operands[2]!r}"
+        )
     if "--dry-run" in flags and "--timeline" in flags:
         raise _Usage("a dry run draws no timeline")
-    return _MigrateArgs("run", operands[0], operands[1], "--scoped" in flags, "--dry-run" in flags,
-                        flags.get("--timeline", ""), as_json)
+    return _MigrateArgs(
+        "run", operands[0], operands[1], "--scoped" in flags, "--dry-run" in flags, flags.get("--timeline", ""), as_json
+    )
 
 
 JOURNAL_KEYS = ("step", "outcome", "complete_to", "result", "proof", "source", "target")  # in --json
@@ -350,8 +425,14 @@ def _journal_json(j: dict[str, Any] | None) -> dict[str, Any]:
     return {k: (j or {}).get(k) for k in JOURNAL_KEYS}
 
 
-def main_clovm(argv: Sequence[str], *, host: str | None = None, home: Home | str | Path | None = None,
-               out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main_clovm(
+    argv: Sequence[str],
+    *,
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """``clovm migrate ...`` on a control domain (core.safemigrate; docs/safe-migration.md)."""
     from .. import timeline
 
@@ -359,18 +440,38 @@ def main_clovm(argv: Sequence[str], *, host: str | None = None, home: Home | str
         if a.action == "status":
             found = commands.migrate_status(ctx.env, ctx.host, a.domain)
             if a.json:
-                _print_json(ctx.out, {"rc": 0, "ok": True, "code": None, "message": "", "migrations": [
-                    {"domain": v.domain, "journal": v.path, **_journal_json(v.journal)} for v in found]})
+                _print_json(
+                    ctx.out,
+                    {
+                        "rc": 0,
+                        "ok": True,
+                        "code": None,
+                        "message": "",
+                        "migrations": [
+                            {"domain": v.domain, "journal": v.path, **_journal_json(v.journal)} for v in found
+                        ],
+                    },
+                )
                 return 0
             for v in found:
                 ctx.print(f"{v.path}:\n" + timeline.render_text_summary(v.journal).rstrip("\n") + "\n")
             if not found:
-                ctx.print(f"no clovm migrate is recorded on {ctx.host}" + (f" for {a.domain}" if a.domain else "")
-                          + "\n")
+                ctx.print(
+                    f"no clovm migrate is recorded on {ctx.host}" + (f" for {a.domain}" if a.domain else "") + "\n"
+                )
             return 0
         lines = ctx.err if a.json else ctx.out  # with --json, stdout is the JSON document alone
-        r = commands.migrate(ctx.env, ctx.host, a.domain, a.target, scoped=a.scoped, dry_run=a.dry_run,
-                             resume=a.action == "resume", out=lines, err=ctx.err)
+        r = commands.migrate(
+            ctx.env,
+            ctx.host,
+            a.domain,
+            a.target,
+            scoped=a.scoped,
+            dry_run=a.dry_run,
+            resume=a.action == "resume",
+            out=lines,
+            err=ctx.err,
+        )
         drawn = ""
         if r.journal is not None and not a.dry_run and r.rc != commands.RC_REFUSED:
             lines.write(timeline.render_text_summary(r.journal).rstrip("\n") + "\n")
@@ -381,9 +482,20 @@ def main_clovm(argv: Sequence[str], *, host: str | None = None, home: Home | str
                 lines.write(f"clovm migrate: timeline written to {a.timeline}\n")
                 lines.flush()
         if a.json:
-            _print_json(ctx.out, {"rc": r.rc, "ok": r.rc == 0, "code": r.code, "message": r.message,
-                                  "domain": r.domain, **_journal_json(r.journal), "timeline": drawn or None})
+            _print_json(
+                ctx.out,
+                {
+                    "rc": r.rc,
+                    "ok": r.rc == 0,
+                    "code": r.code,
+                    "message": r.message,
+                    "domain": r.domain,
+                    **_journal_json(r.journal),
+                    "timeline": drawn or None,
+                },
+            )
         return r.rc
+
     return _run("clovm", argv, host, home, out, err, _parse_clovm, body, json_errors=True)
 
 
@@ -402,8 +514,14 @@ COMMANDS: dict[str, Main] = {
 }
 
 
-def run_command(name_or_path: str, argv: Sequence[str], host: str | None = None,
-                home: Home | str | Path | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run_command(
+    name_or_path: str,
+    argv: Sequence[str],
+    host: str | None = None,
+    home: Home | str | Path | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
     """Run an admin command by name (``sdtool``) or full product path (``/opt/SMAW/bin/sdtool``)."""
     name = settings.COMMAND_PATHS.get(name_or_path, name_or_path)
     main = COMMANDS.get(name)

@@ -58,8 +58,9 @@ def _sim_chaos(args: argparse.Namespace) -> int:
         if args.replay or args.keep is not None:
             return refuse("--replay and --keep replay one seed: give --seed S without --seeds")
         t0 = time.perf_counter()
-        results = chaos_campaign.run_many(range(args.seed, args.seed + args.seeds), args.jobs,
-                                          do_shrink=not args.no_shrink)
+        results = chaos_campaign.run_many(
+            range(args.seed, args.seed + args.seeds), args.jobs, do_shrink=not args.no_shrink
+        )
         dt = time.perf_counter() - t0
         failed = [r for r in results if not r.ok]
         for r in failed:
@@ -70,24 +71,27 @@ def _sim_chaos(args: argparse.Namespace) -> int:
             for line in r.schedule:
                 print(f"    {line}")
             print(f"  replay: {r.replay()}")
-        print(f"clovm sim chaos: {len(results)} seeds in {dt:.1f} s ({len(results) / max(dt, 1e-9):.1f} seeds/s)",
-              file=sys.stderr)
+        print(
+            f"clovm sim chaos: {len(results)} seeds in {dt:.1f} s ({len(results) / max(dt, 1e-9):.1f} seeds/s)",
+            file=sys.stderr,
+        )
         print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
         return 1 if failed else 0
     sched = chaos_schedule.draw(args.seed)
     keep: frozenset[int] | None = None
     if args.keep is not None:
         try:
-            keep = frozenset() if args.keep.strip() in ("", "none") else frozenset(
-                int(x) for x in args.keep.split(","))
+            keep = frozenset() if args.keep.strip() in ("", "none") else frozenset(int(x) for x in args.keep.split(","))
         except ValueError:
             return refuse(f"--keep takes item numbers separated by commas (or none), not {args.keep!r}")
         bad = sorted(i for i in keep if not 0 <= i < len(sched.items))
         if bad:
             return refuse(f"--keep: seed {args.seed} has items 0 to {len(sched.items) - 1}, not {bad[0]}")
     if not args.quiet:
-        print(f"chaos seed {args.seed}: topology {sched.topology}, schedule"
-              + (f" ({len(keep)} of {len(sched.items)} items):" if keep is not None else ":"))
+        print(
+            f"chaos seed {args.seed}: topology {sched.topology}, schedule"
+            + (f" ({len(keep)} of {len(sched.items)} items):" if keep is not None else ":")
+        )
         for line in sched.lines(keep):
             print(f"  {line}")
     out = chaos_run.run_seed(args.seed, keep, echo=print if args.replay else None, schedule=sched)
@@ -124,14 +128,18 @@ def _sim(args: argparse.Namespace) -> int:
         results = campaign.run_many(args.scenario, topo, range(args.seed, args.seed + args.seeds), args.jobs)
         failed = [r for r in results if r[1]]
         for seed, failures in failed:
-            print(f"seed {seed}: FAILED: {failures[0]}" + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""))
+            print(
+                f"seed {seed}: FAILED: {failures[0]}" + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else "")
+            )
         print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
         return 1 if failed else 0
     out = scenarios.run(args.scenario, topo, args.seed, echo=print if not args.quiet else None)
     for f in out.failures:
         print(f"FAILED: {f}")
-    print(f"scenario {args.scenario} seed {args.seed}: {'passed' if out.ok else 'FAILED'} "
-          f"({out.virtual_seconds:.1f} virtual seconds)")
+    print(
+        f"scenario {args.scenario} seed {args.seed}: {'passed' if out.ok else 'FAILED'} "
+        f"({out.virtual_seconds:.1f} virtual seconds)"
+    )
     return 0 if out.ok else 1
 
 
@@ -168,12 +176,16 @@ def _render_summary(s) -> str:  # s: api.datacenter.Summary
     out = [f"datacenter up: home {s.home}, topology {s.topology}, time scale {s.time_scale:g}", "servers:"]
     for v in s.servers:
         ppars = ",".join(str(p) for p in v.ppars)
-        out.append(f"  {v.name:<10} PPAR {ppars:<4} XSCF LAN#0 {v.lan0:<15} LAN#1 {v.lan1:<15} "
-                   f"(SNMP udp/{settings.SNMP_PORT}, SSH tcp/{settings.XSCF_SSH_PORT})")
+        out.append(
+            f"  {v.name:<10} PPAR {ppars:<4} XSCF LAN#0 {v.lan0:<15} LAN#1 {v.lan1:<15} "
+            f"(SNMP udp/{settings.SNMP_PORT}, SSH tcp/{settings.XSCF_SSH_PORT})"
+        )
     out.append("control domains:")
     for c in s.control_domains:
-        out.append(f"  {c.name:<10} {c.server} PPAR {c.ppar:<2} {c.address:<15} CF {c.cf_name} "
-                   f"SF weight {c.sf_weight} (ldmd tcp/{settings.LDMD_PORT})")
+        out.append(
+            f"  {c.name:<10} {c.server} PPAR {c.ppar:<2} {c.address:<15} CF {c.cf_name} "
+            f"SF weight {c.sf_weight} (ldmd tcp/{settings.LDMD_PORT})"
+        )
     out.append("guests:")
     for g in s.guests or ():
         out.append(f"  {g.name:<10} on {g.control_domain} ({g.server}) {g.address:<15} CF {g.cf_name}")
@@ -200,8 +212,11 @@ def _up(args: argparse.Namespace) -> int:
     if not summary.ready:
         from ..core import codes
 
-        print(f"clovm up: {summary.not_ready} (code {codes.NOT_READY}); the datacenter runs: clovm status "
-              f"--home {summary.home} shows it, clovm down stops it", file=sys.stderr)
+        print(
+            f"clovm up: {summary.not_ready} (code {codes.NOT_READY}); the datacenter runs: clovm status "
+            f"--home {summary.home} shows it, clovm down stops it",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -325,7 +340,7 @@ def _fault_call(kind: str, args: list[str]) -> tuple[str, tuple[Any, ...], dict[
             if i + 1 >= len(rest) or rest[i + 1] not in ("0", "1"):
                 raise usage
             lans = [int(rest[i + 1])]
-            del rest[i:i + 2]
+            del rest[i : i + 2]
         if len(rest) != 1:
             raise usage
         return "xscf_lan", (rest[0],), {"up": kind == "xscf-up", "lans": lans}
@@ -334,7 +349,7 @@ def _fault_call(kind: str, args: list[str]) -> tuple[str, tuple[Any, ...], dict[
             raise usage
         if "--" in args:
             cut = args.index("--")
-            return "partition", (args[:cut], args[cut + 1:]), {}
+            return "partition", (args[:cut], args[cut + 1 :]), {}
         return "partition", (args, None), {}
     if kind == "clock":
         if len(args) != 2:
@@ -353,7 +368,7 @@ def _fault_call(kind: str, args: list[str]) -> tuple[str, tuple[Any, ...], dict[
             if i + 1 >= len(rest):
                 raise usage
             at = rest[i + 1]
-            del rest[i:i + 2]
+            del rest[i : i + 2]
         if len(rest) != 2:
             raise usage
         return "kill", (rest[0], rest[1]), {"at": at}
@@ -408,8 +423,9 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _add_home(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--home", default=settings.default_home(),
-                   help="datacenter home (default: $CLOVM_HOME or %(default)s)")
+    p.add_argument(
+        "--home", default=settings.default_home(), help="datacenter home (default: $CLOVM_HOME or %(default)s)"
+    )
 
 
 def build_parser() -> Parser:
@@ -418,39 +434,75 @@ def build_parser() -> Parser:
     p = Parser(prog="clovm", description="cluster-safe live migration on an emulated SPARC datacenter")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     s = sub.add_parser("sim", help="run a built-in scenario in the deterministic simulator")
-    s.add_argument("scenario", choices=sorted((*SCENARIO_NAMES, "chaos")),
-                   help="a scenario, or chaos: the randomised campaign over everything")
-    s.add_argument("--topology", default=None,
-                   help=f"built-in name or TOML file (default: the scenario's own, else {topology.DEFAULT})")
+    s.add_argument(
+        "scenario",
+        choices=sorted((*SCENARIO_NAMES, "chaos")),
+        help="a scenario, or chaos: the randomised campaign over everything",
+    )
+    s.add_argument(
+        "--topology",
+        default=None,
+        help=f"built-in name or TOML file (default: the scenario's own, else {topology.DEFAULT})",
+    )
     s.add_argument("--seed", type=_count, default=0)
     s.add_argument("--seeds", type=_count, default=0, help="run this many seeds (from --seed) and summarise")
     s.add_argument("--jobs", type=_count, default=0, help="worker processes for --seeds (default: CPU count)")
     s.add_argument("--quiet", action="store_true", help="do not print the trace (chaos: nor the schedule)")
     s.add_argument("--replay", action="store_true", help="chaos: run one seed and print its whole trace")
-    s.add_argument("--keep", default=None, metavar="I,J,...",
-                   help="chaos: run only these items of the seed's schedule (as a shrunk replay line gives)")
+    s.add_argument(
+        "--keep",
+        default=None,
+        metavar="I,J,...",
+        help="chaos: run only these items of the seed's schedule (as a shrunk replay line gives)",
+    )
     s.add_argument("--no-shrink", action="store_true", help="chaos: do not shrink failing schedules")
     s.set_defaults(func=_sim)
     d = sub.add_parser("demo", help="run the seed's procedure end to end and check every outcome")
-    d.add_argument("--scenario", default="happy-path",
-                   choices=["happy-path", "abort-recovery", "early-start", "ssh-first-connection", "spconfig-limit",
-                            "time-sync", "cancelled"], help="which branch of the seed to run (default happy-path)")
-    d.add_argument("--time-scale", type=float, default=None,
-                   help="emulated seconds per real second (default: 10, or 20 where 600 s must pass)")
+    d.add_argument(
+        "--scenario",
+        default="happy-path",
+        choices=[
+            "happy-path",
+            "abort-recovery",
+            "early-start",
+            "ssh-first-connection",
+            "spconfig-limit",
+            "time-sync",
+            "cancelled",
+        ],
+        help="which branch of the seed to run (default happy-path)",
+    )
+    d.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="emulated seconds per real second (default: 10, or 20 where 600 s must pass)",
+    )
     d.add_argument("--sim", action="store_true", help="run the procedure in the simulator instead")
-    d.add_argument("--topology", default=topology.DEFAULT,
-                   help="figure-17-1 (default) or a TOML copy of it with other loopback addresses")
+    d.add_argument(
+        "--topology",
+        default=topology.DEFAULT,
+        help="figure-17-1 (default) or a TOML copy of it with other loopback addresses",
+    )
     d.set_defaults(func=_demo)
 
     u = sub.add_parser("up", help="start the emulated datacenter in the background")
     _add_home(u)
-    u.add_argument("--topology", default=None,
-                   help=f"built-in name or TOML file (default: the home's, else {topology.DEFAULT})")
-    u.add_argument("--time-scale", type=float, default=settings.DEFAULT_TIME_SCALE,
-                   help="emulated seconds per real second (default %(default)s)")
-    u.add_argument("--fresh", action="store_true",
-                   help="start over from the topology: forget where the guests ran, saved configurations and "
-                        "every host's files kept by an earlier run of this home")
+    u.add_argument(
+        "--topology", default=None, help=f"built-in name or TOML file (default: the home's, else {topology.DEFAULT})"
+    )
+    u.add_argument(
+        "--time-scale",
+        type=float,
+        default=settings.DEFAULT_TIME_SCALE,
+        help="emulated seconds per real second (default %(default)s)",
+    )
+    u.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over from the topology: forget where the guests ran, saved configurations and "
+        "every host's files kept by an earlier run of this home",
+    )
     u.set_defaults(func=_up)
     dn = sub.add_parser("down", help="stop every process of the datacenter")
     _add_home(dn)
@@ -468,7 +520,9 @@ def build_parser() -> Parser:
     _add_home(sh)
     sh.add_argument("host")
     sh.set_defaults(func=_shell)
-    fa = sub.add_parser("fault", help="inject a fault: " + ", ".join(f"{k} {u}".rstrip() for k, u in FAULT_USAGE.items()))
+    fa = sub.add_parser(
+        "fault", help="inject a fault: " + ", ".join(f"{k} {u}".rstrip() for k, u in FAULT_USAGE.items())
+    )
     _add_home(fa)
     fa.add_argument("kind")
     fa.add_argument("args", nargs=argparse.REMAINDER)
@@ -482,8 +536,11 @@ def build_parser() -> Parser:
     mg.add_argument("--resume", action="store_true", help="continue a recorded migration from its journal")
     mg.add_argument("--status", action="store_true", help="show the journal")
     mg.add_argument("--timeline", default="", metavar="FILE.svg", help="draw the migration into FILE.svg")
-    mg.add_argument("--json", action="store_true",
-                    help="print the result (rc, stable code of a refusal or failure, journal state) as JSON")
+    mg.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result (rc, stable code of a refusal or failure, journal state) as JSON",
+    )
     mg.set_defaults(func=_migrate)
     tl = sub.add_parser("timeline", help="draw a clovm migrate journal as SVG")
     tl.add_argument("journal", metavar="JOURNAL.json")

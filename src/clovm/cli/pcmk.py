@@ -76,14 +76,17 @@ def _strip_dashes(argv: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- up, down, status
 def render_up(s: dict[str, Any]) -> str:
-    head = (f"pacemaker topology up: home {s['home']}, cluster {s['cluster']}, time scale {s['time_scale']:g}, "
-            f"token {s['token_ms']} ms, freezer {s['freezer']} ({s['up_seconds']:g} s)")
+    head = (
+        f"pacemaker topology up: home {s['home']}, cluster {s['cluster']}, time scale {s['time_scale']:g}, "
+        f"token {s['token_ms']} ms, freezer {s['freezer']} ({s['up_seconds']:g} s)"
+    )
     out = [head, "hypervisor hosts:"]
     out += [f"  {h:<6} {addr:<16} sshd, hvd (virsh)" for h, addr in s["hosts"].items()]
     out.append("cluster nodes (VMs):")
     out += [f"  {vm:<6} {v['address']:<16} on {v['host']}  corosync + pacemaker" for vm, v in s["vms"].items()]
-    out.append("fence devices: " + ", ".join(f"{d} on {n}" for d, n in sorted(s["stonith"].items()))
-               + f"; DC {s['dc']}")
+    out.append(
+        "fence devices: " + ", ".join(f"{d} on {n}" for d, n in sorted(s["stonith"].items())) + f"; DC {s['dc']}"
+    )
     return "\n".join(out)
 
 
@@ -112,19 +115,27 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def render_status(st: dict[str, Any]) -> str:
-    head = (f"home {st['home']} (pacemaker topology, {st['state']}; time scale {st.get('time_scale')}, token "
-            f"{st.get('token_ms')} ms, freezer {st.get('freezer')})")
+    head = (
+        f"home {st['home']} (pacemaker topology, {st['state']}; time scale {st.get('time_scale')}, token "
+        f"{st.get('token_ms')} ms, freezer {st.get('freezer')})"
+    )
     out = [head, "hypervisor hosts:"]
     for h, v in st["hosts"].items():
         doms = ", ".join(f"{d['name']} {d['state']}" for d in v.get("domains") or []) or "-"
-        mig = " migrating " + ", ".join(f"{d} -> {m.get('target')} ({m.get('phase')})"
-                                         for d, m in (v.get("migrating") or {}).items()) if v.get("migrating") else ""
+        mig = (
+            " migrating "
+            + ", ".join(f"{d} -> {m.get('target')} ({m.get('phase')})" for d, m in (v.get("migrating") or {}).items())
+            if v.get("migrating")
+            else ""
+        )
         out.append(f"  {h:<6} {v['address']:<16} {'running' if v['running'] else 'NOT RUNNING':<12} {doms}{mig}")
     out.append("VMs:")
     for vm, v in st["vms"].items():
         state = "running" if v["running"] else "NOT RUNNING"
-        out.append(f"  {vm:<6} {v['address']:<16} {state:<12} on {v.get('link_on') or '-'}, {v['processes']} processes"
-                   + (", FROZEN" if v.get("frozen") else ""))
+        out.append(
+            f"  {vm:<6} {v['address']:<16} {state:<12} on {v.get('link_on') or '-'}, {v['processes']} processes"
+            + (", FROZEN" if v.get("frozen") else "")
+        )
     return "\n".join(out)
 
 
@@ -228,8 +239,9 @@ def _fault(args: argparse.Namespace) -> int:
                 print(f"{rest[0]}: every process frozen for {r['frozen_s']:.2f} s ({r['freezer']}), then thawed")
             else:
                 r = sparc_pause(args.home, rest[0], seconds)
-                print(f"{rest[0]}: domain process {r['pid']} stopped for {r['frozen_s']:.2f} s (SIGSTOP), "
-                      f"then continued")
+                print(
+                    f"{rest[0]}: domain process {r['pid']} stopped for {r['frozen_s']:.2f} s (SIGSTOP), then continued"
+                )
             return 0
         if args.kind == "migration-abort":
             if len(rest) != 1:
@@ -238,8 +250,10 @@ def _fault(args: argparse.Namespace) -> int:
 
             print(migrate_env.arm_abort(args.home, rest[0]))
             return 0
-        raise ClovmError(codes.UNKNOWN_FAULT, f"fault {args.kind!r} does not apply to the pacemaker topology "
-                                              f"(pause HOST SECONDS, migration-abort VM)")
+        raise ClovmError(
+            codes.UNKNOWN_FAULT,
+            f"fault {args.kind!r} does not apply to the pacemaker topology (pause HOST SECONDS, migration-abort VM)",
+        )
     except ClovmError as e:
         return _fail("fault", e)
 
@@ -282,8 +296,12 @@ def migrate_main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return fail(codes.BAD_USAGE, f"{e}; usage: {admin.USAGE['clovm']}", 2)
     host = args.host or os.environ.get("CLOVM_HOST") or ""
     if not host:
-        return fail(codes.BAD_USAGE, f"no host given: use --host HOST (the hypervisor host that runs the VM) or "
-                                     f"set CLOVM_HOST; usage: {admin.USAGE['clovm']}", 2)
+        return fail(
+            codes.BAD_USAGE,
+            f"no host given: use --host HOST (the hypervisor host that runs the VM) or "
+            f"set CLOVM_HOST; usage: {admin.USAGE['clovm']}",
+            2,
+        )
     home = args.home
     if a.action == "status":
         try:
@@ -291,8 +309,18 @@ def migrate_main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         except ValueError as e:
             return fail(codes.BAD_JOURNAL, f"a journal is unreadable ({e}); move it away", 1)
         if a.json:
-            admin._print_json(out, {"rc": 0, "ok": True, "code": None, "message": "", "migrations": [
-                {"domain": j.get("domain"), "journal": str(p), **admin._journal_json(j)} for p, j in found]})
+            admin._print_json(
+                out,
+                {
+                    "rc": 0,
+                    "ok": True,
+                    "code": None,
+                    "message": "",
+                    "migrations": [
+                        {"domain": j.get("domain"), "journal": str(p), **admin._journal_json(j)} for p, j in found
+                    ],
+                },
+            )
             return 0
         out.writelines(f"{p}:\n" + timeline.render_text_summary(j).rstrip("\n") + "\n" for p, j in found)
         if not found:
@@ -305,8 +333,11 @@ def migrate_main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not rec:
             return fail(codes.NO_JOURNAL, f"no clovm migrate is recorded on {host}; nothing to resume", 3)
         if len(rec) > 1:
-            return fail(codes.SEVERAL_MIGRATIONS, f"several migrations are recorded ({', '.join(rec)}); name one: "
-                                                  f"clovm migrate --resume DOMAIN", 2)
+            return fail(
+                codes.SEVERAL_MIGRATIONS,
+                f"several migrations are recorded ({', '.join(rec)}); name one: clovm migrate --resume DOMAIN",
+                2,
+            )
         domain = rec[0]
     lines = err if a.json else out
     req = sm.MigrateRequest(domain, host, a.target, scoped=a.scoped, dry_run=a.dry_run, resume=a.action == "resume")
@@ -320,8 +351,18 @@ def migrate_main(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             lines.write(f"clovm migrate: timeline written to {a.timeline}\n")
         lines.flush()
     if a.json:
-        admin._print_json(out, {"rc": fin.rc, "ok": fin.rc == 0, "code": fin.code or None, "message": fin.message,
-                                "domain": domain, **admin._journal_json(journal), "timeline": drawn or None})
+        admin._print_json(
+            out,
+            {
+                "rc": fin.rc,
+                "ok": fin.rc == 0,
+                "code": fin.code or None,
+                "message": fin.message,
+                "domain": domain,
+                **admin._journal_json(journal),
+                "timeline": drawn or None,
+            },
+        )
     return fin.rc
 
 
@@ -332,5 +373,13 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(sys.stdout, args.time_scale)
 
 
-_COMMANDS = {"up": _up, "down": _down, "status": _status, "exec": _exec, "shell": _shell, "fault": _fault,
-             "migrate": _migrate, "demo": _demo}
+_COMMANDS = {
+    "up": _up,
+    "down": _down,
+    "status": _status,
+    "exec": _exec,
+    "shell": _shell,
+    "fault": _fault,
+    "migrate": _migrate,
+    "demo": _demo,
+}

@@ -81,9 +81,7 @@ _CLSNMP_RULE = "-" * 115  # as long as the header line
 
 def clsnmpsetup_l(entries: Iterable[XscfEntry]) -> str:
     """``clsnmpsetup -l``: header, a 115-character dash line, one line per XSCF entry."""
-    body = [
-        (e.device, e.cf_name, str(e.ppar_id), e.domain, e.lan0, e.lan1, e.user, e.connection) for e in entries
-    ]
+    body = [(e.device, e.cf_name, str(e.ppar_id), e.domain, e.lan0, e.lan1, e.user, e.connection) for e in entries]
     head, *rows = _table(_CLSNMP_WIDTHS, [_CLSNMP_HEAD, *body])
     return _lines([head, _CLSNMP_RULE, *rows])
 
@@ -168,10 +166,7 @@ def hvdisp(rows: Iterable[Any], local_system: str = "", configuration: str = HVD
     Column widths: Resource 20, Type 17, HostName 20, State 13 — each grows to the longest
     value plus one. The dash line is as long as the header line.
     """
-    body = [
-        (str(r.name), str(r.type), str(r.host), str(r.state), str(getattr(r, "detail", "") or ""))
-        for r in rows
-    ]
+    body = [(str(r.name), str(r.type), str(r.host), str(r.state), str(getattr(r, "detail", "") or "")) for r in rows]
     head = ("Resource", "Type", "HostName", "State", "StateDetails")
     mins = (20, 17, 20, 13)
     widths = [max([m] + [len(b[i]) + 1 for b in body]) for i, m in enumerate(mins)]

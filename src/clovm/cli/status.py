@@ -44,9 +44,17 @@ def _daemons(st: dict[str, Any]) -> list[str]:
         rows.append([d["daemon"], d["name"], d.get("pid"), d["state"], note])
     if st.get("supervisor") is not None:
         n = sum(int((r or {}).get("restarts") or 0) for r in watched.values())
-        rows.append(["supervisor", sup.get("name", ""), sup.get("pid"), sup.get("state"),
-                     f"{len(watched)} daemons watched, {n} restart(s)" if sup.get("state") == "running"
-                     else "daemons that die are not restarted"])
+        rows.append(
+            [
+                "supervisor",
+                sup.get("name", ""),
+                sup.get("pid"),
+                sup.get("state"),
+                f"{len(watched)} daemons watched, {n} restart(s)"
+                if sup.get("state") == "running"
+                else "daemons that die are not restarted",
+            ]
+        )
     return table(["DAEMON", "NAME", "PID", "STATE", "NOTE"], rows)
 
 
@@ -65,15 +73,26 @@ def _control_domains(st: dict[str, Any]) -> list[str]:
     for c in st.get("control_domains", []):
         doms = c.get("domains")
         err = _error(doms)
-        text = err or (", ".join(f"{d.get('name')} {d.get('state')} {d.get('flags')}" for d in doms
-                                 if isinstance(d, dict)) if isinstance(doms, list) else "-")
+        text = err or (
+            ", ".join(f"{d.get('name')} {d.get('state')} {d.get('flags')}" for d in doms if isinstance(d, dict))
+            if isinstance(doms, list)
+            else "-"
+        )
         rows.append([c["name"], c["server"], c["ppar"], c["ldmd"], text])
     return table(["CONTROL DOMAIN", "SERVER", "PPAR", "LDMD", "DOMAINS (ldm)"], rows)
 
 
 def _guests(st: dict[str, Any]) -> list[str]:
-    rows = [[g["name"], g.get("control_domain") or "not placed", g.get("server"), g.get("pid"),
-             "running" if g.get("running") else "NOT RUNNING"] for g in st.get("guests", [])]
+    rows = [
+        [
+            g["name"],
+            g.get("control_domain") or "not placed",
+            g.get("server"),
+            g.get("pid"),
+            "running" if g.get("running") else "NOT RUNNING",
+        ]
+        for g in st.get("guests", [])
+    ]
     return table(["GUEST", "CONTROL DOMAIN", "SERVER", "PID", "STATE"], rows)
 
 
@@ -86,8 +105,9 @@ def _nodes(st: dict[str, Any]) -> list[str]:
             continue
         view = " ".join(f"{p} {s}" for p, s in sorted((n.get("view") or {}).items())) or "-"
         apps = " ".join(f"{a}@{w or '-'}" for a, w in (n.get("apps") or {}).items()) or "-"
-        rows.append([cf, n.get("host"), n.get("local_state", n.get("state")), view, n.get("timeout"),
-                     n.get("sf"), apps])
+        rows.append(
+            [cf, n.get("host"), n.get("local_state", n.get("state")), view, n.get("timeout"), n.get("sf"), apps]
+        )
     return table(["CF NODE", "HOST", "CF", "VIEW", "TIMEOUT", "SF", "APPS"], rows)
 
 

@@ -235,7 +235,6 @@ RUN: Mapping[tuple[RunState, str], RunState] = {
 }
 
 
-
 # --------------------------------------------------------------------------------------------
 # clovm migrate (core.safemigrate): the journal's step. The step is recorded *before* it is
 # taken, so a resumed run starts the recorded step again (every step is idempotent).

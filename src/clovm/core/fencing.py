@@ -349,8 +349,13 @@ class ShutdownFacility:
             if self._split_settle > 0 and len(self._config.hosts) > 2:
                 if self._decide_at is None:
                     self._decide_at = now + self._split_settle
-                    return [Log("rcsd", f"{node} is LEFTCLUSTER: deciding in {self._split_settle:g} s, with every "
-                                        f"node that leaves meanwhile")]
+                    return [
+                        Log(
+                            "rcsd",
+                            f"{node} is LEFTCLUSTER: deciding in {self._split_settle:g} s, with every "
+                            f"node that leaves meanwhile",
+                        )
+                    ]
                 return []
             return self._decide(now)
         # The LEFTCLUSTER episode (if any) is over.

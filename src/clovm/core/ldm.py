@@ -432,8 +432,9 @@ class Ldmd:
         self.max_precopy_rounds = max_precopy_rounds
         self.converge_mb = converge_mb
         self._domains: dict[str, Domain] = {
-            PRIMARY: Domain(PRIMARY, DomainState.ACTIVE, "-n-cv-", "UART", primary_vcpu,
-                            primary_memory_mb, 0.0, 0.0, 0.2)
+            PRIMARY: Domain(
+                PRIMARY, DomainState.ACTIVE, "-n-cv-", "UART", primary_vcpu, primary_memory_mb, 0.0, 0.0, 0.2
+            )
         }
         self._next_port = FIRST_CONSOLE_PORT
         self._out: dict[str, Migration] = {}
@@ -453,8 +454,9 @@ class Ldmd:
         self._now = 0.0
 
     @classmethod
-    def restarted(cls, host: str, ppar: int, server: str, found: Iterable[FoundDomain], sp: SpStore, now: float,
-                  **params: object) -> tuple[Ldmd, list[Effect]]:
+    def restarted(
+        cls, host: str, ppar: int, server: str, found: Iterable[FoundDomain], sp: SpStore, now: float, **params: object
+    ) -> tuple[Ldmd, list[Effect]]:
         """The ldmd of ``host`` after a restart, rebuilt from what persists (see "Restart" in the
         module docstring), and the effects of its recovery (resume every adopted domain)."""
         d = cls(host, ppar, server, **params)  # type: ignore[arg-type]
@@ -467,22 +469,35 @@ class Ldmd:
         out: list[Effect] = []
         for f in sorted(found, key=lambda f: f.name):
             if f.alive:
-                d.add_domain(f.name, f.memory_mb, f.vcpu, f.dirty_rate_mb_s, DomainState.ACTIVE,
-                             started_at=now if f.started_at is None else f.started_at)
-                out += [ResumeDomainProcess(f.name),
-                        Log(_LOG, f"ldmd: domain {f.name} found running after a restart: adopted and resumed")]
+                d.add_domain(
+                    f.name,
+                    f.memory_mb,
+                    f.vcpu,
+                    f.dirty_rate_mb_s,
+                    DomainState.ACTIVE,
+                    started_at=now if f.started_at is None else f.started_at,
+                )
+                out += [
+                    ResumeDomainProcess(f.name),
+                    Log(_LOG, f"ldmd: domain {f.name} found running after a restart: adopted and resumed"),
+                ]
             else:
                 d.add_domain(f.name, f.memory_mb, f.vcpu, f.dirty_rate_mb_s, DomainState.BOUND)
                 out.append(Log(_LOG, f"ldmd: domain {f.name} found stopped after a restart: bound, not started"))
         saved = d._store.get(d._booted)
         d._changed = sp.changed or saved is None or saved != frozenset(d._domains)
-        out.append(Log(_LOG, f"ldmd: restarted on {host}: {len(d._domains) - 1} guest domain(s); no migration "
-                             f"survives a restart"))
+        out.append(
+            Log(
+                _LOG,
+                f"ldmd: restarted on {host}: {len(d._domains) - 1} guest domain(s); no migration survives a restart",
+            )
+        )
         return d, out
 
     @classmethod
-    def powered_on(cls, host: str, ppar: int, server: str, placed: Iterable[FoundDomain], sp: SpStore,
-                   now: float, **params: object) -> tuple[Ldmd, list[Effect]]:
+    def powered_on(
+        cls, host: str, ppar: int, server: str, placed: Iterable[FoundDomain], sp: SpStore, now: float, **params: object
+    ) -> tuple[Ldmd, list[Effect]]:
         """The ldmd of ``host`` when its server powers on again (``clovm up`` on a home that was
         stopped): the SP's configurations as they were, and every guest domain whose placement
         names this control domain booted here (:class:`StartDomainProcess`), wherever the
@@ -500,20 +515,42 @@ class Ldmd:
     def running(self) -> frozenset[str]:
         """Guest domains running here: active, and not the frozen source copy of a migration that is
         handing off (the target runs it from the hand-off on)."""
-        return frozenset(n for n, d in self._domains.items() if n != PRIMARY and d.state is DomainState.ACTIVE
-                         and not ((m := self._out.get(n)) is not None and m.phase is MigrationPhase.HANDOFF))
+        return frozenset(
+            n
+            for n, d in self._domains.items()
+            if n != PRIMARY
+            and d.state is DomainState.ACTIVE
+            and not ((m := self._out.get(n)) is not None and m.phase is MigrationPhase.HANDOFF)
+        )
 
     # ---------------------------------------------------------------- setup and accessors
-    def add_domain(self, name: str, memory_mb: int, vcpu: int, dirty_rate_mb_s: float,
-                   state: DomainState = DomainState.ACTIVE, *, started_at: float = 0.0,
-                   util: float = 0.1) -> Domain:
+    def add_domain(
+        self,
+        name: str,
+        memory_mb: int,
+        vcpu: int,
+        dirty_rate_mb_s: float,
+        state: DomainState = DomainState.ACTIVE,
+        *,
+        started_at: float = 0.0,
+        util: float = 0.1,
+    ) -> Domain:
         """Set-up only: create a guest as if it had been there at boot (no effects, no dirtying)."""
         if name in self._domains or not name:
             raise ValueError(f"domain {name!r} exists")
         if memory_mb > self.free_memory_mb():
             raise ValueError(f"not enough memory for {name}")
-        d = Domain(name, state, _guest_flags(state), self._take_port(), vcpu, memory_mb,
-                   dirty_rate_mb_s, started_at if state is DomainState.ACTIVE else None, util)
+        d = Domain(
+            name,
+            state,
+            _guest_flags(state),
+            self._take_port(),
+            vcpu,
+            memory_mb,
+            dirty_rate_mb_s,
+            started_at if state is DomainState.ACTIVE else None,
+            util,
+        )
         self._domains[name] = d
         return d
 
@@ -556,7 +593,7 @@ class Ldmd:
             sent = 0.0
         elif m.phase is MigrationPhase.PRECOPY:
             left = 0.0 if m.deadline is None else max(0.0, m.deadline - now) * self.bandwidth_mb_s
-            sent = sum(rounds[:m.round - 1]) + max(0.0, m.to_copy_mb - left)
+            sent = sum(rounds[: m.round - 1]) + max(0.0, m.to_copy_mb - left)
         elif m.phase is MigrationPhase.SUSPENDED:
             left = 0.0 if m.deadline is None else max(0.0, m.deadline - now - SUSPEND_OVERHEAD_S) * self.bandwidth_mb_s
             sent = sum(rounds) + max(0.0, m.to_copy_mb - left)
@@ -663,9 +700,18 @@ class Ldmd:
         lines = [self._row("NAME", "STATE", "FLAGS", "CONS", "VCPU", "MEMORY", "UTIL", "UPTIME")]
         for d in rows:
             up = now - d.started_at if d.state is DomainState.ACTIVE and d.started_at is not None else None
-            lines.append(self._row(d.name, str(d.state), d.flags, d.cons, str(d.vcpu),
-                                   format_memory(d.memory_mb), "-" if up is None else f"{d.util:.1f}%",
-                                   "-" if up is None else format_uptime(up)))
+            lines.append(
+                self._row(
+                    d.name,
+                    str(d.state),
+                    d.flags,
+                    d.cons,
+                    str(d.vcpu),
+                    format_memory(d.memory_mb),
+                    "-" if up is None else f"{d.util:.1f}%",
+                    "-" if up is None else format_uptime(up),
+                )
+            )
         return [self._ok(req_id, "".join(line + "\n" for line in lines))]
 
     def _list_status(self, now: float, req_id: int, sub: str, args: Sequence[str]) -> list[Effect]:
@@ -678,11 +724,15 @@ class Ldmd:
             out.append(f"NAME\n{d.name}\n\nSTATUS\n")
             st = self.migration_status(d.name, now)
             if st is not None:
-                out.append(f"    {'OPERATION':<13}{'PROGRESS':<12}TARGET\n"
-                           f"    {'migration':<13}{str(st['percent']) + '%':<12}{self._out[d.name].target}\n")
+                out.append(
+                    f"    {'OPERATION':<13}{'PROGRESS':<12}TARGET\n"
+                    f"    {'migration':<13}{str(st['percent']) + '%':<12}{self._out[d.name].target}\n"
+                )
             elif d.name in self._in:
-                out.append(f"    {'OPERATION':<13}{'PROGRESS':<12}SOURCE\n"
-                           f"    {'migration':<13}{'-':<12}{self._in[d.name].source}\n")
+                out.append(
+                    f"    {'OPERATION':<13}{'PROGRESS':<12}SOURCE\n"
+                    f"    {'migration':<13}{'-':<12}{self._in[d.name].source}\n"
+                )
             else:
                 out.append(f"    {'OPERATION':<13}PROGRESS\n")
             out.append("\n")
@@ -712,13 +762,17 @@ class Ldmd:
             raise _CmdError(
                 f"Cannot save configuration {name}: the service processor holds at most "
                 f"{MAX_SPCONFIGS} configurations per PPAR including {FACTORY_DEFAULT} "
-                f"({len(self._store)} present); remove one with ldm remove-spconfig")
+                f"({len(self._store)} present); remove one with ldm remove-spconfig"
+            )
         doms = frozenset(n for n in self._domains if n not in self._in)
         self._store[name] = doms
         self._next = self._booted = name
         self._changed = False
-        return [self._ok(req_id), ConfigSaved(self.ppar, name, doms),
-                Log(_LOG, f"ldmd: configuration {name} saved to the service processor")]
+        return [
+            self._ok(req_id),
+            ConfigSaved(self.ppar, name, doms),
+            Log(_LOG, f"ldmd: configuration {name} saved to the service processor"),
+        ]
 
     def _existing_config(self, sub: str, args: Sequence[str]) -> str:
         (name,) = _args(sub, args, 1, 1)
@@ -764,8 +818,7 @@ class Ldmd:
     def _cmd_unbind(self, now: float, req_id: int, sub: str, args: Sequence[str]) -> list[Effect]:
         return self._bind_unbind(req_id, sub, args, "unbind", "unbound", "must be bound, not")
 
-    def _bind_unbind(self, req_id: int, sub: str, args: Sequence[str], trig: str, done: str,
-                     why: str) -> list[Effect]:
+    def _bind_unbind(self, req_id: int, sub: str, args: Sequence[str], trig: str, done: str, why: str) -> list[Effect]:
         (name,) = _args(sub, args, 1, 1)
         d = self._get(name, guest=done)
         if not allowed(DOMAIN, d.state, trig):
@@ -802,23 +855,25 @@ class Ldmd:
             raise _CmdError(f"target host {target} is the source host")
         d = self._get(name, guest="migrated")
         if d.state is not DomainState.ACTIVE:
-            raise _CmdError(f"Domain {name} is {d.state}; only live migration of an active domain "
-                            f"is supported")
+            raise _CmdError(f"Domain {name} is {d.state}; only live migration of an active domain is supported")
         self._mig_seq += 1
         m = Migration(self._mig_seq, name, target, req_id, dry)
         self._out[name] = m
-        offer = MigrationOffer(m.mig_id, name, d.memory_mb, d.vcpu, d.dirty_rate_mb_s, self.host,
-                               d.started_at or 0.0, d.util, dry)
-        return [MigrationProgress(name, str(m.phase), 0), SendToPeer(target, offer),
-                Log(_LOG, f"ldmd: {'dry run of ' if dry else ''}migration of {name} to {target} started")]
+        offer = MigrationOffer(
+            m.mig_id, name, d.memory_mb, d.vcpu, d.dirty_rate_mb_s, self.host, d.started_at or 0.0, d.util, dry
+        )
+        return [
+            MigrationProgress(name, str(m.phase), 0),
+            SendToPeer(target, offer),
+            Log(_LOG, f"ldmd: {'dry run of ' if dry else ''}migration of {name} to {target} started"),
+        ]
 
     def _cmd_cancel(self, now: float, req_id: int, sub: str, args: Sequence[str]) -> list[Effect]:
         what, name = _args(sub, args, 2, 2)
         if what != "migration":
             raise _CmdError(f"only 'migration' operations can be cancelled; usage: ldm {_USAGE[sub]}")
         if name in self._in:
-            raise _CmdError(f"Migration of domain {name} must be cancelled on the source host "
-                            f"{self._in[name].source}")
+            raise _CmdError(f"Migration of domain {name} must be cancelled on the source host {self._in[name].source}")
         m = self._out.get(name)
         if m is None:
             d = self._get(name)
@@ -827,8 +882,7 @@ class Ldmd:
             self._domains[name] = replace(d, flags=_guest_flags(d.state))
             return [self._ok(req_id), Log(_LOG, f"ldmd: error state of {name} cleared")]
         if not allowed(MIGRATION, m.phase, "cancel"):
-            raise _CmdError(f"Migration of domain {name} is in the {m.phase} phase and can no longer "
-                            f"be cancelled")
+            raise _CmdError(f"Migration of domain {name} is in the {m.phase} phase and can no longer be cancelled")
         return [*self._cancel(m, "cancel", ()), self._ok(req_id)]
 
     # ---------------------------------------------------------------- migration, source side
@@ -897,11 +951,17 @@ class Ldmd:
         if notify:
             out.append(SendToPeer(m.target, MigrationFailed(m.mig_id, m.domain)))
         out.append(self._progress(m))
-        return out + self._finish(m, 1, "", f"{reason}\nDomain Migration of LDom {m.domain} failed\n",
-                                  f"migration of {m.domain} to {m.target} failed: {reason}")
+        return out + self._finish(
+            m,
+            1,
+            "",
+            f"{reason}\nDomain Migration of LDom {m.domain} failed\n",
+            f"migration of {m.domain} to {m.target} failed: {reason}",
+        )
 
-    def _cancel(self, m: Migration, trigger: str, reasons: Sequence[str], *, notify: bool = True,
-                process_gone: bool = False) -> list[Effect]:
+    def _cancel(
+        self, m: Migration, trigger: str, reasons: Sequence[str], *, notify: bool = True, process_gone: bool = False
+    ) -> list[Effect]:
         was = m.phase
         m.phase = step(MIGRATION, m.phase, trigger)
         m.deadline = None
@@ -924,23 +984,35 @@ class Ldmd:
         match msg:
             case OfferAccepted() if m.phase is MigrationPhase.CHECKS:
                 if m.dry_run:
-                    return self._finish(m, 0, f"Domain Migration of LDom {m.domain} would succeed "
-                                        f"if attempted\n", "", f"dry run of {m.domain}: would succeed")
+                    return self._finish(
+                        m,
+                        0,
+                        f"Domain Migration of LDom {m.domain} would succeed if attempted\n",
+                        "",
+                        f"dry run of {m.domain}: would succeed",
+                    )
                 return self._start_precopy(m, self._now)
             case OfferRejected(reason=reason) if m.phase is MigrationPhase.CHECKS:
                 m.phase = step(MIGRATION, m.phase, "rejected")
                 tail = "would fail if attempted" if m.dry_run else "failed"
-                return self._finish(m, 1, "", f"{reason}\nDomain Migration of LDom {m.domain} {tail}\n",
-                                    f"migration of {m.domain} to {m.target} rejected: {reason}")
+                return self._finish(
+                    m,
+                    1,
+                    "",
+                    f"{reason}\nDomain Migration of LDom {m.domain} {tail}\n",
+                    f"migration of {m.domain} to {m.target} rejected: {reason}",
+                )
             case HandoffAcked() if m.phase is MigrationPhase.HANDOFF:
                 m.phase = step(MIGRATION, m.phase, "acked")
                 del self._domains[m.domain]
                 self._changed = True
-                return [ReleaseDomain(m.domain), self._progress(m, 100),
-                        *self._finish(m, 0, "", "", f"migration of {m.domain} to {m.target} completed")]
+                return [
+                    ReleaseDomain(m.domain),
+                    self._progress(m, 100),
+                    *self._finish(m, 0, "", "", f"migration of {m.domain} to {m.target} completed"),
+                ]
             case MigrationFailed() if m.phase is MigrationPhase.HANDOFF:
-                return self._fail(m, f"Target host {peer} could not resume domain {m.domain}",
-                                  notify=False)
+                return self._fail(m, f"Target host {peer} could not resume domain {m.domain}", notify=False)
         return [Log(_LOG, f"ldmd: ignored stale {type(msg).__name__} for {m.domain} from {peer}")]
 
     # ---------------------------------------------------------------- migration, target side
@@ -954,12 +1026,17 @@ class Ldmd:
                 st = step(DOMAIN, d.state, "start")
                 self._domains[name] = replace(d, state=st, flags=_guest_flags(st))
                 self._changed = True
-                return [AdoptDomainProcess(name, peer), ResumeDomainProcess(name),
-                        SendToPeer(peer, HandoffAcked(mig_id, name)),
-                        Log(_LOG, f"ldmd: domain {name} migrated in from {peer}")]
+                return [
+                    AdoptDomainProcess(name, peer),
+                    ResumeDomainProcess(name),
+                    SendToPeer(peer, HandoffAcked(mig_id, name)),
+                    Log(_LOG, f"ldmd: domain {name} migrated in from {peer}"),
+                ]
             case Handoff(mig_id=mig_id, domain=name):
-                return [SendToPeer(peer, MigrationFailed(mig_id, name)),
-                        Log(_LOG, f"ldmd: hand-off of unknown migration of {name} from {peer}")]
+                return [
+                    SendToPeer(peer, MigrationFailed(mig_id, name)),
+                    Log(_LOG, f"ldmd: hand-off of unknown migration of {name} from {peer}"),
+                ]
             case MigrationCancelled(mig_id=mig_id, domain=name) | MigrationFailed(mig_id=mig_id, domain=name):
                 if self._in.get(name) == _Incoming(peer, mig_id):
                     return self._destroy_incoming(name)
@@ -970,17 +1047,30 @@ class Ldmd:
         if o.domain in self._domains:
             reason = f"Domain {o.domain} already exists on target host {self.host}"
         elif o.memory_mb > free:
-            reason = (f"Unable to bind {format_memory(o.memory_mb)} memory region on target host "
-                      f"{self.host}: only {format_memory(free)} free")
+            reason = (
+                f"Unable to bind {format_memory(o.memory_mb)} memory region on target host "
+                f"{self.host}: only {format_memory(free)} free"
+            )
         else:
             if not o.dry_run:
                 st = step(DOMAIN, DomainState.INACTIVE, "bind")
-                self._domains[o.domain] = Domain(o.domain, st, _guest_flags(st, "t"), self._take_port(),
-                                                 o.vcpu, o.memory_mb, o.dirty_rate_mb_s, o.started_at, o.util)
+                self._domains[o.domain] = Domain(
+                    o.domain,
+                    st,
+                    _guest_flags(st, "t"),
+                    self._take_port(),
+                    o.vcpu,
+                    o.memory_mb,
+                    o.dirty_rate_mb_s,
+                    o.started_at,
+                    o.util,
+                )
                 self._in[o.domain] = _Incoming(peer, o.mig_id)
             return [SendToPeer(peer, OfferAccepted(o.mig_id, o.domain))]
-        return [SendToPeer(peer, OfferRejected(o.mig_id, o.domain, reason)),
-                Log(_LOG, f"ldmd: migration of {o.domain} from {peer} rejected: {reason}")]
+        return [
+            SendToPeer(peer, OfferRejected(o.mig_id, o.domain, reason)),
+            Log(_LOG, f"ldmd: migration of {o.domain} from {peer} rejected: {reason}"),
+        ]
 
     def _destroy_incoming(self, name: str) -> list[Effect]:
         del self._in[name]
@@ -990,7 +1080,8 @@ class Ldmd:
     # ---------------------------------------------------------------- other events
     def _peer_message(self, peer: str, msg: PeerMsg) -> list[Effect]:
         if isinstance(msg, (MigrationOffer, Handoff, MigrationCancelled)) or (
-                isinstance(msg, MigrationFailed) and msg.domain in self._in):
+            isinstance(msg, MigrationFailed) and msg.domain in self._in
+        ):
             return self._target_message(peer, msg)
         m = self._out.get(getattr(msg, "domain", ""))
         if m is None or m.target != peer or m.mig_id != getattr(msg, "mig_id", None):
@@ -1002,9 +1093,12 @@ class Ldmd:
         m = self._out.get(name)
         if m is None or m.phase is not MigrationPhase.HANDOFF or m.target != host:
             return []
-        return [Log(_LOG, f"ldmd: {name} is placed on {host}: the hand-off happened, although {host} "
-                          f"did not acknowledge it"),
-                *self._source_message(host, HandoffAcked(m.mig_id, name), m)]
+        return [
+            Log(
+                _LOG, f"ldmd: {name} is placed on {host}: the hand-off happened, although {host} did not acknowledge it"
+            ),
+            *self._source_message(host, HandoffAcked(m.mig_id, name), m),
+        ]
 
     def _peer_unreachable(self, peer: str) -> list[Effect]:
         out: list[Effect] = []
@@ -1023,8 +1117,7 @@ class Ldmd:
         d = self._domains.get(name)
         m = self._out.get(name)
         if m is not None and m.phase is not MigrationPhase.HANDOFF:
-            return self._cancel(m, "cancel", (f"Domain {name} stopped during migration",),
-                                process_gone=True)
+            return self._cancel(m, "cancel", (f"Domain {name} stopped during migration",), process_gone=True)
         if d is None or name == PRIMARY or m is not None or not allowed(DOMAIN, d.state, "crash"):
             return [Log(_LOG, f"ldmd: exit of domain process {name} ignored")]
         st = step(DOMAIN, d.state, "crash")

@@ -372,8 +372,13 @@ class Membership:
             self._last_hb[p] = min(now, t + gap)
         self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._eff(p) / 2}
         self._due = self._compute_deadline()
-        return [Log("messages", f"CF: {self._me}: this node did not run for {gap:.1f} s: the silence of its peers "
-                                f"meanwhile is not counted")]
+        return [
+            Log(
+                "messages",
+                f"CF: {self._me}: this node did not run for {gap:.1f} s: the silence of its peers "
+                f"meanwhile is not counted",
+            )
+        ]
 
     def _handle(self, now: float, event: Event) -> list[Effect]:
         # Nothing can be due before the cached deadline, and a heartbeat only postpones
@@ -465,34 +470,49 @@ class Membership:
             case JoinAnswerReceived(sender, True, _, incarnation) if (
                 self._local is UP and sender in self._silent and self._view[sender] is LEFTCLUSTER
             ):
-                return self._move(now, sender, "answered",
-                                  f"CF: {sender}: accepted our join request (it had not answered before)", incarnation)
+                return self._move(
+                    now,
+                    sender,
+                    "answered",
+                    f"CF: {sender}: accepted our join request (it had not answered before)",
+                    incarnation,
+                )
             case JoinAnswerReceived(sender, True, _, incarnation) if (
                 self._local is UP and self._member(sender) and allowed(MEMBERSHIP, self._view[sender], "joined")
             ):
                 # The answer came after our join window closed. The peer holds us UP since it
                 # accepted, and it expects our heartbeats: holding it DOWN would leave two views
                 # that never agree again (it counts us, we ignore it). Take it as joined.
-                return self._move(now, sender, "joined",
-                                  f"CF: {sender}: accepted our join request (answer after the join window)",
-                                  incarnation)
+                return self._move(
+                    now,
+                    sender,
+                    "joined",
+                    f"CF: {sender}: accepted our join request (answer after the join window)",
+                    incarnation,
+                )
             case NodeEliminated(node) if self._member(node):
                 return self._down(now, node, "eliminated", "eliminated by the Shutdown Facility")
             case NodeMarkedDown(node) if self._member(node):
                 return self._down(now, node, "marked_down", "marked down with cftool -k")
             case DomainStatusReported(node, stopped) if self._member(node) and node in self._silent:
                 if self._view[node] is LEFTCLUSTER:
-                    return self._down(now, node, "domain_stopped", "it never joined, and its domain is stopped") \
-                        if stopped else []
+                    return (
+                        self._down(now, node, "domain_stopped", "it never joined, and its domain is stopped")
+                        if stopped
+                        else []
+                    )
                 if stopped:  # confirmed: it is down indeed
                     self._silent.discard(node)
                     self._next_query.pop(node, None)
                     if not self._silent:
                         self._next_join = None
                     return [AnnounceNodeState(node, NodeState.DOWN)]
-                out = self._move(now, node, "silent_running",
-                                 f"CF: {node}: LEFTCLUSTER (it did not answer our join request, but its domain is "
-                                 f"running)")
+                out = self._move(
+                    now,
+                    node,
+                    "silent_running",
+                    f"CF: {node}: LEFTCLUSTER (it did not answer our join request, but its domain is running)",
+                )
                 self._next_query[node] = now + self._recheck  # and asked about until it is settled
                 return out
             case DomainStatusReported(node, True) if self._member(node) and self._window_open:
@@ -604,7 +624,9 @@ class Membership:
                     self._next_query.setdefault(p, now)
         self._window_open = is_open
         if not is_open:  # widened peers with the hypervisor permission keep being asked about (and silent ones)
-            self._next_query = {p: t for p, t in self._next_query.items() if self._hypervisor_may(p) or p in self._silent}
+            self._next_query = {
+                p: t for p, t in self._next_query.items() if self._hypervisor_may(p) or p in self._silent
+            }
         return []
 
     def _hypervisor_may(self, peer: str) -> bool:
@@ -624,7 +646,9 @@ class Membership:
         if now < self._last_hb[peer] + self._eff(peer) / 2:
             self._questionable.discard(peer)
 
-    def _widen(self, now: float, peers: tuple[str, ...], seconds: float, until: float, hypervisor: bool) -> list[Effect]:
+    def _widen(
+        self, now: float, peers: tuple[str, ...], seconds: float, until: float, hypervisor: bool
+    ) -> list[Effect]:
         if seconds <= 0:
             raise ValueError(f"a widened timeout must be positive, not {seconds}")
         chosen = sorted(set(peers) & set(self._peers))
@@ -744,7 +768,9 @@ class Membership:
                 out.append(QueryDomainStatus(peer))
                 self._next_query[peer] = now + self._recheck
         if ended:
-            text = (f"CF: {self._me}: widened failure detection of {', '.join(ended)} ended (lease over); "
-                    f"CLUSTER_TIMEOUT {self._timeout:g} s applies again")
+            text = (
+                f"CF: {self._me}: widened failure detection of {', '.join(ended)} ended (lease over); "
+                f"CLUSTER_TIMEOUT {self._timeout:g} s applies again"
+            )
             out.append(Log("messages", text))
         return out

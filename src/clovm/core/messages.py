@@ -10,10 +10,14 @@ what names a product message number, lives here.
 from __future__ import annotations
 
 # ---- RMS time synchronisation (seed: "Time synchronisation") ------------------------------------
-WRP_34 = ("(WRP, 34) Cluster host {host} is no longer in time sync with local node. "
-          "Sane operation of RMS can no longer be guaranteed.")
-WRP_35 = ("(WRP, 35) Cluster host {host} is no longer in time sync with local node. "
-          "Sane operation of RMS can no longer be guaranteed.")
+WRP_34 = (
+    "(WRP, 34) Cluster host {host} is no longer in time sync with local node. "
+    "Sane operation of RMS can no longer be guaranteed."
+)
+WRP_35 = (
+    "(WRP, 35) Cluster host {host} is no longer in time sync with local node. "
+    "Sane operation of RMS can no longer be guaranteed."
+)
 WRP_FURTHER = "Further out-of-sync messages will appear in the syslog."
 
 # ---- SF: the first SSH connection to an XSCF (message 7245) -------------------------------------
@@ -22,8 +26,10 @@ MSG_7245 = "7245"
 
 def first_ssh_connection(addr: str, user: str, host: str) -> str:
     """Message 7245: the host key of the XSCF at ``addr`` is not known on ``host``."""
-    return (f"7245 The first SSH connection to XSCF {addr} has not been made: connect once with "
-            f"ssh {user}@{addr} from {host} and accept the host key, then run sdtool -r")
+    return (
+        f"7245 The first SSH connection to XSCF {addr} has not been made: connect once with "
+        f"ssh {user}@{addr} from {host} and accept the host key, then run sdtool -r"
+    )
 
 
 def is_7245(detail: str) -> bool:

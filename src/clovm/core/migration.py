@@ -223,8 +223,9 @@ class GeneratorRun:
     def _call(self, target: str, op: str, /, **args: Any) -> Call:
         return Call(next(self._ids), target, op, args)
 
-    def _ask(self, target: str, op: str, /, *, fail_rc: int = RC_FAILED, code: str = codes.STEP_FAILED,
-             **args: Any) -> Generator[Effect, CallReturned, Any]:
+    def _ask(
+        self, target: str, op: str, /, *, fail_rc: int = RC_FAILED, code: str = codes.STEP_FAILED, **args: Any
+    ) -> Generator[Effect, CallReturned, Any]:
         ans = yield self._call(target, op, **args)
         if not ans.ok:
             raise self._failed(target, op, ans, fail_rc, code)
@@ -232,12 +233,21 @@ class GeneratorRun:
 
     def _failed(self, target: str, op: str, ans: CallReturned, fail_rc: int, code: str) -> _Stop:
         """How a failed call stops the run (``_ask``, ``_ask_all``)."""
-        hint = " Nothing was changed." if fail_rc == RC_REFUSED else \
-            " Run the same command again once the cause is fixed; it continues where it stopped."
+        hint = (
+            " Nothing was changed."
+            if fail_rc == RC_REFUSED
+            else " Run the same command again once the cause is fixed; it continues where it stopped."
+        )
         return _Stop(fail_rc, code, f"{self.PROG}: {target}: {op} failed: {ans.error}.{hint}")
 
-    def _ask_all(self, calls: list[tuple[str, str, dict[str, Any]]], /, *, fail_rc: int = RC_FAILED,
-                 code: str = codes.STEP_FAILED) -> Generator[Any, Any, list[Any]]:
+    def _ask_all(
+        self,
+        calls: list[tuple[str, str, dict[str, Any]]],
+        /,
+        *,
+        fail_rc: int = RC_FAILED,
+        code: str = codes.STEP_FAILED,
+    ) -> Generator[Any, Any, list[Any]]:
         """``_ask`` for ``(target, op, args)`` each, all at once; their values in order. A failure
         stops the run as ``_ask`` does (after every answer came: the first failure in call order)."""
         answers = yield tuple(self._call(t, op, **args) for t, op, args in calls)
@@ -262,19 +272,22 @@ class ClovmmigrateRun(GeneratorRun):
     def _ldm(self, host: str, *argv: str, fail_rc: int = RC_FAILED) -> Generator[Effect, CallReturned, str]:
         r = yield from self._ask(host, "ldm", fail_rc=fail_rc, argv=list(argv))
         if r["rc"] != 0:
-            raise _Stop(fail_rc, codes.LDM_FAILED, f"{self.PROG}: {host}: ldm {' '.join(argv)}: "
-                        f"{(r['stderr'] or r['stdout']).strip()}")
+            raise _Stop(
+                fail_rc,
+                codes.LDM_FAILED,
+                f"{self.PROG}: {host}: ldm {' '.join(argv)}: {(r['stderr'] or r['stdout']).strip()}",
+            )
         return r["stdout"]
 
     def _guest_nodes(self) -> Generator[Effect, CallReturned, tuple[str, list[str]]]:
         d, here = self.request.domain, self.request.local_host
-        info = yield from self._ask(here, "guest_nodes", fail_rc=RC_REFUSED, code=codes.NOT_A_CLUSTER_DOMAIN,
-                                    domain=d)
+        info = yield from self._ask(here, "guest_nodes", fail_rc=RC_REFUSED, code=codes.NOT_A_CLUSTER_DOMAIN, domain=d)
         return info["node"], sorted(info["nodes"])
 
     def _statuses(self, nodes: list[str]) -> Generator[Any, Any, dict[str, dict]]:
-        values = yield from self._ask_all([(n, "node_status", {}) for n in nodes], fail_rc=RC_REFUSED,
-                                          code=codes.NODE_UNREACHABLE)
+        values = yield from self._ask_all(
+            [(n, "node_status", {}) for n in nodes], fail_rc=RC_REFUSED, code=codes.NODE_UNREACHABLE
+        )
         return dict(zip(nodes, values))
 
     # -- -p ----------------------------------------------------------------------------------------
@@ -282,14 +295,19 @@ class ClovmmigrateRun(GeneratorRun):
         d, here = self.request.domain, self.request.local_host
         listing = yield from self._ask(here, "ldm", fail_rc=RC_REFUSED, argv=["list", d])
         if listing["rc"] != 0:
-            raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_HOSTED,
-                        f"clovmmigrate: {d} is not a domain of this control domain ({here}); run "
-                        f"clovmmigrate -p on the control domain that hosts it (see ldm list there).")
+            raise _Stop(
+                RC_REFUSED,
+                codes.DOMAIN_NOT_HOSTED,
+                f"clovmmigrate: {d} is not a domain of this control domain ({here}); run "
+                f"clovmmigrate -p on the control domain that hosts it (see ldm list there).",
+            )
         state = _domain_state(listing["stdout"], d)
         if state != "active":
-            raise _Stop(RC_STOPPED, codes.DOMAIN_STOPPED,
-                        f"clovmmigrate: {d} is stopped (state {state}); nothing to prepare for a live "
-                        f"migration.")
+            raise _Stop(
+                RC_STOPPED,
+                codes.DOMAIN_STOPPED,
+                f"clovmmigrate: {d} is stopped (state {state}); nothing to prepare for a live migration.",
+            )
         node, nodes = yield from self._guest_nodes()
         yield Print(f"clovmmigrate: {d} is cluster node {node} of the guest cluster {' '.join(nodes)}")
         status = yield from self._statuses(nodes)
@@ -297,10 +315,13 @@ class ClovmmigrateRun(GeneratorRun):
         if not prepared_before:
             stopped = [n for n in nodes if status[n]["sf"] != "running"]
             if stopped:
-                raise _Stop(RC_REFUSED, codes.SF_ALREADY_STOPPED,
-                            f"clovmmigrate: the shutdown facility is already stopped on {', '.join(stopped)} "
-                            f"(not by clovmmigrate); start it with /opt/SMAW/bin/sdtool -b and check "
-                            f"sdtool -s, then run clovmmigrate -p again. Nothing was changed.")
+                raise _Stop(
+                    RC_REFUSED,
+                    codes.SF_ALREADY_STOPPED,
+                    f"clovmmigrate: the shutdown facility is already stopped on {', '.join(stopped)} "
+                    f"(not by clovmmigrate); start it with /opt/SMAW/bin/sdtool -b and check "
+                    f"sdtool -s, then run clovmmigrate -p again. Nothing was changed.",
+                )
         # Record every node's timeout before changing any of them.
         recorded: dict[str, int] = dict((self.journal or {}).get("timeouts", {}))
         values = yield from self._ask_all([(n, "record_timeout", {}) for n in nodes])
@@ -311,24 +332,34 @@ class ClovmmigrateRun(GeneratorRun):
             for n in nodes:
                 yield from self._widen(n, node, nodes, status[n])
         else:  # every node at once, one kind of change after the other
-            yield from self._ask_all([(n, "set_timeout", {"seconds": MIGRATION_TIMEOUT}) for n in nodes
-                                      if status[n]["timeout"] != MIGRATION_TIMEOUT])
+            yield from self._ask_all(
+                [
+                    (n, "set_timeout", {"seconds": MIGRATION_TIMEOUT})
+                    for n in nodes
+                    if status[n]["timeout"] != MIGRATION_TIMEOUT
+                ]
+            )
             yield from self._ask_all([(n, "window", {"open": True}) for n in nodes])
             yield from self._ask_all([(n, "sf_stop", {}) for n in nodes if status[n]["sf"] == "running"])
             for n in nodes:
                 yield Print(f"{n}: CF cluster interconnect timeout {status[n]['timeout']} -> {MIGRATION_TIMEOUT} s")
                 yield Print(f"{n}: shutdown facility stopped")
-        yield Print(f"clovmmigrate: {d} ({node}) is ready for live migration; after it (also if it is "
-                    f"cancelled or fails) run clovmmigrate -u {d} TARGET-HOST")
+        yield Print(
+            f"clovmmigrate: {d} ({node}) is ready for live migration; after it (also if it is "
+            f"cancelled or fails) run clovmmigrate -u {d} TARGET-HOST"
+        )
 
     # -- -u ----------------------------------------------------------------------------------------
     def _update(self) -> Generator[Effect, CallReturned, None]:
         d, here, tgt_name = self.request.domain, self.request.local_host, self.request.target_host
         addr = yield from self._ask(here, "resolve", fail_rc=RC_REFUSED, name=tgt_name)
         if not addr:
-            raise _Stop(RC_REFUSED, codes.TARGET_UNRESOLVED,
-                        f"clovmmigrate: cannot resolve target-host {tgt_name!r}: give the destination control "
-                        f"domain's IP address or a host name registered in /etc/inet/hosts. Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.TARGET_UNRESOLVED,
+                f"clovmmigrate: cannot resolve target-host {tgt_name!r}: give the destination control "
+                f"domain's IP address or a host name registered in /etc/inet/hosts. Nothing was changed.",
+            )
         src = yield from self._ask(here, "cd_info", fail_rc=RC_REFUSED)
         tgt = yield from self._ask(addr, "cd_info", fail_rc=RC_REFUSED, code=codes.TARGET_NOT_CONTROL_DOMAIN)
         node, nodes = yield from self._guest_nodes()
@@ -336,9 +367,12 @@ class ClovmmigrateRun(GeneratorRun):
         hosts = [src["host"]] if tgt["host"] == src["host"] else [src["host"], tgt["host"]]
         listing = yield from self._ask(tgt["host"], "ldm", fail_rc=RC_REFUSED, argv=["list", d])
         if listing["rc"] != 0:
-            raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_ON_TARGET,
-                        f"clovmmigrate: {d} is not on {tgt['host']}; give the control domain where {d} is now "
-                        f"(the source control domain if the migration was cancelled). Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.DOMAIN_NOT_ON_TARGET,
+                f"clovmmigrate: {d} is not on {tgt['host']}; give the control domain where {d} is now "
+                f"(the source control domain if the migration was cancelled). Nothing was changed.",
+            )
         # Saved configurations: at most 6, none named config_tmp, on source and target.
         problems = []
         resuming = (self.journal or {}).get("mode") == "updating"  # config_tmp may be our own
@@ -346,29 +380,48 @@ class ClovmmigrateRun(GeneratorRun):
             out = yield from self._ldm(h, "list-spconfig", fail_rc=RC_REFUSED)
             problems += spconfig_problems(h, out, allow_config_tmp=resuming)
         if problems:
-            raise _Stop(RC_REFUSED, codes.SPCONFIG_LIMIT,
-                        "clovmmigrate: " + "; ".join(problems) + ". Check with ldm list-spconfig. Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.SPCONFIG_LIMIT,
+                "clovmmigrate: " + "; ".join(problems) + ". Check with ldm list-spconfig. Nothing was changed.",
+            )
         status = yield from self._statuses(nodes)
         journal_t = (self.journal or {}).get("timeouts", {})
         if self.journal is None and all(s["record"] is None for s in status.values()):
-            raise _Stop(RC_REFUSED, codes.NOT_PREPARED,
-                        f"clovmmigrate: {d} was not prepared: no clovmmigrate -p {d} is in force on "
-                        f"{' '.join(nodes)}. Nothing was changed.")
-        self.journal = {**(self.journal or {"domain": d, "node": node, "nodes": nodes, "timeouts": {}}),
-                        "mode": "updating", "target": tgt["host"]}
+            raise _Stop(
+                RC_REFUSED,
+                codes.NOT_PREPARED,
+                f"clovmmigrate: {d} was not prepared: no clovmmigrate -p {d} is in force on "
+                f"{' '.join(nodes)}. Nothing was changed.",
+            )
+        self.journal = {
+            **(self.journal or {"domain": d, "node": node, "nodes": nodes, "timeouts": {}}),
+            "mode": "updating",
+            "target": tgt["host"],
+        }
         yield Persist(d, self.journal)
         # Save the configuration first: until it is saved, the target XSCF reports the migrated
         # domain as Unknown and the shutdown agents' test against it cannot succeed.
         for h in hosts:
             name = yield from self._save_spconfig(h)
             yield Print(f"{h}: logical domain configuration saved as {name}")
-        entry = XscfEntry(cf_name=node, ppar_id=int(tgt["ppar"]), domain=d, lan0=tgt["lan0"], lan1=tgt["lan1"],
-                          user=tgt.get("user", "xuser"), connection=tgt.get("connection", "ssh"))
-        yield from self._ask_all([(n, "set_sf_entry", {"entry": _entry_dict(entry), "weight": int(tgt["sf_weight"])})
-                                  for n in nodes])
+        entry = XscfEntry(
+            cf_name=node,
+            ppar_id=int(tgt["ppar"]),
+            domain=d,
+            lan0=tgt["lan0"],
+            lan1=tgt["lan1"],
+            user=tgt.get("user", "xuser"),
+            connection=tgt.get("connection", "ssh"),
+        )
+        yield from self._ask_all(
+            [(n, "set_sf_entry", {"entry": _entry_dict(entry), "weight": int(tgt["sf_weight"])}) for n in nodes]
+        )
         for n in nodes:
-            yield Print(f"{n}: shutdown facility: {node} -> XSCF-LAN#0 {entry.lan0} XSCF-LAN#1 {entry.lan1} "
-                        f"PPAR-ID {entry.ppar_id} weight {tgt['sf_weight']}")
+            yield Print(
+                f"{n}: shutdown facility: {node} -> XSCF-LAN#0 {entry.lan0} XSCF-LAN#1 {entry.lan1} "
+                f"PPAR-ID {entry.ppar_id} weight {tgt['sf_weight']}"
+            )
         before: dict[str, int] = {}
         for n in nodes:
             b = status[n]["record"] if status[n]["record"] is not None else journal_t.get(n)
@@ -377,13 +430,17 @@ class ClovmmigrateRun(GeneratorRun):
                 # change): this node's timeout was never raised, it is its value from before.
                 b = status[n]["timeout"]
             if b is None:
-                raise _Stop(RC_FAILED, codes.TIMEOUT_UNKNOWN,
-                            f"clovmmigrate: {n}: the timeout before clovmmigrate -p is recorded neither on the "
-                            f"node nor in the journal; set it with cfset on {n} by hand.")
+                raise _Stop(
+                    RC_FAILED,
+                    codes.TIMEOUT_UNKNOWN,
+                    f"clovmmigrate: {n}: the timeout before clovmmigrate -p is recorded neither on the "
+                    f"node nor in the journal; set it with cfset on {n} by hand.",
+                )
             before[n] = int(b)
         # every node at once, one kind of change after the other
-        yield from self._ask_all([(n, "set_timeout", {"seconds": before[n]}) for n in nodes
-                                  if status[n]["timeout"] != before[n]])
+        yield from self._ask_all(
+            [(n, "set_timeout", {"seconds": before[n]}) for n in nodes if status[n]["timeout"] != before[n]]
+        )
         if self.request.scoped:
             yield from self._ask_all([(n, "narrow", {}) for n in nodes])
         else:
@@ -401,21 +458,26 @@ class ClovmmigrateRun(GeneratorRun):
         # that did not change) are initialised and tested by the restarted SF meanwhile and after;
         # sdtool -s shows them, as in the seed's step 2. (Waiting for all 4·N² of them made a
         # 16-node -u ~5 times a 2-node one on 2 cores.)
-        all_rows = yield from self._ask_all([(n, "sf_wait", {"seconds": SF_WAIT_SECONDS, "node": node})
-                                             for n in nodes])
+        all_rows = yield from self._ask_all([(n, "sf_wait", {"seconds": SF_WAIT_SECONDS, "node": node}) for n in nodes])
         for n, rows in zip(nodes, all_rows):
             bad = [f"{r[0]} {r[1]}.so {r[4]}/{r[5]}" for r in rows if r[4] != "TestWorked" or r[5] != "InitWorked"]
             if bad:
                 failed.append(f"{n}: " + ", ".join(bad))
         if failed:  # keep the records and the journal: -u can be run again once it is fixed
-            raise _Stop(RC_FAILED, codes.SF_TEST_FAILED,
-                        "clovmmigrate: the shutdown facility does not work everywhere: " + "; ".join(failed)
-                        + ". If message 7245 is in /var/adm/messages, make the first SSH connection to that "
-                        "XSCF from the node, then run clovmmigrate -u again.")
+            raise _Stop(
+                RC_FAILED,
+                codes.SF_TEST_FAILED,
+                "clovmmigrate: the shutdown facility does not work everywhere: "
+                + "; ".join(failed)
+                + ". If message 7245 is in /var/adm/messages, make the first SSH connection to that "
+                "XSCF from the node, then run clovmmigrate -u again.",
+            )
         yield from self._ask_all([(n, "clear_record", {}) for n in nodes])
         yield Persist(d, None)
-        yield Print(f"clovmmigrate: {d} ({node}) now runs on {tgt['host']} (PPAR-ID {tgt['ppar']}); "
-                    f"cluster settings restored on {' '.join(nodes)}")
+        yield Print(
+            f"clovmmigrate: {d} ({node}) now runs on {tgt['host']} (PPAR-ID {tgt['ppar']}); "
+            f"cluster settings restored on {' '.join(nodes)}"
+        )
 
     def _widen(self, n: str, node: str, nodes: list[str], status: dict) -> Generator[Effect, CallReturned, None]:
         """--scoped prepare of node ``n``: only ``node``'s failure detection is widened.
@@ -430,18 +492,24 @@ class ClovmmigrateRun(GeneratorRun):
         """
         if n == node:
             peers = [p for p in nodes if p != node]
-            yield from self._ask(n, "widen", peers=peers, seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE,
-                                 hypervisor=True)
+            yield from self._ask(
+                n, "widen", peers=peers, seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE, hypervisor=True
+            )
             if status["sf"] == "running":
                 yield from self._ask(n, "sf_stop")
-            yield Print(f"{n}: failure detection of {' '.join(peers)} widened to {MIGRATION_TIMEOUT} s "
-                        f"(lease {SCOPED_LEASE:g} s); shutdown facility stopped on the migrating node")
+            yield Print(
+                f"{n}: failure detection of {' '.join(peers)} widened to {MIGRATION_TIMEOUT} s "
+                f"(lease {SCOPED_LEASE:g} s); shutdown facility stopped on the migrating node"
+            )
         else:
-            yield from self._ask(n, "widen", peers=[node], seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE,
-                                 hypervisor=True)
-            yield Print(f"{n}: failure detection of {node} widened to {MIGRATION_TIMEOUT} s (lease "
-                        f"{SCOPED_LEASE:g} s); every other node keeps CLUSTER_TIMEOUT {status['timeout']} s "
-                        f"and the shutdown facility keeps running")
+            yield from self._ask(
+                n, "widen", peers=[node], seconds=MIGRATION_TIMEOUT, lease=SCOPED_LEASE, hypervisor=True
+            )
+            yield Print(
+                f"{n}: failure detection of {node} widened to {MIGRATION_TIMEOUT} s (lease "
+                f"{SCOPED_LEASE:g} s); every other node keeps CLUSTER_TIMEOUT {status['timeout']} s "
+                f"and the shutdown facility keeps running"
+            )
 
     def _save_spconfig(self, host: str) -> Generator[Effect, CallReturned, str]:
         """Save the running configuration without ever leaving the PPAR without a saved one:
@@ -453,8 +521,11 @@ class ClovmmigrateRun(GeneratorRun):
             name = DEFAULT_SAVED_NAME
             for ln in out.splitlines():
                 parts = ln.split(maxsplit=1)
-                if len(parts) == 2 and parts[1] in ("[current]", "[next poweron]") \
-                        and parts[0] not in ("factory-default", CONFIG_TMP):
+                if (
+                    len(parts) == 2
+                    and parts[1] in ("[current]", "[next poweron]")
+                    and parts[0] not in ("factory-default", CONFIG_TMP)
+                ):
                     name = parts[0]
             saved_as[host] = name
             self.journal = {**(self.journal or {}), "spconfig": saved_as}
@@ -482,9 +553,11 @@ def spconfig_problems(host: str, list_spconfig_stdout: str, *, allow_config_tmp:
     if CONFIG_TMP in names and not allow_config_tmp:
         problems.append(f"{host} has a configuration named {CONFIG_TMP}: ldm remove-spconfig {CONFIG_TMP}")
     if len(saved) > MAX_SAVED_SPCONFIGS:
-        problems.append(f"{host} has {len(saved)} saved configurations ({', '.join(saved)}), at most "
-                        f"{MAX_SAVED_SPCONFIGS} allowed: remove {len(saved) - MAX_SAVED_SPCONFIGS} with "
-                        f"ldm remove-spconfig NAME")
+        problems.append(
+            f"{host} has {len(saved)} saved configurations ({', '.join(saved)}), at most "
+            f"{MAX_SAVED_SPCONFIGS} allowed: remove {len(saved) - MAX_SAVED_SPCONFIGS} with "
+            f"ldm remove-spconfig NAME"
+        )
     return problems
 
 
@@ -497,5 +570,12 @@ def _domain_state(ldm_list_stdout: str, domain: str) -> str | None:
 
 
 def _entry_dict(e: XscfEntry) -> dict:
-    return {"cf_name": e.cf_name, "ppar_id": e.ppar_id, "domain": e.domain, "lan0": e.lan0, "lan1": e.lan1,
-            "user": e.user, "connection": e.connection}
+    return {
+        "cf_name": e.cf_name,
+        "ppar_id": e.ppar_id,
+        "domain": e.domain,
+        "lan0": e.lan0,
+        "lan1": e.lan1,
+        "user": e.user,
+        "connection": e.connection,
+    }

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 
 DOMAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,63}")
-HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+HOST = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 SPCONFIG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]{0,63}")
 CF_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,30}")
 

@@ -116,13 +116,50 @@ from .node_ops import (
 from .sfconfig import SfConfig, XscfEntry
 
 __all__ = [
-    "BUSY_SA", "LOCAL", "MESSAGE_KIND", "MESSAGE_KINDS", "OPERATIONS", "REMOTE", "SERVICES_NONE",
-    "SERVICES_REFUSED", "SERVICES_STARTED", "STORE_KEYS", "Answer", "AppState", "AskDomainStatus",
-    "Broadcast", "CheckXscf", "ClockOffsetsObserved", "ControlDomainFacts", "DomainStatusAnswered",
-    "Elimination", "Heartbeat", "JoinAnswer", "JoinRequest", "MessageReceived", "Node", "NodeDisk",
-    "NodeSpec", "NodeStarted", "NodeTuning", "OpError", "OperationRequested", "PeerMessage",
-    "PlacementObserved", "RunShutdownAgent", "Send", "Store", "Trace", "WriteLog", "XscfAnswered",
-    "XscfChecked", "XscfHostKeyUnknown", "XscfRequestFailed", "agent_result", "file_read", "resolve",
+    "BUSY_SA",
+    "LOCAL",
+    "MESSAGE_KIND",
+    "MESSAGE_KINDS",
+    "OPERATIONS",
+    "REMOTE",
+    "SERVICES_NONE",
+    "SERVICES_REFUSED",
+    "SERVICES_STARTED",
+    "STORE_KEYS",
+    "Answer",
+    "AppState",
+    "AskDomainStatus",
+    "Broadcast",
+    "CheckXscf",
+    "ClockOffsetsObserved",
+    "ControlDomainFacts",
+    "DomainStatusAnswered",
+    "Elimination",
+    "Heartbeat",
+    "JoinAnswer",
+    "JoinRequest",
+    "MessageReceived",
+    "Node",
+    "NodeDisk",
+    "NodeSpec",
+    "NodeStarted",
+    "NodeTuning",
+    "OpError",
+    "OperationRequested",
+    "PeerMessage",
+    "PlacementObserved",
+    "RunShutdownAgent",
+    "Send",
+    "Store",
+    "Trace",
+    "WriteLog",
+    "XscfAnswered",
+    "XscfChecked",
+    "XscfHostKeyUnknown",
+    "XscfRequestFailed",
+    "agent_result",
+    "file_read",
+    "resolve",
 ]
 
 TICK = Ticked()
@@ -155,12 +192,19 @@ def agent_result(run: fen.RunAgent, event: Event, host: str) -> tuple[bool, str]
     return False, messages.xscf_reports(e.domain, event.status)
 
 
-
 class Node(NodeOperations):
     """One node's cluster software. See the module docstring."""
 
-    def __init__(self, spec: NodeSpec, disk: NodeDisk, *, incarnation: int, server: str,
-                 offsets: Mapping[str, float] | None = None, tuning: NodeTuning | None = None) -> None:
+    def __init__(
+        self,
+        spec: NodeSpec,
+        disk: NodeDisk,
+        *,
+        incarnation: int,
+        server: str,
+        offsets: Mapping[str, float] | None = None,
+        tuning: NodeTuning | None = None,
+    ) -> None:
         t = self.tuning = tuning or NodeTuning()
         self.spec = spec
         self.disk = disk.snapshot()
@@ -175,19 +219,36 @@ class Node(NodeOperations):
         self.refusal = ""
         self.online: set[str] = set()
         self.sf_generation = 0
-        self.cf = mem.Membership(spec.cf, spec.peers, timeout=float(self.disk.timeout), incarnation=incarnation,
-                                 heartbeat_interval=t.heartbeat_interval, join_timeout=t.join_timeout,
-                                 recheck_interval=t.recheck_interval, min_timeout=t.min_detection,
-                                 stall=t.cf_stall)
+        self.cf = mem.Membership(
+            spec.cf,
+            spec.peers,
+            timeout=float(self.disk.timeout),
+            incarnation=incarnation,
+            heartbeat_interval=t.heartbeat_interval,
+            join_timeout=t.join_timeout,
+            recheck_interval=t.recheck_interval,
+            min_timeout=t.min_detection,
+            stall=t.cf_stall,
+        )
         self.sf: fen.ShutdownFacility | None = None
         self.rms: rmsmod.Rms | None = None
         if spec.guest_cluster:
-            self.sf = fen.ShutdownFacility(spec.cf, self._machine_config(self.disk.sf_config),
-                                           test_interval=t.sf_test_interval,
-                                           lighter_side_delay=t.sf_lighter_side_delay,
-                                           split_settle=t.sf_split_settle, kill_retry=t.sf_kill_retry)
-            self.rms = rmsmod.Rms(spec.cf, spec.nodes, spec.apps, sync_threshold=t.rms_sync_threshold,
-                                  sync_period=t.rms_sync_period, settle=t.rms_settle)
+            self.sf = fen.ShutdownFacility(
+                spec.cf,
+                self._machine_config(self.disk.sf_config),
+                test_interval=t.sf_test_interval,
+                lighter_side_delay=t.sf_lighter_side_delay,
+                split_settle=t.sf_split_settle,
+                kill_retry=t.sf_kill_retry,
+            )
+            self.rms = rmsmod.Rms(
+                spec.cf,
+                spec.nodes,
+                spec.apps,
+                sync_threshold=t.rms_sync_threshold,
+                sync_period=t.rms_sync_period,
+                settle=t.rms_settle,
+            )
         self._cf_due: float | None = None
         self._sf_due: float | None = None
         self._rms_due: float | None = None
@@ -225,8 +286,10 @@ class Node(NodeOperations):
         """``sdtool -s`` rows: [host, agent, sa, shut, test, init]."""
         if self.sf is None:
             return []
-        return [[r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state), str(r.init_state)]
-                for r in self.sf.rows()]
+        return [
+            [r.host, r.agent, str(r.sa_state), str(r.shut_state), str(r.test_state), str(r.init_state)]
+            for r in self.sf.rows()
+        ]
 
     def cftool_rows(self) -> list[list[Any]]:
         view = self.cf.view()
@@ -302,8 +365,12 @@ class Node(NodeOperations):
             self._align_armed = False
             delta = self._offset - new_offset
             self.clock_step += delta
-            out.append(Trace("clock", f"moved from {old} to {server}: clock stepped by {delta:+g} s "
-                                      f"(step now {self.clock_step:+g} s)"))
+            out.append(
+                Trace(
+                    "clock",
+                    f"moved from {old} to {server}: clock stepped by {delta:+g} s (step now {self.clock_step:+g} s)",
+                )
+            )
         self._offset = new_offset
 
     def _on_message(self, now: float, sender: str, m: PeerMessage, out: list[Effect]) -> None:
@@ -440,8 +507,9 @@ class Node(NodeOperations):
         floor = math.ceil(self.tuning.min_agent_timeout)
         if floor <= 0:
             return cfg
-        hosts = tuple(replace(h, agents=tuple(replace(a, timeout=max(a.timeout, floor)) for a in h.agents))
-                      for h in cfg.hosts)
+        hosts = tuple(
+            replace(h, agents=tuple(replace(a, timeout=max(a.timeout, floor)) for a in h.agents)) for h in cfg.hosts
+        )
         return SfConfig(hosts, cfg.xscf)
 
     def _entry(self, node: str) -> XscfEntry | None:

@@ -46,8 +46,16 @@ class ControlDomainFacts:
     connection: str
 
     def info(self) -> dict[str, Any]:
-        return {"host": self.host, "server": self.server, "ppar": self.ppar, "lan0": self.lan0,
-                "lan1": self.lan1, "sf_weight": self.sf_weight, "user": self.user, "connection": self.connection}
+        return {
+            "host": self.host,
+            "server": self.server,
+            "ppar": self.ppar,
+            "lan0": self.lan0,
+            "lan1": self.lan1,
+            "sf_weight": self.sf_weight,
+            "user": self.user,
+            "connection": self.connection,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +118,28 @@ class NodeDisk:
 
     def snapshot(self) -> NodeDisk:
         """A copy of just these fields (a driver's subclass may carry more)."""
-        return NodeDisk(self.timeout, self.record, self.window, self.sf_disabled, self.sf_config,
-                        {p: dict(w) for p, w in self.widen.items()}, dict(self.hosts))
+        return NodeDisk(
+            self.timeout,
+            self.record,
+            self.window,
+            self.sf_disabled,
+            self.sf_config,
+            {p: dict(w) for p, w in self.widen.items()},
+            dict(self.hosts),
+        )
 
 
 STORE_KEYS = ("timeout", "record", "window", "sf_disabled", "sf_config", "widen")
 # Operations that re-read files an operator may edit by hand. The driver attaches what it read as
 # args "file_timeout" (cluster.config), "file_sf" (an SfConfig from rcsd.cfg + SA_xscfsnmp.cfg)
 # or "file_hosts" (etc/inet/hosts), or "file_error" (one line) when the file does not parse.
-_FILE_READS: Mapping[str, str] = {"cfset_r": "timeout", "clsnmpsetup_l": "sf", "sf_entry": "sf",
-                                  "set_sf_entry": "sf", "resolve": "hosts"}
+_FILE_READS: Mapping[str, str] = {
+    "cfset_r": "timeout",
+    "clsnmpsetup_l": "sf",
+    "sf_entry": "sf",
+    "set_sf_entry": "sf",
+    "resolve": "hosts",
+}
 
 
 def file_read(op: str, args: Mapping[str, Any]) -> str | None:
@@ -162,8 +182,13 @@ class AppState:
 
 
 PeerMessage = Heartbeat | JoinRequest | JoinAnswer | Elimination | AppState
-MESSAGE_KINDS: Mapping[str, type] = {"hb": Heartbeat, "join": JoinRequest, "joinans": JoinAnswer,
-                                     "elim": Elimination, "app": AppState}
+MESSAGE_KINDS: Mapping[str, type] = {
+    "hb": Heartbeat,
+    "join": JoinRequest,
+    "joinans": JoinAnswer,
+    "elim": Elimination,
+    "app": AppState,
+}
 MESSAGE_KIND = {cls: kind for kind, cls in MESSAGE_KINDS.items()}
 
 

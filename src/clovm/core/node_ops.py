@@ -68,6 +68,7 @@ class NodeOperations:
     _align_armed: bool
 
     if TYPE_CHECKING:
+
         def _feed_cf(self, now: float, event: Event, out: list[Effect]) -> None: ...
         def _feed_sf(self, now: float, event: Event, out: list[Effect]) -> None: ...
         def _feed_rms(self, now: float, event: Event, out: list[Effect]) -> None: ...
@@ -85,8 +86,11 @@ class NodeOperations:
         op, caller = ev.op, ev.caller
         try:
             if caller is not None and caller not in self.spec.control_domains:
-                raise OpError(codes.FORBIDDEN, f"{caller or 'a client without a name'} is not a control domain: "
-                                               f"only clovmmigrate on a control domain may do {op}")
+                raise OpError(
+                    codes.FORBIDDEN,
+                    f"{caller or 'a client without a name'} is not a control domain: "
+                    f"only clovmmigrate on a control domain may do {op}",
+                )
             channels = OPERATIONS.get(op)
             if channels is None or (REMOTE if caller is not None else LOCAL) not in channels:
                 raise OpError(codes.UNKNOWN_OP, f"nodeagent {self.spec.host}: unknown operation {op!r}")
@@ -170,17 +174,28 @@ class NodeOperations:
         return self.hvdisp_rows()
 
     def _op_status(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
-        return {"host": self.spec.host, "cf": self.spec.cf, "local_state": str(self.cf.local_state),
-                "view": {n: str(s) for n, s in self.cf.view().items()}, "timeout": self.disk.timeout,
-                "sf": self.sf_state(), "services": self.services,
-                "apps": dict(self.rms.placement()) if self.rms is not None else {},
-                "server": self.server, "window": self.disk.window}
+        return {
+            "host": self.spec.host,
+            "cf": self.spec.cf,
+            "local_state": str(self.cf.local_state),
+            "view": {n: str(s) for n, s in self.cf.view().items()},
+            "timeout": self.disk.timeout,
+            "sf": self.sf_state(),
+            "services": self.services,
+            "apps": dict(self.rms.placement()) if self.rms is not None else {},
+            "server": self.server,
+            "window": self.disk.window,
+        }
 
     # -- clovmmigrate (remote)
     def _op_node_status(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
         d = self.disk
-        return {"timeout": d.timeout, "sf": "running" if self.sf_running else "stopped", "record": d.record,
-                "window": d.window}
+        return {
+            "timeout": d.timeout,
+            "sf": "running" if self.sf_running else "stopped",
+            "record": d.record,
+            "window": d.window,
+        }
 
     def _op_record_timeout(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
         if self.disk.record is None:  # an existing record is kept: a second -p never records 600
@@ -278,13 +293,23 @@ class NodeOperations:
         diffs: dict[str, float | None] = {}
         for p in self.spec.peers:
             last = cf.last_heard(p)
-            peers[p] = {"state": str(view[p]), "gap": None if last is None else now - last,
-                        "timeout": cf.effective_timeout(p, now), "widened": cf.is_widened(p, now)}
+            peers[p] = {
+                "state": str(view[p]),
+                "gap": None if last is None else now - last,
+                "timeout": cf.effective_timeout(p, now),
+                "widened": cf.is_widened(p, now),
+            }
             samples = self._samples.get(p)
             diffs[p] = abs(max(samples)) if samples else None
-        return {"t": now, "state": str(cf.local_state), "sf": "running" if self.sf_running else "stopped",
-                "peers": peers, "clock_diff": diffs, "rms_busy": self.rms is not None and self.rms.busy(),
-                "rms_activity": self.rms.activity() if self.rms is not None else None}
+        return {
+            "t": now,
+            "state": str(cf.local_state),
+            "sf": "running" if self.sf_running else "stopped",
+            "peers": peers,
+            "clock_diff": diffs,
+            "rms_busy": self.rms is not None and self.rms.busy(),
+            "rms_activity": self.rms.activity() if self.rms is not None else None,
+        }
 
     def _op_widen(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
         peers = _peer_list("widen", args.get("peers"))
@@ -356,7 +381,6 @@ class NodeOperations:
         return self._need_control().info()
 
 
-
 def resolve(hosts: Mapping[str, str], name: str) -> str | None:
     """``name`` itself if it is an IP address, else its address in etc/inet/hosts (or None)."""
     try:
@@ -375,10 +399,37 @@ LOCAL, REMOTE = "local", "remote"
 _BOTH = frozenset({LOCAL, REMOTE})
 # Which channel serves which operation (local: the host's admin socket; remote: clovmmigrate).
 OPERATIONS: Mapping[str, frozenset[str]] = {
-    **dict.fromkeys(("cftool_n", "cftool_k", "cfset_a", "cfset_r", "sdtool", "clsnmpsetup_l", "hvdisp", "status"),
-                    frozenset({LOCAL})),
-    **dict.fromkeys(("node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start",
-                     "set_sf_entry", "sf_wait", "clear_record"), frozenset({REMOTE})),
-    **dict.fromkeys(("guest_nodes", "resolve", "cd_info", "cf_sample", "widen", "narrow", "clock_align",
-                     "xscf_check", "sf_test", "sf_entry"), _BOTH),
+    **dict.fromkeys(
+        ("cftool_n", "cftool_k", "cfset_a", "cfset_r", "sdtool", "clsnmpsetup_l", "hvdisp", "status"),
+        frozenset({LOCAL}),
+    ),
+    **dict.fromkeys(
+        (
+            "node_status",
+            "record_timeout",
+            "set_timeout",
+            "window",
+            "sf_stop",
+            "sf_start",
+            "set_sf_entry",
+            "sf_wait",
+            "clear_record",
+        ),
+        frozenset({REMOTE}),
+    ),
+    **dict.fromkeys(
+        (
+            "guest_nodes",
+            "resolve",
+            "cd_info",
+            "cf_sample",
+            "widen",
+            "narrow",
+            "clock_align",
+            "xscf_check",
+            "sf_test",
+            "sf_entry",
+        ),
+        _BOTH,
+    ),
 }

@@ -266,7 +266,9 @@ class Rms:
             return []
         self._running = True
         self._settle_at = now + self._settle
-        return [_switchlog(f"(BM, 1) RMS started on {self._me}; waiting {self._settle:g}s for the cluster state to settle")]
+        return [
+            _switchlog(f"(BM, 1) RMS started on {self._me}; waiting {self._settle:g}s for the cluster state to settle")
+        ]
 
     def _on_stop(self) -> list[Effect]:
         if not self._running:
@@ -304,7 +306,9 @@ class Rms:
             if now < due:
                 continue
             # evaluate the latest observation; state is OUT_OF_SYNC while a deadline exists
-            self._sync[peer] = step(TIME_SYNC, self._sync[peer], "differ" if self._offset[peer] > self._threshold else "agree")
+            self._sync[peer] = step(
+                TIME_SYNC, self._sync[peer], "differ" if self._offset[peer] > self._threshold else "agree"
+            )
             if self._sync[peer] is SyncState.OUT_OF_SYNC:
                 out.append(Log("messages", WRP_35.format(host=peer), "WRP 35"))
                 nxt = due + self._period
@@ -322,13 +326,22 @@ class Rms:
         if state is NodeState.UP and old is not NodeState.UP and self._running:
             # tell the newcomer where my applications run
             out += [AnnounceAppState(app, self._me, True) for app, n in self._placement.items() if n == self._me]
-        if ((old is NodeState.LEFTCLUSTER or was_uncertain) and state is NodeState.UP and self._running and self._pending
-                and (self._settle_at is None or self._settle_at < now + self._settle)):
+        if (
+            (old is NodeState.LEFTCLUSTER or was_uncertain)
+            and state is NodeState.UP
+            and self._running
+            and self._pending
+            and (self._settle_at is None or self._settle_at < now + self._settle)
+        ):
             # A placement waited for it: it re-announces what it runs once it holds us UP, so
             # settle again before placing (as at the start).
             self._settle_at = now + self._settle
-            out.append(_switchlog(f"(BM, 3) {node} is UP again: waiting {self._settle:g}s for the cluster state "
-                                  f"to settle before placing"))
+            out.append(
+                _switchlog(
+                    f"(BM, 3) {node} is UP again: waiting {self._settle:g}s for the cluster state "
+                    f"to settle before placing"
+                )
+            )
         if state is NodeState.DOWN:
             self._sync.pop(node, None)
             self._offset.pop(node, None)
@@ -340,8 +353,11 @@ class Rms:
                 if self._running:
                     self._pending[app] = node
                     if self._held:
-                        out.append(_switchlog(
-                            f"(SWT, 3) {app}: switchover deferred: {node} is DOWN but switchovers are held (clovmmigrate -p)"))
+                        out.append(
+                            _switchlog(
+                                f"(SWT, 3) {app}: switchover deferred: {node} is DOWN but switchovers are held (clovmmigrate -p)"
+                            )
+                        )
             out += self._resolve_pending()
         return out
 
@@ -352,7 +368,9 @@ class Rms:
             if self.node_state(node) is NodeState.DOWN and not self._learning() and node not in self._uncertain:
                 return []  # stale: it cannot be Online on a dead node (one we know is down)
             if self._placement[app] == self._me:
-                return [_switchlog(f"(SWT, 40) {app}: {node} reports it Online but it is Online on {self._me}; ignored")]
+                return [
+                    _switchlog(f"(SWT, 40) {app}: {node} reports it Online but it is Online on {self._me}; ignored")
+                ]
             self._placement[app] = node
             self._pending.pop(app, None)
         elif self._placement[app] == node:
@@ -433,11 +451,20 @@ class Rms:
             self._placement[app] = succ
             if succ is None:
                 if dead is not None:
-                    out.append(_switchlog(f"(SWT, 5) {app}: cannot fail over from {dead}: no node of its priority list is UP"))
+                    out.append(
+                        _switchlog(f"(SWT, 5) {app}: cannot fail over from {dead}: no node of its priority list is UP")
+                    )
                 continue
             if succ != self._me:
                 continue
-            why = f"failover to {self._me} because {dead} is DOWN" if dead else f"online on {self._me} (first UP node of its priority list)"
-            out += [BringAppOnline(app), AnnounceAppState(app, self._me, True),
-                    _switchlog(f"(SWT, {1 if dead else 10}) {app}: {why}")]
+            why = (
+                f"failover to {self._me} because {dead} is DOWN"
+                if dead
+                else f"online on {self._me} (first UP node of its priority list)"
+            )
+            out += [
+                BringAppOnline(app),
+                AnnounceAppState(app, self._me, True),
+                _switchlog(f"(SWT, {1 if dead else 10}) {app}: {why}"),
+            ]
         return out

@@ -145,8 +145,13 @@ class MigrateRequest:
 class SafeMigrationRun(GeneratorRun):
     PROG = "clovm migrate"
 
-    def __init__(self, request: MigrateRequest, journal: dict | None = None, ids: Iterator[int] | None = None,
-                 stack: Stack | None = None):
+    def __init__(
+        self,
+        request: MigrateRequest,
+        journal: dict | None = None,
+        ids: Iterator[int] | None = None,
+        stack: Stack | None = None,
+    ):
         super().__init__(ids)
         self.request = request
         self.j: dict[str, Any] | None = dict(journal) if journal else None
@@ -172,32 +177,56 @@ class SafeMigrationRun(GeneratorRun):
         r = self.request
         d, here = r.domain, r.local_host
         if r.scoped and not self.stack.scoped:
-            raise _Stop(RC_REFUSED, codes.SCOPED_NOT_POSSIBLE,
-                        f"clovm migrate: --scoped is not possible on the {self.stack.name} stack: "
-                        f"{self.stack.why_not_scoped} Run it without --scoped. Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.SCOPED_NOT_POSSIBLE,
+                f"clovm migrate: --scoped is not possible on the {self.stack.name} stack: "
+                f"{self.stack.why_not_scoped} Run it without --scoped. Nothing was changed.",
+            )
         if self.j is None:
             if r.resume:
-                raise _Stop(RC_REFUSED, codes.NO_JOURNAL, f"clovm migrate: no migration of {d} is recorded on {here}; "
-                                                      f"nothing to resume.")
+                raise _Stop(
+                    RC_REFUSED,
+                    codes.NO_JOURNAL,
+                    f"clovm migrate: no migration of {d} is recorded on {here}; nothing to resume.",
+                )
             plan = yield from self.stack.preflight(self)
             for line in self.stack.plan(self, plan):
                 yield Print(line)
             if r.dry_run:
                 return RC_OK, "", "clovm migrate: dry run: the preflight passed; nothing was changed."
-            self.j = {"version": JOURNAL_VERSION, "stack": self.stack.name, **plan, "scoped": r.scoped, "step": str(MigrateStep.PREPARE),
-                      "outcome": None, "complete_to": None, "events": [], "progress": [], "samples": [],
-                      "proof": [], "result": None}
+            self.j = {
+                "version": JOURNAL_VERSION,
+                "stack": self.stack.name,
+                **plan,
+                "scoped": r.scoped,
+                "step": str(MigrateStep.PREPARE),
+                "outcome": None,
+                "complete_to": None,
+                "events": [],
+                "progress": [],
+                "samples": [],
+                "proof": [],
+                "result": None,
+            }
             self._event(str(MigrateStep.PREPARE), "begin")
             yield self._persist()
         else:
             if r.dry_run:
-                raise _Stop(RC_REFUSED, codes.RECORDED, f"clovm migrate: a migration of {d} to {self.j['target']} is "
-                                                    f"recorded (step {self.j['step']}); clovm migrate --status shows "
-                                                    f"it. Nothing was changed.")
+                raise _Stop(
+                    RC_REFUSED,
+                    codes.RECORDED,
+                    f"clovm migrate: a migration of {d} to {self.j['target']} is "
+                    f"recorded (step {self.j['step']}); clovm migrate --status shows "
+                    f"it. Nothing was changed.",
+                )
             if r.target_host and r.target_host not in (self.j["target"], self.j.get("target_address")):
-                raise _Stop(RC_REFUSED, codes.OTHER_TARGET,
-                            f"clovm migrate: a migration of {d} to {self.j['target']} is recorded (step "
-                            f"{self.j['step']}); finish it first with clovm migrate --resume {d}. Nothing was changed.")
+                raise _Stop(
+                    RC_REFUSED,
+                    codes.OTHER_TARGET,
+                    f"clovm migrate: a migration of {d} to {self.j['target']} is recorded (step "
+                    f"{self.j['step']}); finish it first with clovm migrate --resume {d}. Nothing was changed.",
+                )
             yield self._say(f"resuming the migration of {d} to {self.j['target']} at step {self.j['step']}")
         steps = {
             MigrateStep.PREPARE: self._prepare,
@@ -215,8 +244,9 @@ class SafeMigrationRun(GeneratorRun):
                 # A refusal of an embedded clovmmigrate part: by now things have changed, and the
                 # journal says what; the run stops resumably.
                 text = s.message.replace(" Nothing was changed.", "").rstrip(".")
-                raise _Stop(RC_FAILED, s.code, f"{text}. Step {st} stopped; fix the cause, then run "
-                                               f"clovm migrate --resume {d}.") from None
+                raise _Stop(
+                    RC_FAILED, s.code, f"{text}. Step {st} stopped; fix the cause, then run clovm migrate --resume {d}."
+                ) from None
             new = step(MIGRATE_STEPS, st, trigger)
             self._event(str(st), "done", trigger)
             self.j["step"] = str(new)
@@ -229,15 +259,23 @@ class SafeMigrationRun(GeneratorRun):
         assert self.j is not None
         d, failed = self.request.domain, [c for c in self.j["proof"] if not c["ok"]]
         if failed:
-            return (RC_FAILED, codes.PROOF_FAILED,
-                    f"clovm migrate: {len(failed)} proof check(s) failed: "
-                    + "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
-                    + ". Fix the cause, then run clovm migrate --resume to prove again.")
+            return (
+                RC_FAILED,
+                codes.PROOF_FAILED,
+                f"clovm migrate: {len(failed)} proof check(s) failed: "
+                + "; ".join(f"{c['name']}: {c['detail']}" for c in failed)
+                + ". Fix the cause, then run clovm migrate --resume to prove again.",
+            )
         if self.j["complete_to"] == self.j["target"]:
             return RC_OK, "", f"clovm migrate: {d} migrated to {self.j['target']} and proven."
-        return (RC_RESTORED, codes.NOT_MIGRATED,
-                (f"clovm migrate: {d} was not migrated ({self.j['outcome']}); the cluster was restored on "
-                 f"{self.j['source']} and proven there."))
+        return (
+            RC_RESTORED,
+            codes.NOT_MIGRATED,
+            (
+                f"clovm migrate: {d} was not migrated ({self.j['outcome']}); the cluster was restored on "
+                f"{self.j['source']} and proven there."
+            ),
+        )
 
     # ---- steps -------------------------------------------------------------------------------
     def where(self, host: str) -> Generator[Effect, CallReturned, tuple[bool, dict | None]]:
@@ -248,8 +286,9 @@ class SafeMigrationRun(GeneratorRun):
         """Keep node ``n``'s cf_sample answer for the timeline (at most MAX_SAMPLES)."""
         assert self.j is not None
         if len(self.j["samples"]) < MAX_SAMPLES:
-            self.j["samples"].append({"t": round(self.now, 3), "node": n, "sf": v["sf"], "state": v["state"],
-                                      "peers": v["peers"]})
+            self.j["samples"].append(
+                {"t": round(self.now, 3), "node": n, "sf": v["sf"], "state": v["state"], "peers": v["peers"]}
+            )
 
     def _migrate_command(self, d: str, tgt: str) -> str:
         """The hypervisor's migration command as the operator would type it: a stack may name its
@@ -274,10 +313,21 @@ class SafeMigrationRun(GeneratorRun):
                 rnd = int(prog.get("round") or 0)
                 if (prog["phase"], prog["percent"], rnd) != last:
                     last = (prog["phase"], prog["percent"], rnd)
-                    self.j["progress"].append({"t": round(self.now, 3), "phase": prog["phase"],
-                                               "percent": prog["percent"], **({"round": rnd} if rnd else {})})
+                    self.j["progress"].append(
+                        {
+                            "t": round(self.now, 3),
+                            "phase": prog["phase"],
+                            "percent": prog["percent"],
+                            **({"round": rnd} if rnd else {}),
+                        }
+                    )
                     # a line per phase and per pre-copy round, and one whenever 10 % more was sent
-                    if shown is None or shown[0] != prog["phase"] or shown[2] != rnd or prog["percent"] >= shown[1] + 10:
+                    if (
+                        shown is None
+                        or shown[0] != prog["phase"]
+                        or shown[2] != rnd
+                        or prog["percent"] >= shown[1] + 10
+                    ):
                         shown = last
                         yield self._say(f"migrate: {d}: {progress_text(prog)}")
             elif ok_s and ok_t:
@@ -298,8 +348,7 @@ class SafeMigrationRun(GeneratorRun):
                     break
                 if not self._started_here and on_source:
                     # Not started yet (first run) or the killed run's migration never began: start it.
-                    self._event(str(MigrateStep.MIGRATE), "note",
-                                f"started: {self._migrate_command(d, tgt)}")
+                    self._event(str(MigrateStep.MIGRATE), "note", f"started: {self._migrate_command(d, tgt)}")
                     yield self._persist()
                     yield from self._ask(here, "migrate_start", domain=d, target=tgt)
                     yield Print(f"{here} # {self._migrate_command(d, tgt)}")
@@ -312,23 +361,35 @@ class SafeMigrationRun(GeneratorRun):
             yield from self.stack.sample(self, node if suspended else None)
             yield self._persist()
             if self.now > deadline:
-                raise _Stop(RC_FAILED, codes.MIGRATION_STUCK,
-                            f"clovm migrate: the migration of {d} did not end within {MIGRATE_LIMIT:g} s; check "
-                            f"ldm list -o status {d} on {here}, then run clovm migrate --resume.")
+                raise _Stop(
+                    RC_FAILED,
+                    codes.MIGRATION_STUCK,
+                    f"clovm migrate: the migration of {d} did not end within {MIGRATE_LIMIT:g} s; check "
+                    f"ldm list -o status {d} on {here}, then run clovm migrate --resume.",
+                )
             yield from self._ask(here, "sleep", seconds=POLL_SECONDS)
         self.j["outcome"] = outcome
         # A guest that stopped after the hand-off is held (bound) by the target: it is recovered there.
         stopped_on_target = outcome == "stopped" and ws is None and wt is not None
         self.j["complete_to"] = tgt if outcome == "migrated" or stopped_on_target else here
         # the migration's end as its last progress sample (ends the suspend interval in the timeline)
-        self.j["progress"].append({"t": round(self.now, 3), "percent": 100 if outcome == "migrated" else 0,
-                                   "phase": {"migrated": "done", "cancelled": "cancelled", "stopped": "failed"}[outcome]})
+        self.j["progress"].append(
+            {
+                "t": round(self.now, 3),
+                "percent": 100 if outcome == "migrated" else 0,
+                "phase": {"migrated": "done", "cancelled": "cancelled", "stopped": "failed"}[outcome],
+            }
+        )
         self._event(str(MigrateStep.MIGRATE), "note", f"outcome: {outcome}")
         yield self._persist()
-        yield self._say({"migrated": f"{d} is active on {tgt}",
-                         "cancelled": f"the migration ended without moving {d}: it keeps running on {here}; "
-                                      f"completing back to {here}",
-                         "stopped": f"{d} stopped during the migration; recovering on {self.j['complete_to']}"}[outcome])
+        yield self._say(
+            {
+                "migrated": f"{d} is active on {tgt}",
+                "cancelled": f"the migration ended without moving {d}: it keeps running on {here}; "
+                f"completing back to {here}",
+                "stopped": f"{d} stopped during the migration; recovering on {self.j['complete_to']}",
+            }[outcome]
+        )
         yield from self.stack.after_handoff(self, outcome)
         return outcome
 

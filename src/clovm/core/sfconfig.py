@@ -74,7 +74,7 @@ class SfConfig:
     def weight(self, cf_name: str) -> int:
         return self.host(cf_name).weight
 
-    def with_entry(self, entry: XscfEntry, weight: int | None = None) -> "SfConfig":
+    def with_entry(self, entry: XscfEntry, weight: int | None = None) -> SfConfig:
         """A copy where ``entry.cf_name``'s XSCF entry (and, if given, its weight) is replaced."""
         xs = tuple(entry if e.cf_name == entry.cf_name else e for e in self.xscf)
         hs = self.hosts

@@ -225,16 +225,25 @@ class Xscf:
         if isinstance(req, DomainStatusRequested):
             text = str(st)
             if st is SpDomainStatus.UNKNOWN:
-                text += (f" ({dom} is no longer in PPAR-ID {ppar}: the hypervisor does not hold it)" if gone else
-                         f" ({dom} is running but not in the saved logical-domain configuration)")
+                text += (
+                    f" ({dom} is no longer in PPAR-ID {ppar}: the hypervisor does not hold it)"
+                    if gone
+                    else f" ({dom} is running but not in the saved logical-domain configuration)"
+                )
             return [SpReply(rid, True, st, text)]
         action = "panic" if isinstance(req, DomainPanicRequested) else "reset"
         if st is SpDomainStatus.UNKNOWN:
             if gone:
                 return [SpReply(rid, False, st, f"cannot {action} {dom}: it is no longer in PPAR-ID {ppar}")]
-            return [SpReply(rid, False, st,
-                            f"cannot {action} {dom}: it is not in the saved logical-domain configuration of "
-                            f"PPAR-ID {ppar}; save the configuration with ldm add-spconfig first")]
+            return [
+                SpReply(
+                    rid,
+                    False,
+                    st,
+                    f"cannot {action} {dom}: it is not in the saved logical-domain configuration of "
+                    f"PPAR-ID {ppar}; save the configuration with ldm add-spconfig first",
+                )
+            ]
         if st is SpDomainStatus.STOPPED:
             return [SpReply(rid, True, st, "already stopped")]
         self._running[ppar] = self._running[ppar] - {dom}

@@ -112,12 +112,22 @@ class Supervision:
             exits.popleft()
         if len(exits) > self.limit:
             self._state[key] = step(SUPERVISED, st, "flapped")
-            return [Log(LOG, f"{key}: {how}; it exited {len(exits)} times within {self.window:g} s: not restarted "
-                             f"(maintenance); clovm down and clovm up start it again")]
+            return [
+                Log(
+                    LOG,
+                    f"{key}: {how}; it exited {len(exits)} times within {self.window:g} s: not restarted "
+                    f"(maintenance); clovm down and clovm up start it again",
+                )
+            ]
         self._state[key] = step(SUPERVISED, st, "exited")
         self._due[key] = now + self.delay
-        return [Log(LOG, f"{key}: {how}; restarting it in {self.delay:g} s (exit {len(exits)} of at most "
-                         f"{self.limit} within {self.window:g} s)")]
+        return [
+            Log(
+                LOG,
+                f"{key}: {how}; restarting it in {self.delay:g} s (exit {len(exits)} of at most "
+                f"{self.limit} within {self.window:g} s)",
+            )
+        ]
 
     def _tick(self, now: float) -> list[Effect]:
         out: list[Effect] = []

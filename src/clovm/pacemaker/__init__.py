@@ -22,13 +22,26 @@ from __future__ import annotations
 
 from typing import Any
 
-_API = ("up", "down", "exec_in", "exec_argv", "pause", "status", "run_virsh", "where", "cluster_view", "stonith_history",
-        "wait_ready", "is_pacemaker_home")
+_API = (
+    "up",
+    "down",
+    "exec_in",
+    "exec_argv",
+    "pause",
+    "status",
+    "run_virsh",
+    "where",
+    "cluster_view",
+    "stonith_history",
+    "wait_ready",
+    "is_pacemaker_home",
+)
 __all__ = list(_API)
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
         from . import api
+
         return getattr(api, name)
     raise AttributeError(name)

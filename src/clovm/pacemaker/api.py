@@ -26,8 +26,22 @@ from . import platform as P
 from .layout import Layout
 from .record import Record, RecordExists, teardown_plan
 
-REQUIRED_TOOLS = ("corosync", "pacemakerd", "crm_mon", "cibadmin", "stonith_admin", "pcs", "fence_virsh",
-                  "/usr/sbin/sshd", "ssh", "ssh-keygen", "ip", "nsenter", "unshare", "mount")
+REQUIRED_TOOLS = (
+    "corosync",
+    "pacemakerd",
+    "crm_mon",
+    "cibadmin",
+    "stonith_admin",
+    "pcs",
+    "fence_virsh",
+    "/usr/sbin/sshd",
+    "ssh",
+    "ssh-keygen",
+    "ip",
+    "nsenter",
+    "unshare",
+    "mount",
+)
 HOSTS_READY_TIMEOUT_S = 30.0
 CIB_TIMEOUT_S = 90.0
 READY_TIMEOUT_S = 120.0
@@ -41,12 +55,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _one_line(fn: F) -> F:
     """An entry point: a platform failure becomes ``ClovmError(PLATFORM_FAILED, one line)``."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (P.PlatformError, OSError) as e:
             raise ClovmError(codes.PLATFORM_FAILED, f"{fn.__name__}: {e}") from None
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -68,6 +84,7 @@ def _preflight() -> None:
     try:
         import grp
         import pwd
+
         pwd.getpwnam("hacluster")
         grp.getgrnam("haclient")
     except KeyError:
@@ -116,12 +133,21 @@ def _full_argv(lay: Layout, rec: Record, host: str, argv: Sequence[str]) -> list
     return [*P.nsenter_argv(_host_pid(lay, host), pidns=False), *argv]
 
 
-def _exec(lay: Layout, rec: Record, host: str, argv: Sequence[str], timeout: float,
-          input: str | None = None) -> tuple[int, str, str]:
+def _exec(
+    lay: Layout, rec: Record, host: str, argv: Sequence[str], timeout: float, input: str | None = None
+) -> tuple[int, str, str]:
     full = _full_argv(lay, rec, host, argv)
     try:
-        cp = subprocess.run(full, check=False, capture_output=True, text=True, timeout=timeout, input=input,
-                            stdin=None if input is not None else subprocess.DEVNULL, env=files.subprocess_env())
+        cp = subprocess.run(
+            full,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            env=files.subprocess_env(),
+        )
     except subprocess.TimeoutExpired:
         raise ClovmError(codes.EXEC_TIMEOUT, f"{argv[0]} on {host} did not finish within {timeout:g} s") from None
     return cp.returncode, cp.stdout, cp.stderr
@@ -129,8 +155,9 @@ def _exec(lay: Layout, rec: Record, host: str, argv: Sequence[str], timeout: flo
 
 # --------------------------------------------------------------------------------- exec, views
 @_one_line
-def exec_in(home: Path | str, host: str, argv: Sequence[str], *, timeout: float = 60.0,
-            input: str | None = None) -> tuple[int, str, str]:
+def exec_in(
+    home: Path | str, host: str, argv: Sequence[str], *, timeout: float = 60.0, input: str | None = None
+) -> tuple[int, str, str]:
     """Run ``argv`` inside hypervisor host ``kvmN`` or VM ``vmN``; (exit status, stdout, stderr).
 
     In a VM the command is one of the VM's processes (its namespaces and its cgroup): it is
@@ -191,8 +218,9 @@ def stonith_history(home: Path | str, node: str = "vm1") -> list[readiness.Fence
         raise ClovmError(codes.CLUSTER_NOT_READY, f"stonith_admin on {node}: {(err or out).strip()[:200]}") from None
 
 
-def wait_ready(home: Path | str, timeout: float = READY_TIMEOUT_S,
-               nodes: Sequence[str] = L.VMS) -> readiness.ClusterView:
+def wait_ready(
+    home: Path | str, timeout: float = READY_TIMEOUT_S, nodes: Sequence[str] = L.VMS
+) -> readiness.ClusterView:
     """Block until every node of ``nodes`` sees a ready cluster (see :mod:`readiness`)."""
     deadline = time.monotonic() + timeout
     problems: list[str] = ["not asked yet"]
@@ -241,12 +269,12 @@ def status(home: Path | str) -> dict[str, Any]:
     fr = _freezer(lay, rec)
     hosts: dict[str, Any] = {}
     for host in L.HOSTS:
-        info: dict[str, Any] = {"address": L.ADDRESSES[host], "netns": lay.ns(host), "running": False,
-                                "domains": []}
+        info: dict[str, Any] = {"address": L.ADDRESSES[host], "netns": lay.ns(host), "running": False, "domains": []}
         try:
             info["init_pid"] = _host_pid(lay, host)
             info["running"] = True
             from .virsh import call
+
             st = call(str(lay.socket(host)), "status", 5.0)
             if isinstance(st, dict):
                 info["domains"], info["migrating"] = st.get("domains", []), st.get("migrating", {})
@@ -257,11 +285,25 @@ def status(home: Path | str) -> dict[str, Any]:
     for vm in L.VMS:
         procs = fr.procs(vm)
         init = P.vm_init_pid(procs)
-        vms[vm] = {"address": L.ADDRESSES[vm], "netns": lay.ns(vm), "running": init is not None, "init_pid": init,
-                   "processes": len(procs), "frozen": fr.is_frozen(vm), "link_on": net.where_is_vm_link(lay, vm)}
-    return {"home": str(lay.home), "state": rec.state, "time_scale": rec.data.get("time_scale"),
-            "token_ms": rec.data.get("token_ms"), "freezer": fr.mode, "up_seconds": rec.data.get("up_seconds"),
-            "hosts": hosts, "vms": vms}
+        vms[vm] = {
+            "address": L.ADDRESSES[vm],
+            "netns": lay.ns(vm),
+            "running": init is not None,
+            "init_pid": init,
+            "processes": len(procs),
+            "frozen": fr.is_frozen(vm),
+            "link_on": net.where_is_vm_link(lay, vm),
+        }
+    return {
+        "home": str(lay.home),
+        "state": rec.state,
+        "time_scale": rec.data.get("time_scale"),
+        "token_ms": rec.data.get("token_ms"),
+        "freezer": fr.mode,
+        "up_seconds": rec.data.get("up_seconds"),
+        "hosts": hosts,
+        "vms": vms,
+    }
 
 
 # --------------------------------------------------------------------------------- up
@@ -272,16 +314,18 @@ def up(home: Path | str, *, time_scale: float = 1.0) -> dict[str, Any]:
     _preflight()
     lay = L.layout_for(home)
     if any(c in str(lay.home) for c in ",:= \n") or len(str(lay.socket("kvm1"))) > 100:
-        raise ClovmError(codes.BAD_ARGUMENT, f"home {str(lay.home)!r}: no ',', ':', '=' or blanks (overlay "
-                         "options) and short enough for unix sockets, please")
+        raise ClovmError(
+            codes.BAD_ARGUMENT,
+            f"home {str(lay.home)!r}: no ',', ':', '=' or blanks (overlay "
+            "options) and short enough for unix sockets, please",
+        )
     if (lay.home / "run" / "lock").exists():
         raise ClovmError(codes.HOME_IN_USE, f"{lay.home} runs another datacenter (run/lock); use another home")
     taken = [ns for ns in P.netns_list() if ns.startswith(lay.ns_prefix)]
     token = L.token_ms(time_scale)
     t0 = time.monotonic()
     try:
-        rec = Record.create(lay.record_file, tag=lay.tag, home=str(lay.home), time_scale=time_scale,
-                            token_ms=token)
+        rec = Record.create(lay.record_file, tag=lay.tag, home=str(lay.home), time_scale=time_scale, token_ms=token)
     except RecordExists:
         raise ClovmError(codes.HOME_IN_USE, f"{lay.home} already has a pacemaker topology (run down first)") from None
     if taken:
@@ -296,8 +340,11 @@ def up(home: Path | str, *, time_scale: float = 1.0) -> dict[str, Any]:
         except (ClovmError, P.PlatformError, OSError) as te:
             lines.append(f"teardown after the failure: {te}")
         if isinstance(e, ClovmError):
-            raise ClovmError(e.code if e.code != codes.PLATFORM_FAILED else codes.UP_FAILED,
-                             f"up failed (everything made was removed): {e.message}", e.details + lines) from None
+            raise ClovmError(
+                e.code if e.code != codes.PLATFORM_FAILED else codes.UP_FAILED,
+                f"up failed (everything made was removed): {e.message}",
+                e.details + lines,
+            ) from None
         if isinstance(e, (P.PlatformError, OSError)):
             raise ClovmError(codes.UP_FAILED, f"up failed (everything made was removed): {e}", lines) from None
         raise
@@ -322,9 +369,24 @@ def _bring_up(lay: Layout, rec: Record, token: int, t0: float) -> dict[str, Any]
     timings = {"files_and_network": time.monotonic() - t0}
     for host in L.HOSTS:
         rec.add("host", name=host)
-        argv = ["nsenter", f"--net=/run/netns/{lay.ns(host)}", "--", "unshare", "--mount", "--uts",
-                "--propagation", "slave", "--", sys.executable, "-m", "clovm.pacemaker.hostinit",
-                "--home", str(lay.home), "--name", host]
+        argv = [
+            "nsenter",
+            f"--net=/run/netns/{lay.ns(host)}",
+            "--",
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "slave",
+            "--",
+            sys.executable,
+            "-m",
+            "clovm.pacemaker.hostinit",
+            "--home",
+            str(lay.home),
+            "--name",
+            host,
+        ]
         files.popen_detached(argv, lay.log_file(f"hostinit-{host}"))
     _wait_hosts(lay)
     timings["hosts"] = time.monotonic() - t0
@@ -334,12 +396,20 @@ def _bring_up(lay: Layout, rec: Record, token: int, t0: float) -> dict[str, Any]
     took = time.monotonic() - t0
     timings["ready"] = took
     rec.set(state="ready", up_seconds=round(took, 2), timings={k: round(v, 2) for k, v in timings.items()})
-    return {"home": str(lay.home), "cluster": L.CLUSTER_NAME, "nodes": list(L.VMS), "dc": view.dc,
-            "hosts": {h: L.ADDRESSES[h] for h in L.HOSTS},
-            "vms": {vm: {"address": L.ADDRESSES[vm], "host": L.INITIAL_PLACEMENT[vm]} for vm in L.VMS},
-            "stonith": view.started, "token_ms": token, "time_scale": rec.data["time_scale"],
-            "freezer": rec.data["freezer"], "up_seconds": round(took, 2),
-            "timings": rec.data["timings"]}
+    return {
+        "home": str(lay.home),
+        "cluster": L.CLUSTER_NAME,
+        "nodes": list(L.VMS),
+        "dc": view.dc,
+        "hosts": {h: L.ADDRESSES[h] for h in L.HOSTS},
+        "vms": {vm: {"address": L.ADDRESSES[vm], "host": L.INITIAL_PLACEMENT[vm]} for vm in L.VMS},
+        "stonith": view.started,
+        "token_ms": token,
+        "time_scale": rec.data["time_scale"],
+        "freezer": rec.data["freezer"],
+        "up_seconds": round(took, 2),
+        "timings": rec.data["timings"],
+    }
 
 
 def _wait_hosts(lay: Layout) -> None:

@@ -17,7 +17,9 @@ def corosync_conf(token_ms: int) -> str:
     """Two nodes over knet, two_node quorum, logs in the node's own /var/log/corosync."""
     nodes = "".join(
         f"    node {{\n        ring0_addr: {L.ADDRESSES[vm]}\n        name: {vm}\n"
-        f"        nodeid: {L.NODE_IDS[vm]}\n    }}\n" for vm in L.VMS)
+        f"        nodeid: {L.NODE_IDS[vm]}\n    }}\n"
+        for vm in L.VMS
+    )
     return (
         "# written by clovm (pacemaker topology)\n"
         "totem {\n"
@@ -39,7 +41,8 @@ def corosync_conf(token_ms: int) -> str:
         "    to_syslog: no\n"
         "    to_stderr: no\n"
         "    timestamp: hires\n"
-        "}\n")
+        "}\n"
+    )
 
 
 _TOTEM = re.compile(r"^(totem\s*\{)(.*?)^(\})", re.MULTILINE | re.DOTALL)
@@ -58,7 +61,7 @@ def with_token(conf: str, token_ms: int) -> str:
         body = _TOKEN.sub(lambda t: f"{t.group(1)}{int(token_ms)}", body, count=1)
     else:
         body = body.rstrip(" ") + f"    token: {int(token_ms)}\n"
-    return conf[: m.start(2)] + body + conf[m.end(2):]
+    return conf[: m.start(2)] + body + conf[m.end(2) :]
 
 
 def token_of(conf: str) -> int | None:
@@ -100,23 +103,35 @@ def sshd_config(lay: Layout, host: str) -> str:
         "PrintLastLog no\n"
         "UseDNS no\n"
         "MaxStartups 50:30:100\n"
-        "LogLevel INFO\n")
+        "LogLevel INFO\n"
+    )
 
 
 def virsh_script(python: str, sock_path: str) -> str:
     """The host's ``virsh`` (on root's PATH via /usr/local/sbin): a client of the hypervisor."""
-    return (f"#!{python} -s\n"
-            "# clovm's virsh: talks to this host's hypervisor daemon (clovm.pacemaker.hvd)\n"
-            "import sys\n"
-            "from clovm.pacemaker.virsh import main\n"
-            f"sys.exit(main(sock_path={sock_path!r}))\n")
+    return (
+        f"#!{python} -s\n"
+        "# clovm's virsh: talks to this host's hypervisor daemon (clovm.pacemaker.hvd)\n"
+        "import sys\n"
+        "from clovm.pacemaker.virsh import main\n"
+        f"sys.exit(main(sock_path={sock_path!r}))\n"
+    )
 
 
 def host_state(host: str) -> str:
     """The initial domain table of a host: its VMs of Figure 17.1, shut off, autostarted."""
-    doms = [{"name": vm, "memory_mb": L.VM_MEMORY_MB, "vcpu": L.VM_VCPU,
-             "dirty_rate_mb_s": L.VM_DIRTY_MB_S, "state": "shut off", "autostart": True}
-            for vm, h in L.INITIAL_PLACEMENT.items() if h == host]
+    doms = [
+        {
+            "name": vm,
+            "memory_mb": L.VM_MEMORY_MB,
+            "vcpu": L.VM_VCPU,
+            "dirty_rate_mb_s": L.VM_DIRTY_MB_S,
+            "state": "shut off",
+            "autostart": True,
+        }
+        for vm, h in L.INITIAL_PLACEMENT.items()
+        if h == host
+    ]
     return json.dumps({"host": host, "domains": doms, "next_id": 1}, indent=2) + "\n"
 
 
@@ -135,9 +150,25 @@ def cib_commands(cib: str) -> list[list[str]]:
     for vm in L.VMS:
         dev = L.STONITH_ID.format(vm=vm)
         host = L.INITIAL_PLACEMENT[vm]
-        cmds.append(["pcs", "-f", cib, "stonith", "create", dev, "fence_virsh", f"ip={host}", f"plug={vm}",
-                     "username=root", f"identity_file={L.FENCE_KEY}", f"pcmk_host_list={vm}",
-                     "op", "monitor", "interval=60s"])
+        cmds.append(
+            [
+                "pcs",
+                "-f",
+                cib,
+                "stonith",
+                "create",
+                dev,
+                "fence_virsh",
+                f"ip={host}",
+                f"plug={vm}",
+                "username=root",
+                f"identity_file={L.FENCE_KEY}",
+                f"pcmk_host_list={vm}",
+                "op",
+                "monitor",
+                "interval=60s",
+            ]
+        )
         cmds.append(["pcs", "-f", cib, "constraint", "location", dev, "avoids", vm])
     return cmds
 

@@ -61,9 +61,9 @@ class _Demo:
     def migrate(self, host: str, domain: str, target: str, *, dry_run: bool = False) -> tuple[int, dict | None]:
         self.out.write(f"{host} # clovm migrate {domain} {target}{' --dry-run' if dry_run else ''}\n")
         self.out.flush()
-        fin, journal = migrate_env.safe_migration(self.home, host, sm.MigrateRequest(domain, host, target,
-                                                                                     dry_run=dry_run),
-                                                  self.out, self.out)
+        fin, journal = migrate_env.safe_migration(
+            self.home, host, sm.MigrateRequest(domain, host, target, dry_run=dry_run), self.out, self.out
+        )
         if journal is not None and not dry_run:
             self.out.write(timeline.render_text_summary(journal))
         self.out.flush()
@@ -73,7 +73,9 @@ class _Demo:
 def story(d: _Demo, token_ms: int) -> None:
     d.say("the cluster is healthy: two nodes, a fence_virsh device for each, vm2 on kvm2")
     rc, out, _ = d.run("vm1", ["crm_mon", "-1"])
-    d.check(rc == 0 and "Online: [ vm1 vm2 ]" in out and "Failed" not in out, "crm_mon: both nodes online, nothing failed")
+    d.check(
+        rc == 0 and "Online: [ vm1 vm2 ]" in out and "Failed" not in out, "crm_mon: both nodes online, nothing failed"
+    )
     for vm in L.VMS:
         d.check(d.token(vm) == token_ms, f"the token of {vm} is {token_ms} ms")
     rc, out, _ = d.run("kvm2", ["virsh", "list", "--all"])
@@ -89,16 +91,22 @@ def story(d: _Demo, token_ms: int) -> None:
     took = time.monotonic() - t0
     d.check(rc == 0, f"clovm migrate exited 0 (it took {took:.1f} s)")
     j = j or {}
-    d.check(j.get("result") == "ok" and all(c["ok"] for c in j.get("proof", [])) and len(j.get("proof", [])) == 6,
-            "the journal says: result ok, 6 proof checks ok")
+    d.check(
+        j.get("result") == "ok" and all(c["ok"] for c in j.get("proof", [])) and len(j.get("proof", [])) == 6,
+        "the journal says: result ok, 6 proof checks ok",
+    )
     notes = " ".join(e.get("text", "") for e in j.get("events", []))
-    d.check(f"token {j.get('token_raised')} ms" in notes and "maintenance-mode=true" in notes,
-            "the journal recorded the raised token and maintenance-mode")
+    d.check(
+        f"token {j.get('token_raised')} ms" in notes and "maintenance-mode=true" in notes,
+        "the journal recorded the raised token and maintenance-mode",
+    )
 
     d.say("after: looked at with the real commands")
     rc, out, _ = d.run("vm1", ["crm_mon", "-1"])
-    d.check("Online: [ vm1 vm2 ]" in out and "Failed" not in out and "unmanaged" not in out,
-            "crm_mon: both online, nothing failed, maintenance released")
+    d.check(
+        "Online: [ vm1 vm2 ]" in out and "Failed" not in out and "unmanaged" not in out,
+        "crm_mon: both online, nothing failed, maintenance released",
+    )
     for vm in L.VMS:
         d.check(d.token(vm) == token_ms, f"the token of {vm} is back to {token_ms} ms")
     _rc, out, _ = d.run("kvm3", ["virsh", "list", "--all"])
@@ -129,8 +137,10 @@ def run(out: TextIO, time_scale: float | None = None) -> int:
         d = _Demo(home, out)
         try:
             s = api.up(home, time_scale=scale)
-            out.write(f"up in {s['up_seconds']:g} s: hosts {' '.join(L.HOSTS)}, cluster {L.CLUSTER_NAME} "
-                      f"({' '.join(L.VMS)}), token {s['token_ms']} ms\n")
+            out.write(
+                f"up in {s['up_seconds']:g} s: hosts {' '.join(L.HOSTS)}, cluster {L.CLUSTER_NAME} "
+                f"({' '.join(L.VMS)}), token {s['token_ms']} ms\n"
+            )
             story(d, int(s["token_ms"]))
         except ClovmError as e:
             d.check(False, f"{e.code}: {e.message}")

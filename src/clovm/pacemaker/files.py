@@ -41,8 +41,7 @@ def write_home(lay: Layout, token_ms: int) -> None:
         host_pubs[host] = keygen(lay.host_key(host), f"root@{host}")
         atomic_write(lay.sshd_config(host), configs.sshd_config(lay, host))
         atomic_write(lay.authorized_keys(host), fence_pub + "\n", 0o600)
-        atomic_write(lay.host_sbin(host) / "virsh",
-                     configs.virsh_script(sys.executable, str(lay.socket(host))), 0o755)
+        atomic_write(lay.host_sbin(host) / "virsh", configs.virsh_script(sys.executable, str(lay.socket(host))), 0o755)
         lay.host_varlog(host).mkdir(parents=True, exist_ok=True)
         state = lay.host_state(host)
         for stale in (state, lay.host_events(host)):
@@ -73,6 +72,7 @@ def write_cib(lay: Layout) -> None:
     """The initial CIB (see :func:`configs.cib_commands`) on both VMs' disks, as pacemaker keeps it."""
     import grp
     import pwd
+
     cib = lay.run_dir / "cib.xml"
     atomic_write(cib, P.run(["cibadmin", "--empty"]).stdout, 0o600)
     env = {**subprocess_env(), "CIB_file": str(cib)}
@@ -120,12 +120,24 @@ def log_tails(lay: Layout, names: list[str], n: int = 6) -> list[str]:
 
 
 def subprocess_env() -> dict[str, str]:
-    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-            "HOME": "/root", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": "/root",
+        "TERM": "dumb",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def popen_detached(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                start_new_session=True, close_fds=True, env=subprocess_env())
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            env=subprocess_env(),
+        )

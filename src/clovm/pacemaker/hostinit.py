@@ -56,18 +56,29 @@ class Children:
 
     def argv(self, what: str) -> list[str]:
         if what == "sshd":
-            return ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.lay.sshd_config(self.host)),
-                    "-h", str(self.lay.host_key(self.host))]
+            return [
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+                str(self.lay.sshd_config(self.host)),
+                "-h",
+                str(self.lay.host_key(self.host)),
+            ]
         return [sys.executable, "-m", "clovm.pacemaker.hvd", "--home", str(self.lay.home), "--name", self.host]
 
     def start(self, what: str) -> None:
         logf = self.lay.log_file(f"{what}-{self.host}")
         logf.parent.mkdir(parents=True, exist_ok=True)
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+        }
         with open(logf, "ab") as out:
-            self.procs[what] = subprocess.Popen(self.argv(what), stdin=subprocess.DEVNULL, stdout=out,
-                                                stderr=out, env=env, close_fds=True)
+            self.procs[what] = subprocess.Popen(
+                self.argv(what), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, close_fds=True
+            )
         self.started[what] = time.monotonic()
 
     def stop(self) -> None:

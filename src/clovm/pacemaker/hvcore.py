@@ -56,9 +56,15 @@ class VirshReplied(Effect):
 
 
 class Hypervisor:
-    def __init__(self, host: str, *, memory_mb: int = L.HOST_MEMORY_MB,
-                 bandwidth_mb_s: float = L.MIGRATION_BANDWIDTH_MB_S,
-                 addresses: Mapping[str, str] = L.ADDRESSES, hosts: Iterable[str] = L.HOSTS) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        memory_mb: int = L.HOST_MEMORY_MB,
+        bandwidth_mb_s: float = L.MIGRATION_BANDWIDTH_MB_S,
+        addresses: Mapping[str, str] = L.ADDRESSES,
+        hosts: Iterable[str] = L.HOSTS,
+    ) -> None:
         self.host = host
         self.ldm = Ldmd(host, 0, host, memory_mb=memory_mb, bandwidth_mb_s=bandwidth_mb_s)
         self._hosts = tuple(hosts)
@@ -81,8 +87,14 @@ class Hypervisor:
         for d in state.get("domains", []):
             name = str(d["name"])
             up = name in alive
-            self.ldm.add_domain(name, int(d["memory_mb"]), int(d["vcpu"]), float(d["dirty_rate_mb_s"]),
-                                DomainState.ACTIVE if up else DomainState.INACTIVE, started_at=now)
+            self.ldm.add_domain(
+                name,
+                int(d["memory_mb"]),
+                int(d["vcpu"]),
+                float(d["dirty_rate_mb_s"]),
+                DomainState.ACTIVE if up else DomainState.INACTIVE,
+                started_at=now,
+            )
             self._autostart[name] = bool(d.get("autostart", False))
             if up:
                 self._ids[name] = int(d.get("id") or self._take_id())
@@ -96,10 +108,17 @@ class Hypervisor:
             if d.name == PRIMARY or d.name in self.ldm.incoming():
                 continue
             up = d.state is DomainState.ACTIVE
-            doms.append({"name": d.name, "memory_mb": d.memory_mb, "vcpu": d.vcpu,
-                         "dirty_rate_mb_s": d.dirty_rate_mb_s, "state": "running" if up else "shut off",
-                         "autostart": self._autostart.get(d.name, False),
-                         "id": self._ids.get(d.name) if up else None})
+            doms.append(
+                {
+                    "name": d.name,
+                    "memory_mb": d.memory_mb,
+                    "vcpu": d.vcpu,
+                    "dirty_rate_mb_s": d.dirty_rate_mb_s,
+                    "state": "running" if up else "shut off",
+                    "autostart": self._autostart.get(d.name, False),
+                    "id": self._ids.get(d.name) if up else None,
+                }
+            )
         return {"host": self.host, "domains": doms, "next_id": self._next_id}
 
     # ---------------------------------------------------------------- views
@@ -128,20 +147,32 @@ class Hypervisor:
             m = self.ldm.migration(d.name)
             if m is not None:
                 last = self._progress.get(d.name)
-                out[d.name] = {"target": m.target, "phase": str(m.phase), "round": m.round,
-                               "percent": last.percent if last is not None and last.phase == str(m.phase) else 0,
-                               "rounds_max": self.ldm.max_precopy_rounds}
+                out[d.name] = {
+                    "target": m.target,
+                    "phase": str(m.phase),
+                    "round": m.round,
+                    "percent": last.percent if last is not None and last.phase == str(m.phase) else 0,
+                    "rounds_max": self.ldm.max_precopy_rounds,
+                }
         return out
 
     def info(self) -> dict[str, Any]:
         """The host's memory and migration engine, and each domain's size and dirty rate (what an
         estimate of a live migration's final suspend needs)."""
-        doms = {d.name: {"memory_mb": d.memory_mb, "vcpu": d.vcpu, "dirty_rate_mb_s": d.dirty_rate_mb_s}
-                for d in self.ldm.domains() if d.name != PRIMARY and d.name not in self.ldm.incoming()}
-        return {"memory_mb": self.ldm.memory_mb, "free_mb": self.ldm.free_memory_mb(),
-                "bandwidth_mb_s": self.ldm.bandwidth_mb_s, "converge_mb": self.ldm.converge_mb,
-                "max_rounds": self.ldm.max_precopy_rounds, "suspend_overhead_s": SUSPEND_OVERHEAD_S,
-                "domains": doms}
+        doms = {
+            d.name: {"memory_mb": d.memory_mb, "vcpu": d.vcpu, "dirty_rate_mb_s": d.dirty_rate_mb_s}
+            for d in self.ldm.domains()
+            if d.name != PRIMARY and d.name not in self.ldm.incoming()
+        }
+        return {
+            "memory_mb": self.ldm.memory_mb,
+            "free_mb": self.ldm.free_memory_mb(),
+            "bandwidth_mb_s": self.ldm.bandwidth_mb_s,
+            "converge_mb": self.ldm.converge_mb,
+            "max_rounds": self.ldm.max_precopy_rounds,
+            "suspend_overhead_s": SUSPEND_OVERHEAD_S,
+            "domains": doms,
+        }
 
     def next_deadline(self) -> float | None:
         return self.ldm.next_deadline()
@@ -171,21 +202,44 @@ class Hypervisor:
         if cmd.verb == "migrate":
             target = self._by_address.get(cmd.target, cmd.target)
             if target not in self._hosts:
-                return [VirshReplied(req_id, virsh.Result(
-                    1, "", f"error: Failed to migrate domain '{cmd.domain}'\nerror: unable to connect to "
-                    f"server at '{cmd.target}:22': Name or service not known\n"))]
+                return [
+                    VirshReplied(
+                        req_id,
+                        virsh.Result(
+                            1,
+                            "",
+                            f"error: Failed to migrate domain '{cmd.domain}'\nerror: unable to connect to "
+                            f"server at '{cmd.target}:22': Name or service not known\n",
+                        ),
+                    )
+                ]
             if target == self.host:
-                return [VirshReplied(req_id, virsh.Result(
-                    1, "", "error: Requested operation is not valid: Attempt to migrate guest to the "
-                    "same host\n"))]
+                return [
+                    VirshReplied(
+                        req_id,
+                        virsh.Result(
+                            1,
+                            "",
+                            "error: Requested operation is not valid: Attempt to migrate guest to the same host\n",
+                        ),
+                    )
+                ]
             return self._ldm(now, req_id, cmd, ("migrate-domain", "-c", cmd.domain, target))
         if cmd.verb == "start":
             return self._ldm(now, req_id, cmd, ("start-domain", cmd.domain))
         if cmd.verb == "destroy":
             if views[cmd.domain].state == "shut off":
-                return [VirshReplied(req_id, virsh.Result(
-                    1, "", f"error: Failed to destroy domain '{cmd.domain}'\nerror: Requested operation is "
-                    "not valid: domain is not running\n"))]
+                return [
+                    VirshReplied(
+                        req_id,
+                        virsh.Result(
+                            1,
+                            "",
+                            f"error: Failed to destroy domain '{cmd.domain}'\nerror: Requested operation is "
+                            "not valid: domain is not running\n",
+                        ),
+                    )
+                ]
             return self._ldm(now, req_id, cmd, ("stop-domain", cmd.domain))
         if cmd.verb == "domjobabort":
             return self._ldm(now, req_id, cmd, ("cancel-operation", "migration", cmd.domain))

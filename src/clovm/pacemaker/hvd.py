@@ -86,10 +86,29 @@ class ScaledClock:
 
 
 def launch_argv(lay: Layout, freezer: P.Freezer, vm: str) -> list[str]:
-    return [*freezer.launch_prefix(vm), "nsenter", f"--net=/run/netns/{lay.ns(vm)}", "--",
-            "unshare", "--mount", "--ipc", "--pid", "--fork", "--uts", "--mount-proc",
-            "--propagation", "private", "--",
-            sys.executable, "-m", "clovm.pacemaker.vminit", "--home", str(lay.home), "--name", vm]
+    return [
+        *freezer.launch_prefix(vm),
+        "nsenter",
+        f"--net=/run/netns/{lay.ns(vm)}",
+        "--",
+        "unshare",
+        "--mount",
+        "--ipc",
+        "--pid",
+        "--fork",
+        "--uts",
+        "--mount-proc",
+        "--propagation",
+        "private",
+        "--",
+        sys.executable,
+        "-m",
+        "clovm.pacemaker.vminit",
+        "--home",
+        str(lay.home),
+        "--name",
+        vm,
+    ]
 
 
 def launcher_pid(pids: Sequence[int]) -> int | None:
@@ -125,8 +144,9 @@ class HvDaemon:
             state = json.loads(state_file.read_text())
         except (OSError, ValueError):
             state = {"domains": []}
-        running = [d["name"] for d in state.get("domains", []) if self.freezer.procs(d["name"])
-                   and d.get("state") == "running"]
+        running = [
+            d["name"] for d in state.get("domains", []) if self.freezer.procs(d["name"]) and d.get("state") == "running"
+        ]
         boot = self.machine.load(state, running, self.clock.now())
         for vm in running:
             self._watch_vm(vm)
@@ -176,9 +196,13 @@ class HvDaemon:
             self.driver.feed(PeerMessageReceived(str(args.get("from")), decode_peer_msg(args.get("msg"))))
             return None
         if op == "status":
-            return {"host": self.host, "migrating": self.machine.migrating(), "info": self.machine.info(),
-                    "incoming": sorted(self.machine.ldm.incoming()),
-                    "domains": [{"name": v.name, "state": v.state, "id": v.id} for v in self.machine.views()]}
+            return {
+                "host": self.host,
+                "migrating": self.machine.migrating(),
+                "info": self.machine.info(),
+                "incoming": sorted(self.machine.ldm.incoming()),
+                "domains": [{"name": v.name, "state": v.state, "id": v.id} for v in self.machine.views()],
+            }
         if op == "arm_abort":  # fault injection: the domain's next (or running) migration fails after the copy
             domain = str(args.get("domain", ""))
             if domain not in {v.name for v in self.machine.views()}:
@@ -253,8 +277,14 @@ class HvDaemon:
         logf = self.lay.log_file(f"vm-{vm}")
         logf.parent.mkdir(parents=True, exist_ok=True)
         with open(logf, "ab") as out:
-            p = subprocess.Popen(launch_argv(self.lay, self.freezer, vm), stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=out, start_new_session=True, close_fds=True)
+            p = subprocess.Popen(
+                launch_argv(self.lay, self.freezer, vm),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                close_fds=True,
+            )
         self._children[p.pid] = p
         self.event("started", vm, f"pid {p.pid}")
         self._watch_pid(vm, p.pid)

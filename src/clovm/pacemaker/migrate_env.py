@@ -76,8 +76,9 @@ class Dirs:
 
 
 # ---------------------------------------------------------------------------------------- commands
-async def run_in(lay: L.Layout, host: str, argv: Sequence[str], timeout: float,
-                 input: str | None = None) -> tuple[int, str, str]:
+async def run_in(
+    lay: L.Layout, host: str, argv: Sequence[str], timeout: float, input: str | None = None
+) -> tuple[int, str, str]:
     """``argv`` inside ``host`` (as :func:`api.exec_in`), asynchronously; killed (with every
     process it started) after ``timeout`` real seconds."""
     try:
@@ -85,9 +86,13 @@ async def run_in(lay: L.Layout, host: str, argv: Sequence[str], timeout: float,
     except ClovmError as e:
         raise _CallFailed(e.message) from None
     proc = await asyncio.create_subprocess_exec(
-        *full, stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=files.subprocess_env(),
-        start_new_session=True)
+        *full,
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=files.subprocess_env(),
+        start_new_session=True,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(input.encode() if input is not None else None), timeout)
     except TimeoutError:
@@ -169,8 +174,14 @@ class PcmkEnv:
         except rpc.RpcError as e:
             raise _CallFailed(f"the hypervisor of {host} does not answer: {_line(e.message)}") from None
 
-    async def _run(self, host: str, argv: Sequence[str], timeout: float = CALL_TIMEOUT, input: str | None = None,
-                   check: bool = True) -> tuple[int, str, str]:
+    async def _run(
+        self,
+        host: str,
+        argv: Sequence[str],
+        timeout: float = CALL_TIMEOUT,
+        input: str | None = None,
+        check: bool = True,
+    ) -> tuple[int, str, str]:
         rc, out, err = await run_in(self.lay, host, argv, timeout, input)
         if check and rc != 0:
             raise _CallFailed(f"{host}: {' '.join(argv[:3])}: {_first(out, err, rc)}")
@@ -221,8 +232,10 @@ class PcmkEnv:
             return dict(st.get("info") or {})
         if op == "activity":
             st = await self._hvd(target)
-            return {"journals": _recorded(Dirs(self.lay), target),
-                    "migrating": sorted(set(st.get("migrating") or {}) | set(st.get("incoming") or []))}
+            return {
+                "journals": _recorded(Dirs(self.lay), target),
+                "migrating": sorted(set(st.get("migrating") or {}) | set(st.get("incoming") or [])),
+            }
         if op == "hypervisor_events":
             return self._events(target, str(a["domain"]), float(a.get("since") or 0.0))
         if op == "virsh":
@@ -248,8 +261,9 @@ class PcmkEnv:
         n = self._node(target)
         quick = bool(a.get("quick"))
         if op == "crm_mon":
-            rc, out, err = await self._run(n, ["crm_mon", "-1", "--output-as=xml"],
-                                           QUICK_TIMEOUT if quick else CALL_TIMEOUT, check=False)
+            rc, out, err = await self._run(
+                n, ["crm_mon", "-1", "--output-as=xml"], QUICK_TIMEOUT if quick else CALL_TIMEOUT, check=False
+            )
             try:
                 return readiness.parse_crm_mon(out).to_dict()
             except readiness.BadXml:
@@ -260,9 +274,11 @@ class PcmkEnv:
             stats = [k for k in keys if k.startswith("stats.")]
             script = "; ".join(
                 ["corosync-cmapctl " + " ".join(f"-g {shlex.quote(k)}" for k in icmap)] * bool(icmap)
-                + ["corosync-cmapctl -m stats " + " ".join(f"-g {shlex.quote(k)}" for k in stats)] * bool(stats))
-            rc, out, err = await self._run(n, ["sh", "-c", script], QUICK_TIMEOUT if quick else CALL_TIMEOUT,
-                                           check=False)
+                + ["corosync-cmapctl -m stats " + " ".join(f"-g {shlex.quote(k)}" for k in stats)] * bool(stats)
+            )
+            rc, out, err = await self._run(
+                n, ["sh", "-c", script], QUICK_TIMEOUT if quick else CALL_TIMEOUT, check=False
+            )
             values = parse_cmap(out)
             if not values and rc != 0:
                 raise _CallFailed(f"{n}: corosync-cmapctl: {_first(out, err, rc)}")
@@ -273,8 +289,10 @@ class PcmkEnv:
         if op == "record_token":
             token = int(a["token"])
             d = os.path.dirname(TOKEN_RECORD)
-            script = (f"f={TOKEN_RECORD}; if [ ! -s $f ]; then mkdir -p {d} && echo {token} > $f.new && sync $f.new "
-                      f"&& mv -f $f.new $f && sync {d}; fi; cat $f")
+            script = (
+                f"f={TOKEN_RECORD}; if [ ! -s $f ]; then mkdir -p {d} && echo {token} > $f.new && sync $f.new "
+                f"&& mv -f $f.new $f && sync {d}; fi; cat $f"
+            )
             _rc, out, _err = await self._run(n, ["sh", "-c", script])
             return int(out.strip())
         if op == "clear_token_record":
@@ -286,8 +304,10 @@ class PcmkEnv:
             new = configs.with_token(text, int(a["token"]))
             if new != text:
                 tmp = COROSYNC_CONF + ".clovm"
-                script = (f"cat > {tmp} && chmod 644 {tmp} && sync {tmp} && mv -f {tmp} {COROSYNC_CONF} "
-                          f"&& sync {os.path.dirname(COROSYNC_CONF)}")
+                script = (
+                    f"cat > {tmp} && chmod 644 {tmp} && sync {tmp} && mv -f {tmp} {COROSYNC_CONF} "
+                    f"&& sync {os.path.dirname(COROSYNC_CONF)}"
+                )
                 await self._run(n, ["sh", "-c", script], input=new)
             return None
         if op == "cfgtool_reload":
@@ -303,8 +323,9 @@ class PcmkEnv:
             return readiness.parse_stonith_devices(out)
         if op == "stonith_update":
             params = {str(k): str(v) for k, v in dict(a["params"]).items()}
-            await self._run(n, ["pcs", "stonith", "update", str(a["device"]), *[f"{k}={v}" for k, v in params.items()]],
-                            PCS_TIMEOUT)
+            await self._run(
+                n, ["pcs", "stonith", "update", str(a["device"]), *[f"{k}={v}" for k, v in params.items()]], PCS_TIMEOUT
+            )
             return None
         if op == "stonith_list":
             _rc, out, _err = await self._run(n, ["stonith_admin", "--list", str(a["node"])])
@@ -313,13 +334,18 @@ class PcmkEnv:
             params = {str(k): str(v) for k, v in dict(a["params"]).items()}
             action = str(a.get("action", "status"))
             for attempt in range(2):  # fenced retries a failed agent too (pcmk_*_retries)
-                rc, out, err = await self._run(n, ["fence_virsh"], FENCE_TIMEOUT, input=fence_stdin(params, action),
-                                               check=False)
+                rc, out, err = await self._run(
+                    n, ["fence_virsh"], FENCE_TIMEOUT, input=fence_stdin(params, action), check=False
+                )
                 if not (rc == 1 and "Unable to connect/login" in err) or attempt:
                     break
             text = _first(out, err, rc) if (err.strip() or rc not in (0, 2)) else out.strip()
-            return {"rc": rc, "status": fence_status(rc, out) if action == "status" else None, "text": text,
-                    "stdout": out}
+            return {
+                "rc": rc,
+                "status": fence_status(rc, out) if action == "status" else None,
+                "text": text,
+                "stdout": out,
+            }
         raise _CallFailed(f"unknown operation {op}")
 
 
@@ -397,13 +423,18 @@ def _locked(dirs: Dirs, host: str, domain: str) -> Iterator[dict | None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             made = made_dir = False
-            raise _Refused(codes.LOCKED, f"another clovm migrate for {domain} is running on {host}; wait for it to "
-                                         f"finish. Nothing was changed.") from None
+            raise _Refused(
+                codes.LOCKED,
+                f"another clovm migrate for {domain} is running on {host}; wait for it to finish. Nothing was changed.",
+            ) from None
         try:
             journal = _load(path)
         except ValueError as e:
-            raise _Refused(codes.BAD_JOURNAL, f"the journal {path} is unreadable ({_line(str(e))}); move it away and "
-                                              f"run the command again. Nothing was changed.") from None
+            raise _Refused(
+                codes.BAD_JOURNAL,
+                f"the journal {path} is unreadable ({_line(str(e))}); move it away and "
+                f"run the command again. Nothing was changed.",
+            ) from None
         yield journal
     finally:
         after = path.stat().st_mtime_ns if path.exists() else None
@@ -474,8 +505,9 @@ def _home_of(home: Path | str) -> tuple[L.Layout, dict[str, Any]]:
     return lay, rec.data
 
 
-async def safe_migration_async(home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                               err: TextIO | None = None) -> tuple[mig.Finished, dict | None]:
+async def safe_migration_async(
+    home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[mig.Finished, dict | None]:
     """Run ``clovm migrate`` with source host ``host``; how it finished and the last journal
     written or read (None if it refused before reading one)."""
     out = out if out is not None else sys.stdout
@@ -485,9 +517,13 @@ async def safe_migration_async(home: Path | str, host: str, request: sm.MigrateR
     except ClovmError as e:
         return _refuse(err, e.code, e.message + ". Nothing was changed."), None
     if not L.is_host(host):
-        return _refuse(err, codes.UNKNOWN_HOST, f"{host!r} is not a hypervisor host of this datacenter (one of "
-                                                f"{' '.join(L.HOSTS)}); give --host HOST where {request.domain} "
-                                                f"runs. Nothing was changed."), None
+        return _refuse(
+            err,
+            codes.UNKNOWN_HOST,
+            f"{host!r} is not a hypervisor host of this datacenter (one of "
+            f"{' '.join(L.HOSTS)}); give --host HOST where {request.domain} "
+            f"runs. Nothing was changed.",
+        ), None
     scale = float(data.get("time_scale") or 1.0)
     started = float(data.get("started") or time.time())
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", request.domain or "-"):  # it names journal files
@@ -498,15 +534,22 @@ async def safe_migration_async(home: Path | str, host: str, request: sm.MigrateR
             persist = _Persist(dirs, host, request.domain)
             run = sm.SafeMigrationRun(request, journal, stack=ps.PacemakerStack() if journal is None else None)
             # the one driver loop of clovm migrate, shared with the SPARC stack
-            fin = await rme._drive(run, PcmkEnv(lay, host, scale, started),  # type: ignore[arg-type]
-                                   lambda: (time.time() - started) * scale, persist, out, err)
+            fin = await rme._drive(
+                run,
+                PcmkEnv(lay, host, scale, started),  # type: ignore[arg-type]
+                lambda: (time.time() - started) * scale,
+                persist,
+                out,
+                err,
+            )
             return fin, persist.journal if persist.journal is not None else journal
     except _Refused as e:
         return _refuse(err, e.code, str(e)), None
 
 
-def safe_migration(home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                   err: TextIO | None = None) -> tuple[mig.Finished, dict | None]:
+def safe_migration(
+    home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[mig.Finished, dict | None]:
     """Synchronous wrapper of :func:`safe_migration_async`."""
     err_stream = err if err is not None else sys.stderr
     try:
@@ -559,5 +602,15 @@ def arm_abort(home: Path | str, vm: str) -> str:
     return f"migration of {vm} (from {host}) will fail after the copy"
 
 
-__all__ = ["POINTS", "Dirs", "PcmkEnv", "arm_abort", "journals", "recorded", "run_in", "safe_migration",
-           "safe_migration_async", "where_of"]
+__all__ = [
+    "POINTS",
+    "Dirs",
+    "PcmkEnv",
+    "arm_abort",
+    "journals",
+    "recorded",
+    "run_in",
+    "safe_migration",
+    "safe_migration_async",
+    "where_of",
+]

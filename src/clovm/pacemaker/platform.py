@@ -30,11 +30,25 @@ class PlatformError(Exception):
 
 
 # --------------------------------------------------------------------------------- commands
-def run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 30.0,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     try:
-        cp = subprocess.run(list(argv), check=False, capture_output=True, text=True, timeout=timeout, input=input,
-                            env=env, stdin=None if input is not None else subprocess.DEVNULL)
+        cp = subprocess.run(
+            list(argv),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            env=env,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         raise PlatformError(f"{argv[0]}: command not found") from None
     except subprocess.TimeoutExpired:
@@ -246,8 +260,16 @@ def sethostname(name: str) -> None:
 
 
 # --------------------------------------------------------------------------------- mounts
-def mount(source: str, target: str | Path, *, fstype: str | None = None, options: str | None = None,
-          bind: bool = False, rbind: bool = False, move: bool = False) -> None:
+def mount(
+    source: str,
+    target: str | Path,
+    *,
+    fstype: str | None = None,
+    options: str | None = None,
+    bind: bool = False,
+    rbind: bool = False,
+    move: bool = False,
+) -> None:
     argv = ["mount"]
     if bind:
         argv.append("--bind")
@@ -285,8 +307,9 @@ def mountpoints() -> list[str]:
 def cgroup2_root() -> Path | None:
     """The cgroup v2 mount point where this process sits at the root (``0::/``), else None."""
     try:
-        mine = next((line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines()
-                     if line.startswith("0::")), None)
+        mine = next(
+            (line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")), None
+        )
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             left, _, right = line.partition(" - ")
             if right.split()[:1] == ["cgroup2"]:

@@ -53,11 +53,20 @@ class ClusterView:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (what the migration adapter answers for ``crm_mon``)."""
-        return {"dc": self.dc, "quorate": self.quorate, "online": list(self.online), "offline": list(self.offline),
-                "started": dict(self.started), "failures": list(self.failures), "monitored": sorted(self.monitored),
-                "maintenance": self.maintenance, "stonith_enabled": self.stonith_enabled,
-                "nodes": {n: dict(v) for n, v in self.nodes.items()},
-                "resources": {r: dict(v) for r, v in self.resources.items()}, "pending": list(self.pending)}
+        return {
+            "dc": self.dc,
+            "quorate": self.quorate,
+            "online": list(self.online),
+            "offline": list(self.offline),
+            "started": dict(self.started),
+            "failures": list(self.failures),
+            "monitored": sorted(self.monitored),
+            "maintenance": self.maintenance,
+            "stonith_enabled": self.stonith_enabled,
+            "nodes": {n: dict(v) for n, v in self.nodes.items()},
+            "resources": {r: dict(v) for r, v in self.resources.items()},
+            "pending": list(self.pending),
+        }
 
 
 class BadXml(ValueError):
@@ -83,11 +92,16 @@ def parse_crm_mon(text: str) -> ClusterView:
     offline: list[str] = []
     nodes: dict[str, dict[str, bool]] = {}
     for n in root.findall("./nodes/node"):
-        good = (n.get("online") == "true" and n.get("unclean") != "true" and n.get("pending") != "true"
-                and n.get("shutdown") != "true")
+        good = (
+            n.get("online") == "true"
+            and n.get("unclean") != "true"
+            and n.get("pending") != "true"
+            and n.get("shutdown") != "true"
+        )
         (online if good else offline).append(n.get("name", "?"))
-        nodes[n.get("name", "?")] = {k: n.get(k) == "true" for k in
-                                     ("online", "unclean", "pending", "maintenance", "standby", "shutdown")}
+        nodes[n.get("name", "?")] = {
+            k: n.get(k) == "true" for k in ("online", "unclean", "pending", "maintenance", "standby", "shutdown")
+        }
     started = {}
     resources: dict[str, dict[str, Any]] = {}
     pending: list[str] = []
@@ -95,31 +109,57 @@ def parse_crm_mon(text: str) -> ClusterView:
         node = r.find("node")
         where = node.get("name", "?") if node is not None else None
         rid = r.get("id", "?")
-        resources[rid] = {"agent": r.get("resource_agent", ""), "role": r.get("role", ""), "node": where,
-                          "managed": r.get("managed") != "false", "failed": r.get("failed") == "true",
-                          "pending": r.get("pending") or None}
+        resources[rid] = {
+            "agent": r.get("resource_agent", ""),
+            "role": r.get("role", ""),
+            "node": where,
+            "managed": r.get("managed") != "false",
+            "failed": r.get("failed") == "true",
+            "pending": r.get("pending") or None,
+        }
         if r.get("pending"):
             pending.append(f"{rid} {r.get('pending')} on {where or '?'}")
-        if (r.get("role") == "Started" and r.get("active") == "true" and r.get("failed") != "true"
-                and not r.get("pending")):
+        if (
+            r.get("role") == "Started"
+            and r.get("active") == "true"
+            and r.get("failed") != "true"
+            and not r.get("pending")
+        ):
             started[rid] = where or "?"
     opts = root.find("./summary/cluster_options")
     maintenance = opts is not None and opts.get("maintenance-mode") == "true"
     stonith_enabled = opts is None or opts.get("stonith-enabled") != "false"
-    failures = tuple(f"{f.get('op_key', '?')} on {f.get('node', '?')}: {f.get('exitreason') or f.get('status', '?')}"
-                     for f in root.findall("./failures/failure"))
+    failures = tuple(
+        f"{f.get('op_key', '?')} on {f.get('node', '?')}: {f.get('exitreason') or f.get('status', '?')}"
+        for f in root.findall("./failures/failure")
+    )
     monitored = set()
     for node in root.findall("./node_history/node"):
         for rh in node.findall("resource_history"):
             rid = rh.get("id", "?")
             if started.get(rid) != node.get("name"):
                 continue
-            mons = [op for op in rh.findall("operation_history")
-                    if op.get("task") == "monitor" and op.get("interval", "0ms") not in ("0", "0ms")]
+            mons = [
+                op
+                for op in rh.findall("operation_history")
+                if op.get("task") == "monitor" and op.get("interval", "0ms") not in ("0", "0ms")
+            ]
             if mons and mons[-1].get("rc") == "0":
                 monitored.add(rid)
-    return ClusterView(dc, quorate, tuple(online), tuple(offline), started, failures, frozenset(monitored),
-                       maintenance, stonith_enabled, nodes, resources, tuple(pending))
+    return ClusterView(
+        dc,
+        quorate,
+        tuple(online),
+        tuple(offline),
+        started,
+        failures,
+        frozenset(monitored),
+        maintenance,
+        stonith_enabled,
+        nodes,
+        resources,
+        tuple(pending),
+    )
 
 
 def parse_stonith_devices(text: str) -> list[dict[str, Any]]:
@@ -130,8 +170,11 @@ def parse_stonith_devices(text: str) -> list[dict[str, Any]]:
     for p in root.iter("primitive"):
         if p.get("class") != "stonith":
             continue
-        params = {nv.get("name", ""): nv.get("value", "") for ia in p.findall("instance_attributes")
-                  for nv in ia.findall("nvpair")}
+        params = {
+            nv.get("name", ""): nv.get("value", "")
+            for ia in p.findall("instance_attributes")
+            for nv in ia.findall("nvpair")
+        }
         out.append({"id": p.get("id", "?"), "agent": p.get("type", ""), "params": params})
     return out
 
@@ -148,6 +191,14 @@ class FenceEvent:
 
 def parse_stonith_history(text: str) -> list[FenceEvent]:
     root = _root(text)
-    return [FenceEvent(e.get("action", ""), e.get("target", ""), e.get("status", ""), e.get("delegate", ""),
-                       e.get("origin", ""), e.get("completed", ""))
-            for e in root.iter("fence_event")]
+    return [
+        FenceEvent(
+            e.get("action", ""),
+            e.get("target", ""),
+            e.get("status", ""),
+            e.get("delegate", ""),
+            e.get("origin", ""),
+            e.get("completed", ""),
+        )
+        for e in root.iter("fence_event")
+    ]

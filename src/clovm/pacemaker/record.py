@@ -37,8 +37,14 @@ class Record:
     def create(cls, path: Path, **meta: Any) -> Record:
         """A new record, created exclusively (RecordExists if one is there)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"version": VERSION, "state": "starting", "pid": os.getpid(), "started": time.time(),
-                **meta, "entries": []}
+        data = {
+            "version": VERSION,
+            "state": "starting",
+            "pid": os.getpid(),
+            "started": time.time(),
+            **meta,
+            "entries": [],
+        }
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -94,6 +100,7 @@ def teardown_plan(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     still inside any recorded namespace, then the namespaces (which takes their veths and
     bridges with them), the cgroups, and /run/netns if this topology made it a mount point.
     """
+
     def of(kind: str, key: str = "name") -> list[str]:
         return [str(e[key]) for e in entries if e.get("kind") == kind and key in e]
 

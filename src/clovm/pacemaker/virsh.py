@@ -23,11 +23,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-VERSION_TEXT = ("Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
-                "Using API: QEMU 9.0.0\nRunning hypervisor: clovm-hv 1.0\n")
-HELP_TEXT = ("Usage: virsh [-c URI] COMMAND [ARG]...\n"
-             "  list [--all]\n  domstate DOMAIN\n  start DOMAIN\n  destroy DOMAIN\n  reboot DOMAIN\n"
-             "  migrate --live [--verbose] DOMAIN DESTURI\n  domjobabort DOMAIN\n  version\n")
+VERSION_TEXT = (
+    "Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n"
+    "Using API: QEMU 9.0.0\nRunning hypervisor: clovm-hv 1.0\n"
+)
+HELP_TEXT = (
+    "Usage: virsh [-c URI] COMMAND [ARG]...\n"
+    "  list [--all]\n  domstate DOMAIN\n  start DOMAIN\n  destroy DOMAIN\n  reboot DOMAIN\n"
+    "  migrate --live [--verbose] DOMAIN DESTURI\n  domjobabort DOMAIN\n  version\n"
+)
 _URI = re.compile(r"^(?:[a-z0-9+]+://)?(?:[^@/]+@)?([^/:?]+)(?::\d+)?(?:/.*)?$")
 _MIGRATE_FLAGS = {"--live", "--verbose", "--persistent", "--undefinesource", "--p2p", "--tunnelled"}
 
@@ -138,18 +142,29 @@ def render_domstate(domains: Mapping[str, DomainView], name: str) -> Result:
     return unknown_domain(name) if d is None else Result(0, f"{d.state}\n\n")
 
 
-_DONE = {"start": "Domain '{0}' started\n", "destroy": "Domain '{0}' destroyed\n",
-         "reboot": "Domain '{0}' is being rebooted\n", "domjobabort": ""}
-_FAILED = {"start": "Failed to start domain '{0}'", "destroy": "Failed to destroy domain '{0}'",
-           "reboot": "Failed to reboot domain '{0}'", "migrate": "Failed to migrate domain '{0}'",
-           "domjobabort": "Failed to abort job for domain '{0}'"}
+_DONE = {
+    "start": "Domain '{0}' started\n",
+    "destroy": "Domain '{0}' destroyed\n",
+    "reboot": "Domain '{0}' is being rebooted\n",
+    "domjobabort": "",
+}
+_FAILED = {
+    "start": "Failed to start domain '{0}'",
+    "destroy": "Failed to destroy domain '{0}'",
+    "reboot": "Failed to reboot domain '{0}'",
+    "migrate": "Failed to migrate domain '{0}'",
+    "domjobabort": "Failed to abort job for domain '{0}'",
+}
 
 
 def from_ldm(cmd: Command, rc: int, ldm_stderr: str) -> Result:
     """The virsh answer for an ``ldm`` reply of the hypervisor's migration/domain engine."""
     if rc == 0:
-        out = "Migration: [100 %]\n" if cmd.verb == "migrate" and cmd.verbose else \
-            _DONE.get(cmd.verb, "").format(cmd.domain)
+        out = (
+            "Migration: [100 %]\n"
+            if cmd.verb == "migrate" and cmd.verbose
+            else _DONE.get(cmd.verb, "").format(cmd.domain)
+        )
         return Result(0, out + ("\n" if out and cmd.verb != "migrate" else ""))
     lines = [ln.removeprefix("Error: ") for ln in ldm_stderr.splitlines() if ln.strip()]
     text = "".join(f"error: {ln}\n" for ln in lines) or "error: operation failed\n"
@@ -185,8 +200,9 @@ def main(argv: Sequence[str] | None = None, *, sock_path: str) -> int:
     try:
         value = call(sock_path, "virsh", None if long_running else 60.0, argv=args)
     except (OSError, RuntimeError, ValueError) as e:
-        sys.stderr.write("error: failed to connect to the hypervisor\n"
-                         f"error: Failed to connect socket to '{sock_path}': {e}\n")
+        sys.stderr.write(
+            f"error: failed to connect to the hypervisor\nerror: Failed to connect socket to '{sock_path}': {e}\n"
+        )
         return 1
     assert isinstance(value, dict)
     sys.stdout.write(str(value.get("stdout", "")))

@@ -29,8 +29,13 @@ from pathlib import Path
 from . import layout as L
 from . import platform as P
 
-ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-       "HOME": "/root", "PCMK_logfile": "/var/log/pacemaker/pacemaker.log", "PCMK_logfacility": "none"}
+ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/root",
+    "PCMK_logfile": "/var/log/pacemaker/pacemaker.log",
+    "PCMK_logfacility": "none",
+}
 CMAP_WAIT_S = 30.0
 STOP_GRACE_S = 60.0
 
@@ -44,8 +49,7 @@ def setup_mounts(lay: L.Layout, vm: str) -> None:
         upper, work = lay.vm_upper(vm, tree), lay.vm_work(vm, tree)
         upper.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
-        P.mount("overlay", f"/{tree}", fstype="overlay",
-                options=f"lowerdir=/{tree},upperdir={upper},workdir={work}")
+        P.mount("overlay", f"/{tree}", fstype="overlay", options=f"lowerdir=/{tree},upperdir={upper},workdir={work}")
     P.mount(str(lay.vm_root_home(vm)), "/root", bind=True)
     P.mount("tmpfs", "/run", fstype="tmpfs", options="mode=0755,size=64m")
     P.mount("tmpfs", "/dev/shm", fstype="tmpfs", options="mode=1777,size=256m")
@@ -56,8 +60,13 @@ def setup_mounts(lay: L.Layout, vm: str) -> None:
         Path(d).mkdir(mode=0o750)
         os.chown(d, uid, gid)
     Path("/run/corosync").mkdir(mode=0o755)
-    for d in ("/var/lib/pacemaker/cib", "/var/lib/pacemaker/pengine", "/var/lib/pacemaker/blackbox",
-              "/var/lib/pacemaker/cores", "/var/log/pacemaker"):
+    for d in (
+        "/var/lib/pacemaker/cib",
+        "/var/lib/pacemaker/pengine",
+        "/var/lib/pacemaker/blackbox",
+        "/var/lib/pacemaker/cores",
+        "/var/log/pacemaker",
+    ):
         Path(d).mkdir(parents=True, exist_ok=True)
         os.chown(d, uid, gid)
 
@@ -95,8 +104,7 @@ def gone(p: subprocess.Popen[bytes] | None) -> bool:
 def wait_cmap(corosync: subprocess.Popen[bytes]) -> bool:
     deadline = time.monotonic() + CMAP_WAIT_S
     while time.monotonic() < deadline and not gone(corosync):
-        cp = subprocess.run(["corosync-cmapctl", "-g", "totem.cluster_name"], check=False, capture_output=True,
-                            env=ENV)
+        cp = subprocess.run(["corosync-cmapctl", "-g", "totem.cluster_name"], check=False, capture_output=True, env=ENV)
         if cp.returncode == 0:
             return True
         time.sleep(0.1)

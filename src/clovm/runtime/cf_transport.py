@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 import structlog
@@ -118,8 +119,17 @@ class CfTransport:
     """The node's CF socket: ``send`` messages to peers, ``on_message(sender, message)`` for each
     authentic one received."""
 
-    def __init__(self, *, host: str, cf: str, address: str, key: bytes, peers: dict[str, tuple[str, str]],
-                 partition: WatchedJson, on_message: Callable[[str, PeerMessage], None]):
+    def __init__(
+        self,
+        *,
+        host: str,
+        cf: str,
+        address: str,
+        key: bytes,
+        peers: dict[str, tuple[str, str]],
+        partition: WatchedJson,
+        on_message: Callable[[str, PeerMessage], None],
+    ):
         self.host, self.cf, self.address, self.key = host, cf, require_loopback(address), key
         self.peers = peers  # cf -> (host name, address)
         self._partition = partition

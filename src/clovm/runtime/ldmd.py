@@ -116,9 +116,10 @@ from .rpc import RpcError, RpcUnreachable, call_tls, call_unix, serve_tls, serve
 DOMAIN_CMD_ENV = "CLOVM_DOMAIN_CMD"
 PUSH_RETRY_S = 0.5  # real seconds between attempts to reach an absent xscfd (the supervisor restarts it)
 
-_PEER_TYPES: dict[str, type[PeerMsg]] = {c.__name__: c for c in (
-    MigrationOffer, OfferAccepted, OfferRejected, Handoff, HandoffAcked, MigrationCancelled,
-    MigrationFailed)}
+_PEER_TYPES: dict[str, type[PeerMsg]] = {
+    c.__name__: c
+    for c in (MigrationOffer, OfferAccepted, OfferRejected, Handoff, HandoffAcked, MigrationCancelled, MigrationFailed)
+}
 
 log = structlog.get_logger()
 
@@ -163,8 +164,9 @@ def _refused(e: RpcError) -> bool:
 
 def _definite(e: RpcError) -> bool:
     """The peer ldmd is gone for sure: it refused, the connection broke, or it is another ldmd."""
-    return e.code == codes.PEER_RESTARTED or (isinstance(e, RpcUnreachable) and (
-        _refused(e) or "closed" in e.message.lower() or "reset" in e.message.lower()))
+    return e.code == codes.PEER_RESTARTED or (
+        isinstance(e, RpcUnreachable) and (_refused(e) or "closed" in e.message.lower() or "reset" in e.message.lower())
+    )
 
 
 def _alive_session_leader(pid: int) -> bool:
@@ -197,8 +199,13 @@ class LdmdDaemon:
         self.topo: Topology = home.topology()
         self.cd: ControlDomain = self.topo.control_domain(name)
         self.clock = EmuClock(home)
-        self.machine = Ldmd(name, self.cd.ppar, self.cd.server, memory_mb=self.cd.memory_mb,
-                            bandwidth_mb_s=self.topo.migration.bandwidth_mb_s)
+        self.machine = Ldmd(
+            name,
+            self.cd.ppar,
+            self.cd.server,
+            memory_mb=self.cd.memory_mb,
+            bandwidth_mb_s=self.topo.migration.bandwidth_mb_s,
+        )
         self.driver = MachineDriver(self.machine, self.clock, self._on_effects)
         self.log = log.bind(ldmd=name)
         self._req_ids = itertools.count(1)
@@ -234,8 +241,11 @@ class LdmdDaemon:
         else:
             self._recover(sp)
         self._servers.append(await serve_unix(self.home.ldmd_socket(self.name), self._handle_unix))
-        self._servers.append(await serve_tls(self.cd.address, settings.LDMD_PORT,
-                                             pki.server_context(self.home, self.name), self._handle_tls))
+        self._servers.append(
+            await serve_tls(
+                self.cd.address, settings.LDMD_PORT, pki.server_context(self.home, self.name), self._handle_tls
+            )
+        )
         self._spawn_task(self._pusher())
         self._spawn_task(self._link_monitor())
 
@@ -250,8 +260,9 @@ class LdmdDaemon:
             if isinstance(pid, int) and _alive_session_leader(pid) and placed.get("host") != self.name:
                 self.log.warning("guest_elsewhere", domain=g.name, host=placed.get("host"), pid=pid)
                 continue
-            self.machine.add_domain(g.name, g.memory_mb, g.vcpu, g.dirty_rate_mb_s,
-                                    DomainState.ACTIVE, started_at=self.clock.now())
+            self.machine.add_domain(
+                g.name, g.memory_mb, g.vcpu, g.dirty_rate_mb_s, DomainState.ACTIVE, started_at=self.clock.now()
+            )
             if isinstance(pid, int) and _alive_session_leader(pid):
                 self.log.info("domain_readopted", domain=g.name, pid=pid)
                 self._watch(g.name, pid, None)
@@ -290,8 +301,16 @@ class LdmdDaemon:
             live = restarted and isinstance(pid, int) and self._is_domain_process(pid, g.name)
             if live:
                 alive[g.name] = int(pid)  # type: ignore[arg-type]
-            found.append(FoundDomain(g.name, g.memory_mb, g.vcpu, g.dirty_rate_mb_s, live,
-                                     float(started) if isinstance(started, (int, float)) else None))
+            found.append(
+                FoundDomain(
+                    g.name,
+                    g.memory_mb,
+                    g.vcpu,
+                    g.dirty_rate_mb_s,
+                    live,
+                    float(started) if isinstance(started, (int, float)) else None,
+                )
+            )
         if restarted:
             machine, effects = Ldmd.restarted(self.name, self.cd.ppar, self.cd.server, found, sp, now, **params)
             self.log.info("ldmd_restarted", domains=[f.name for f in found], alive=sorted(alive))
@@ -407,8 +426,10 @@ class LdmdDaemon:
             case Log(dest=dest, text=text, msgid=msgid):
                 self.log.info("log", dest=dest, text=text)
                 if dest == "messages":
-                    append_line(self.home.messages(self.name), formats.node_log_line(
-                        self.clock.wall(self.cd.server), self.name, LDMD_TAG, dest, text, msgid))
+                    append_line(
+                        self.home.messages(self.name),
+                        formats.node_log_line(self.clock.wall(self.cd.server), self.name, LDMD_TAG, dest, text, msgid),
+                    )
             case _:
                 self.log.warning("unknown_effect", effect=repr(e))
 
@@ -421,8 +442,9 @@ class LdmdDaemon:
         return value if isinstance(value, dict) else None
 
     def _write_placement(self, name: str, pid: int) -> None:
-        atomic_write(self.home.placement_file(name),
-                     json.dumps({"pid": pid, "host": self.name, "server": self.cd.server}) + "\n")
+        atomic_write(
+            self.home.placement_file(name), json.dumps({"pid": pid, "host": self.name, "server": self.cd.server}) + "\n"
+        )
 
     # ---------------------------------------------------------------- this ldmd's own record
     @property
@@ -439,9 +461,12 @@ class LdmdDaemon:
         return v if isinstance(v, dict) else {}
 
     def _write_state(self) -> None:
-        doc = {"boot": self.clock.boot,
-               "started": {d.name: d.started_at for d in self.machine.domains()
-                           if d.name != PRIMARY and d.started_at is not None}}
+        doc = {
+            "boot": self.clock.boot,
+            "started": {
+                d.name: d.started_at for d in self.machine.domains() if d.name != PRIMARY and d.started_at is not None
+            },
+        }
         if doc != self._state_written:
             atomic_write(self._state_file, json.dumps(doc) + "\n")
             self._state_written = doc
@@ -470,8 +495,13 @@ class LdmdDaemon:
         """Write the SP's store when it changed (``add-spconfig`` & co.; the running configuration
         changing since it was saved). Done before any reply of the same event leaves."""
         sp = self.machine.sp_store()
-        doc = {"configs": [[n, sorted(doms)] for n, doms in sp.configs], "next": sp.next, "booted": sp.booted,
-               "changed": sp.changed, "saved": self._sp_saved}
+        doc = {
+            "configs": [[n, sorted(doms)] for n, doms in sp.configs],
+            "next": sp.next,
+            "booted": sp.booted,
+            "changed": sp.changed,
+            "saved": self._sp_saved,
+        }
         if doc != self._sp_written:
             atomic_write(self.home.sp_file(self.cd.server, self.cd.ppar), json.dumps(doc, indent=1) + "\n")
             self._sp_written = doc
@@ -489,8 +519,14 @@ class LdmdDaemon:
             popen = spawn.fork_daemon("nodeagent", self.home.root, name, logf, ready_pipe=False)
         else:
             with open(logf, "ab") as out:
-                popen = subprocess.Popen(domain_command(self.home, name), stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=out, start_new_session=True, close_fds=True)
+                popen = subprocess.Popen(
+                    domain_command(self.home, name),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         self._write_placement(name, popen.pid)
         self.log.info("domain_process_started", domain=name, pid=popen.pid)
         self._watch(name, popen.pid, popen)
@@ -531,8 +567,9 @@ class LdmdDaemon:
         self._reaping.pop(p.pid, None)
         if p.owned and self._procs.get(p.name) is p:
             del self._procs[p.name]
-            self.log.info("domain_process_exited", domain=p.name, pid=p.pid,
-                          rc=None if p.popen is None else p.popen.returncode)
+            self.log.info(
+                "domain_process_exited", domain=p.name, pid=p.pid, rc=None if p.popen is None else p.popen.returncode
+            )
             self.feed(DomainProcessExited(p.name))
 
     def _kill_pid(self, pid: int, sig: int) -> bool:
@@ -599,8 +636,9 @@ class LdmdDaemon:
                     # a message of a migration in progress is for the ldmd instance it began with (an
                     # offer begins one: any instance will do)
                     to = None if isinstance(msg, MigrationOffer) else self._peer_instance.get(peer)
-                    v = await call_tls(addr, settings.LDMD_PORT, ctx, "peer", msg=encode_peer_msg(msg),
-                                       instance=self.instance, to=to)
+                    v = await call_tls(
+                        addr, settings.LDMD_PORT, ctx, "peer", msg=encode_peer_msg(msg), instance=self.instance, to=to
+                    )
                     if isinstance(v, dict) and isinstance(v.get("instance"), str):
                         self._peer_seen(peer, v["instance"])
                     break
@@ -717,8 +755,7 @@ class LdmdDaemon:
                     await call_unix(sock, op, **args)
                 except RpcUnreachable as e:
                     self.log.info("xscfd_unreachable", op=op, error=str(e))
-                    newer = op == "domains_running" and self._push_queue and \
-                        self._push_queue[0][0] == "domains_running"
+                    newer = op == "domains_running" and self._push_queue and self._push_queue[0][0] == "domains_running"
                     if not newer:
                         self._push_queue.insert(0, (op, args))
                     # again after a while, or at once when there is news (a restarted xscfd asks)
@@ -753,8 +790,10 @@ class LdmdDaemon:
             to = args.get("to")
             if to and to != self.instance:
                 # meant for the ldmd that ran here before this one: it knows nothing of that migration
-                raise RpcError(codes.PEER_RESTARTED, f"ldmd on {self.name} restarted; it knows nothing of "
-                                                     f"the migrations of the one before")
+                raise RpcError(
+                    codes.PEER_RESTARTED,
+                    f"ldmd on {self.name} restarted; it knows nothing of the migrations of the one before",
+                )
             inst = args.get("instance") if isinstance(args.get("instance"), str) else None
             if inst is not None:
                 self._peer_seen(peer, inst)  # a new instance: what the one before shared with us is lost
@@ -866,9 +905,18 @@ class LdmdDaemon:
         now = self.clock.now()
         for d in self.machine.domains():
             p = self._procs.get(d.name)
-            out.append({"name": d.name, "state": str(d.state), "flags": d.flags, "cons": d.cons,
-                        "vcpu": d.vcpu, "memory_mb": d.memory_mb, "pid": p.pid if p else None,
-                        "migration": self.machine.migration_status(d.name, now)})
+            out.append(
+                {
+                    "name": d.name,
+                    "state": str(d.state),
+                    "flags": d.flags,
+                    "cons": d.cons,
+                    "vcpu": d.vcpu,
+                    "memory_mb": d.memory_mb,
+                    "pid": p.pid if p else None,
+                    "migration": self.machine.migration_status(d.name, now),
+                }
+            )
         return out
 
     def _activity(self) -> dict[str, list[str]]:

@@ -96,10 +96,27 @@ __all__ = [
 ]
 
 CLOVMMIGRATE_CONF = settings.CLOVMMIGRATE_CONF  # relative to a host's root
-NODE_OPS = frozenset({"node_status", "record_timeout", "set_timeout", "window", "sf_stop", "sf_start",
-                      "set_sf_entry", "sf_wait", "clear_record",
-                      # clovm migrate (docs/safe-migration.md)
-                      "cf_sample", "widen", "narrow", "clock_align", "xscf_check", "sf_test", "sf_entry"})
+NODE_OPS = frozenset(
+    {
+        "node_status",
+        "record_timeout",
+        "set_timeout",
+        "window",
+        "sf_stop",
+        "sf_start",
+        "set_sf_entry",
+        "sf_wait",
+        "clear_record",
+        # clovm migrate (docs/safe-migration.md)
+        "cf_sample",
+        "widen",
+        "narrow",
+        "clock_align",
+        "xscf_check",
+        "sf_test",
+        "sf_entry",
+    }
+)
 LDMD_OPS = frozenset({"cd_info", "activity", "where"})  # answered by the ldmd of the target control domain
 SAMPLE_TIMEOUT = 1.0  # real seconds for cf_sample: a suspended node must not stall the sampling
 KILL_AT_ENV = "CLOVM_MIGRATE_KILL_AT"  # fault injection: see _MigratePersist
@@ -109,8 +126,10 @@ SF_WAIT_MARGIN = 5.0  # real seconds on top of sf_wait's own wait
 SF_WAIT_MIN = 5.0
 
 _CONF = "clovmmigrate.conf"
-_CONF_HEADER = ("# clovmmigrate.conf: guest-domain cluster nodes whose domains this control domain may host\n"
-                "# (written by clovm up for {host}).\n")
+_CONF_HEADER = (
+    "# clovmmigrate.conf: guest-domain cluster nodes whose domains this control domain may host\n"
+    "# (written by clovm up for {host}).\n"
+)
 
 
 # ---- clovmmigrate.conf ---------------------------------------------------------------------------
@@ -148,8 +167,11 @@ def parse_clovmmigrate_conf(text: str) -> tuple[ConfEntry, ...]:
         if not fields:
             continue
         if len(fields) != 4:
-            raise formats.FormatError(lineno, f"expected 4 fields (guest-domain cf-node node-address cluster-name), "
-                                              f"found {len(fields)}", _CONF)
+            raise formats.FormatError(
+                lineno,
+                f"expected 4 fields (guest-domain cf-node node-address cluster-name), found {len(fields)}",
+                _CONF,
+            )
         domain, cf, addr, cluster = fields
         try:
             ipaddress.ip_address(addr)
@@ -169,8 +191,7 @@ def check_domain(domain: str) -> None:
     """_Refused unless ``domain`` is a valid domain name (it becomes part of file names here)."""
     problem = names.problem("domain", domain)
     if problem is not None:
-        raise _Refused(codes.BAD_NAME, f"{problem}; give the name of a guest domain (ldm list). "
-                                       f"Nothing was changed.")
+        raise _Refused(codes.BAD_NAME, f"{problem}; give the name of a guest domain (ldm list). Nothing was changed.")
 
 
 def journal_path(home: Home, host: str, domain: str) -> Path:
@@ -280,10 +301,10 @@ class _Env:
         if op == "ldm":
             argv = [str(a) for a in args["argv"]]
             if target == self.host:
-                return await rpc.call_unix(self.home.ldmd_socket(self.host), "ldm", timeout=LDM_CALL_TIMEOUT,
-                                           argv=argv)
-            return await rpc.call_tls(self._cd_address(target), settings.LDMD_PORT, self.ctx, "ldm",
-                                      timeout=LDM_CALL_TIMEOUT, argv=argv)
+                return await rpc.call_unix(self.home.ldmd_socket(self.host), "ldm", timeout=LDM_CALL_TIMEOUT, argv=argv)
+            return await rpc.call_tls(
+                self._cd_address(target), settings.LDMD_PORT, self.ctx, "ldm", timeout=LDM_CALL_TIMEOUT, argv=argv
+            )
         if op == "resolve":
             text = read_text_or(self.home.hosts_file(self.host), "")
             try:
@@ -302,8 +323,9 @@ class _Env:
         if op == "migrate_start":
             domain, to = str(args["domain"]), str(args["target"])
             argv = ["migrate-domain", "-c", domain, to]
-            self._migrations[domain] = asyncio.ensure_future(rpc.call_unix(
-                self.home.ldmd_socket(self.host), "ldm", timeout=MIGRATE_CALL_TIMEOUT, argv=argv))
+            self._migrations[domain] = asyncio.ensure_future(
+                rpc.call_unix(self.home.ldmd_socket(self.host), "ldm", timeout=MIGRATE_CALL_TIMEOUT, argv=argv)
+            )
             return None
         if op == "migrate_result":
             task = self._migrations.get(str(args["domain"]))
@@ -319,8 +341,11 @@ class _Env:
             me = next((e for e in conf if e.domain == domain), None)
             if me is None:
                 raise _CallFailed(f"{domain} is not a node of a guest-domain cluster")
-            return {"node": me.cf_name, "nodes": [e.cf_name for e in conf if e.cluster == me.cluster],
-                    "domains": {e.cf_name: e.domain for e in conf if e.cluster == me.cluster}}
+            return {
+                "node": me.cf_name,
+                "nodes": [e.cf_name for e in conf if e.cluster == me.cluster],
+                "domains": {e.cf_name: e.domain for e in conf if e.cluster == me.cluster},
+            }
         if op in NODE_OPS:
             node = next((e for e in self._conf() if e.cf_name == target), None)
             if node is None:
@@ -391,13 +416,19 @@ def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             made = False  # (another run's lock)
-            raise _Refused(codes.LOCKED, f"another clovmmigrate or clovm migrate for {domain} is running on "
-                                         f"{host}; wait for it to finish. Nothing was changed.") from None
+            raise _Refused(
+                codes.LOCKED,
+                f"another clovmmigrate or clovm migrate for {domain} is running on "
+                f"{host}; wait for it to finish. Nothing was changed.",
+            ) from None
         try:
             journal = _load_journal(path)
         except ValueError as e:
-            raise _Refused(codes.BAD_JOURNAL, f"the journal {path} is unreadable ({_one_line(str(e))}); move it "
-                                              f"away and run the command again. Nothing was changed.") from None
+            raise _Refused(
+                codes.BAD_JOURNAL,
+                f"the journal {path} is unreadable ({_one_line(str(e))}); move it "
+                f"away and run the command again. Nothing was changed.",
+            ) from None
         yield journal
     finally:
         if made and _stamp(path) == journal_before:  # a run that wrote no journal leaves no lock file either
@@ -408,8 +439,14 @@ def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[
         os.close(fd)  # releases the flock
 
 
-async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], persist: Callable[[mig.Persist], None],
-                 out: TextIO, err: TextIO) -> mig.Finished:
+async def _drive(
+    run: mig.GeneratorRun,
+    env: _Env,
+    now: Callable[[], float],
+    persist: Callable[[mig.Persist], None],
+    out: TextIO,
+    err: TextIO,
+) -> mig.Finished:
     """Carry out the effects of ``run`` until it finishes; its :class:`~clovm.core.migration.Finished`."""
     try:
         return await _drive_effects(run, env, now, persist, out, err)
@@ -417,8 +454,14 @@ async def _drive(run: mig.GeneratorRun, env: _Env, now: Callable[[], float], per
         env.close()
 
 
-async def _drive_effects(run: mig.GeneratorRun, env: _Env, now: Callable[[], float],
-                         persist: Callable[[mig.Persist], None], out: TextIO, err: TextIO) -> mig.Finished:
+async def _drive_effects(
+    run: mig.GeneratorRun,
+    env: _Env,
+    now: Callable[[], float],
+    persist: Callable[[mig.Persist], None],
+    out: TextIO,
+    err: TextIO,
+) -> mig.Finished:
     effects = run.handle(now(), mig.RunStarted())
     while True:
         calls: list[mig.Call] = []
@@ -446,8 +489,9 @@ def _refused(err: TextIO, prog: str, e: _Refused) -> mig.Finished:
     return mig.Finished(mig.RC_REFUSED, e.code, text)
 
 
-async def clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
-                             err: TextIO | None = None) -> mig.Finished:
+async def clovmmigrate_async(
+    home: Home, host: str, request: mig.Request, out: TextIO | None = None, err: TextIO | None = None
+) -> mig.Finished:
     """Run ``clovmmigrate`` on control domain ``host``; how it finished (rc, code, message; see
     core.migration). Its lines go to ``out`` / ``err`` as they come."""
     out = out if out is not None else sys.stdout
@@ -455,34 +499,45 @@ async def clovmmigrate_async(home: Home, host: str, request: mig.Request, out: T
     try:
         with _locked_journal(home, host, request.domain, journal_path(home, host, request.domain)) as journal:
             run = mig.ClovmmigrateRun(request, journal)
-            return await _drive(run, _Env(home, host), time.monotonic,
-                                lambda e: _persist(journal_path(home, host, e.domain), e.journal), out, err)
+            return await _drive(
+                run,
+                _Env(home, host),
+                time.monotonic,
+                lambda e: _persist(journal_path(home, host, e.domain), e.journal),
+                out,
+                err,
+            )
     except _Refused as e:
         return _refused(err, "clovmmigrate", e)
 
 
-def clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
-                 err: TextIO | None = None) -> mig.Finished:
+def clovmmigrate(
+    home: Home, host: str, request: mig.Request, out: TextIO | None = None, err: TextIO | None = None
+) -> mig.Finished:
     """Synchronous wrapper of :func:`clovmmigrate_async` (for CLIs: runs its own event loop)."""
     err_stream = err if err is not None else sys.stderr
     try:
         return asyncio.run(clovmmigrate_async(home, host, request, out, err))
     except KeyboardInterrupt:
-        text = (f"clovmmigrate: interrupted; run the same command again to complete it "
-                f"(clovmmigrate {'-p' if request.mode == 'prepare' else '-u'} {request.domain}"
-                f"{' ' + request.target_host if request.target_host else ''})")
+        text = (
+            f"clovmmigrate: interrupted; run the same command again to complete it "
+            f"(clovmmigrate {'-p' if request.mode == 'prepare' else '-u'} {request.domain}"
+            f"{' ' + request.target_host if request.target_host else ''})"
+        )
         _say(err_stream, text)
         return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text)
 
 
-async def run_clovmmigrate_async(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
-                                 err: TextIO | None = None) -> int:
+async def run_clovmmigrate_async(
+    home: Home, host: str, request: mig.Request, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run ``clovmmigrate`` on control domain ``host`` and return its exit code (see core.migration)."""
     return (await clovmmigrate_async(home, host, request, out, err)).rc
 
 
-def run_clovmmigrate(home: Home, host: str, request: mig.Request, out: TextIO | None = None,
-                     err: TextIO | None = None) -> int:
+def run_clovmmigrate(
+    home: Home, host: str, request: mig.Request, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """:func:`clovmmigrate`'s exit code."""
     return clovmmigrate(home, host, request, out, err).rc
 
@@ -571,15 +626,15 @@ class _MigratePersist:
             fire_armed_kills(self.home, self.points(e.journal), MIGRATE_VICTIM)
 
 
-async def safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                               err: TextIO | None = None) -> tuple[mig.Finished, dict | None]:
+async def safe_migration_async(
+    home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[mig.Finished, dict | None]:
     """Run ``clovm migrate`` on control domain ``host``; how it finished and the last journal
     written or read (None if it refused before reading one)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
-        with _locked_journal(home, host, request.domain,
-                             migrate_journal_path(home, host, request.domain)) as journal:
+        with _locked_journal(home, host, request.domain, migrate_journal_path(home, host, request.domain)) as journal:
             persist = _MigratePersist(home, host, request.domain)
             run = sm.SafeMigrationRun(request, journal)
             fin = await _drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
@@ -588,8 +643,9 @@ async def safe_migration_async(home: Home, host: str, request: sm.MigrateRequest
         return _refused(err, "clovm migrate", e), None
 
 
-def safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                   err: TextIO | None = None) -> tuple[mig.Finished, dict | None]:
+def safe_migration(
+    home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[mig.Finished, dict | None]:
     """Synchronous wrapper of :func:`safe_migration_async`."""
     err_stream = err if err is not None else sys.stderr
     try:
@@ -600,15 +656,17 @@ def safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextI
         return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text), None
 
 
-async def run_safe_migration_async(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                                   err: TextIO | None = None) -> tuple[int, dict | None]:
+async def run_safe_migration_async(
+    home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[int, dict | None]:
     """Run ``clovm migrate`` on control domain ``host``; (exit code, the last journal written or read)."""
     fin, journal = await safe_migration_async(home, host, request, out, err)
     return fin.rc, journal
 
 
-def run_safe_migration(home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None,
-                       err: TextIO | None = None) -> tuple[int, dict | None]:
+def run_safe_migration(
+    home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
+) -> tuple[int, dict | None]:
     """:func:`safe_migration`'s exit code and journal."""
     fin, journal = safe_migration(home, host, request, out, err)
     return fin.rc, journal

@@ -23,8 +23,9 @@ State goes through :func:`clovm.fsutil.atomic_write`; logs are appended line by 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import structlog
 
@@ -48,18 +49,28 @@ class NodeFiles:
     def __init__(self, home: Home, host: str, peers: tuple[str, ...]):
         self.home, self.host, self.peers = home, host, peers
         self.migrate_dir = home.migrate_dir(host)
-        self._writers = {"timeout": self._write_timeout, "record": self._write_record,
-                         "window": lambda v: self._set_flag(WINDOW_FILE, v),
-                         "sf_disabled": lambda v: self._set_flag(SF_DISABLED_FILE, v),
-                         "sf_config": self._write_sf_config, "widen": self._write_widen}
+        self._writers = {
+            "timeout": self._write_timeout,
+            "record": self._write_record,
+            "window": lambda v: self._set_flag(WINDOW_FILE, v),
+            "sf_disabled": lambda v: self._set_flag(SF_DISABLED_FILE, v),
+            "sf_config": self._write_sf_config,
+            "widen": self._write_widen,
+        }
 
     # ---- reading ------------------------------------------------------------------------------
     def load(self) -> NodeDisk:
         """The node's disk as it is now (raises :class:`clovm.formats.FormatError` if a product
         configuration file does not parse: the node does not start on a broken configuration)."""
-        return NodeDisk(timeout=self.read_timeout(), record=self._record(), window=self._flag(WINDOW_FILE),
-                        sf_disabled=self._flag(SF_DISABLED_FILE), sf_config=self.read_sf_config(),
-                        widen=self._read_widen(), hosts=self.read_hosts())
+        return NodeDisk(
+            timeout=self.read_timeout(),
+            record=self._record(),
+            window=self._flag(WINDOW_FILE),
+            sf_disabled=self._flag(SF_DISABLED_FILE),
+            sf_config=self.read_sf_config(),
+            widen=self._read_widen(),
+            hosts=self.read_hosts(),
+        )
 
     def read_timeout(self) -> int:
         return formats.get_cluster_timeout(read_text_or(self.home.cluster_config(self.host), ""))
@@ -100,9 +111,15 @@ class NodeFiles:
         try:
             value = json.loads(read_text_or(self.migrate_dir / WIDEN_FILE, "{}"))
             peers = value.get("peers", {}) if isinstance(value, dict) else {}
-            return {str(p): {"seconds": float(w["seconds"]), "until": float(w["until"]),
-                             "hypervisor": bool(w["hypervisor"])}
-                    for p, w in peers.items() if p in self.peers}
+            return {
+                str(p): {
+                    "seconds": float(w["seconds"]),
+                    "until": float(w["until"]),
+                    "hypervisor": bool(w["hypervisor"]),
+                }
+                for p, w in peers.items()
+                if p in self.peers
+            }
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("widen.json unreadable: ignored", path=str(self.migrate_dir / WIDEN_FILE))
             return {}
@@ -131,8 +148,12 @@ class NodeFiles:
             atomic_write(path, "")
 
     def _write_sf_config(self, config: SfConfig) -> None:
-        atomic_write_many({self.home.sa_xscfsnmp_cfg(self.host): formats.render_sa_xscfsnmp(config.xscf),
-                           self.home.rcsd_cfg(self.host): formats.render_rcsd(config.hosts)})
+        atomic_write_many(
+            {
+                self.home.sa_xscfsnmp_cfg(self.host): formats.render_sa_xscfsnmp(config.xscf),
+                self.home.rcsd_cfg(self.host): formats.render_rcsd(config.hosts),
+            }
+        )
 
     def _write_widen(self, peers: Mapping[str, Mapping[str, Any]]) -> None:
         path = self.migrate_dir / WIDEN_FILE

@@ -77,10 +77,15 @@ class NodeAgent:
         self._placement = WatchedJson(home.placement_file(host))
         addresses = {h.cf_name: (h.name, h.address) for h in self.topo.hosts()}
         me = addresses[self.spec.cf]
-        self.transport = CfTransport(host=host, cf=self.spec.cf, address=me[1],
-                                     key=str(self.secrets["cluster_key"]).encode(),
-                                     peers={p: addresses[p] for p in self.spec.peers},
-                                     partition=WatchedJson(home.partition_file), on_message=self._message)
+        self.transport = CfTransport(
+            host=host,
+            cf=self.spec.cf,
+            address=me[1],
+            key=str(self.secrets["cluster_key"]).encode(),
+            peers={p: addresses[p] for p in self.spec.peers},
+            partition=WatchedJson(home.partition_file),
+            on_message=self._message,
+        )
         self.xscf = XscfAgents(host, self.secrets, home.known_hosts(host))
         scale = self.clock.scale
         tuning = nodemod.NodeTuning(
@@ -89,11 +94,18 @@ class NodeAgent:
             min_agent_timeout=settings.SF_MIN_AGENT_REAL * scale,
             stale_heartbeat=max(settings.STALE_HEARTBEAT, STALE_HEARTBEAT_REAL * scale),
             cf_stall=max(settings.CF_STALL, settings.CF_MIN_STALL_REAL * scale),
-            epoch=self.clock.epoch)
+            epoch=self.clock.epoch,
+        )
         self._server = self._current_server()
         self._offsets = self.clock.offsets()
-        self.node = nodemod.Node(self.spec, self.files.load(), incarnation=int(time.time() * 1000) % 2**31,
-                                 server=self._server, offsets=self._offsets, tuning=tuning)
+        self.node = nodemod.Node(
+            self.spec,
+            self.files.load(),
+            incarnation=int(time.time() * 1000) % 2**31,
+            server=self._server,
+            offsets=self._offsets,
+            tuning=tuning,
+        )
         self.driver = MachineDriver(self.node, self.clock, self._effects)
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -113,8 +125,13 @@ class NodeAgent:
             # agent runs: that burst of CPU would stall the heartbeats just after the join, and at
             # high time scales a short stall is a whole CLUSTER_TIMEOUT.
             self.xscf.snmp().warm()
-        log.info("booting", cf=self.spec.cf, incarnation=self.node.incarnation, timeout=self.node.disk.timeout,
-                 server=self._server)
+        log.info(
+            "booting",
+            cf=self.spec.cf,
+            incarnation=self.node.incarnation,
+            timeout=self.node.disk.timeout,
+            server=self._server,
+        )
         self._feed(nodemod.NodeStarted())
 
     async def close(self) -> None:

@@ -23,15 +23,18 @@ _VALID = datetime.timedelta(days=3650)
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     from cryptography.hazmat.primitives import serialization  # lazy: see ensure_pki
 
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _name(cn: str) -> x509.Name:
     from cryptography import x509  # lazy: see ensure_pki
     from cryptography.x509.oid import NameOID
 
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "clovm"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "clovm"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
 def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
@@ -45,14 +48,20 @@ def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
 
     d = home.pki_dir
     d.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if not (d / "ca.pem").exists():
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = (x509.CertificateBuilder().subject_name(_name("clovm CA")).issuer_name(_name("clovm CA"))
-              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALID)
-              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-              .sign(ca_key, hashes.SHA256()))
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(_name("clovm CA"))
+            .issuer_name(_name("clovm CA"))
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + _VALID)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
         atomic_write(d / "ca.key", _key_pem(ca_key), mode=0o600)
         atomic_write(d / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
     ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
@@ -64,11 +73,17 @@ def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
         sans: list[x509.GeneralName] = [x509.DNSName(name)]
         if addr:
             sans.append(x509.IPAddress(ipaddress.ip_address(addr)))
-        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + _VALID)
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + _VALID)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
         atomic_write(d / f"{name}.key", _key_pem(key), mode=0o600)
         atomic_write(d / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
 

@@ -26,10 +26,15 @@ def _configure_logging(home: Home, name: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a", buffering=1)  # noqa: SIM115 - the log stays open for the life of the daemon
     structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
-                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
         logger_factory=structlog.PrintLoggerFactory(file=f),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
 
 
 # ---- armed kills (``clovm fault kill DAEMON HOST --at POINT``): a test-only fault hook ------------
@@ -41,8 +46,17 @@ def _configure_logging(home: Home, name: str) -> None:
 # each journal write (its steps and ``CLOVM_MIGRATE_KILL_AT``'s points). The first process to reach
 # an armed point SIGKILLs the daemon named (itself included) and disarms it.
 LDMD_POINTS = ("checks", "pre-copy", "suspend", "hand-off", "taken-over")
-MIGRATE_POINTS = ("prepare", "prepared", "migrate", "migrating", "handed-off", "recover", "complete", "updating",
-                  "prove")
+MIGRATE_POINTS = (
+    "prepare",
+    "prepared",
+    "migrate",
+    "migrating",
+    "handed-off",
+    "recover",
+    "complete",
+    "updating",
+    "prove",
+)
 KILL_POINTS = LDMD_POINTS + MIGRATE_POINTS
 MIGRATE_VICTIM = "migrate"  # the clovm migrate process itself (only it can reach its own points)
 
@@ -78,8 +92,13 @@ def fire_armed_kills(home: Home, points: Iterable[str], me: str) -> list[dict]:
         except (OSError, ValueError):
             return []
         entries = entries if isinstance(entries, list) else []
-        fire = [e for e in entries if isinstance(e, dict) and e.get("point") in wanted
-                and (e.get("daemon") != MIGRATE_VICTIM or me == MIGRATE_VICTIM)]
+        fire = [
+            e
+            for e in entries
+            if isinstance(e, dict)
+            and e.get("point") in wanted
+            and (e.get("daemon") != MIGRATE_VICTIM or me == MIGRATE_VICTIM)
+        ]
         if not fire:
             return []
         keep = [e for e in entries if e not in fire]
@@ -116,8 +135,9 @@ def parse_args(prog: str, argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def daemon_main(prog: str, run: Callable[[Home, str, Ready, asyncio.Event], Awaitable[None]],
-                argv: list[str] | None = None) -> int:
+def daemon_main(
+    prog: str, run: Callable[[Home, str, Ready, asyncio.Event], Awaitable[None]], argv: list[str] | None = None
+) -> int:
     """Run ``run(home, name, ready, stop)`` until SIGTERM/SIGINT sets ``stop``.
 
     ``ready()`` prints ``READY`` on stdout (the launcher waits for it) and writes the pid file.

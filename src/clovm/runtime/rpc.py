@@ -80,7 +80,9 @@ async def serve_unix(path: str | Path, handler: Handler) -> asyncio.Server:
         path.unlink()
     old = os.umask(0o177)
     try:
-        srv = await asyncio.start_unix_server(lambda r, w: _serve_conn(handler, r, w, "local"), str(path), limit=MAX_LINE)
+        srv = await asyncio.start_unix_server(
+            lambda r, w: _serve_conn(handler, r, w, "local"), str(path), limit=MAX_LINE
+        )
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
@@ -97,12 +99,18 @@ def _peer_cn(writer: asyncio.StreamWriter) -> str:
 
 
 async def serve_tls(addr: str, port: int, ctx: ssl.SSLContext, handler: Handler) -> asyncio.Server:
-    return await asyncio.start_server(lambda r, w: _serve_conn(handler, r, w, _peer_cn(w)), addr, port, ssl=ctx,
-                                      limit=MAX_LINE, reuse_address=True)
+    return await asyncio.start_server(
+        lambda r, w: _serve_conn(handler, r, w, _peer_cn(w)), addr, port, ssl=ctx, limit=MAX_LINE, reuse_address=True
+    )
 
 
-async def _call(open_conn: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]], where: str,
-                op: str, timeout: float, args: dict) -> Any:
+async def _call(
+    open_conn: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+    where: str,
+    op: str,
+    timeout: float,
+    args: dict,
+) -> Any:
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await open_conn()
@@ -151,8 +159,9 @@ class Channels:
                 try:
                     async with asyncio.timeout(timeout):
                         if conn is None:
-                            conn = await asyncio.open_connection(addr, port, ssl=self._ctx, server_hostname=None,
-                                                                 limit=MAX_LINE)
+                            conn = await asyncio.open_connection(
+                                addr, port, ssl=self._ctx, server_hostname=None, limit=MAX_LINE
+                            )
                             self._conns[key] = conn
                         reader, writer = conn
                         writer.write(_enc.encode({"op": op, "args": args}) + b"\n")
@@ -188,16 +197,23 @@ async def call_unix(path: str | Path, op: str, timeout: float = settings.CALL_TI
     return await _call(lambda: asyncio.open_unix_connection(str(path), limit=MAX_LINE), str(path), op, timeout, args)
 
 
-async def call_tls(addr: str, port: int, ctx: ssl.SSLContext, op: str, timeout: float = settings.CALL_TIMEOUT,
-                   **args: Any) -> Any:
-    return await _call(lambda: asyncio.open_connection(addr, port, ssl=ctx, server_hostname=None, limit=MAX_LINE),
-                       f"{addr}:{port}", op, timeout, args)
+async def call_tls(
+    addr: str, port: int, ctx: ssl.SSLContext, op: str, timeout: float = settings.CALL_TIMEOUT, **args: Any
+) -> Any:
+    return await _call(
+        lambda: asyncio.open_connection(addr, port, ssl=ctx, server_hostname=None, limit=MAX_LINE),
+        f"{addr}:{port}",
+        op,
+        timeout,
+        args,
+    )
 
 
 def call_unix_sync(path: str | Path, op: str, timeout: float = settings.CALL_TIMEOUT, **args: Any) -> Any:
     return asyncio.run(call_unix(path, op, timeout, **args))
 
 
-def call_tls_sync(addr: str, port: int, ctx: ssl.SSLContext, op: str, timeout: float = settings.CALL_TIMEOUT,
-                  **args: Any) -> Any:
+def call_tls_sync(
+    addr: str, port: int, ctx: ssl.SSLContext, op: str, timeout: float = settings.CALL_TIMEOUT, **args: Any
+) -> Any:
     return asyncio.run(call_tls(addr, port, ctx, op, timeout, **args))

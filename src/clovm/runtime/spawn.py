@@ -41,11 +41,18 @@ from typing import IO
 
 import setproctitle
 
-PRELOAD = ("clovm.runtime.nodeagent", "clovm.runtime.snmp", "clovm.runtime.ssh", "clovm.runtime.xscfd",
-           "clovm.runtime.ldmd", "clovm.runtime.supervisor",
-           # imported on first use by a guest's SNMP client and by asyncssh's first connection
-           # (~0.2 s of CPU per guest, all at the same moment when a datacenter boots)
-           "pysnmp.hlapi.v3arch.asyncio", "concurrent.futures.thread")
+PRELOAD = (
+    "clovm.runtime.nodeagent",
+    "clovm.runtime.snmp",
+    "clovm.runtime.ssh",
+    "clovm.runtime.xscfd",
+    "clovm.runtime.ldmd",
+    "clovm.runtime.supervisor",
+    # imported on first use by a guest's SNMP client and by asyncssh's first connection
+    # (~0.2 s of CPU per guest, all at the same moment when a datacenter boots)
+    "pysnmp.hlapi.v3arch.asyncio",
+    "concurrent.futures.thread",
+)
 SPAWN_ENV = "CLOVM_SPAWN"  # "exec": one fresh interpreter per daemon, as before
 _preloaded = False
 
@@ -103,8 +110,9 @@ def daemon_args(module: str, home: Path | str, name: str) -> list[str]:
     return [sys.executable, "-m", f"clovm.runtime.{module}", "--home", str(home), "--name", name]
 
 
-def fork_daemon(module: str, home: Path | str, name: str, log: Path, *, ready_pipe: bool,
-                cwd: Path | str | None = None) -> Forked:
+def fork_daemon(
+    module: str, home: Path | str, name: str, log: Path, *, ready_pipe: bool, cwd: Path | str | None = None
+) -> Forked:
     """Fork ``clovm.runtime.<module>.main(["--home", home, "--name", name])`` as a daemon.
 
     Args:

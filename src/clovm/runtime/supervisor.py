@@ -53,9 +53,11 @@ def supervised_keys(home: Home) -> list[str]:
     """Every daemon the supervisor of ``home`` watches: each server's xscfd, each control domain's
     ldmd and node agent."""
     t = home.topology()
-    return ([daemon_key("xscfd", s.name) for s in t.servers]
-            + [daemon_key("ldmd", c.name) for c in t.control_domains]
-            + [daemon_key("nodeagent", c.name) for c in t.control_domains])
+    return (
+        [daemon_key("xscfd", s.name) for s in t.servers]
+        + [daemon_key("ldmd", c.name) for c in t.control_domains]
+        + [daemon_key("nodeagent", c.name) for c in t.control_domains]
+    )
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -75,8 +77,12 @@ class SupervisorDaemon:
     def __init__(self, home: Home, name: str) -> None:
         self.home, self.name = home, name
         self.keys = supervised_keys(home)
-        self.policy = Supervision(self.keys, delay=settings.SUPERVISOR_RESTART_DELAY,
-                                  limit=settings.SUPERVISOR_RESTART_LIMIT, window=settings.SUPERVISOR_RESTART_WINDOW)
+        self.policy = Supervision(
+            self.keys,
+            delay=settings.SUPERVISOR_RESTART_DELAY,
+            limit=settings.SUPERVISOR_RESTART_LIMIT,
+            window=settings.SUPERVISOR_RESTART_WINDOW,
+        )
         self._loop = asyncio.get_running_loop()
         self._pids: dict[str, int | None] = dict.fromkeys(self.keys)
         self._fds: dict[str, int] = {}
@@ -178,8 +184,9 @@ class SupervisorDaemon:
         try:
             if module == "nodeagent":
                 await self._let_go(name)
-            f = spawn.fork_daemon(module, self.home.root, name, self.home.log_file(key), ready_pipe=True,
-                                  cwd=self.home.root)
+            f = spawn.fork_daemon(
+                module, self.home.root, name, self.home.log_file(key), ready_pipe=True, cwd=self.home.root
+            )
             self._children[f.pid] = f
             ready = await self._await_ready(f, settings.READY_TIMEOUT)
         except asyncio.CancelledError:
@@ -225,8 +232,11 @@ class SupervisorDaemon:
             if state == "LEFTCLUSTER":
                 try:
                     await rpc.call_unix(self.home.node_socket(p), "cftool_k", timeout=2.0, node=me.cf)
-                    log.info("decision", text=f"{me.cf}: declared DOWN on {p} (its old process is dead) so that "
-                                              f"the restarted node may join")
+                    log.info(
+                        "decision",
+                        text=f"{me.cf}: declared DOWN on {p} (its old process is dead) so that "
+                        f"the restarted node may join",
+                    )
                 except rpc.RpcError as e:
                     log.warning("cftool -k failed", peer=p, node=me.cf, error=e.message)
 
@@ -259,9 +269,13 @@ class SupervisorDaemon:
     def _write_state(self) -> None:
         daemons = {}
         for key in self.keys:
-            daemons[key] = {"state": str(self.policy.state(key)), "pid": self._pids.get(key),
-                            "restarts": self.policy.restarts(key), "last_exit": self._last_exit.get(key),
-                            "since": self._since.get(key)}
+            daemons[key] = {
+                "state": str(self.policy.state(key)),
+                "pid": self._pids.get(key),
+                "restarts": self.policy.restarts(key),
+                "last_exit": self._last_exit.get(key),
+                "since": self._since.get(key),
+            }
         atomic_write(self.home.supervisor_file, json.dumps({"pid": os.getpid(), "daemons": daemons}, indent=1) + "\n")
 
 

@@ -105,8 +105,13 @@ class XscfAgents:
                 if run.action == KILL_ACTION:
                     client = self.snmp()
                     act = client.panic if AGENT_ACTION[run.agent] == "panic" else client.reset
-                    r = await act(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain,
-                                  timeout=_left(asyncio.get_running_loop().time() + real_timeout))
+                    r = await act(
+                        addr,
+                        settings.SNMP_PORT,
+                        entry.ppar_id,
+                        entry.domain,
+                        timeout=_left(asyncio.get_running_loop().time() + real_timeout),
+                    )
                     return XscfAnswered(run, r.ok, str(r.status or ""), r.text)
                 ok, status, text = await self._probe(generation, entry, addr, real_timeout)
                 return XscfAnswered(run, ok, status, text)
@@ -114,7 +119,7 @@ class XscfAgents:
             return None
         except _Unknown:
             return XscfHostKeyUnknown(run)
-        except Exception as ex:  # every failure of an agent is a one-line result, never a crash
+        except Exception as ex:  # noqa: BLE001 - every failure of an agent is a one-line result, never a crash
             return XscfRequestFailed(run, one_line(ex))
 
     async def _probe(self, generation: int, entry: XscfEntry, addr: str, real: float) -> tuple[bool, str, str]:
@@ -147,21 +152,21 @@ class XscfAgents:
                 deadline = asyncio.get_running_loop().time() + real
                 async with asyncio.timeout_at(deadline):
                     return await self._query(entry, addr, deadline)
-        except Exception as ex:  # handed to every agent run that joined this probe
+        except Exception as ex:  # noqa: BLE001 - handed to every agent run that joined this probe
             return ex
 
     async def _query(self, entry: XscfEntry, addr: str, deadline: float) -> tuple[bool, str, str]:
         """SSH ``showdomainstatus`` then the SNMP status of the domain: (ok, status, text)."""
         client = self.snmp()
         command = ["showdomainstatus", "-p", str(entry.ppar_id)]
-        rc, out, err = await self._pool(entry.user).exec(addr, settings.XSCF_SSH_PORT, command,
-                                                          timeout=_left(deadline))
+        rc, out, err = await self._pool(entry.user).exec(addr, settings.XSCF_SSH_PORT, command, timeout=_left(deadline))
         if rc != 0:
             raise RuntimeError(messages.xscf_command_failed(addr, command[0], rc, err or out))
         # One fixed SNMP timeout (the run's own deadline bounds the whole probe): the client keeps
         # one transport target per (address, timeout), so a probe never builds a new one.
-        r = await client.status(addr, settings.SNMP_PORT, entry.ppar_id, entry.domain,
-                                timeout=min(PROBE_SNMP_TIMEOUT, _left(deadline)))
+        r = await client.status(
+            addr, settings.SNMP_PORT, entry.ppar_id, entry.domain, timeout=min(PROBE_SNMP_TIMEOUT, _left(deadline))
+        )
         return r.ok, str(r.status or ""), r.text
 
     # ---- the hypervisor side, as CF asks about it ---------------------------------------------
@@ -169,9 +174,14 @@ class XscfAgents:
         """The XSCF's status of ``node``'s domain, asked on LAN#0 then LAN#1 (None: no answer)."""
         for addr in (entry.lan0, entry.lan1):
             try:
-                r = await self.snmp().status(require_loopback(addr), settings.SNMP_PORT, entry.ppar_id,
-                                             entry.domain, timeout=DOMAIN_STATUS_TIMEOUT)
-            except Exception as ex:
+                r = await self.snmp().status(
+                    require_loopback(addr),
+                    settings.SNMP_PORT,
+                    entry.ppar_id,
+                    entry.domain,
+                    timeout=DOMAIN_STATUS_TIMEOUT,
+                )
+            except Exception as ex:  # noqa: BLE001 - no answer from that LAN: try the next one
                 log.info("domain status: XSCF did not answer", node=node, xscf=addr, error=one_line(ex))
                 continue
             if r.ok:
@@ -187,10 +197,12 @@ class XscfAgents:
 
         async def answers(addr: str) -> bool:
             try:
-                await self.snmp().status(require_loopback(addr), settings.SNMP_PORT, ppar, domain,
-                                         timeout=XSCF_CHECK_SNMP_TIMEOUT)
+                await self.snmp().status(
+                    require_loopback(addr), settings.SNMP_PORT, ppar, domain, timeout=XSCF_CHECK_SNMP_TIMEOUT
+                )
                 return True
-            except Exception:  # unreachable, refused, not an address of the emulated datacenter
+            except Exception:  # noqa: BLE001 - unreachable, refused, not an address of the emulated datacenter
                 return False
+
         up = await asyncio.gather(answers(lan0), answers(lan1))
         return known, (("lan0", up[0]), ("lan1", up[1]))

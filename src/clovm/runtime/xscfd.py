@@ -188,16 +188,20 @@ class XscfDaemon:
                 task.add_done_callback(self._kills.discard)
         return effects
 
-    def _request(self, kind: type[DomainStatusRequested | DomainPanicRequested | DomainResetRequested],
-                 lan: int, ppar: int, domain: str) -> SpReply | None:
+    def _request(
+        self,
+        kind: type[DomainStatusRequested | DomainPanicRequested | DomainResetRequested],
+        lan: int,
+        ppar: int,
+        domain: str,
+    ) -> SpReply | None:
         req_id = next(self._req_ids)
         effects = self.feed(kind(req_id, self.lans[lan], ppar, domain))
         return next((e for e in effects if isinstance(e, SpReply) and e.req_id == req_id), None)
 
     def control_domain_of(self, ppar: int) -> str | None:
         """The topology's control domain of PPAR ``ppar`` of this server, if any."""
-        return next((c.name for c in self.topology.control_domains
-                     if c.server == self.name and c.ppar == ppar), None)
+        return next((c.name for c in self.topology.control_domains if c.server == self.name and c.ppar == ppar), None)
 
     async def _kill(self, ppar: int, domain: str, how: str) -> None:
         host = self.control_domain_of(ppar)
@@ -208,8 +212,9 @@ class XscfDaemon:
         try:
             await rpc.call_unix(self.home.ldmd_socket(host), "kill_domain", domain=domain, how=how)
         except rpc.RpcError as exc:
-            self.log.error("kill_domain failed", ppar=ppar, domain=domain, how=how, host=host,
-                           code=exc.code, error=exc.message)
+            self.log.error(
+                "kill_domain failed", ppar=ppar, domain=domain, how=how, host=host, code=exc.code, error=exc.message
+            )
 
     # ---- SNMP backend (XscfSnmpBackend) -------------------------------------------------------
 
@@ -330,8 +335,7 @@ class XscfDaemon:
     def _version(self, args: Sequence[str]) -> CliResult:
         if list(args) not in ([], ["-c", "xcp"]):
             return 1, "", "usage: version -c xcp\n"
-        return 0, (f"BB#00-XSCF#0 (Master)\nXCP0 (Current): {XCP_VERSION}\n"
-                   f"XCP1 (Reserve): {XCP_VERSION}\n"), ""
+        return 0, (f"BB#00-XSCF#0 (Master)\nXCP0 (Current): {XCP_VERSION}\nXCP1 (Reserve): {XCP_VERSION}\n"), ""
 
     def _showhostkey(self, args: Sequence[str]) -> CliResult:
         if args:
@@ -340,8 +344,14 @@ class XscfDaemon:
         key = self._ssh.host_key
         public = " ".join(key.export_public_key("openssh").decode().split()[:2])
         algorithm = public.split()[0].removeprefix("ssh-").upper()
-        return 0, (f"{algorithm} key:\n{public}\nFingerprint:\n"
-                   f"{key.get_fingerprint('sha256')} /etc/ssh/ssh_host_{algorithm.lower()}_key.pub\n"), ""
+        return (
+            0,
+            (
+                f"{algorithm} key:\n{public}\nFingerprint:\n"
+                f"{key.get_fingerprint('sha256')} /etc/ssh/ssh_host_{algorithm.lower()}_key.pub\n"
+            ),
+            "",
+        )
 
 
 def snmp_engine_id(server: str) -> bytes:
@@ -351,6 +361,7 @@ def snmp_engine_id(server: str) -> bytes:
 
 
 # ---- argument helpers ------------------------------------------------------------------------
+
 
 def _ppar(args: dict) -> int:
     ppar = args.get("ppar")
@@ -383,6 +394,7 @@ def _ppar_id(text: str) -> int | None:
 
 
 # ---- daemon entry point ----------------------------------------------------------------------
+
 
 async def run(home: Home, name: str, ready: proc.Ready, stop: asyncio.Event) -> None:
     """Serve the XSCF of server ``name`` until ``stop`` is set (see the module docstring)."""

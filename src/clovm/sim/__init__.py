@@ -8,5 +8,12 @@ byte-identical trace.
 
 # The names of ``scenarios.SCENARIOS``, importable without the simulator (the CLI's parser needs
 # them on every ``clovm`` start; tests/sim/test_scenarios.py checks that both agree).
-SCENARIO_NAMES = ("live-migration", "no-prepare", "abort-recovery", "early-start", "split-brain", "time-sync",
-                  "scoped-migration")
+SCENARIO_NAMES = (
+    "live-migration",
+    "no-prepare",
+    "abort-recovery",
+    "early-start",
+    "split-brain",
+    "time-sync",
+    "scoped-migration",
+)

@@ -50,8 +50,9 @@ class Command:
 class CommandCalls:
     """The command-running half of :class:`~clovm.sim.world.World`."""
 
-    def clovmmigrate(self: World, host: str, mode: str, domain: str, target: str = "", *,
-                     kill_after: int | None = None) -> Pending:
+    def clovmmigrate(
+        self: World, host: str, mode: str, domain: str, target: str = "", *, kill_after: int | None = None
+    ) -> Pending:
         """Run clovmmigrate -p/-u on control domain ``host``; resolves to the Finished effect."""
         run = mig.ClovmmigrateRun(mig.Request(mode, domain, host, target), self.journals.get((host, domain)))
         flag = "-p" if mode == "prepare" else "-u"
@@ -104,16 +105,21 @@ class CommandCalls:
                 cmd.calls += 1
                 answered = [False]
 
-                def reply(ok: bool, value: Any = None, error: str = "", call: mig.Call = e,
-                          answered: list[bool] = answered) -> None:  # (bound per call: a batch has several)
+                def reply(
+                    ok: bool, value: Any = None, error: str = "", call: mig.Call = e, answered: list[bool] = answered
+                ) -> None:  # (bound per call: a batch has several)
                     if answered[0] or cmd.dead:
                         return
                     answered[0] = True
                     self._run_effects(cmd, run.handle(self.sched.now, mig.CallReturned(call.call_id, ok, value, error)))
 
                 limit = CALL_TIMEOUT + float(e.args.get("seconds", 0.0))  # sf_wait waits by itself
-                self.sched.after(limit, lambda reply=reply, c=e, limit=limit: reply(
-                    False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"))
+                self.sched.after(
+                    limit,
+                    lambda reply=reply, c=e, limit=limit: reply(
+                        False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"
+                    ),
+                )
                 self._call(host, e, reply)
 
     def _persist(self: World, host: str, e: mig.Persist) -> None:
@@ -137,15 +143,21 @@ class CommandCalls:
 
     def _remote(self: World, host: str, cd: str, answer: Callable[[], Any], reply: Callable[..., None]) -> None:
         """Ask control domain ``cd`` (from ``host``) over the network; reply with what it answers."""
+
         def there() -> None:
             if cd in self.cd_down:
                 return  # the host is off: nothing answers (the call times out)
             if cd in self.ldm_down:
-                self.net.send(cd, host, lambda: reply(False, error=f"{cd}: connection refused (ldmd is not running)"),
-                              reliable=True)
+                self.net.send(
+                    cd,
+                    host,
+                    lambda: reply(False, error=f"{cd}: connection refused (ldmd is not running)"),
+                    reliable=True,
+                )
                 return
             value = answer()
             self.net.send(cd, host, lambda: reply(True, value), reliable=True)
+
         self.net.send(host, cd, there, reliable=True)
 
     def _activity(self: World, cd: str) -> dict[str, list[str]]:
@@ -160,8 +172,11 @@ class CommandCalls:
         if dom is None:
             return None
         prog = self._progress.get((cd, domain)) if d.migration(domain) is not None else None
-        return {"state": str(dom.state), "flags": dom.flags,
-                "migration": None if prog is None else {"phase": str(prog.phase), "percent": prog.percent}}
+        return {
+            "state": str(dom.state),
+            "flags": dom.flags,
+            "migration": None if prog is None else {"phase": str(prog.phase), "percent": prog.percent},
+        }
 
     def _call(self: World, host: str, c: mig.Call, reply: Callable[..., None]) -> None:
         t = self.topo
@@ -183,7 +198,8 @@ class CommandCalls:
             self._progress.pop((local, domain), None)
             self.trace(local, "cmd", f"ldm migrate-domain -c {domain} {target} (background)")
             self._background[(local, domain)] = self.ldm_command(
-                local, "migrate-domain", "-c", domain, self._cd_name(target) or target)
+                local, "migrate-domain", "-c", domain, self._cd_name(target) or target
+            )
             reply(True, None)
         elif c.op == "migrate_result":
             bg = self._background.get((local, str(c.args["domain"])))
@@ -192,11 +208,22 @@ class CommandCalls:
         elif c.op == "ldm":
             if c.target not in self.ldm:
                 return reply(False, error=f"unknown control domain {c.target}")
-            self.net.send(host, c.target, lambda: c.target not in self.cd_down and self.ldm_command(
-                c.target, *c.args["argv"]).add_callback(
-                lambda r: self.net.send(c.target, host, lambda: reply(True, {"rc": r.rc, "stdout": r.stdout,
-                                                                             "stderr": r.stderr}), reliable=True)),
-                reliable=True)
+            self.net.send(
+                host,
+                c.target,
+                lambda: (
+                    c.target not in self.cd_down
+                    and self.ldm_command(c.target, *c.args["argv"]).add_callback(
+                        lambda r: self.net.send(
+                            c.target,
+                            host,
+                            lambda: reply(True, {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr}),
+                            reliable=True,
+                        )
+                    )
+                ),
+                reliable=True,
+            )
         elif c.op in ("guest_nodes", "resolve"):  # answered by the local control domain's node
             self._at_node(host, self._cd_node(host), c, reply)
         elif c.op == "cd_info":  # answered by the control domain named or addressed
@@ -216,10 +243,13 @@ class CommandCalls:
     def _at_node(self: World, host: str, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
         """Carry call ``c`` from control domain ``host`` to node ``n`` and its answer back; a dead or
         suspended node gives no answer (the call times out)."""
+
         def at_node() -> None:
             if n.alive and not n.suspended:
-                self._node_op(n, c, lambda *a, **k: self.net.send(n.cf, host, lambda: reply(*a, **k), reliable=True),
-                              host)
+                self._node_op(
+                    n, c, lambda *a, **k: self.net.send(n.cf, host, lambda: reply(*a, **k), reliable=True), host
+                )
+
         self.net.send(host, n.cf, at_node, reliable=True)
 
     def _node_op(self: World, n: SimNode, c: mig.Call, reply: Callable[..., None], caller: str = "") -> None:

@@ -96,15 +96,18 @@ class Invariants:
         return widened or manual
 
     # ---- fencing ---------------------------------------------------------------------------------
-    def fenced(self, server: str, ppar: int, by: str, target: str, domain: str, victim: SimNode | None,
-               here: bool) -> None:
+    def fenced(
+        self, server: str, ppar: int, by: str, target: str, domain: str, victim: SimNode | None, here: bool
+    ) -> None:
         """The XSCF of ``server`` panicked or reset ``domain`` in ``ppar`` for the agent of node ``by``
         aimed at node ``target``; ``here``: the domain's process really runs there."""
         if victim is None or victim.cf != target:
             self.violation(f"agent of {by} aimed at {target} hit {domain}")
         if victim is not None and victim.alive and not here:
-            self.violation(f"XSCF of {server} (PPAR-ID {ppar}) was asked by {by} to kill {domain}, which runs on "
-                           f"{victim.hosted_by}")
+            self.violation(
+                f"XSCF of {server} (PPAR-ID {ppar}) was asked by {by} to kill {domain}, which runs on "
+                f"{victim.hosted_by}"
+            )
         if victim is not None and victim.alive and self.under_p(domain, by):
             self.violation(f"{domain} fenced by {by} while its clovmmigrate -p is in force (it was running)")
 
@@ -124,7 +127,8 @@ class Invariants:
             files = nodes[cf].files
             want = self.recorded.get(cf)
             if want is not None and files.timeout != want:
-                self.violation(f"{cmd.label} completed, but {cf}'s CLUSTER_TIMEOUT is {files.timeout} s "
-                               f"(recorded {want} s)")
+                self.violation(
+                    f"{cmd.label} completed, but {cf}'s CLUSTER_TIMEOUT is {files.timeout} s (recorded {want} s)"
+                )
             if files.window:
                 self.violation(f"{cmd.label} completed, but the -p window is still open on {cf}")

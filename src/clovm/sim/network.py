@@ -14,8 +14,15 @@ from .scheduler import Scheduler
 
 
 class SimNetwork:
-    def __init__(self, sched: Scheduler, rng: random.Random, *, latency: float = 0.0005,
-                 jitter: float = 0.0005, loss: float = 0.0):
+    def __init__(
+        self,
+        sched: Scheduler,
+        rng: random.Random,
+        *,
+        latency: float = 0.0005,
+        jitter: float = 0.0005,
+        loss: float = 0.0,
+    ):
         self.sched, self.rng = sched, rng
         self.latency, self.jitter, self.loss = latency, jitter, loss
         self._groups: list[frozenset[str]] = []  # partitions: endpoints in different groups can't talk
@@ -38,8 +45,9 @@ class SimNetwork:
     def passes(self, src: str, dst: str) -> bool:
         """Whether one datagram from src reaches dst (partition, then random loss)."""
         self.sent += 1
-        if not self.connected(src, dst) or (self.loss and (self.lossy is None or src in self.lossy)
-                                            and self.rng.random() < self.loss):
+        if not self.connected(src, dst) or (
+            self.loss and (self.lossy is None or src in self.lossy) and self.rng.random() < self.loss
+        ):
             self.dropped += 1
             return False
         return True
@@ -62,8 +70,16 @@ class SimNetwork:
         ``reliable`` models a TCP/SSH channel: no random loss, but a partition still cuts it.
         """
         self.sent += 1
-        if self._groups and not self.connected(src, dst) or (
-                not reliable and self.loss and (self.lossy is None or src in self.lossy) and self.rng.random() < self.loss):
+        if (
+            self._groups
+            and not self.connected(src, dst)
+            or (
+                not reliable
+                and self.loss
+                and (self.lossy is None or src in self.lossy)
+                and self.rng.random() < self.loss
+            )
+        ):
             self.dropped += 1
             return
         self.sched.after(self.latency + self.rng.random() * self.jitter, deliver)

@@ -53,8 +53,9 @@ def healthy(w: World) -> bool:
         if cfm is not None and any(v != "UP" for v in cfm.view().values()):
             return False
         rows = w.sf_rows(cf)
-        if not rows or any(r.test_state != "TestWorked" or r.init_state != "InitWorked"
-                           or r.sa_state != "Idle" for r in rows):
+        if not rows or any(
+            r.test_state != "TestWorked" or r.init_state != "InitWorked" or r.sa_state != "Idle" for r in rows
+        ):
             return False
     return all(len(on) == 1 for on in w.online.values())
 
@@ -76,7 +77,9 @@ def prepare(ctx: Ctx, host: str, domain: str) -> Generator:
     ctx.pre_timeouts = timeouts(ctx.world)
     r: Finished = yield ctx.world.clovmmigrate(host, "prepare", domain)
     ctx.expect(r.rc == 0, f"clovmmigrate -p {domain} to succeed, got rc={r.rc} {r.message}")
-    ctx.expect(all(t == 600 for t in timeouts(ctx.world).values()), f"timeout 600 everywhere, got {timeouts(ctx.world)}")
+    ctx.expect(
+        all(t == 600 for t in timeouts(ctx.world).values()), f"timeout 600 everywhere, got {timeouts(ctx.world)}"
+    )
     ctx.expect(not any(sf_running(ctx.world, cf) for cf in guests(ctx.world)), "SF stopped on every guest node")
     return r
 
@@ -84,8 +87,9 @@ def prepare(ctx: Ctx, host: str, domain: str) -> Generator:
 def update(ctx: Ctx, host: str, domain: str, target: str) -> Generator:
     r: Finished = yield ctx.world.clovmmigrate(host, "update", domain, target)
     ctx.expect(r.rc == 0, f"clovmmigrate -u {domain} {target} to succeed, got rc={r.rc} {r.message}")
-    ctx.expect(timeouts(ctx.world) == ctx.pre_timeouts,
-               f"timeouts back to {ctx.pre_timeouts}, got {timeouts(ctx.world)}")
+    ctx.expect(
+        timeouts(ctx.world) == ctx.pre_timeouts, f"timeouts back to {ctx.pre_timeouts}, got {timeouts(ctx.world)}"
+    )
     return r
 
 
@@ -96,8 +100,10 @@ def entry_points_at(ctx: Ctx, cf: str, host: str) -> None:
     for g in guests(w):
         cfg = w.nodes[g].files.sf_config
         e = cfg.entry(cf)
-        ctx.expect((e.lan0, e.lan1, e.ppar_id) == (srv.lan0, srv.lan1, cd.ppar),
-                   f"{g}: SF entry of {cf} -> {srv.lan0}/{srv.lan1} PPAR-ID {cd.ppar}, got {e}")
+        ctx.expect(
+            (e.lan0, e.lan1, e.ppar_id) == (srv.lan0, srv.lan1, cd.ppar),
+            f"{g}: SF entry of {cf} -> {srv.lan0}/{srv.lan1} PPAR-ID {cd.ppar}, got {e}",
+        )
         ctx.expect(cfg.weight(cf) == cd.sf_weight, f"{g}: SF weight of {cf} = {cd.sf_weight}")
 
 
@@ -115,7 +121,9 @@ def live_migration(ctx: Ctx) -> Generator:
     yield w.rng.uniform(1.0, 20.0)
     r = yield w.ldm_command("primary2", "migrate-domain", "-c", "guest2", "primary3")
     ctx.expect(r.rc == 0, f"migration to succeed: {r.stderr.strip()}")
-    ctx.expect(w.where("guest2") == [("primary3", "active")], f"guest2 active on primary3 only, got {w.where('guest2')}")
+    ctx.expect(
+        w.where("guest2") == [("primary3", "active")], f"guest2 active on primary3 only, got {w.where('guest2')}"
+    )
     longest = max((e - s for d, s, e in w.suspends if d == "guest2"), default=0.0)
     ctx.expect(longest > 10.0, f"the suspend to last well over 10 s, got {longest:.1f} s")
     yield w.rng.uniform(1.0, 30.0)
@@ -127,8 +135,10 @@ def live_migration(ctx: Ctx) -> Generator:
     yield from wait_healthy(ctx, "after -u")
     ctx.expect(not ever(w, "LEFTCLUSTER"), "nobody to leave the cluster")
     ctx.expect(not w.kills, f"nothing fenced, got {w.kills}")
-    ctx.expect(w.online.get("app1") == {"cfguest1"} and not ever(w, "cfguest2    RMS    app1 Online"),
-               "app1 never to move from cfguest1")
+    ctx.expect(
+        w.online.get("app1") == {"cfguest1"} and not ever(w, "cfguest2    RMS    app1 Online"),
+        "app1 never to move from cfguest1",
+    )
 
 
 def no_prepare(ctx: Ctx) -> Generator:
@@ -168,8 +178,10 @@ def _recover(ctx: Ctx, t_p: float, t_silent: float, t_stopped: float) -> Generat
     # follows LEFTCLUSTER at the first domain-status check that finds the domain stopped.
     earliest = t_silent + 600.0 - 1.0
     latest = max(t_silent + 600.0, t_stopped) + RECHECK + 1.0
-    ctx.expect(earliest <= w.sched.now <= latest,
-               f"DOWN about 600 s after cfguest2 went silent at {t_silent:.1f}, got {w.sched.now:.1f}")
+    ctx.expect(
+        earliest <= w.sched.now <= latest,
+        f"DOWN about 600 s after cfguest2 went silent at {t_silent:.1f}, got {w.sched.now:.1f}",
+    )
     ctx.expect(not w.kills, "nobody fenced while -p is in force")
     r = yield w.ldm_command("primary2", "start-domain", "guest2")
     ctx.expect(r.rc == 0, f"ldm start-domain guest2: {r.stderr.strip()}")
@@ -195,8 +207,10 @@ def early_start(ctx: Ctx) -> Generator:
     ctx.expect(refused, "SF, CRM and RMS to refuse to start on cfguest2")
     msgs = w.nodes["cfguest2"].files.logs.get("messages", [])
     for what in ("SF", "CRM", "RMS"):
-        ctx.expect(any(f"] {what} failed to start: " in m and "cfguest1" in m for m in msgs),
-                   f"messages to say {what} failed to start because of cfguest1")
+        ctx.expect(
+            any(f"] {what} failed to start: " in m and "cfguest1" in m for m in msgs),
+            f"messages to say {what} failed to start because of cfguest1",
+        )
     ctx.expect(not sf_running(w, "cfguest2"), "SF not running on cfguest2")
     r = yield w.ldm_command("primary2", "stop-domain", "guest2")
     ctx.expect(r.rc == 0, "ldm stop-domain guest2")
@@ -212,8 +226,10 @@ def split_brain(ctx: Ctx) -> Generator:
     ok = yield WaitFor(lambda: bool(w.kills), 120.0)
     ctx.expect(ok, "one side to be fenced")
     yield 60.0
-    ctx.expect([k[2] for k in w.kills][:1] == ["cfguest2"],
-               f"tie (weights 1+0 each): cfguest2 fenced, alphabetically first cfguest1 survives; got {w.kills}")
+    ctx.expect(
+        [k[2] for k in w.kills][:1] == ["cfguest2"],
+        f"tie (weights 1+0 each): cfguest2 fenced, alphabetically first cfguest1 survives; got {w.kills}",
+    )
     ctx.expect(w.nodes["cfguest1"].alive and not w.nodes["cfguest2"].alive, "cfguest1 survives, cfguest2 stopped")
     ctx.expect(w.view("cfguest1").get("cfguest2") == "DOWN", "cfguest1 sees cfguest2 DOWN")
     ctx.expect(w.online.get("app1") == {"cfguest1"}, "app1 on cfguest1")
@@ -279,8 +295,10 @@ def scoped_migration(ctx: Ctx) -> Generator:
     w = ctx.world
     r = yield from one_shot_with_a_crash(ctx, scoped=True)
     detection = ctx.metrics["detection"]
-    ctx.expect(detection <= NORMAL_TIMEOUT + HEARTBEAT_INTERVAL,
-               f"cfguest1's crash detected within the normal timeout + one interval, got {detection:.2f} s")
+    ctx.expect(
+        detection <= NORMAL_TIMEOUT + HEARTBEAT_INTERVAL,
+        f"cfguest1's crash detected within the normal timeout + one interval, got {detection:.2f} s",
+    )
     ctx.expect(w.where("guest2") == [("primary3", "active")], f"guest2 active on primary3, got {w.where('guest2')}")
     moved = yield WaitFor(lambda: w.online.get("app1") == {"cfguest3"}, 60.0)
     ctx.expect(moved, f"app1 to fail over to cfguest3, got {w.online.get('app1')}")
@@ -311,6 +329,7 @@ def topology_for(name: str, given: str | None) -> str:
     from ..topology import DEFAULT
 
     return given or SCENARIO_TOPOLOGY.get(name, DEFAULT)
+
 
 SCENARIOS: dict[str, tuple[Callable[[Ctx], Generator], float]] = {
     # name: (process, virtual seconds to run at most)
@@ -349,8 +368,14 @@ def run(name: str, topo: Topology, seed: int = 0, echo: Callable[[str], None] | 
     return run_process(name, proc, limit, topo, seed, echo)
 
 
-def run_process(name: str, proc: Callable[[Ctx], Generator], limit: float, topo: Topology, seed: int = 0,
-                echo: Callable[[str], None] | None = None) -> Outcome:
+def run_process(
+    name: str,
+    proc: Callable[[Ctx], Generator],
+    limit: float,
+    topo: Topology,
+    seed: int = 0,
+    echo: Callable[[str], None] | None = None,
+) -> Outcome:
     """Run ``proc`` as a scenario called ``name`` for at most ``limit`` virtual seconds."""
     w = World(topo, seed, echo=echo)
     ctx = Ctx(w)

@@ -88,9 +88,16 @@ TICK = Ticked()  # the one wake-up event (frozen, no fields): not rebuilt for ev
 
 
 class World(CommandCalls):
-    def __init__(self, topo: Topology, seed: int = 0, *, loss: float = 0.0, echo: Callable[[str], None] | None = None,
-                 powered_off: frozenset[str] = frozenset(),
-                 tap: Callable[[str, str, Any], None] | None = None):
+    def __init__(
+        self,
+        topo: Topology,
+        seed: int = 0,
+        *,
+        loss: float = 0.0,
+        echo: Callable[[str], None] | None = None,
+        powered_off: frozenset[str] = frozenset(),
+        tap: Callable[[str, str, Any], None] | None = None,
+    ):
         """``powered_off``: hosts whose cluster software does not start with the datacenter;
         ``tap(sender, receiver, message)`` sees every interconnect message a node sends."""
         self.topo = topo
@@ -148,8 +155,9 @@ class World(CommandCalls):
                 h = t.host_of_cf(cf)
                 hosted_by = h.control_domain if cl.kind == "guest" else h.name
                 disk = t.initial_disk(h.name)
-                files = NodeFiles(**{f.name: getattr(disk, f.name) for f in fields(NodeDisk)},
-                                  known_xscf={s.name for s in t.servers})
+                files = NodeFiles(
+                    **{f.name: getattr(disk, f.name) for f in fields(NodeDisk)}, known_xscf={s.name for s in t.servers}
+                )
                 self.nodes[cf] = SimNode(cf, h.name, cl.kind, t.node_spec(h.name), files, hosted_by)
         for n in self.nodes.values():
             n.peers = [self.nodes[p] for p in n.cluster if p != n.cf]
@@ -194,8 +202,9 @@ class World(CommandCalls):
         n.alive, n.suspended, n.incarnation, n.tick_pending = True, False, n.incarnation + 1, False
         n.held.clear()
         self.silent_since.pop(n.cf, None)
-        n.node = Node(n.spec, n.files, incarnation=n.incarnation, server=self.server_of_host(n.hosted_by),
-                      offsets=self.offsets)
+        n.node = Node(
+            n.spec, n.files, incarnation=n.incarnation, server=self.server_of_host(n.hosted_by), offsets=self.offsets
+        )
         n.timer = Timer(self.sched, partial(self._tick, n, n.incarnation))
         self.trace(n.cf, "boot", f"{n.host} started (incarnation {n.incarnation}) on {n.hosted_by}")
         self.feed(n, NodeStarted())
@@ -268,8 +277,14 @@ class World(CommandCalls):
             if not n.alive:
                 return
 
-    def operation(self, n: SimNode, op: str, args: dict[str, Any] | None = None, caller: str | None = None,
-                  reply: Callable[..., None] | None = None) -> None:
+    def operation(
+        self,
+        n: SimNode,
+        op: str,
+        args: dict[str, Any] | None = None,
+        caller: str | None = None,
+        reply: Callable[..., None] | None = None,
+    ) -> None:
         """Ask node ``n`` for an operation (``caller``: the control domain asking; None: the
         node's own admin channel); ``reply(ok, value, error=...)`` gets the answer, if it comes."""
         op_id = self._new_id()
@@ -295,6 +310,7 @@ class World(CommandCalls):
                     self._hold(n, event)
                 else:
                     self.feed(n, event)
+
         self.net.send(src, n.cf, go, reliable=reliable)
 
     @staticmethod
@@ -373,8 +389,14 @@ class World(CommandCalls):
                     self.feed(p, event)
 
     # ---- the XSCF side, as a guest node's shutdown agents see it ----------------------------------
-    def _xscf_request(self, n: SimNode, addr: str, ev_of: Callable[[int], Event], target: str,
-                      on_reply: Callable[[spmod.SpReply], None]) -> str | None:
+    def _xscf_request(
+        self,
+        n: SimNode,
+        addr: str,
+        ev_of: Callable[[int], Event],
+        target: str,
+        on_reply: Callable[[spmod.SpReply], None],
+    ) -> str | None:
         """Send a request to the XSCF answering at ``addr``: its server (None: nothing answers there)."""
         server, _ = self.addr_server.get(addr, (None, None))
         if server is None:
@@ -382,8 +404,9 @@ class World(CommandCalls):
         rid = self._new_id()
         self._xscf_waiting[rid] = on_reply
         ev = ev_of(rid)
-        self.net.send(n.cf, f"xscf:{server}", lambda: self._xscf_feed(server, ev, by=n.cf, target=target),
-                      reliable=True)
+        self.net.send(
+            n.cf, f"xscf:{server}", lambda: self._xscf_feed(server, ev, by=n.cf, target=target), reliable=True
+        )
         return server
 
     def _ask_domain_status(self, n: SimNode, node: str, entry: XscfEntry, lan: int = 0) -> None:
@@ -400,15 +423,19 @@ class World(CommandCalls):
         def no_answer() -> None:
             if not answered[0] and lan == 0 and n.alive:
                 self._ask_domain_status(n, node, entry, 1)
-        self._xscf_request(n, addr, lambda rid: spmod.DomainStatusRequested(rid, addr, entry.ppar_id, entry.domain),
-                           node, on_reply)
+
+        self._xscf_request(
+            n, addr, lambda rid: spmod.DomainStatusRequested(rid, addr, entry.ppar_id, entry.domain), node, on_reply
+        )
         self.sched.after(DOMAIN_STATUS_TIMEOUT, no_answer)
 
     def _check_xscf(self, n: SimNode, e: CheckXscf) -> None:
         servers = [self.addr_server.get(a, (None, 0))[0] for a in (e.lan0, e.lan1)]
         known = all(s is not None and s in n.files.known_xscf for s in servers)
-        snmp = tuple((k, s is not None and self.xscf[s].lan_up(a))
-                     for k, a, s in zip(("lan0", "lan1"), (e.lan0, e.lan1), servers))
+        snmp = tuple(
+            (k, s is not None and self.xscf[s].lan_up(a))
+            for k, a, s in zip(("lan0", "lan1"), (e.lan0, e.lan1), servers)
+        )
         self.feed(n, XscfChecked(e.op_id, known, snmp))
 
     def _run_agent(self, n: SimNode, run: fen.RunAgent) -> None:
@@ -428,8 +455,13 @@ class World(CommandCalls):
             kind = spmod.DomainPanicRequested if AGENT_ACTION[run.agent] == "panic" else spmod.DomainResetRequested
         else:
             kind = spmod.DomainStatusRequested
-        self._xscf_request(n, addr, lambda rid: kind(rid, addr, entry.ppar_id, entry.domain), run.host,
-                           lambda r: answer(XscfAnswered(run, r.ok, str(r.status), r.text)))
+        self._xscf_request(
+            n,
+            addr,
+            lambda rid: kind(rid, addr, entry.ppar_id, entry.domain),
+            run.host,
+            lambda r: answer(XscfAnswered(run, r.ok, str(r.status), r.text)),
+        )
 
     def _xscf_feed(self, server: str, ev: Event, by: str = "", target: str = "") -> None:
         for eff in self.xscf[server].handle(self.sched.now, ev):
@@ -459,8 +491,9 @@ class World(CommandCalls):
         while ldmd is down, the domain processes placed there)."""
         cd = self.topo.control_domain(host)
         if host in self.ldm_down:  # (the domains it held before stay held)
-            running = frozenset(g.host for g in self.nodes.values()
-                                if g.kind == "guest" and g.alive and g.hosted_by == host)
+            running = frozenset(
+                g.host for g in self.nodes.values() if g.kind == "guest" and g.alive and g.hosted_by == host
+            )
             held = self.ldm[host].domain_names() | running
         else:
             d = self.ldm[host]
@@ -518,19 +551,32 @@ class World(CommandCalls):
         # (after whatever it sent before it stopped has arrived)
         for other in sorted(self.ldm):
             if other != host:
-                self.sched.after(self.net.latency + self.net.jitter,
-                                 partial(self._ldm_feed, other, ldmmod.PeerUnreachable(host)))
+                self.sched.after(
+                    self.net.latency + self.net.jitter, partial(self._ldm_feed, other, ldmmod.PeerUnreachable(host))
+                )
 
     def restart_ldmd(self, host: str) -> None:
         """ldmd on ``host`` starts again, rebuilt from what persists (core: ``Ldmd.restarted``)."""
         if host not in self.ldm_down or host in self.cd_down:
             return
         old, cd, t = self.ldm[host], self.topo.control_domain(host), self.topo
-        found = [ldmmod.FoundDomain(g.host, t.guest(g.host).memory_mb, t.guest(g.host).vcpu,
-                                    t.guest(g.host).dirty_rate_mb_s, g.alive)
-                 for _, g in sorted(self.nodes.items()) if g.kind == "guest" and g.hosted_by == host]
-        d, effects = ldmmod.Ldmd.restarted(host, cd.ppar, cd.server, found, old.sp_store(), self.sched.now,
-                                           memory_mb=cd.memory_mb, bandwidth_mb_s=t.migration.bandwidth_mb_s)
+        found = [
+            ldmmod.FoundDomain(
+                g.host, t.guest(g.host).memory_mb, t.guest(g.host).vcpu, t.guest(g.host).dirty_rate_mb_s, g.alive
+            )
+            for _, g in sorted(self.nodes.items())
+            if g.kind == "guest" and g.hosted_by == host
+        ]
+        d, effects = ldmmod.Ldmd.restarted(
+            host,
+            cd.ppar,
+            cd.server,
+            found,
+            old.sp_store(),
+            self.sched.now,
+            memory_mb=cd.memory_mb,
+            bandwidth_mb_s=t.migration.bandwidth_mb_s,
+        )
         self.ldm[host] = d
         self.ldm_down.discard(host)
         self.trace(host, "ldm", f"ldmd on {host} restarted")
@@ -618,9 +664,11 @@ class World(CommandCalls):
                         resume(False)
                     else:
                         self.sched.after(item.poll, poll)
+
                 poll()
             else:
                 raise TypeError(f"scenario yielded {item!r}")
+
         self.sched.after(0.0, resume)
 
     def run(self, until: float) -> None:
@@ -642,5 +690,10 @@ class World(CommandCalls):
 
     def where(self, domain: str) -> list[tuple[str, str]]:
         """Where ``domain`` is: (control domain, ldm state) for every running ldmd that lists it."""
-        return [(h, str(x.state)) for h, d in self.ldm.items() if h not in self.ldm_down
-                for x in d.domains() if x.name == domain]
+        return [
+            (h, str(x.state))
+            for h, d in self.ldm.items()
+            if h not in self.ldm_down
+            for x in d.domains()
+            if x.name == domain
+        ]

@@ -11,8 +11,7 @@ from xml.sax.saxutils import escape
 
 from .journal import _clean
 
-__all__ = ["AXIS_H", "FONT", "HEADER_H", "NODE_H", "PLOT_X0", "PLOT_X1", "PROC_H", "WIDTH", "GapScale",
-           "tick_step"]
+__all__ = ["AXIS_H", "FONT", "HEADER_H", "NODE_H", "PLOT_X0", "PLOT_X1", "PROC_H", "WIDTH", "GapScale", "tick_step"]
 
 # ------------------------------------------------------------------------------------------ layout
 WIDTH = 1200
@@ -22,7 +21,7 @@ HEADER_H = 84.0
 PROC_H = 78.0  # procedure lane: step labels, step bars, phase sub-lane
 NODE_H = 124.0  # one CF node lane
 AXIS_H = 52.0
-FONT = "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\""
+FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
 _CHAR_W = 6.2  # estimated width of one character at font-size 11
 
 
@@ -73,16 +72,25 @@ class _Svg:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    def rect(self, x: float, y: float, w: float, h: float, fill: str, cls: str = "", extra: str = "",
-             title: str | None = None) -> None:
+    def rect(
+        self,
+        x: float,
+        y: float,
+        w: float,
+        h: float,
+        fill: str,
+        cls: str = "",
+        extra: str = "",
+        title: str | None = None,
+    ) -> None:
         c = f' class="{cls}"' if cls else ""
         body = f"<title>{_esc(title)}</title>" if title else ""
-        open_ = (f'<rect{c} x="{_n(x)}" y="{_n(y)}" width="{_n(max(w, 0.0))}" height="{_n(h)}" '
-                 f'fill="{fill}"{extra}')
+        open_ = f'<rect{c} x="{_n(x)}" y="{_n(y)}" width="{_n(max(w, 0.0))}" height="{_n(h)}" fill="{fill}"{extra}'
         self.add(open_ + (f">{body}</rect>" if body else "/>"))
 
-    def text(self, x: float, y: float, s: str, size: float = 11, anchor: str = "start", cls: str = "",
-             extra: str = "") -> None:
+    def text(
+        self, x: float, y: float, s: str, size: float = 11, anchor: str = "start", cls: str = "", extra: str = ""
+    ) -> None:
         c = f' class="{cls}"' if cls else ""
         a = f' text-anchor="{anchor}"' if anchor != "start" else ""
         self.add(f'<text{c} x="{_n(x)}" y="{_n(y)}" font-size="{_n(size)}"{a}{extra}>{_esc(s)}</text>')
@@ -156,5 +164,3 @@ class GapScale:
     def label(self) -> str:
         top = f"{self.linear_top:g}"
         return f"gap s: linear ≤ {top}, log above" if self.split else f"gap s: linear 0–{top}"
-
-

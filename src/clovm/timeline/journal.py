@@ -113,7 +113,9 @@ def _rounds(samples: Sequence[dict]) -> list[tuple[float, list[dict]]]:
 
 
 def _node_order(journal: Mapping[str, Any], extra: Iterable[str]) -> list[str]:
-    listed = [n for n in journal.get("nodes") or [] if isinstance(n, str)] if isinstance(journal.get("nodes"), list) else []
+    listed = (
+        [n for n in journal.get("nodes") or [] if isinstance(n, str)] if isinstance(journal.get("nodes"), list) else []
+    )
     order = list(dict.fromkeys(listed))
     order += sorted(set(extra) - set(order))
     return order
@@ -254,9 +256,7 @@ def _phase_segments(progress: Sequence[dict], events: Sequence[dict], t_end: flo
         elif phase in _TERMINAL_PHASES:
             t1 = t0
         else:
-            dones = [
-                _num(e["t"]) for e in events if e.get("step") == "migrate" and e.get("what") == "done"
-            ]
+            dones = [_num(e["t"]) for e in events if e.get("step") == "migrate" and e.get("what") == "done"]
             later = [t for t in dones if t is not None and t >= t0]
             t1 = min(later) if later else t_end
         segs.append(_PhaseSeg(phase, t0, t1, percent))

@@ -46,9 +46,14 @@ def render_text_summary(journal: Mapping[str, Any]) -> str:
     domain = _str(journal.get("domain"), "?")
     node = _str(journal.get("node"))
     scoped = journal.get("scoped") is True
-    lines.append(_cut(f"clovm migrate {domain}" + (f" (CF node {node})" if node else "")
-                      + f": {_str(journal.get('source'), '?')} -> {_str(journal.get('target'), '?')}"
-                      + (" [scoped window]" if scoped else " [manual window]")))
+    lines.append(
+        _cut(
+            f"clovm migrate {domain}"
+            + (f" (CF node {node})" if node else "")
+            + f": {_str(journal.get('source'), '?')} -> {_str(journal.get('target'), '?')}"
+            + (" [scoped window]" if scoped else " [manual window]")
+        )
+    )
     result = journal.get("result")
     outcome = journal.get("outcome")
     status = f"step: {_str(journal.get('step'), '?')}   outcome: {outcome if isinstance(outcome, str) else '-'}"
@@ -106,6 +111,9 @@ def render_text_summary(journal: Mapping[str, Any]) -> str:
             lines.append(_cut(f"  {mark} {_str(p.get('name'), '?')}" + (f": {detail}" if detail else "")))
     else:
         lines.append("proof: not run yet")
-    lines.append(f"result: {result}" if isinstance(result, str) else "result: none yet (unfinished; "
-                 "`clovm migrate --resume` continues it)")
+    lines.append(
+        f"result: {result}"
+        if isinstance(result, str)
+        else "result: none yet (unfinished; `clovm migrate --resume` continues it)"
+    )
     return "\n".join(lines) + "\n"

@@ -153,13 +153,22 @@ def _draw_header(svg: _Svg, f: _Frame, journal: Mapping[str, Any], domain: str, 
     result = journal.get("result")
     result_s = result if isinstance(result, str) else f"in progress (step {_str(journal.get('step'), '?')})"
     node = _str(journal.get("node"))
-    svg.text(12, 26, f"clovm migrate {domain}" + (f" (CF node {node})" if node else ""), 18, cls="title",
-             extra=' font-weight="bold"')
+    svg.text(
+        12,
+        26,
+        f"clovm migrate {domain}" + (f" (CF node {node})" if node else ""),
+        18,
+        cls="title",
+        extra=' font-weight="bold"',
+    )
     src, dst = _str(journal.get("source"), "?"), _str(journal.get("target"), "?")
     ss, ts = _str(journal.get("source_server")), _str(journal.get("target_server"))
     route = f"{src} → {dst}" + (f"   (server {ss} → {ts})" if ss or ts else "")
-    window = ("scoped window: only the migrating node's timeout widened" if journal.get("scoped") is True
-              else "manual window: cluster-wide 600 s CLUSTER_TIMEOUT")
+    window = (
+        "scoped window: only the migrating node's timeout widened"
+        if journal.get("scoped") is True
+        else "manual window: cluster-wide 600 s CLUSTER_TIMEOUT"
+    )
     svg.text(12, 48, f"{route}   ·   {window}", 12, cls="route")
     outcome = journal.get("outcome")
     line3 = f"outcome: {outcome if isinstance(outcome, str) else '—'}"
@@ -169,8 +178,15 @@ def _draw_header(svg: _Svg, f: _Frame, journal: Mapping[str, Any], domain: str, 
     if times:
         line3 += f"   ·   t = 0 at emulated {_secs(f.t_first)} s, span {_secs(f.t_last - f.t_first)} s"
     svg.text(12, 68, line3, 12, cls="outcome")
-    svg.text(WIDTH - 20, 30, f"result: {result_s}", 16, anchor="end", cls="result",
-             extra=f' font-weight="bold" fill="{RESULT_COLOURS.get(_str(result), "#555555")}"')
+    svg.text(
+        WIDTH - 20,
+        30,
+        f"result: {result_s}",
+        16,
+        anchor="end",
+        cls="result",
+        extra=f' font-weight="bold" fill="{RESULT_COLOURS.get(_str(result), "#555555")}"',
+    )
 
 
 def _draw_grid(svg: _Svg, f: _Frame, ticks: Sequence[float]) -> None:
@@ -184,11 +200,25 @@ def _draw_suspend(svg: _Svg, f: _Frame, journal: Mapping[str, Any]) -> None:
     """The guest's suspend interval(s), highlighted across the whole height of the lanes."""
     for i, (s0, s1) in enumerate(suspend_intervals(journal)):
         x0, x1 = f.sc.x(s0), f.sc.x(s1)
-        svg.rect(x0, f.lanes_top, max(x1 - x0, 1.0), f.lanes_bottom - f.lanes_top, SUSPEND_FILL, cls="suspend",
-                 extra=f' id="suspend-{i}" fill-opacity="0.14"',
-                 title=f"guest suspended {s1 - s0:.2f} s (t {_secs(s0 - f.t_first)} → {_secs(s1 - f.t_first)} s)")
-        svg.text((x0 + x1) / 2, f.lanes_top + 10, f"guest suspended {s1 - s0:.1f} s", 10, anchor="middle",
-                 cls="suspend-label", extra=f' fill="{SUSPEND_FILL}" font-weight="bold"')
+        svg.rect(
+            x0,
+            f.lanes_top,
+            max(x1 - x0, 1.0),
+            f.lanes_bottom - f.lanes_top,
+            SUSPEND_FILL,
+            cls="suspend",
+            extra=f' id="suspend-{i}" fill-opacity="0.14"',
+            title=f"guest suspended {s1 - s0:.2f} s (t {_secs(s0 - f.t_first)} → {_secs(s1 - f.t_first)} s)",
+        )
+        svg.text(
+            (x0 + x1) / 2,
+            f.lanes_top + 10,
+            f"guest suspended {s1 - s0:.1f} s",
+            10,
+            anchor="middle",
+            cls="suspend-label",
+            extra=f' fill="{SUSPEND_FILL}" font-weight="bold"',
+        )
 
 
 def _draw_steps(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_h: float) -> None:
@@ -203,8 +233,16 @@ def _draw_steps(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_
         if bar.state == "done":
             svg.rect(x0, bar_y, max(x1 - x0, 1.5), bar_h, colour, cls="step-bar", title=title)
         else:
-            svg.rect(x0, bar_y, max(x1 - x0, 1.5), bar_h, colour, cls=f"step-bar {bar.state}", title=title,
-                     extra=f' fill-opacity="0.35" stroke="{colour}" stroke-dasharray="4 2"')
+            svg.rect(
+                x0,
+                bar_y,
+                max(x1 - x0, 1.5),
+                bar_h,
+                colour,
+                cls=f"step-bar {bar.state}",
+                title=title,
+                extra=f' fill-opacity="0.35" stroke="{colour}" stroke-dasharray="4 2"',
+            )
         label = bar.step + ("" if bar.state == "done" else f" ({bar.state})")
         width = len(label) * _CHAR_W
         level = 0 if label_ends[0] < x0 else 1 if label_ends[1] < x0 else 0
@@ -218,8 +256,10 @@ def _draw_notes(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_
         if e.get("what") == "note":
             x = f.sc.x(_num(e["t"]))  # type: ignore[arg-type]
             d = f"M{_n(x)} {_n(bar_y + bar_h + 1)} l3 4 l-3 4 l-3 -4 z"
-            svg.add(f'<path class="note" d="{d}" fill="#333333"><title>{_esc(e.get("step", ""))}: '
-                    f'{_esc(_str(e.get("text")))}</title></path>')
+            svg.add(
+                f'<path class="note" d="{d}" fill="#333333"><title>{_esc(e.get("step", ""))}: '
+                f"{_esc(_str(e.get('text')))}</title></path>"
+            )
 
 
 def _draw_phases(svg: _Svg, f: _Frame, progress: Sequence[dict], events: Sequence[dict], ph_y: float) -> None:
@@ -248,8 +288,7 @@ def _draw_procedure_lane(svg: _Svg, f: _Frame, events: Sequence[dict], progress:
     svg.add("</g>")
 
 
-def _draw_state_bands(svg: _Svg, f: _Frame, rounds: _Rounds, x_node: str, pts: Sequence[NodePoint],
-                      top: float) -> None:
+def _draw_state_bands(svg: _Svg, f: _Frame, rounds: _Rounds, x_node: str, pts: Sequence[NodePoint], top: float) -> None:
     """A node's CF state band (worst state any observer holds it in) and its thin SF band."""
     band_y, sf_y = top + 6, top + 19
     svg.text(PLOT_X0 - 6, band_y + 8, "CF", 9, anchor="end", extra=' fill="#555555"')
@@ -258,17 +297,32 @@ def _draw_state_bands(svg: _Svg, f: _Frame, rounds: _Rounds, x_node: str, pts: S
         x0, x1 = f.sc.x(p.t), f.sc.x(rounds.seg_end(p.t))
         if p.state is not None:
             who = ", ".join(p.observers)
-            svg.rect(x0, band_y, x1 - x0, 10, STATE_COLOURS.get(p.state, OTHER_STATE_COLOUR), cls="cf-state",
-                     title=f"{x_node} {p.state} (seen by {who}) at t {_secs(p.t - f.t_first)} s")
+            svg.rect(
+                x0,
+                band_y,
+                x1 - x0,
+                10,
+                STATE_COLOURS.get(p.state, OTHER_STATE_COLOUR),
+                cls="cf-state",
+                title=f"{x_node} {p.state} (seen by {who}) at t {_secs(p.t - f.t_first)} s",
+            )
         if p.sf is not None:
-            svg.rect(x0, sf_y, x1 - x0, 4, SF_COLOURS.get(p.sf, OTHER_SF_COLOUR), cls="sf-state",
-                     title=f"{x_node} SF {p.sf} at t {_secs(p.t - f.t_first)} s")
+            svg.rect(
+                x0,
+                sf_y,
+                x1 - x0,
+                4,
+                SF_COLOURS.get(p.sf, OTHER_SF_COLOUR),
+                cls="sf-state",
+                title=f"{x_node} SF {p.sf} at t {_secs(p.t - f.t_first)} s",
+            )
 
 
 def _draw_gap_axes(svg: _Svg, pts: Sequence[NodePoint], py0: float, py1: float) -> GapScale:
     """The frame, y ticks and scale label of a node's gap plot; returns its y scale."""
-    ys = GapScale([p.gap for p in pts if p.gap is not None],
-                  [p.timeout for p in pts if p.timeout is not None], py0, py1)
+    ys = GapScale(
+        [p.gap for p in pts if p.gap is not None], [p.timeout for p in pts if p.timeout is not None], py0, py1
+    )
     gy = ys.y
     svg.rect(PLOT_X0, py0, PLOT_X1 - PLOT_X0, py1 - py0, "none", extra=' stroke="#dddddd"')
     for v in ys.ticks():
@@ -280,13 +334,19 @@ def _draw_gap_axes(svg: _Svg, pts: Sequence[NodePoint], py0: float, py1: float) 
         svg.line(PLOT_X0, yb, PLOT_X1, yb, "#aaaaaa", cls="scale-break", extra=' stroke-dasharray="1 3"')
     svg.text(12, py1 - 4, ys.label(), 9, cls="yaxis-label", extra=' fill="#777777"')
     if not pts:
-        svg.text((PLOT_X0 + PLOT_X1) / 2, (py0 + py1) / 2, "no samples of this node", 11, anchor="middle",
-                 cls="empty", extra=' fill="#999999"')
+        svg.text(
+            (PLOT_X0 + PLOT_X1) / 2,
+            (py0 + py1) / 2,
+            "no samples of this node",
+            11,
+            anchor="middle",
+            cls="empty",
+            extra=' fill="#999999"',
+        )
     return ys
 
 
-def _draw_timeout(svg: _Svg, f: _Frame, rounds: _Rounds, x_node: str, pts: Sequence[NodePoint],
-                  ys: GapScale) -> None:
+def _draw_timeout(svg: _Svg, f: _Frame, rounds: _Rounds, x_node: str, pts: Sequence[NodePoint], ys: GapScale) -> None:
     """A node's effective timeout (min over observers) as a dashed step line, with its values."""
     gy = ys.y
     d: list[str] = []
@@ -300,16 +360,25 @@ def _draw_timeout(svg: _Svg, f: _Frame, rounds: _Rounds, x_node: str, pts: Seque
         pen_down = True
     timeouts = sorted({p.timeout for p in pts if p.timeout is not None})
     if d:
-        svg.add(f'<path class="timeout" d="{" ".join(d)}" fill="none" stroke="{TIMEOUT_COLOUR}" '
-                f'stroke-width="1.2" stroke-dasharray="6 4"><title>{_esc(x_node)} effective timeout '
-                f'{_esc(", ".join(f"{v:g}" for v in timeouts))} s</title></path>')
+        svg.add(
+            f'<path class="timeout" d="{" ".join(d)}" fill="none" stroke="{TIMEOUT_COLOUR}" '
+            f'stroke-width="1.2" stroke-dasharray="6 4"><title>{_esc(x_node)} effective timeout '
+            f"{_esc(', '.join(f'{v:g}' for v in timeouts))} s</title></path>"
+        )
         label_ys: list[float] = []
         for v in reversed(timeouts):  # largest first; skip labels that would overlap
             yv = gy(v)
             ly_ = yv - 3 if yv - 3 >= ys.py0 + 8 else yv + 9
             if all(abs(ly_ - other) >= 10 for other in label_ys):
-                svg.text(PLOT_X1 - 2, ly_, f"timeout {v:g} s", 9, anchor="end", cls="timeout-label",
-                         extra=f' fill="{TIMEOUT_COLOUR}"')
+                svg.text(
+                    PLOT_X1 - 2,
+                    ly_,
+                    f"timeout {v:g} s",
+                    9,
+                    anchor="end",
+                    cls="timeout-label",
+                    extra=f' fill="{TIMEOUT_COLOUR}"',
+                )
                 label_ys.append(ly_)
 
 
@@ -334,25 +403,35 @@ def _draw_gap(svg: _Svg, f: _Frame, rounds: _Rounds, pts: Sequence[NodePoint], y
             continue
         points = " ".join(f"{_n(f.sc.x(p.t))},{_n(gy(p.gap))}" for p in run)  # type: ignore[arg-type]
         if len(run) == 1:
-            svg.add(f'<circle class="gap" cx="{_n(f.sc.x(run[0].t))}" cy="{_n(gy(run[0].gap))}" r="2" '  # type: ignore[arg-type]
-                    f'fill="{GAP_COLOUR}"/>')
+            svg.add(
+                f'<circle class="gap" cx="{_n(f.sc.x(run[0].t))}" cy="{_n(gy(run[0].gap))}" r="2" '  # type: ignore[arg-type]
+                f'fill="{GAP_COLOUR}"/>'
+            )
         else:
-            svg.add(f'<polyline class="gap" points="{points}" fill="none" stroke="{GAP_COLOUR}" '
-                    f'stroke-width="1.5"/>')
+            svg.add(f'<polyline class="gap" points="{points}" fill="none" stroke="{GAP_COLOUR}" stroke-width="1.5"/>')
     for p in pts:
         if p.gap is not None and p.timeout is not None and p.gap >= p.timeout:
-            svg.add(f'<circle class="over-timeout" cx="{_n(f.sc.x(p.t))}" cy="{_n(gy(p.gap))}" r="3.5" '
-                    f'fill="none" stroke="{TIMEOUT_COLOUR}" stroke-width="1.5"><title>gap {p.gap:g} s ≥ '
-                    f'timeout {p.timeout:g} s</title></circle>')
+            svg.add(
+                f'<circle class="over-timeout" cx="{_n(f.sc.x(p.t))}" cy="{_n(gy(p.gap))}" r="3.5" '
+                f'fill="none" stroke="{TIMEOUT_COLOUR}" stroke-width="1.5"><title>gap {p.gap:g} s ≥ '
+                f"timeout {p.timeout:g} s</title></circle>"
+            )
     gapped = [p for p in pts if p.gap is not None]
     if gapped:
         worst = max(gapped, key=lambda p: (p.gap, -p.t))  # type: ignore[arg-type, return-value]
-        svg.text(PLOT_X0 + 4, ys.py0 + 11, f"max gap {worst.gap:.1f} s at t {_secs(worst.t - f.t_first)} s", 9,
-                 cls="maxgap-label", extra=f' fill="{GAP_COLOUR}"')
+        svg.text(
+            PLOT_X0 + 4,
+            ys.py0 + 11,
+            f"max gap {worst.gap:.1f} s at t {_secs(worst.t - f.t_first)} s",
+            9,
+            cls="maxgap-label",
+            extra=f' fill="{GAP_COLOUR}"',
+        )
 
 
-def _draw_node_lane(svg: _Svg, f: _Frame, rounds: _Rounds, journal: Mapping[str, Any], x_node: str,
-                    pts: Sequence[NodePoint], top: float) -> None:
+def _draw_node_lane(
+    svg: _Svg, f: _Frame, rounds: _Rounds, journal: Mapping[str, Any], x_node: str, pts: Sequence[NodePoint], top: float
+) -> None:
     """One CF node's lane: its name and base timeout, state bands, and gap-against-timeout plot."""
     migrating = _str(journal.get("node"))
     base_timeouts = journal.get("timeouts") if isinstance(journal.get("timeouts"), dict) else {}
@@ -379,13 +458,28 @@ def _draw_time_axis(svg: _Svg, f: _Frame, step: float, ticks: Sequence[float], t
     for rel in ticks:
         x = f.sc.x(f.t_first + rel)
         svg.line(x, ay, x, ay + 5, "#333333", cls="tick")
-        label = f"{rel:g}" if step >= 1 else f"{rel:.{max(0, -math.floor(math.log10(step)) + 1)}f}".rstrip("0").rstrip(".")
+        label = (
+            f"{rel:g}" if step >= 1 else f"{rel:.{max(0, -math.floor(math.log10(step)) + 1)}f}".rstrip("0").rstrip(".")
+        )
         svg.text(x, ay + 17, label or "0", 10, anchor="middle", cls="tick-label")
-    svg.text((PLOT_X0 + PLOT_X1) / 2, ay + 34, "emulated seconds since the first journal entry", 11,
-             anchor="middle", cls="axis-label")
+    svg.text(
+        (PLOT_X0 + PLOT_X1) / 2,
+        ay + 34,
+        "emulated seconds since the first journal entry",
+        11,
+        anchor="middle",
+        cls="axis-label",
+    )
     if not timed:
-        svg.text((PLOT_X0 + PLOT_X1) / 2, f.lanes_top + 20, "the journal has no timed entries yet", 12,
-                 anchor="middle", cls="empty", extra=' fill="#999999"')
+        svg.text(
+            (PLOT_X0 + PLOT_X1) / 2,
+            f.lanes_top + 20,
+            "the journal has no timed entries yet",
+            12,
+            anchor="middle",
+            cls="empty",
+            extra=' fill="#999999"',
+        )
 
 
 class _Legend:
@@ -466,8 +560,10 @@ def render_svg(journal: Mapping[str, Any]) -> str:
     f = _Frame(_Scale(t_first, t_last), t_first, t_last, HEADER_H, HEADER_H + PROC_H + NODE_H * len(nodes))
     svg = _Svg()
     svg.add('<?xml version="1.0" encoding="UTF-8"?>')
-    svg.add(f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{_n(height)}" '
-            f'viewBox="0 0 {WIDTH} {_n(height)}" {FONT}>')
+    svg.add(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{_n(height)}" '
+        f'viewBox="0 0 {WIDTH} {_n(height)}" {FONT}>'
+    )
     domain = _str(journal.get("domain"), "?")
     svg.add(f"<title>clovm migrate {_esc(domain)}</title>")
     svg.rect(0, 0, WIDTH, height, "#ffffff")

@@ -64,9 +64,11 @@ MAX_TOKEN_MS = 600_000  # above this the window is not worth it: refuse (the SPA
 RECOVER_LIMIT = 900.0  # emulated seconds to wait until the stopped VM is lost, and until it rejoined
 READY_LIMIT = 120.0  # emulated seconds complete waits for the cluster to settle (devices restarted, monitored)
 READBACK_TRIES = 10  # runtime.config.totem.token is read back this often (POLL apart) before giving up
-SCOPED_WHY = ("the corosync token is one cluster-wide setting (every node must run the same totem "
-              "configuration; a node-local corosync-cmapctl change makes the membership re-form while the "
-              "nodes disagree), so failure detection cannot be widened for the migrating node only.")
+SCOPED_WHY = (
+    "the corosync token is one cluster-wide setting (every node must run the same totem "
+    "configuration; a node-local corosync-cmapctl change makes the membership re-form while the "
+    "nodes disagree), so failure detection cannot be widened for the migrating node only."
+)
 
 MARK_RECORDED = "tokens-recorded"  # prepare: every node's token recorded on the node (nothing changed yet)
 MARK_PROTECTED = "protected"  # prepare: maintenance-mode set and the raised token in effect
@@ -75,8 +77,15 @@ MARK_RESTORED = "token-restored"  # complete: the recorded token is in effect ag
 
 
 # ------------------------------------------------------------------------------------------ rules
-def expected_suspend_s(memory_mb: float, dirty_mb_s: float, bandwidth_mb_s: float, *, converge_mb: float,
-                       max_rounds: int, overhead_s: float) -> float:
+def expected_suspend_s(
+    memory_mb: float,
+    dirty_mb_s: float,
+    bandwidth_mb_s: float,
+    *,
+    converge_mb: float,
+    max_rounds: int,
+    overhead_s: float,
+) -> float:
     """The final suspend of a pre-copy live migration, in the hypervisor's seconds.
 
     Round 1 sends the whole memory; each next round sends what was dirtied meanwhile
@@ -144,8 +153,10 @@ def cluster_problems(view: Mapping[str, Any], nodes: Iterable[str], observer: st
         elif st.get("standby") or st.get("shutdown"):
             out.append(f"{observer} sees {n} in standby or shutting down: bring it back (pcs node unstandby {n})")
         elif st.get("maintenance"):
-            out.append(f"{observer} sees {n} in node maintenance: release it first (crm_attribute --node {n} "
-                       f"--name maintenance --delete); node maintenance does not stop fencing anyway")
+            out.append(
+                f"{observer} sees {n} in node maintenance: release it first (crm_attribute --node {n} "
+                f"--name maintenance --delete); node maintenance does not stop fencing anyway"
+            )
     for p in view.get("pending") or []:  # (the CIB's status: the same in every node's view)
         out.append(f"an action is in flight ({p}): wait until it finished")
     for f in view.get("failures") or []:
@@ -226,31 +237,50 @@ class PacemakerStack:
         hosts_list = yield from run._ask(here, "control_domains", **refuse)
         hosts = {h["host"]: h["address"] for h in hosts_list}
         if here not in hosts:
-            raise _Stop(RC_REFUSED, codes.UNKNOWN_HOST,
-                        f"clovm migrate: {here} is not a hypervisor host of this datacenter (one of "
-                        f"{' '.join(sorted(hosts))}); run it with --host HOST where {d} runs. Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.UNKNOWN_HOST,
+                f"clovm migrate: {here} is not a hypervisor host of this datacenter (one of "
+                f"{' '.join(sorted(hosts))}); run it with --host HOST where {d} runs. Nothing was changed.",
+            )
         w = yield from run._ask(here, "where", **refuse, domain=d)
         if w is None:
-            raise _Stop(RC_REFUSED, codes.DOMAIN_NOT_HOSTED,
-                        f"clovm migrate: {d} is not a domain of {here}; run clovm migrate --host HOST on the host "
-                        f"that runs it (virsh list --all there). Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.DOMAIN_NOT_HOSTED,
+                f"clovm migrate: {d} is not a domain of {here}; run clovm migrate --host HOST on the host "
+                f"that runs it (virsh list --all there). Nothing was changed.",
+            )
         if w.get("migration"):
-            raise _Stop(RC_REFUSED, codes.MIGRATION_RUNNING,
-                        f"clovm migrate: a migration of {d} is already in progress on {here}; wait for it "
-                        f"(virsh domjobinfo {d}). Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.MIGRATION_RUNNING,
+                f"clovm migrate: a migration of {d} is already in progress on {here}; wait for it "
+                f"(virsh domjobinfo {d}). Nothing was changed.",
+            )
         if w["state"] != "active":
-            raise _Stop(RC_REFUSED, codes.DOMAIN_STOPPED,
-                        f"clovm migrate: {d} is {w.get('virsh_state') or w['state']} on {here}, not running: a live "
-                        f"migration needs a running VM (start it with virsh start {d}, or move a stopped one "
-                        f"cold). Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.DOMAIN_STOPPED,
+                f"clovm migrate: {d} is {w.get('virsh_state') or w['state']} on {here}, not running: a live "
+                f"migration needs a running VM (start it with virsh start {d}, or move a stopped one "
+                f"cold). Nothing was changed.",
+            )
         target = self._host_of(tgt, hosts)
         if target is None:
-            raise _Stop(RC_REFUSED, codes.UNKNOWN_TARGET,
-                        f"clovm migrate: {tgt!r} is not a hypervisor host of this datacenter (one of "
-                        f"{' '.join(sorted(hosts))}). Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.UNKNOWN_TARGET,
+                f"clovm migrate: {tgt!r} is not a hypervisor host of this datacenter (one of "
+                f"{' '.join(sorted(hosts))}). Nothing was changed.",
+            )
         if target == here:
-            raise _Stop(RC_REFUSED, codes.SAME_HOST, f"clovm migrate: target-host {tgt} is the source host ({here}); "
-                                                     f"name another hypervisor host. Nothing was changed.")
+            raise _Stop(
+                RC_REFUSED,
+                codes.SAME_HOST,
+                f"clovm migrate: target-host {tgt} is the source host ({here}); "
+                f"name another hypervisor host. Nothing was changed.",
+            )
         problems: list[str] = []
         # -- the hosts: target reachable, room, no copy there; the estimate of the final suspend
         src_info = yield from run._ask(here, "host_info", **refuse)
@@ -258,20 +288,30 @@ class PacemakerStack:
         suspend = 0.0
         t_info = yield from run._try(target, "host_info")
         if not t_info.ok:
-            problems.append(f"the target host {target} does not answer ({t_info.error}): start it or repair its "
-                            f"network")
+            problems.append(
+                f"the target host {target} does not answer ({t_info.error}): start it or repair its network"
+            )
         else:
             if int(t_info.value["free_mb"]) < int(dom.get("memory_mb", 0)):
-                problems.append(f"{target} has {t_info.value['free_mb']} MB free, {d} needs {dom.get('memory_mb')} MB: "
-                                f"make room there or choose another host")
+                problems.append(
+                    f"{target} has {t_info.value['free_mb']} MB free, {d} needs {dom.get('memory_mb')} MB: "
+                    f"make room there or choose another host"
+                )
             tw = yield from run._try(target, "where", domain=d)
             if tw.ok and tw.value is not None:
-                problems.append(f"{target} already has a domain {d} ({tw.value.get('virsh_state') or tw.value['state']}): "
-                                f"remove it there (virsh undefine {d}) first")
+                problems.append(
+                    f"{target} already has a domain {d} ({tw.value.get('virsh_state') or tw.value['state']}): "
+                    f"remove it there (virsh undefine {d}) first"
+                )
         if dom:
-            suspend = expected_suspend_s(dom["memory_mb"], dom["dirty_rate_mb_s"], src_info["bandwidth_mb_s"],
-                                         converge_mb=src_info["converge_mb"], max_rounds=src_info["max_rounds"],
-                                         overhead_s=src_info["suspend_overhead_s"])
+            suspend = expected_suspend_s(
+                dom["memory_mb"],
+                dom["dirty_rate_mb_s"],
+                src_info["bandwidth_mb_s"],
+                converge_mb=src_info["converge_mb"],
+                max_rounds=src_info["max_rounds"],
+                overhead_s=src_info["suspend_overhead_s"],
+            )
         # -- every node: crm_mon, the token in effect, no token change of an earlier run in force
         views: dict[str, dict[str, Any]] = {}
         tokens: dict[str, int] = {}
@@ -280,7 +320,7 @@ class PacemakerStack:
             asks += [(n, "crm_mon", {}), (n, "cmap_get", {"keys": [TOKEN_KEY]}), (n, "token_record", {})]
         answers = yield from self._try_all(run, asks)
         for i, n in enumerate(nodes):
-            mon, cmap, rec = answers[3 * i: 3 * i + 3]
+            mon, cmap, rec = answers[3 * i : 3 * i + 3]
             if not mon.ok:
                 problems.append(f"{n} does not answer crm_mon ({mon.error}): start it or its cluster services")
                 continue
@@ -289,23 +329,34 @@ class PacemakerStack:
             if cmap.ok and isinstance(cmap.value.get(TOKEN_KEY), int):
                 tokens[n] = int(cmap.value[TOKEN_KEY])
             else:
-                problems.append(f"{n}: cannot read {TOKEN_KEY} ({cmap.error or 'no value'}): is corosync running there?")
+                problems.append(
+                    f"{n}: cannot read {TOKEN_KEY} ({cmap.error or 'no value'}): is corosync running there?"
+                )
             if rec.ok and rec.value is not None:
-                problems.append(f"a token change of an earlier clovm migrate is in force on {n} (its token "
-                                f"{rec.value} ms is recorded there): finish that migration with clovm migrate --resume, "
-                                f"or restore the token and remove /var/lib/clovm/token.saved on {n}")
+                problems.append(
+                    f"a token change of an earlier clovm migrate is in force on {n} (its token "
+                    f"{rec.value} ms is recorded there): finish that migration with clovm migrate --resume, "
+                    f"or restore the token and remove /var/lib/clovm/token.saved on {n}"
+                )
         if len(set(tokens.values())) > 1:
-            problems.append("the token differs between the nodes (" + ", ".join(f"{n} {t} ms" for n, t in sorted(tokens.items()))
-                            + "): make corosync.conf the same on every node and run corosync-cfgtool -R")
+            problems.append(
+                "the token differs between the nodes ("
+                + ", ".join(f"{n} {t} ms" for n, t in sorted(tokens.items()))
+                + "): make corosync.conf the same on every node and run corosync-cfgtool -R"
+            )
         view = next(iter(views.values()), None)
         if view is not None:
             if any(v.get("maintenance") for v in views.values()):
-                problems.append("maintenance-mode is already true: someone else holds the cluster; release it "
-                                "(crm_attribute --type crm_config --name maintenance-mode --delete) or wait for them")
+                problems.append(
+                    "maintenance-mode is already true: someone else holds the cluster; release it "
+                    "(crm_attribute --type crm_config --name maintenance-mode --delete) or wait for them"
+                )
             if not all(v.get("stonith_enabled", True) for v in views.values()):
-                problems.append("stonith-enabled is false: fencing is off, and Pacemaker would recover the resources "
-                                f"of {node} elsewhere as soon as it seems lost; turn it on (pcs property set "
-                                f"stonith-enabled=true)")
+                problems.append(
+                    "stonith-enabled is false: fencing is off, and Pacemaker would recover the resources "
+                    f"of {node} elsewhere as soon as it seems lost; turn it on (pcs property set "
+                    f"stonith-enabled=true)"
+                )
         # -- fencing: a started fence_virsh device for every node, the migrating node's on this host
         device: dict[str, Any] | None = None
         asker = next((n for n in nodes if n in views), None)
@@ -321,35 +372,46 @@ class PacemakerStack:
             for n in nodes:
                 dev = device_for(devices, n)
                 if dev is None:
-                    problems.append(f"no fence device covers {n}: create one (pcs stonith create fence-{n} "
-                                    f"{FENCE_AGENT} ip=HOST plug={n} pcmk_host_list={n} ...)")
+                    problems.append(
+                        f"no fence device covers {n}: create one (pcs stonith create fence-{n} "
+                        f"{FENCE_AGENT} ip=HOST plug={n} pcmk_host_list={n} ...)"
+                    )
                     continue
                 if dev["id"] not in started:
-                    problems.append(f"the fence device {dev['id']} of {n} is not started: fix it and run "
-                                    f"crm_resource --cleanup --resource {dev['id']}")
+                    problems.append(
+                        f"the fence device {dev['id']} of {n} is not started: fix it and run "
+                        f"crm_resource --cleanup --resource {dev['id']}"
+                    )
                 if n == node:
                     device = dict(dev)
                     if dev.get("agent") != FENCE_AGENT:
-                        problems.append(f"the fence device {dev['id']} of {n} is {dev.get('agent')}; clovm migrate "
-                                        f"re-points {FENCE_AGENT} devices only")
+                        problems.append(
+                            f"the fence device {dev['id']} of {n} is {dev.get('agent')}; clovm migrate "
+                            f"re-points {FENCE_AGENT} devices only"
+                        )
                     at = self._host_of(str((dev.get("params") or {}).get("ip", "")), hosts)
                     if at != here:
-                        problems.append(f"the fence device {dev['id']} of {n} points at "
-                                        f"{(dev.get('params') or {}).get('ip') or 'nothing'}, but {d} runs on {here}: "
-                                        f"fencing {n} would miss it; fix it first (pcs stonith update {dev['id']} ip={here})")
+                        problems.append(
+                            f"the fence device {dev['id']} of {n} points at "
+                            f"{(dev.get('params') or {}).get('ip') or 'nothing'}, but {d} runs on {here}: "
+                            f"fencing {n} would miss it; fix it first (pcs stonith update {dev['id']} ip={here})"
+                        )
         # -- the fence path after the move: every other node's fence agent logs in to the target
         if device is not None and t_info.ok:
             others = [n for n in nodes if n != node and n in views]
             params = agent_params(dict(device.get("params") or {}))
             params["ip"] = target
-            answers = yield from self._try_all(run, [(n, "fence_agent", {"params": params, "action": "list"})
-                                                     for n in others])
+            answers = yield from self._try_all(
+                run, [(n, "fence_agent", {"params": params, "action": "list"}) for n in others]
+            )
             for n, ans in zip(others, answers):
                 if not ans.ok or ans.value.get("rc") != 0:
                     why = ans.error if not ans.ok else (ans.value.get("text") or f"rc {ans.value.get('rc')}")
-                    problems.append(f"the fence agent on {n} cannot log in to {target} ({why}): after the move "
-                                    f"{node} could not be fenced; fix ssh to {target} (its host key, the key of "
-                                    f"{device['id']}) first")
+                    problems.append(
+                        f"the fence agent on {n} cannot log in to {target} ({why}): after the move "
+                        f"{node} could not be fenced; fix ssh to {target} (its host key, the key of "
+                        f"{device['id']}) first"
+                    )
         # -- no other migration, anywhere
         for h in sorted(hosts):
             ans = yield from run._try(h, "activity")
@@ -359,46 +421,76 @@ class PacemakerStack:
                 continue
             busy = sorted(set(ans.value["journals"]) | set(ans.value["migrating"]))
             if busy:
-                problems.append(f"a migration of {', '.join(busy)} is in progress or recorded on {h}: wait for it or "
-                                f"finish it (clovm migrate --host {h} --status / --resume)")
+                problems.append(
+                    f"a migration of {', '.join(busy)} is in progress or recorded on {h}: wait for it or "
+                    f"finish it (clovm migrate --host {h} --status / --resume)"
+                )
         token = next(iter(tokens.values()), 0)
         raised = token
         if token:
             raised = protective_token_ms(token, suspend, scale)
             if raised > MAX_TOKEN_MS:
-                problems.append(f"the expected suspend of {d} ({suspend:.1f} s) needs a token of {raised / 1000:g} s, "
-                                f"more than {MAX_TOKEN_MS / 1000:g} s: lower its dirty rate or raise the migration "
-                                f"bandwidth first")
+                problems.append(
+                    f"the expected suspend of {d} ({suspend:.1f} s) needs a token of {raised / 1000:g} s, "
+                    f"more than {MAX_TOKEN_MS / 1000:g} s: lower its dirty rate or raise the migration "
+                    f"bandwidth first"
+                )
         problems = list(dict.fromkeys(problems))  # what several nodes see alike is said once
         if problems:
-            raise _Stop(RC_REFUSED, codes.PREFLIGHT_FAILED,
-                        f"clovm migrate: the preflight found {len(problems)} problem(s); nothing was changed:\n"
-                        + "\n".join(f"  - {p}." for p in problems))
+            raise _Stop(
+                RC_REFUSED,
+                codes.PREFLIGHT_FAILED,
+                f"clovm migrate: the preflight found {len(problems)} problem(s); nothing was changed:\n"
+                + "\n".join(f"  - {p}." for p in problems),
+            )
         assert device is not None
-        return {"domain": d, "node": node, "nodes": nodes, "source": here, "target": target,
-                "target_address": hosts[target], "source_address": hosts[here], "hosts": hosts,
-                "time_scale": scale, "tokens": tokens, "token_raised": raised,
-                "expected_suspend_s": round(suspend, 3), "memory_mb": dom.get("memory_mb"),
-                "device": device["id"], "device_params": dict(device.get("params") or {}),
-                "maintenance_before": None, "marks": []}
+        return {
+            "domain": d,
+            "node": node,
+            "nodes": nodes,
+            "source": here,
+            "target": target,
+            "target_address": hosts[target],
+            "source_address": hosts[here],
+            "hosts": hosts,
+            "time_scale": scale,
+            "tokens": tokens,
+            "token_raised": raised,
+            "expected_suspend_s": round(suspend, 3),
+            "memory_mb": dom.get("memory_mb"),
+            "device": device["id"],
+            "device_params": dict(device.get("params") or {}),
+            "maintenance_before": None,
+            "marks": [],
+        }
 
     def plan(self, run: Run, p: dict[str, Any]) -> list[str]:
         tokens = sorted(set(p["tokens"].values()))
         old = tokens[0] if tokens else 0
         return [
-            (f"clovm migrate: preflight passed: {p['domain']} (cluster node {p['node']} of "
-             f"{' '.join(p['nodes'])}) {p['source']} -> {p['target']}; fence device {p['device']}"),
+            (
+                f"clovm migrate: preflight passed: {p['domain']} (cluster node {p['node']} of "
+                f"{' '.join(p['nodes'])}) {p['source']} -> {p['target']}; fence device {p['device']}"
+            ),
             "clovm migrate: plan:",
-            (f"  1 prepare   record the token of {' '.join(p['nodes'])} ({old} ms); maintenance-mode=true (cluster-"
-             f"wide: no fencing, no recovery); token {old} -> {p['token_raised']} ms on every node (expected suspend "
-             f"{p['expected_suspend_s']:g} s; corosync.conf + corosync-cfgtool -R), then wait one old token"),
+            (
+                f"  1 prepare   record the token of {' '.join(p['nodes'])} ({old} ms); maintenance-mode=true (cluster-"
+                f"wide: no fencing, no recovery); token {old} -> {p['token_raised']} ms on every node (expected suspend "
+                f"{p['expected_suspend_s']:g} s; corosync.conf + corosync-cfgtool -R), then wait one old token"
+            ),
             f"  2 migrate   {self.migrate_command(p['domain'], p['target'])}",
-            (f"  3 complete  {p['device']} ip {p['source']} -> {p['target']} (pcs stonith update); token back to "
-             f"{old} ms on every node; maintenance-mode released"),
-            (f"  4 prove     one running instance, fence_virsh status through {p['target']}, {p['source']} no longer "
-             f"claims {p['domain']}, stonith_admin --list {p['node']}, cluster healthy, tokens as recorded"),
-            (f"  if the migration is cancelled or fails: complete back to {p['source']} (after waiting until the "
-             f"stopped {p['domain']} is lost and starting it again)"),
+            (
+                f"  3 complete  {p['device']} ip {p['source']} -> {p['target']} (pcs stonith update); token back to "
+                f"{old} ms on every node; maintenance-mode released"
+            ),
+            (
+                f"  4 prove     one running instance, fence_virsh status through {p['target']}, {p['source']} no longer "
+                f"claims {p['domain']}, stonith_admin --list {p['node']}, cluster healthy, tokens as recorded"
+            ),
+            (
+                f"  if the migration is cancelled or fails: complete back to {p['source']} (after waiting until the "
+                f"stopped {p['domain']} is lost and starting it again)"
+            ),
         ]
 
     # ---- prepare ---------------------------------------------------------------------------------
@@ -417,12 +509,17 @@ class PacemakerStack:
                 break
             yield from run._ask(run.j["source"], "sleep", seconds=MIGRATE_POLL_SECONDS)
         else:
-            raise _Stop(RC_FAILED, codes.NOT_APPLIED,
-                        f"clovm migrate: {TOKEN_KEY} did not become {want} ms on every node after corosync-cfgtool -R ("
-                        + ", ".join(f"{n} {v}" for n, v in sorted(seen.items()))
-                        + "); check corosync.conf and the corosync logs there, then clovm migrate --resume.")
-        yield run._say(f"token {verb} {want} ms on {' '.join(nodes)} (corosync.conf, corosync-cfgtool -R; "
-                       f"{TOKEN_KEY} read back on every node)")
+            raise _Stop(
+                RC_FAILED,
+                codes.NOT_APPLIED,
+                f"clovm migrate: {TOKEN_KEY} did not become {want} ms on every node after corosync-cfgtool -R ("
+                + ", ".join(f"{n} {v}" for n, v in sorted(seen.items()))
+                + "); check corosync.conf and the corosync logs there, then clovm migrate --resume.",
+            )
+        yield run._say(
+            f"token {verb} {want} ms on {' '.join(nodes)} (corosync.conf, corosync-cfgtool -R; "
+            f"{TOKEN_KEY} read back on every node)"
+        )
 
     def _set_maintenance(self, run: Run, on: bool) -> Generator[Any, Any, None]:
         assert run.j is not None
@@ -437,10 +534,13 @@ class PacemakerStack:
             if all(v is on for v in seen.values()):
                 return
             yield from run._ask(run.j["source"], "sleep", seconds=MIGRATE_POLL_SECONDS)
-        raise _Stop(RC_FAILED, codes.NOT_APPLIED,
-                    f"clovm migrate: {MAINTENANCE} is not {str(on).lower()} on every node's crm_mon ("
-                    + ", ".join(f"{n} {v}" for n, v in sorted(seen.items()))
-                    + "); check the CIB (cibadmin -Q -o crm_config), then clovm migrate --resume.")
+        raise _Stop(
+            RC_FAILED,
+            codes.NOT_APPLIED,
+            f"clovm migrate: {MAINTENANCE} is not {str(on).lower()} on every node's crm_mon ("
+            + ", ".join(f"{n} {v}" for n, v in sorted(seen.items()))
+            + "); check the CIB (cibadmin -Q -o crm_config), then clovm migrate --resume.",
+        )
 
     def prepare(self, run: Run) -> Generator[Effect, CallReturned, str]:
         assert run.j is not None
@@ -450,11 +550,15 @@ class PacemakerStack:
         for n, v in zip(nodes, recorded):
             if v != j["tokens"][n]:  # the node kept a record of an earlier run: trust the node's
                 j["tokens"][n] = int(v)
-        yield self._mark(run, MARK_RECORDED, "token recorded on " + ", ".join(f"{n} {j['tokens'][n]} ms" for n in nodes))
+        yield self._mark(
+            run, MARK_RECORDED, "token recorded on " + ", ".join(f"{n} {j['tokens'][n]} ms" for n in nodes)
+        )
         yield from self._set_maintenance(run, True)
-        yield run._say(f"{MAINTENANCE}=true: Pacemaker fences, starts, stops and recovers nothing anywhere until it is "
-                       f"released (node maintenance would not stop fencing; stonith-enabled=false would recover "
-                       f"{j['node']}'s resources elsewhere at once)")
+        yield run._say(
+            f"{MAINTENANCE}=true: Pacemaker fences, starts, stops and recovers nothing anywhere until it is "
+            f"released (node maintenance would not stop fencing; stonith-enabled=false would recover "
+            f"{j['node']}'s resources elsewhere at once)"
+        )
         yield from self._set_token(run, int(j["token_raised"]), "raised to")
         yield self._mark(run, MARK_PROTECTED, f"{MAINTENANCE}=true, token {j['token_raised']} ms")
         old_ms = max(j["tokens"].values())
@@ -470,7 +574,10 @@ class PacemakerStack:
         scale = self._scale(run)
         calls: list[tuple[str, str, dict[str, Any]]] = []
         for n in nodes:
-            calls += [(n, "crm_mon", {"quick": True}), (n, "cmap_get", {"keys": [TOKEN_KEY, SILENCE_KEY], "quick": True})]
+            calls += [
+                (n, "crm_mon", {"quick": True}),
+                (n, "cmap_get", {"keys": [TOKEN_KEY, SILENCE_KEY], "quick": True}),
+            ]
         answers = yield from self._try_all(run, calls)
         for i, n in enumerate(nodes):
             mon, cmap = answers[2 * i], answers[2 * i + 1]
@@ -480,8 +587,9 @@ class PacemakerStack:
             run.record_sample(n, v)
 
     @staticmethod
-    def view_sample(n: str, view: Mapping[str, Any], cmap: Mapping[str, Any], nodes: Iterable[str],
-                    scale: float) -> dict[str, Any]:
+    def view_sample(
+        n: str, view: Mapping[str, Any], cmap: Mapping[str, Any], nodes: Iterable[str], scale: float
+    ) -> dict[str, Any]:
         """One node's sample for the journal (the format of the SPARC stack's ``cf_sample``):
         ``state`` / a peer's ``state`` UP (online member), LEFTCLUSTER (lost, not fenced yet:
         UNCLEAN) or DOWN (offline, clean); ``sf`` = fencing in force (``running``) or held off by
@@ -515,20 +623,29 @@ class PacemakerStack:
         j, d = run.j, run.request.domain
         started = [e["t"] for e in j["events"] if e["what"] == "note" and str(e["text"]).startswith("started:")]
         since = started[-1] if started else max((e["t"] for e in j["events"] if e["what"] == "begin"), default=0.0)
-        logs = yield from self._try_all(run, [(h, "hypervisor_events", {"domain": d, "since": since})
-                                              for h in (j["source"], j["target"])])
+        logs = yield from self._try_all(
+            run, [(h, "hypervisor_events", {"domain": d, "since": since}) for h in (j["source"], j["target"])]
+        )
         src = logs[0].value if logs[0].ok else []
         tgt = logs[1].value if logs[1].ok else []
         frozen = [e for e in src if e["what"] == "suspended"]
         if not frozen:
             return
         t0 = frozen[-1]["t"]
-        back = [e for e in (tgt if outcome == "migrated" else src) if e["what"] in ("resumed", "killed") and e["t"] >= t0]
+        back = [
+            e for e in (tgt if outcome == "migrated" else src) if e["what"] in ("resumed", "killed") and e["t"] >= t0
+        ]
         if not back:
             return
         t1, how = back[0]["t"], back[0]["what"]
-        pct = next((int(str(e["detail"]).split()[1].rstrip("%")) for e in reversed(src) if e["what"] == "migration"
-                    and str(e["detail"]).startswith("suspend")), 0)
+        pct = next(
+            (
+                int(str(e["detail"]).split()[1].rstrip("%"))
+                for e in reversed(src)
+                if e["what"] == "migration" and str(e["detail"]).startswith("suspend")
+            ),
+            0,
+        )
         prog = j["progress"]
         if prog and prog[-1].get("phase") in ("done", "cancelled", "failed") and prog[-1]["t"] > t1:
             prog[-1]["t"] = round(t1, 3)  # the end the hypervisor saw, not the next poll
@@ -536,10 +653,14 @@ class PacemakerStack:
         prog.sort(key=lambda x: x["t"])
         j["suspend_s"] = round(t1 - t0, 3)
         who = j["target"] if outcome == "migrated" else j["source"]
-        run._event(str(MigrateStep.MIGRATE), "note", f"{d} frozen {t1 - t0:.3f} s ({j['source']} suspended it, "
-                                                     f"{who} {how} it)")
-        yield run._say(f"{d} was frozen for {t1 - t0:.3f} s" + (", then killed by its hypervisor" if how == "killed" else "")
-                       + f" (token {j['token_raised']} ms)")
+        run._event(
+            str(MigrateStep.MIGRATE), "note", f"{d} frozen {t1 - t0:.3f} s ({j['source']} suspended it, {who} {how} it)"
+        )
+        yield run._say(
+            f"{d} was frozen for {t1 - t0:.3f} s"
+            + (", then killed by its hypervisor" if how == "killed" else "")
+            + f" (token {j['token_raised']} ms)"
+        )
 
     # ---- recover ---------------------------------------------------------------------------------
     def _views(self, run: Run, nodes: list[str]) -> Generator[Any, Any, dict[str, dict[str, Any] | None]]:
@@ -552,39 +673,60 @@ class PacemakerStack:
         d, here, node = run.request.domain, j["source"], j["node"]
         others = [n for n in j["nodes"] if n != node]
         scale = self._scale(run)
-        yield run._say(f"recover: waiting until {' '.join(others)} hold {node} lost (token "
-                       f"{emulated_s(j['token_raised'], scale):g} s, then consensus; {MAINTENANCE} keeps it unfenced)")
+        yield run._say(
+            f"recover: waiting until {' '.join(others)} hold {node} lost (token "
+            f"{emulated_s(j['token_raised'], scale):g} s, then consensus; {MAINTENANCE} keeps it unfenced)"
+        )
         deadline = run.now + RECOVER_LIMIT
         while True:
             views = yield from self._views(run, others)
-            lost = all(v is not None and not ((v.get("nodes") or {}).get(node) or {}).get("online") for v in views.values())
+            lost = all(
+                v is not None and not ((v.get("nodes") or {}).get(node) or {}).get("online") for v in views.values()
+            )
             if lost:
                 break
             if run.now > deadline:
-                raise _Stop(RC_FAILED, codes.NOT_DOWN, f"clovm migrate: {node} was not lost within {RECOVER_LIMIT:g} s; "
-                                                       f"check crm_mon -1, then clovm migrate --resume.")
+                raise _Stop(
+                    RC_FAILED,
+                    codes.NOT_DOWN,
+                    f"clovm migrate: {node} was not lost within {RECOVER_LIMIT:g} s; "
+                    f"check crm_mon -1, then clovm migrate --resume.",
+                )
             yield from run._ask(here, "sleep", seconds=MIGRATE_POLL_SECONDS)
         run._event(str(MigrateStep.RECOVER), "note", f"{node} lost on {' '.join(others)}")
         yield run._say(f"recover: {node} is lost; starting {d} on {here}")
         ok, w = yield from run.where(here)
         if not ok or w is None:
-            raise _Stop(RC_FAILED, codes.DOMAIN_LOST, f"clovm migrate: {d} is not on {here} any more; find it with "
-                                                      f"virsh list --all on the hosts, then clovm migrate --resume.")
+            raise _Stop(
+                RC_FAILED,
+                codes.DOMAIN_LOST,
+                f"clovm migrate: {d} is not on {here} any more; find it with "
+                f"virsh list --all on the hosts, then clovm migrate --resume.",
+            )
         if w["state"] != "active":
             ans = yield from run._ask(here, "virsh", argv=["start", d])
             if ans["rc"] != 0:
-                raise _Stop(RC_FAILED, codes.START_FAILED, f"clovm migrate: {here}: virsh start {d}: "
-                                                           f"{(ans['stderr'] or ans['stdout']).strip()}")
+                raise _Stop(
+                    RC_FAILED,
+                    codes.START_FAILED,
+                    f"clovm migrate: {here}: virsh start {d}: {(ans['stderr'] or ans['stdout']).strip()}",
+                )
             yield Print(f"{here} # virsh start {d}")
         while True:
             views = yield from self._views(run, j["nodes"])
-            if all(v is not None and all(((v.get("nodes") or {}).get(n) or {}).get("online") for n in j["nodes"])
-                   for v in views.values()):
+            if all(
+                v is not None and all(((v.get("nodes") or {}).get(n) or {}).get("online") for n in j["nodes"])
+                for v in views.values()
+            ):
                 break
             if run.now > deadline:
-                raise _Stop(RC_FAILED, codes.NOT_JOINED, f"clovm migrate: {node} did not join the cluster again; read "
-                                                         f"/var/log/pacemaker/pacemaker.log on {d}, then clovm migrate "
-                                                         f"--resume.")
+                raise _Stop(
+                    RC_FAILED,
+                    codes.NOT_JOINED,
+                    f"clovm migrate: {node} did not join the cluster again; read "
+                    f"/var/log/pacemaker/pacemaker.log on {d}, then clovm migrate "
+                    f"--resume.",
+                )
             yield from run._ask(here, "sleep", seconds=MIGRATE_POLL_SECONDS)
         j["complete_to"] = here
         yield run._say(f"recover: {node} joined the cluster again on {here}")
@@ -598,9 +740,13 @@ class PacemakerStack:
         devices = yield from run._ask(nodes[0], "stonith_devices")
         current = next((x for x in devices if x["id"] == dev), None)
         if current is None:
-            raise _Stop(RC_FAILED, codes.STEP_FAILED, f"clovm migrate: the fence device {dev} is gone from the CIB; "
-                                                      f"create it again (pcs stonith create {dev} {FENCE_AGENT} ...), "
-                                                      f"then clovm migrate --resume.")
+            raise _Stop(
+                RC_FAILED,
+                codes.STEP_FAILED,
+                f"clovm migrate: the fence device {dev} is gone from the CIB; "
+                f"create it again (pcs stonith create {dev} {FENCE_AGENT} ...), "
+                f"then clovm migrate --resume.",
+            )
         ip = str((current.get("params") or {}).get("ip", ""))
         if self._host_of(ip, j["hosts"]) != to:
             yield from run._ask(nodes[0], "stonith_update", device=dev, params={"ip": to})
@@ -628,8 +774,12 @@ class PacemakerStack:
     def _ready(view: Mapping[str, Any], nodes: list[str], j: Mapping[str, Any]) -> bool:
         devs = [r for r, v in (view.get("resources") or {}).items() if str(v.get("agent", "")).startswith("stonith:")]
         started, monitored = view.get("started") or {}, set(view.get("monitored") or [])
-        return (not cluster_problems(view, nodes, "-") and not view.get("maintenance") and j["device"] in devs
-                and all(d in started and d in monitored for d in devs))
+        return (
+            not cluster_problems(view, nodes, "-")
+            and not view.get("maintenance")
+            and j["device"] in devs
+            and all(d in started and d in monitored for d in devs)
+        )
 
     # ---- prove -----------------------------------------------------------------------------------
     def prove(self, run: Run) -> Generator[Effect, CallReturned, list[dict[str, Any]]]:
@@ -651,8 +801,12 @@ class PacemakerStack:
                 claims.append(h)
                 if w["state"] == "active":
                     running.append(h)
-        check("one running instance", running == [to] and not silent,
-              f"{d} running on {', '.join(running) or 'no host'}" + (f"; no answer from {', '.join(silent)}" if silent else ""))
+        check(
+            "one running instance",
+            running == [to] and not silent,
+            f"{d} running on {', '.join(running) or 'no host'}"
+            + (f"; no answer from {', '.join(silent)}" if silent else ""),
+        )
         # fence_virsh with the device's own parameters, from every node that may fence the VM
         devices = yield from run._ask(nodes[0], "stonith_devices")
         current = next((x for x in devices if x["id"] == dev), None)
@@ -662,19 +816,32 @@ class PacemakerStack:
         if current is None:
             bad.append(f"{dev} is not in the CIB")
         else:
-            answers = yield from self._try_all(run, [(n, "fence_agent", {"params": agent_params(params),
-                                                                         "action": "status"}) for n in others])
+            answers = yield from self._try_all(
+                run, [(n, "fence_agent", {"params": agent_params(params), "action": "status"}) for n in others]
+            )
             for n, ans in zip(others, answers):
                 st = ans.value.get("status") if ans.ok else None
                 if st != "ON":
                     why = ans.error if not ans.ok else (ans.value.get("text") or f"rc {ans.value.get('rc')}")
-                    bad.append(f"from {n}: fence_virsh -o status through {params.get('ip')} says {st or 'nothing'} ({why})")
+                    bad.append(
+                        f"from {n}: fence_virsh -o status through {params.get('ip')} says {st or 'nothing'} ({why})"
+                    )
             if at != to:
-                trap = (" (fence_virsh's missing-as-off trap: that host answers OFF for a VM it does not have, so a "
-                        f"fence would 'succeed' while {d} runs on)") if at is not None else ""
+                trap = (
+                    (
+                        " (fence_virsh's missing-as-off trap: that host answers OFF for a VM it does not have, so a "
+                        f"fence would 'succeed' while {d} runs on)"
+                    )
+                    if at is not None
+                    else ""
+                )
                 bad.append(f"{dev} points at {params.get('ip') or 'nothing'}, but {d} runs on {to}{trap}")
-        check("fence_virsh status", not bad, "; ".join(bad) or
-              f"{dev} -> {params.get('ip')} plug {params.get('plug')}: fence_virsh -o status says ON from {', '.join(others)}")
+        check(
+            "fence_virsh status",
+            not bad,
+            "; ".join(bad)
+            or f"{dev} -> {params.get('ip')} plug {params.get('plug')}: fence_virsh -o status says ON from {', '.join(others)}",
+        )
         old = [f"{h} still has {d}" for h in claims if h != to]
         said = ""
         if to != j["source"]:
@@ -682,13 +849,23 @@ class PacemakerStack:
             said = (ans.value["stderr"] or ans.value["stdout"]).strip() if ans.ok else ans.error
             if not ans.ok or ans.value["rc"] == 0 or "failed to get domain" not in said:
                 old.append(f"{j['source']}: virsh domstate {d}: {' '.join(said.split()) or 'no answer'}")
-        check("old host lets go", not old, "; ".join(old) or
-              f"no host but {to} has {d}" + (f" ({j['source']}: virsh domstate {d}: {said})" if said else ""))
+        check(
+            "old host lets go",
+            not old,
+            "; ".join(old)
+            or f"no host but {to} has {d}" + (f" ({j['source']}: virsh domstate {d}: {said})" if said else ""),
+        )
         lists = yield from self._try_all(run, [(n, "stonith_list", {"node": node}) for n in others])
-        missing = [f"{n}: {a.error if not a.ok else (' '.join(a.value) or 'none')}" for n, a in zip(others, lists)
-                   if not a.ok or dev not in a.value]
-        check("stonith_admin", not missing, "; ".join(missing) or f"stonith_admin --list {node} names {dev} on "
-                                                                   f"{', '.join(others)}")
+        missing = [
+            f"{n}: {a.error if not a.ok else (' '.join(a.value) or 'none')}"
+            for n, a in zip(others, lists)
+            if not a.ok or dev not in a.value
+        ]
+        check(
+            "stonith_admin",
+            not missing,
+            "; ".join(missing) or f"stonith_admin --list {node} names {dev} on {', '.join(others)}",
+        )
         views = yield from self._views(run, nodes)
         trouble = []
         for n, v in views.items():
@@ -706,12 +883,17 @@ class PacemakerStack:
                     trouble.append(f"{n}: {x['id']} not started")
                 elif x["id"] not in monitored:
                     trouble.append(f"{n}: {x['id']} not monitored yet")
-        check("cluster", not trouble, "; ".join(dict.fromkeys(trouble)) or
-              "every node online in every view, DC with quorum, every fence device started and monitored, "
-              "nothing pending or failed, maintenance released")
+        check(
+            "cluster",
+            not trouble,
+            "; ".join(dict.fromkeys(trouble))
+            or "every node online in every view, DC with quorum, every fence device started and monitored, "
+            "nothing pending or failed, maintenance released",
+        )
         want = {n: runtime_token_ms(j["tokens"][n], len(nodes)) for n in nodes}
-        answers = yield from self._try_all(run, [x for n in nodes for x in
-                                                  ((n, "cmap_get", {"keys": [TOKEN_KEY]}), (n, "token_record", {}))])
+        answers = yield from self._try_all(
+            run, [x for n in nodes for x in ((n, "cmap_get", {"keys": [TOKEN_KEY]}), (n, "token_record", {}))]
+        )
         wrong = []
         for i, n in enumerate(nodes):
             cm, rec = answers[2 * i], answers[2 * i + 1]
@@ -720,6 +902,9 @@ class PacemakerStack:
                 wrong.append(f"{n}: {got} ms (recorded {want[n]} ms)")
             if not rec.ok or rec.value is not None:
                 wrong.append(f"{n}: a token record is left" if rec.ok else f"{n}: {rec.error}")
-        check("tokens", not wrong, "; ".join(wrong) or
-              ", ".join(f"{n} {t} ms" for n, t in sorted(want.items())) + " as recorded")
+        check(
+            "tokens",
+            not wrong,
+            "; ".join(wrong) or ", ".join(f"{n} {t} ms" for n, t in sorted(want.items())) + " as recorded",
+        )
         return checks

@@ -155,9 +155,7 @@ class XscfSnmpAgent:
         # managers keep talking to it. Without one pysnmp makes a new one per engine, and a
         # manager that discovered the old one gets no answer from the restarted agent.
         self._engine_id = engine_id
-        self._lans = [
-            _Lan(addr, int(port), udp.DOMAIN_NAME + (i + 1,)) for i, (addr, port) in enumerate(endpoints)
-        ]
+        self._lans = [_Lan(addr, int(port), udp.DOMAIN_NAME + (i + 1,)) for i, (addr, port) in enumerate(endpoints)]
         self._engine: engine.SnmpEngine | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._actions: dict[tuple[int, str], tuple[int, int, str]] = {}  # row -> (action, result, text)
@@ -175,8 +173,11 @@ class XscfSnmpAgent:
         """
         if self._engine is not None or self._closed:
             raise RuntimeError("XscfSnmpAgent.start() called twice or after close()")
-        eng = engine.SnmpEngine() if self._engine_id is None else engine.SnmpEngine(
-            snmpEngineID=v2c.OctetString(self._engine_id))
+        eng = (
+            engine.SnmpEngine()
+            if self._engine_id is None
+            else engine.SnmpEngine(snmpEngineID=v2c.OctetString(self._engine_id))
+        )
         # An explicit dispatcher: pysnmp then never closes it when the last transport goes away.
         eng.register_transport_dispatcher(AsyncioDispatcher())
         for cred in self._creds:
@@ -188,9 +189,7 @@ class XscfSnmpAgent:
                 config.USM_PRIV_CFB128_AES,
                 cred.priv_key,
             )
-        eng.message_dispatcher.register_context_engine_id(
-            eng.snmpEngineID, _PDU_TYPES, self._process_pdu
-        )
+        eng.message_dispatcher.register_context_engine_id(eng.snmpEngineID, _PDU_TYPES, self._process_pdu)
         self._engine = eng
         try:
             for lan in range(len(self._lans)):
@@ -316,16 +315,24 @@ class XscfSnmpAgent:
             v2c.apiPDU.set_varbinds(rsp, var_binds)
             try:
                 snmpEngine.message_dispatcher.return_response_pdu(
-                    snmpEngine, messageProcessingModel, securityModel, securityName,
-                    securityLevel, contextEngineId, contextName, pduVersion, rsp,
-                    maxSizeResponseScopedPDU, stateReference, {},
+                    snmpEngine,
+                    messageProcessingModel,
+                    securityModel,
+                    securityName,
+                    securityLevel,
+                    contextEngineId,
+                    contextName,
+                    pduVersion,
+                    rsp,
+                    maxSizeResponseScopedPDU,
+                    stateReference,
+                    {},
                 )
             except Exception:  # noqa: BLE001 - a response we cannot send is a dropped response
                 return
 
         if int(securityLevel) < 3:
-            respond("authorizationError", 1 if v2c.apiPDU.get_varbinds(PDU) else 0,
-                    v2c.apiPDU.get_varbinds(PDU))
+            respond("authorizationError", 1 if v2c.apiPDU.get_varbinds(PDU) else 0, v2c.apiPDU.get_varbinds(PDU))
             return
         task = asyncio.get_running_loop().create_task(
             self._serve(lan, (str(t_address[0]), int(t_address[1])), PDU, respond)
@@ -406,7 +413,7 @@ class XscfSnmpAgent:
         column = oid[n]
         if column not in _STATUS_COLUMNS + _LOCAL_COLUMNS:
             return None
-        return column, _parse_row_index(oid[n + 1:])
+        return column, _parse_row_index(oid[n + 1 :])
 
     async def _status(self, lan: int, ppar: int, domain: str) -> tuple[bool, str, str]:
         reply = await _maybe_await(self._backend.status(lan, ppar, domain))
@@ -463,9 +470,7 @@ class XscfSnmpAgent:
         self._set_cache[key] = (now, answer)
         respond(*answer)
 
-    async def _set(
-        self, lan: int, var_binds: list[tuple[tuple[int, ...], Any]]
-    ) -> tuple[str | int, int, list[Any]]:
+    async def _set(self, lan: int, var_binds: list[tuple[tuple[int, ...], Any]]) -> tuple[str | int, int, list[Any]]:
         requests: list[tuple[int, tuple[int, str]]] = []
         for i, (oid, value) in enumerate(var_binds, start=1):
             hit = self._column(oid)

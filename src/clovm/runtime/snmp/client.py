@@ -77,8 +77,14 @@ class XscfSnmpClient:
         """Create the engine now (MIB loading: a burst of CPU) rather than on the first request."""
         if self._engine is None:
             eng = engine.SnmpEngine()
-            config.add_v3_user(eng, self._user, config.USM_AUTH_HMAC192_SHA256, self._auth_key,
-                               config.USM_PRIV_CFB128_AES, self._priv_key)
+            config.add_v3_user(
+                eng,
+                self._user,
+                config.USM_AUTH_HMAC192_SHA256,
+                self._auth_key,
+                config.USM_PRIV_CFB128_AES,
+                self._priv_key,
+            )
             config.add_target_parameters(eng, self._PARAMS, self._user, "authPriv")
             self._engine = eng
             self._targets.clear()
@@ -102,8 +108,13 @@ class XscfSnmpClient:
         self.close()
 
     async def status(
-        self, address: str, port: int, ppar: int, domain: str,
-        timeout: float = 2.0, retries: int = 0,
+        self,
+        address: str,
+        port: int,
+        ppar: int,
+        domain: str,
+        timeout: float = 2.0,
+        retries: int = 0,
     ) -> SnmpResult:
         """Ask the XSCF for a domain's status.
 
@@ -129,8 +140,13 @@ class XscfSnmpClient:
         return SnmpResult(int(result) == RESULT_OK, _text(status), _text(text))
 
     async def panic(
-        self, address: str, port: int, ppar: int, domain: str,
-        timeout: float = 2.0, retries: int = 0,
+        self,
+        address: str,
+        port: int,
+        ppar: int,
+        domain: str,
+        timeout: float = 2.0,
+        retries: int = 0,
     ) -> SnmpResult:
         """Panic a domain (SET ``xscfDomainAction`` = panic(2)).
 
@@ -139,8 +155,13 @@ class XscfSnmpClient:
         return await self._action(ACTION_PANIC, address, port, ppar, domain, timeout, retries)
 
     async def reset(
-        self, address: str, port: int, ppar: int, domain: str,
-        timeout: float = 2.0, retries: int = 0,
+        self,
+        address: str,
+        port: int,
+        ppar: int,
+        domain: str,
+        timeout: float = 2.0,
+        retries: int = 0,
     ) -> SnmpResult:
         """Reset a domain (SET ``xscfDomainAction`` = reset(3)).
 
@@ -149,8 +170,14 @@ class XscfSnmpClient:
         return await self._action(ACTION_RESET, address, port, ppar, domain, timeout, retries)
 
     async def _action(
-        self, action: int, address: str, port: int, ppar: int, domain: str,
-        timeout: float, retries: int,
+        self,
+        action: int,
+        address: str,
+        port: int,
+        ppar: int,
+        domain: str,
+        timeout: float,
+        retries: int,
     ) -> SnmpResult:
         oid = _column_oid(COL_ACTION, ppar, domain)
         failed = False
@@ -161,7 +188,11 @@ class XscfSnmpClient:
         # The per-row text of the last action; best effort, the verdict above is authoritative.
         try:
             (text,) = await self._request(
-                "get", address, port, timeout, retries,
+                "get",
+                address,
+                port,
+                timeout,
+                retries,
                 [(_column_oid(COL_ACTION_TEXT, ppar, domain), None)],
             )
             message = _text(text)
@@ -182,12 +213,24 @@ class XscfSnmpClient:
         if name is None:
             name = self._targets[key] = f"xscf-{len(self._targets)}"
             # snmpTargetAddrTimeout is in hundredths of a second
-            config.add_target_address(eng, name, udp.DOMAIN_NAME, (address, port), self._PARAMS,
-                                      timeout=round(timeout * 100), retryCount=retries)
+            config.add_target_address(
+                eng,
+                name,
+                udp.DOMAIN_NAME,
+                (address, port),
+                self._PARAMS,
+                timeout=round(timeout * 100),
+                retryCount=retries,
+            )
         return name
 
     async def _request(
-        self, kind: str, address: str, port: int, timeout: float, retries: int,
+        self,
+        kind: str,
+        address: str,
+        port: int,
+        timeout: float,
+        retries: int,
         var_binds: list[tuple[tuple[int, ...], int | None]],
     ) -> list[Any]:
         target = self._target(address, port, timeout, retries)
@@ -199,8 +242,9 @@ class XscfSnmpClient:
             generator = self._set
         future: asyncio.Future[tuple[Any, Any, Any, Any]] = asyncio.get_running_loop().create_future()
 
-        def done(_eng: Any, _handle: Any, err_ind: Any, err_status: Any, err_index: Any, answer: Any,
-                 _ctx: Any) -> None:
+        def done(
+            _eng: Any, _handle: Any, err_ind: Any, err_status: Any, err_index: Any, answer: Any, _ctx: Any
+        ) -> None:
             if not future.done():
                 future.set_result((err_ind, err_status, err_index, answer))
 
@@ -215,8 +259,7 @@ class XscfSnmpClient:
                 )
             if isinstance(err_ind, _AUTH_ERRORS):
                 raise SnmpAuthError(
-                    f"{where} rejected the SNMPv3 credentials ({err_ind}): "
-                    "wrong user, auth key or priv key"
+                    f"{where} rejected the SNMPv3 credentials ({err_ind}): wrong user, auth key or priv key"
                 )
             raise SnmpError(f"{where}: SNMP error: {err_ind}")
         if int(err_status):
@@ -227,9 +270,7 @@ class XscfSnmpClient:
         values = [vb[1] for vb in answer]
         for value in values:
             if value.tagSet in _EXCEPTION_TAGS:
-                raise SnmpError(
-                    f"{where}: object missing ({value.prettyPrint()}): not an emulated XSCF?"
-                )
+                raise SnmpError(f"{where}: object missing ({value.prettyPrint()}): not an emulated XSCF?")
         return values
 
 
@@ -257,4 +298,3 @@ _EXCEPTION_TAGS = (
 
 def _text(value: Any) -> str:
     return bytes(value.asOctets()).decode("utf-8", "replace")
-

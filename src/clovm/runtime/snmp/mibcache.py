@@ -31,14 +31,16 @@ class _CachedRunpy:
     """``runpy`` as pysnmp's builder uses it: ``run_path`` of a MIB file, with cached bytecode."""
 
     @staticmethod
-    def run_path(path_name: str, init_globals: dict[str, Any] | None = None,
-                 run_name: str | None = None) -> dict[str, Any]:
+    def run_path(
+        path_name: str, init_globals: dict[str, Any] | None = None, run_name: str | None = None
+    ) -> dict[str, Any]:
         run_module_code = getattr(runpy, "_run_module_code", None)
         if run_module_code is None or not str(path_name).endswith(".py"):
             return runpy.run_path(path_name, init_globals, run_name)
         # what runpy.run_path does for a path that is not a sys.path entry, minus the compile
-        return run_module_code(_mib_code(path_name), init_globals, run_name or "<run_path>",
-                               pkg_name="", script_name=path_name)
+        return run_module_code(
+            _mib_code(path_name), init_globals, run_name or "<run_path>", pkg_name="", script_name=path_name
+        )
 
 
 def _install_mib_bytecode_cache() -> None:

@@ -101,9 +101,7 @@ class XscfSshClient:
         self._known_hosts_path = Path(known_hosts_path)
         self._client_keys = list(client_keys) if client_keys else None
 
-    async def exec(
-        self, address: str, port: int, command: str | Sequence[str], timeout: float = 10.0
-    ) -> CliResult:
+    async def exec(self, address: str, port: int, command: str | Sequence[str], timeout: float = 10.0) -> CliResult:
         """Run one XSCF command.
 
         Args:
@@ -125,8 +123,9 @@ class XscfSshClient:
         known = _read_known(self._known_hosts_path)
         try:
             async with asyncio.timeout(timeout):
-                async with await _connect(self._user, self._password, self._client_keys, self._known_hosts_path,
-                                          known, address, port, timeout) as conn:
+                async with await _connect(
+                    self._user, self._password, self._client_keys, self._known_hosts_path, known, address, port, timeout
+                ) as conn:
                     result = await conn.run(line, check=False)
         except TimeoutError as exc:
             raise XscfUnreachable(f"XSCF {address}:{port}: no SSH answer within {timeout:g} s") from exc
@@ -142,9 +141,16 @@ def _read_known(path: Path) -> str:
         return ""
 
 
-async def _connect(user: str, password: str | None, client_keys: Sequence[asyncssh.SSHKey] | None,
-                   known_hosts_path: Path, known_text: str, address: str, port: int,
-                   timeout: float) -> asyncssh.SSHClientConnection:
+async def _connect(
+    user: str,
+    password: str | None,
+    client_keys: Sequence[asyncssh.SSHKey] | None,
+    known_hosts_path: Path,
+    known_text: str,
+    address: str,
+    port: int,
+    timeout: float,
+) -> asyncssh.SSHClientConnection:
     """Connect and authenticate, the host key checked against ``known_text`` (the content of
     ``known_hosts_path``); failures mapped onto the ``XscfSshError`` classes."""
     where = f"XSCF {address}:{port}"
@@ -174,10 +180,7 @@ async def _connect(user: str, password: str | None, client_keys: Sequence[asyncs
             "its line to the known_hosts file (clovm.runtime.ssh.add_known_host)"
         ) from exc
     except asyncssh.PermissionDenied as exc:
-        raise XscfAuthFailed(
-            f"{where}: authentication failed for user {user!r} "
-            "(wrong user name or password)"
-        ) from exc
+        raise XscfAuthFailed(f"{where}: authentication failed for user {user!r} (wrong user name or password)") from exc
     except TimeoutError as exc:
         raise XscfUnreachable(f"{where}: no SSH answer within {timeout:g} s") from exc
     except (OSError, asyncssh.Error) as exc:
@@ -205,8 +208,14 @@ class XscfSshPool:
     Args: as ``XscfSshClient``.
     """
 
-    def __init__(self, user: str, password: str | None, known_hosts_path: str | os.PathLike[str], *,
-                 client_keys: Sequence[asyncssh.SSHKey] | None = None) -> None:
+    def __init__(
+        self,
+        user: str,
+        password: str | None,
+        known_hosts_path: str | os.PathLike[str],
+        *,
+        client_keys: Sequence[asyncssh.SSHKey] | None = None,
+    ) -> None:
         self._user, self._password = user, password
         self._known_hosts_path = Path(known_hosts_path)
         self._client_keys = list(client_keys) if client_keys else None
@@ -243,8 +252,9 @@ class XscfSshPool:
                 if known_then == known and not conn.is_closed():
                     return conn
                 self._drop(key, conn)
-            conn = await _connect(self._user, self._password, self._client_keys, self._known_hosts_path, known,
-                                  key[0], key[1], timeout)
+            conn = await _connect(
+                self._user, self._password, self._client_keys, self._known_hosts_path, known, key[0], key[1], timeout
+            )
             self._conns[key] = (conn, known)
             return conn
 
@@ -293,6 +303,4 @@ async def xscf_exec(
         XscfHostKeyUnknown, XscfHostKeyChanged, XscfAuthFailed, XscfUnreachable: see
         ``XscfSshClient.exec``.
     """
-    return await XscfSshClient(user, password, known_hosts_path).exec(
-        address, port, command, timeout
-    )
+    return await XscfSshClient(user, password, known_hosts_path).exec(address, port, command, timeout)

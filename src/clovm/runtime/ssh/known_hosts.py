@@ -111,10 +111,7 @@ def _pattern_matches(pattern: str, candidates: Sequence[str], any_port_of: Seque
             salt, digest = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
         except ValueError:
             return False
-        return any(
-            hmac.compare_digest(hmac.new(salt, c.encode(), hashlib.sha1).digest(), digest)
-            for c in candidates
-        )
+        return any(hmac.compare_digest(hmac.new(salt, c.encode(), hashlib.sha1).digest(), digest) for c in candidates)
     if pattern in candidates:
         return True
     return any(pattern.startswith(f"[{a}]:") for a in any_port_of)
@@ -146,16 +143,20 @@ def add_known_hosts(path: str | os.PathLike[str], lines: Sequence[str]) -> None:
     with _locked(p):
         kept = _read_lines(p)
         for new, text in news:
-            kept = [old for old in kept
-                    if not ((entry := _split_entry(old)) is not None and entry[1] == new[1]
-                            and sorted(entry[0]) == sorted(new[0]))]
+            kept = [
+                old
+                for old in kept
+                if not (
+                    (entry := _split_entry(old)) is not None
+                    and entry[1] == new[1]
+                    and sorted(entry[0]) == sorted(new[0])
+                )
+            ]
             kept.append(text)
         atomic_write(p, "\n".join(kept) + "\n", mode=FILE_MODE)
 
 
-def remove_known_hosts(
-    path: str | os.PathLike[str], addresses: Iterable[str | tuple[str, int]]
-) -> int:
+def remove_known_hosts(path: str | os.PathLike[str], addresses: Iterable[str | tuple[str, int]]) -> int:
     """Remove every known_hosts entry for the given hosts.
 
     Args:
@@ -181,9 +182,7 @@ def remove_known_hosts(
         kept, removed = [], 0
         for old in _read_lines(p):
             entry = _split_entry(old)
-            if entry is not None and any(
-                _pattern_matches(pat, candidates, any_port) for pat in entry[0]
-            ):
+            if entry is not None and any(_pattern_matches(pat, candidates, any_port) for pat in entry[0]):
                 removed += 1
                 continue
             kept.append(old)

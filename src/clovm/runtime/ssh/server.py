@@ -73,9 +73,7 @@ class _ServerAuth(asyncssh.SSHServer):
 
     def validate_password(self, username: str, password: str) -> bool:
         expected = self._owner._users.get(username)
-        return expected is not None and hmac.compare_digest(
-            expected.encode(), password.encode()
-        )
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
 
     def public_key_auth_supported(self) -> bool:
         return bool(self._owner._user_keys)
@@ -127,9 +125,7 @@ class XscfSshServer:
         self._port = int(port)
         self._host_key_path = Path(host_key_path)
         self._users = dict(users)
-        self._user_keys = {
-            u: {public_key_text(k) for k in keys} for u, keys in (authorized_keys or {}).items()
-        }
+        self._user_keys = {u: {public_key_text(k) for k in keys} for u, keys in (authorized_keys or {}).items()}
         self._prompt = prompt
         self._login_timeout = login_timeout
         self._host_key: asyncssh.SSHKey | None = None

@@ -40,8 +40,9 @@ def one(seed: int, do_shrink: bool = True) -> SeedResult:
         if shrunk.failures:
             out, keep = shrunk, tuple(sorted(kept))
     lines = tuple(out.schedule.lines(None if keep is None else frozenset(keep)))
-    return SeedResult(seed, tuple(out.failures), out.schedule.topology, lines, keep, len(out.schedule.items),
-                      out.virtual_seconds)
+    return SeedResult(
+        seed, tuple(out.failures), out.schedule.topology, lines, keep, len(out.schedule.items), out.virtual_seconds
+    )
 
 
 def _one(args: tuple[int, bool]) -> SeedResult:

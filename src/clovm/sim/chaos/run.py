@@ -92,14 +92,18 @@ def guest_nodes(w: World) -> list[str]:
 
 def active_on(w: World, domain: str) -> list[str]:
     """The running ldmds that list ``domain`` active."""
-    return [h for h, d in sorted(w.ldm.items()) if h not in w.ldm_down
-            and (x := d.domain(domain)) is not None and x.state == "active"]
+    return [
+        h
+        for h, d in sorted(w.ldm.items())
+        if h not in w.ldm_down and (x := d.domain(domain)) is not None and x.state == "active"
+    ]
 
 
 def migrating(w: World, domain: str) -> bool:
-    return any(h not in w.ldm_down and ((m := d.migration(domain)) is not None and not m.dry_run
-                                        or domain in d.incoming())
-               for h, d in w.ldm.items())
+    return any(
+        h not in w.ldm_down and ((m := d.migration(domain)) is not None and not m.dry_run or domain in d.incoming())
+        for h, d in w.ldm.items()
+    )
 
 
 def under_procedure(w: World, domain: str) -> bool:
@@ -130,20 +134,25 @@ def problems(w: World) -> list[str]:
         if bad:
             out.append(f"{cf} holds {' '.join(bad)} not UP")
         rows = n.node.sf.rows() if n.node.sf is not None else []
-        if not n.node.sf_running or any(r.test_state != "TestWorked" or r.init_state != "InitWorked"
-                                        or r.sa_state != "Idle" for r in rows):
+        if not n.node.sf_running or any(
+            r.test_state != "TestWorked" or r.init_state != "InitWorked" or r.sa_state != "Idle" for r in rows
+        ):
             out.append(f"{cf}: SF {'not running' if not n.node.sf_running else 'agents not all worked'}")
         f = n.files
         want = t.initial_disk(n.host).timeout
         if f.timeout != want or f.record is not None or f.window or f.widen or n.node.cf.widened():
-            out.append(f"{cf}: timeout {f.timeout} (configured {want}), record {f.record}, window {f.window}, "
-                       f"widened {sorted(n.node.cf.widened())}")
+            out.append(
+                f"{cf}: timeout {f.timeout} (configured {want}), record {f.record}, window {f.window}, "
+                f"widened {sorted(n.node.cf.widened())}"
+            )
     for g in t.guests:
         on = active_on(w, g.name)
         n = w.nodes[g.cf_name]
         if on != [n.hosted_by] or migrating(w, g.name):
-            out.append(f"{g.name}: active on {on or 'nothing'} (process on {n.hosted_by})"
-                       + (", migrating" if migrating(w, g.name) else ""))
+            out.append(
+                f"{g.name}: active on {on or 'nothing'} (process on {n.hosted_by})"
+                + (", migrating" if migrating(w, g.name) else "")
+            )
     if w.journals:
         out.append(f"journals left: {sorted(w.journals)}")
     for app, on in sorted(w.online.items()):
@@ -207,13 +216,15 @@ class Chaos:
         w.spawn(self._operator())
         yield WaitFor(lambda: self.faults_left == 0 and self.last_op_started, MAX_RUN)
         quiet = self.quiet = w.sched.now
-        self.note(f"quiet point: every fault healed, the last operation begun; settled within "
-                  f"{LIVENESS_BOUND:g} s?")
+        self.note(f"quiet point: every fault healed, the last operation begun; settled within {LIVENESS_BOUND:g} s?")
         ok = yield WaitFor(lambda: self.ops_done and settled(w), LIVENESS_BOUND)
         if not ok:
-            self.fail(f"liveness: not settled {LIVENESS_BOUND:g} s after the quiet point t={quiet:.1f}"
-                      + ("" if self.ops_done else " (the operator is still busy)") + ": "
-                      + "; ".join(problems(w)))
+            self.fail(
+                f"liveness: not settled {LIVENESS_BOUND:g} s after the quiet point t={quiet:.1f}"
+                + ("" if self.ops_done else " (the operator is still busy)")
+                + ": "
+                + "; ".join(problems(w))
+            )
         else:
             self.note(f"settled {w.sched.now - quiet:.1f} s after the quiet point")
         return self._end()
@@ -373,7 +384,7 @@ class Chaos:
             rest = [n for n in names if n != CONFIG_TMP]
             extra = len(rest) - MAX_SAVED_SPCONFIGS
             victims = sorted((n for n in rest if n != sp.next), key=lambda n: (not n.startswith("chaos"), n))
-            drop += victims[:max(0, extra)]
+            drop += victims[: max(0, extra)]
             for name in drop:
                 r = yield w.ldm_command(h, "remove-spconfig", name)
                 self.note(f"{h} # ldm remove-spconfig {name}: rc {r.rc}")
@@ -399,8 +410,9 @@ class Chaos:
             j = w.journals.get((src, journal_key(d)))
             if j is None:
                 return  # killed before its first journal write: nothing was changed
-            r = yield w.run_machine(src, SafeMigrationRun(MigrateRequest(d, src, "", resume=True), j),
-                                    f"clovm migrate --resume {d}")
+            r = yield w.run_machine(
+                src, SafeMigrationRun(MigrateRequest(d, src, "", resume=True), j), f"clovm migrate --resume {d}"
+            )
         self.note(f"{label}: rc {r.rc} {r.message}")
 
     # ---- faults -------------------------------------------------------------------------------
@@ -408,12 +420,14 @@ class Chaos:
         """A fault timed from the start of operation ``op``'s migration."""
         w = self.w
         try:
+
             def started() -> bool:
                 where = self.op_where.get(op)
                 if where is None or where[1] in w.ldm_down:
                     return False
                 m = w.ldm[where[1]].migration(where[0])
                 return m is not None and not m.dry_run
+
             ok = yield WaitFor(lambda: op in self.op_over or started(), MAX_RUN, poll=0.5)
             if not ok or op in self.op_over:
                 return
@@ -467,8 +481,9 @@ class Chaos:
         # LEFTCLUSTER until the operator, who knows it is down, marks it DOWN (cftool -k).
         cf = w.topo.control_domain(cd).cf_name
         peers = [p for p in w.nodes[cf].peers]
-        yield WaitFor(lambda: all(not p.alive or p.node is None or str(p.node.cf.view()[cf]) != "UP" for p in peers),
-                      60.0)
+        yield WaitFor(
+            lambda: all(not p.alive or p.node is None or str(p.node.cf.view()[cf]) != "UP" for p in peers), 60.0
+        )
         for p in peers:
             if p.alive and p.node is not None and str(p.node.cf.view()[cf]) == "LEFTCLUSTER":
                 self.note(f"{p.cf} # cftool -k {cf}: {w.ask(p.cf, 'cftool_k', {'node': cf})}")
@@ -483,8 +498,10 @@ class Chaos:
         self.w.restart_ldmd(cd)
 
     def _frozen_by_migration(self, d: str) -> bool:
-        return any(h not in self.w.ldm_down and (m := x.migration(d)) is not None
-                   and str(m.phase) in ("suspend", "hand-off") for h, x in self.w.ldm.items())
+        return any(
+            h not in self.w.ldm_down and (m := x.migration(d)) is not None and str(m.phase) in ("suspend", "hand-off")
+            for h, x in self.w.ldm.items()
+        )
 
     def _f_pause(self, it: Item) -> Proc:
         d, w = it.get("domain"), self.w
@@ -573,8 +590,10 @@ class Chaos:
             since = self._left_since.setdefault(key, w.sched.now)
             if w.sched.now - since >= LEFT_STUCK:
                 del self._left_since[key]
-                self.note(f"{p.cf} # cftool -k {cf}: {w.ask(p.cf, 'cftool_k', {'node': cf})} ({cf}'s domain is "
-                          f"stopped, and {p.cf} held it LEFTCLUSTER for {LEFT_STUCK:g} s)")
+                self.note(
+                    f"{p.cf} # cftool -k {cf}: {w.ask(p.cf, 'cftool_k', {'node': cf})} ({cf}'s domain is "
+                    f"stopped, and {p.cf} held it LEFTCLUSTER for {LEFT_STUCK:g} s)"
+                )
 
     def _healer(self) -> Proc:
         w = self.w
@@ -589,8 +608,12 @@ class Chaos:
                         self.note(f"{g.name}: cluster services refused: stopping it again (documented recovery)")
                         yield w.ldm_command(n.hosted_by, "stop-domain", g.name)
                     continue
-                if w.sched.now < self.hold.get(g.name, -math.inf) or migrating(w, g.name) or active_on(w, g.name) \
-                        or self._recovering(g.name):
+                if (
+                    w.sched.now < self.hold.get(g.name, -math.inf)
+                    or migrating(w, g.name)
+                    or active_on(w, g.name)
+                    or self._recovering(g.name)
+                ):
                     continue
                 holders = [h for h in sorted(w.ldm) if h not in w.ldm_down and w.ldm[h].domain(g.name) is not None]
                 if not holders:
@@ -603,8 +626,9 @@ class Chaos:
                     continue
                 self.early.discard(g.name)
                 r = yield w.ldm_command(host, "start-domain", g.name)
-                self.note(f"{host} # ldm start-domain {g.name}{' (too early)' if early else ''}: rc {r.rc} "
-                          f"{r.stderr.strip()}")
+                self.note(
+                    f"{host} # ldm start-domain {g.name}{' (too early)' if early else ''}: rc {r.rc} {r.stderr.strip()}"
+                )
             self._reinit_sf()
 
     def _reinit_sf(self) -> None:
@@ -612,7 +636,12 @@ class Chaos:
         w = self.w
         for cf in guest_nodes(w):
             n = w.nodes[cf]
-            if n.node is None or n.suspended or not n.node.sf_running or w.sched.now < self._reinit.get(cf, -60.0) + 60.0:
+            if (
+                n.node is None
+                or n.suspended
+                or not n.node.sf_running
+                or w.sched.now < self._reinit.get(cf, -60.0) + 60.0
+            ):
                 continue
             if any(r.init_state == "InitFailed" or r.test_state == "TestFailed" for r in n.node.sf.rows()):
                 self._reinit[cf] = w.sched.now
@@ -620,8 +649,12 @@ class Chaos:
                 self.note(f"{cf} # sdtool -r (sdtool -s showed an agent InitFailed or TestFailed)")
 
 
-def run_seed(seed: int, keep: frozenset[int] | None = None, echo: Callable[[str], None] | None = None,
-             schedule: Schedule | None = None) -> Outcome:
+def run_seed(
+    seed: int,
+    keep: frozenset[int] | None = None,
+    echo: Callable[[str], None] | None = None,
+    schedule: Schedule | None = None,
+) -> Outcome:
     """Run ``seed``'s schedule (only the items in ``keep``, if given)."""
     sched = schedule or draw(seed)
     w = World(topology_of(sched.topology), seed, echo=echo)

@@ -113,12 +113,17 @@ def draw(seed: int) -> Schedule:
             if rng.random() < 0.25:
                 step = rng.choice(("p", "u")) if k == "manual" else "run"
                 calls = rng.randrange(0, 400) if step == "run" else rng.randrange(0, 40)
-                items.append(Item("kill", 0.0, (("op", op), ("step", step), ("calls", calls),
-                                               ("delay", _r(rng, 1.0, 60.0)))))
+                items.append(
+                    Item("kill", 0.0, (("op", op), ("step", step), ("calls", calls), ("delay", _r(rng, 1.0, 60.0))))
+                )
             if rng.random() < 0.12:
-                items.append(Item("ldmd-crash-mig", _r(rng, 0.0, 120.0),
-                                  (("op", op), ("side", rng.choice(("source", "target"))),
-                                   ("down", _r(rng, 0.5, 60.0)))))
+                items.append(
+                    Item(
+                        "ldmd-crash-mig",
+                        _r(rng, 0.0, 120.0),
+                        (("op", op), ("side", rng.choice(("source", "target"))), ("down", _r(rng, 0.5, 60.0))),
+                    )
+                )
         elif k == "spconfig-add":
             items.append(Item(k, at, (("cd", rng.choice(cds)), ("name", f"chaos{len(items)}"))))
         else:

@@ -44,7 +44,7 @@ def ddmin(items: list[int], fails: Callable[[list[int]], bool]) -> list[int]:
     n = 2
     while len(items) >= 2:
         size = -(-len(items) // n)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
         for c in chunks:
             if fails(c):
                 items, n = c, 2
@@ -62,8 +62,9 @@ def ddmin(items: list[int], fails: Callable[[list[int]], bool]) -> list[int]:
     return items
 
 
-def shrink(seed: int, outcome: Outcome | None = None, schedule: Schedule | None = None,
-           max_runs: int = 200) -> tuple[frozenset[int], Outcome]:
+def shrink(
+    seed: int, outcome: Outcome | None = None, schedule: Schedule | None = None, max_runs: int = 200
+) -> tuple[frozenset[int], Outcome]:
     """The minimal kept set of ``seed``'s failing schedule, and the outcome of running it."""
     sched = schedule or draw(seed)
     first = outcome or run_seed(seed, schedule=sched)
