@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv clean bench
+.PHONY: test lint demo venv clean bench pcmk-deps
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+# the Pacemaker stack's tests need the Debian packages (installed when missing; needs root, as CI is)
+test: lint pcmk-deps
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
@@ -27,4 +33,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 
 pcmk-deps:
-	tools/pcmk-deps
+	@if [ "$$(id -u)" = 0 ]; then tools/pcmk-deps; else echo "pcmk-deps: not root: the Pacemaker tests will say what is missing"; fi

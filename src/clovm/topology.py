@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NoReturn
 
 import msgspec
 
@@ -107,7 +107,8 @@ class Topology(
         return next(g for g in self.guests if g.name == name)
 
     def host_of_cf(self, cf_name: str) -> ControlDomain | Guest:
-        for h in (*self.control_domains, *self.guests):
+        hosts: tuple[ControlDomain | Guest, ...] = (*self.control_domains, *self.guests)
+        for h in hosts:
             if h.cf_name == cf_name:
                 return h
         raise KeyError(cf_name)
@@ -236,11 +237,11 @@ def _field_path(msg: str) -> str:
 
 
 def validate(t: Topology, source: str = "<topology>") -> None:
-    def fail(field: str, why: str) -> None:
+    def fail(field: str, why: str) -> NoReturn:
         raise TopologyError(f"{source}: field {field}: {why}")
 
-    def unique(items: list, attr: str, field: str) -> None:
-        seen: set = set()
+    def unique(items: list[Any], attr: str, field: str) -> None:
+        seen: set[Any] = set()
         for i, it in enumerate(items):
             v = getattr(it, attr)
             if v in seen:
@@ -257,6 +258,7 @@ def validate(t: Topology, source: str = "<topology>") -> None:
 
     # Names become directory names (hosts/HOST, servers/SERVER) and command arguments: the
     # product's naming rules first (core.names).
+    it: Any  # a Server, ControlDomain or Guest
     for field, items, kinds in (
         ("server", t.servers, ("server",)),
         ("control_domain", t.control_domains, ("host",)),
@@ -345,13 +347,13 @@ def validate(t: Topology, source: str = "<topology>") -> None:
             if cl.kind == "control" and n not in ctl_cf:
                 fail(f"cluster[{i}].nodes", f"{n} is not a control domain's CF node")
     for i, a in enumerate(t.apps):
-        cl = next((c for c in t.clusters if c.name == a.cluster), None)
-        if cl is None:
+        app_cluster = next((c for c in t.clusters if c.name == a.cluster), None)
+        if app_cluster is None:
             fail(f"userapplication[{i}].cluster", f"unknown cluster {a.cluster!r}")
         if not a.nodes:
             fail(f"userapplication[{i}].nodes", "at least one node is required")
         for n in a.nodes:
-            if n not in cl.nodes:
+            if n not in app_cluster.nodes:
                 fail(f"userapplication[{i}].nodes", f"{n} is not a node of cluster {a.cluster}")
         if len(set(a.nodes)) != len(a.nodes):
             fail(f"userapplication[{i}].nodes", "a node is listed twice")

@@ -392,7 +392,7 @@ def status(home: Home, probe: StatusProbe | None = None) -> dict[str, Any]:
 
     def supervised(kind: str, name: str) -> None:
         """What the supervisor says of a daemon that is not running: restarting, or given up."""
-        rec = watched.get(daemon_key(kind, name))
+        rec: Any = watched.get(daemon_key(kind, name))  # (a dict whenever ``state`` is set)
         state = rec.get("state") if isinstance(rec, dict) else None
         why = f"last: {rec.get('last_exit')}" if isinstance(rec, dict) and rec.get("last_exit") else ""
         if state in ("restarting", "starting"):

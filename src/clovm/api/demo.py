@@ -190,7 +190,11 @@ def happy_path(d: Demo) -> None:
     for g in guests:
         r = d.run(g, CLSNMPSETUP, "-l")
         d.check(_cfguest2_after(d) in r.stdout.splitlines(), f"{g}: cfguest2 now names m10-3's XSCF and PPAR-ID 1")
-        d.check(d.poll(lambda g=g: _sf_all_worked(d, g)), f"{g}: all 8 agents TestWorked/InitWorked")
+
+        def all_worked(g: str = g) -> bool:
+            return _sf_all_worked(d, g)
+
+        d.check(d.poll(all_worked), f"{g}: all 8 agents TestWorked/InitWorked")
         d.run(g, SDTOOL, "-s")
     d.run("guest1", CFTOOL, "-n")
     hv = d.run("guest1", "hvdisp", "-a", show=False).stdout
@@ -216,7 +220,11 @@ def _healthy(d: Demo, what: str) -> None:
         f"both guest nodes UP ({what})",
     )
     for g in ("guest1", "guest2"):
-        d.check(d.poll(lambda g=g: _sf_all_worked(d, g), 60), f"{g}: all 8 agents TestWorked/InitWorked ({what})")
+
+        def all_worked(g: str = g) -> bool:
+            return _sf_all_worked(d, g)
+
+        d.check(d.poll(all_worked, 60), f"{g}: all 8 agents TestWorked/InitWorked ({what})")
 
 
 def _emulated(d: Demo, since: float) -> float:
@@ -301,7 +309,11 @@ def ssh_first_connection(d: Demo) -> None:
     _healthy(d, "at start")
     d.say("the guests never made their first SSH connection to the target's XSCF (m10-3)")
     for g in ("guest1", "guest2"):
-        _fault(d, f"forget-xscf-key {g} m10-3", lambda g=g: faults.forget_xscf_key(d.home, g, "m10-3"))
+
+        def forget(g: str = g) -> str:
+            return faults.forget_xscf_key(d.home, g, "m10-3")
+
+        _fault(d, f"forget-xscf-key {g} m10-3", forget)
     _migrate(d)
     r = d.run("primary2", CLOVMMIGRATE, "-u", "guest2", "primary3")
     d.check(r.rc == 4 and "7245" in r.stderr + r.stdout, "-u reports the SF test failure and message 7245")

@@ -56,12 +56,12 @@ class _ReadyWaiter:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.sel = selectors.DefaultSelector()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}  # daemon key -> process, not ready yet
+        self.procs: dict[str, subprocess.Popen[bytes] | spawn.Forked] = {}  # daemon key -> process, not ready yet
         self.buf: dict[str, bytes] = {}
         self.deadline: dict[str, float] = {}
-        self.all: list[subprocess.Popen[bytes]] = []
+        self.all: list[subprocess.Popen[bytes] | spawn.Forked] = []
 
-    def add(self, p: subprocess.Popen[bytes]) -> str:
+    def add(self, p: subprocess.Popen[bytes] | spawn.Forked) -> str:
         assert p.stdout is not None
         key = _key(p)
         self.procs[key], self.buf[key] = p, b""
@@ -175,12 +175,12 @@ def start_supervisor(home: Home, started: dict[str, int]) -> None:
         waiter.close()
 
 
-def _key(p: subprocess.Popen[bytes]) -> str:
+def _key(p: subprocess.Popen[bytes] | spawn.Forked) -> str:
     argv = [str(a) for a in p.args]  # type: ignore[union-attr]
     return daemon_key(argv[2].rsplit(".", 1)[-1], argv[-1])
 
 
-def _label(p: subprocess.Popen[bytes]) -> str:
+def _label(p: subprocess.Popen[bytes] | spawn.Forked) -> str:
     argv = [str(a) for a in p.args]  # type: ignore[union-attr]
     return f"{argv[2].rsplit('.', 1)[-1]} {argv[-1]} (pid {p.pid})"
 

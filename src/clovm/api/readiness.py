@@ -72,6 +72,7 @@ def _rms(t: topology.Topology, seen: dict[str, dict[str, Any]]) -> tuple[str | N
             continue
         hosts = [next(h for h in t.hosts() if h.cf_name == cf) for cf in cl.nodes]
         views = []
+        sample: Any  # (every guest node was sampled)
         for h in hosts:
             sample, st = seen[h.name].get("sample"), seen[h.name]["status"]
             if isinstance(sample, Exception) or isinstance(st, Exception):

@@ -225,7 +225,7 @@ def main_cftool(
 ) -> int:
     """``cftool -n``: CF node states as this node sees them."""
 
-    def body(ctx: _Ctx, parsed: tuple) -> int:
+    def body(ctx: _Ctx, parsed: tuple[Any, ...]) -> int:
         ctx.print(render.cftool_n(commands.cftool_nodes(ctx.env, ctx.host)))
         return 0
 
@@ -242,7 +242,7 @@ def main_cfset(
 ) -> int:
     """``cfset -a`` (all values), ``cfset -r`` (re-read cluster.config), ``cfset -g name`` (one value)."""
 
-    def body(ctx: _Ctx, parsed: tuple) -> int:
+    def body(ctx: _Ctx, parsed: tuple[Any, ...]) -> int:
         flag, values, _ = parsed
         if flag == "r":
             commands.cfset_reread(ctx.env, ctx.host)
@@ -265,7 +265,7 @@ def main_sdtool(
 ) -> int:
     """``sdtool -s`` (status table), ``-b`` (start SF), ``-e`` (stop SF), ``-r`` (re-read rcsd.cfg)."""
 
-    def body(ctx: _Ctx, parsed: tuple) -> int:
+    def body(ctx: _Ctx, parsed: tuple[Any, ...]) -> int:
         flag = parsed[0]
         if flag == "s":
             ctx.print(render.sdtool_s(commands.sdtool_status(ctx.env, ctx.host)))
@@ -288,7 +288,7 @@ def main_clsnmpsetup(
 ) -> int:
     """``clsnmpsetup -l``: the XSCF entries of the shutdown facility (SA_xscfsnmp.cfg)."""
 
-    def body(ctx: _Ctx, parsed: tuple) -> int:
+    def body(ctx: _Ctx, parsed: tuple[Any, ...]) -> int:
         ctx.print(render.clsnmpsetup_l(commands.clsnmpsetup_entries(ctx.env, ctx.host)))
         return 0
 
@@ -305,7 +305,7 @@ def main_hvdisp(
 ) -> int:
     """``hvdisp -a`` (or ``hvdisp``): RMS resources and their states."""
 
-    def body(ctx: _Ctx, parsed: tuple) -> int:
+    def body(ctx: _Ctx, parsed: tuple[Any, ...]) -> int:
         hv = commands.hvdisp(ctx.env, ctx.host)
         ctx.print(render.hvdisp(hv.rows, local_system=hv.local_system))
         return 0

@@ -13,12 +13,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import settings, topology
 from . import (
     pcmk,  # the Pacemaker topology (issue 13) and `clovm fault pause` on both stacks
 )
+
+if TYPE_CHECKING:  # (imported where they are used: a command loads only what it needs)
+    from ..api.datacenter import Summary
+    from ..runtime.home import Home
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,8 +70,8 @@ def _sim_chaos(args: argparse.Namespace) -> int:
         for r in failed:
             more = f" (+{len(r.failures) - 1} more)" if len(r.failures) > 1 else ""
             print(f"seed {r.seed}: FAILED: {r.failures[0]}{more}")
-            shrunk = f"shrunk to {len(r.keep)} of {r.items} items" if r.keep is not None else f"{r.items} items"
-            print(f"  topology {r.topology}, schedule ({shrunk}):")
+            items = f"shrunk to {len(r.keep)} of {r.items} items" if r.keep is not None else f"{r.items} items"
+            print(f"  topology {r.topology}, schedule ({items}):")
             for line in r.schedule:
                 print(f"    {line}")
             print(f"  replay: {r.replay()}")
@@ -159,7 +163,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # ---- the emulated datacenter (thin: parse, call clovm.api, render) ---------------------------------
-def _home(args: argparse.Namespace):  # -> Home
+def _home(args: argparse.Namespace) -> Home:
     from ..runtime.home import Home
 
     return Home(args.home)
@@ -172,7 +176,7 @@ def _fail(cmd: str, e: Exception) -> int:
     return 1
 
 
-def _render_summary(s) -> str:  # s: api.datacenter.Summary
+def _render_summary(s: Summary) -> str:
     out = [f"datacenter up: home {s.home}, topology {s.topology}, time scale {s.time_scale:g}", "servers:"]
     for v in s.servers:
         ppars = ",".join(str(p) for p in v.ppars)

@@ -21,6 +21,8 @@ from .base import TransitionError
 
 
 class _Named(str, Enum):
+    _value_: str
+
     def __str__(self) -> str:  # print the product's spelling
         return self.value
 

@@ -66,7 +66,9 @@ fires timers. Effects come out in config order (hosts, then agents); node lists 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import messages
 from ._state import (
@@ -530,7 +532,11 @@ class ShutdownFacility:
 
 
 # --------------------------------------------------------------------------------------------
-_COLUMN_TABLES = {INIT_ACTION: ("init", INIT), TEST_ACTION: ("test", TEST), KILL_ACTION: ("shut", SHUT)}
+_COLUMN_TABLES: dict[str, tuple[str, Mapping[tuple[Any, str], Any]]] = {
+    INIT_ACTION: ("init", INIT),
+    TEST_ACTION: ("test", TEST),
+    KILL_ACTION: ("shut", SHUT),
+}
 
 
 def _advance(row: _Row, action: str, trigger: str) -> None:

@@ -80,6 +80,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from ._state import MEMBERSHIP, NodeState, allowed, step
 from .base import Effect, Event, Log, Ticked, TransitionError
@@ -348,10 +349,11 @@ class Membership:
         times.extend(w.until for w in self._widened.values() if w.until is not None)
         other = self._other = min(times, default=None)
         nhb = self._next_hb
-        calm = self._local is UP and other is not None and nhb < other  # (UP: nhb is set)
-        self._calm_until = nhb if calm else -math.inf
-        if nhb is None:
+        if nhb is None:  # (not UP: UP sets the next heartbeat)
+            self._calm_until = -math.inf
             return other
+        calm = self._local is UP and other is not None and nhb < other
+        self._calm_until = nhb if calm else -math.inf
         return nhb if other is None or nhb <= other else other
 
     @property
@@ -386,6 +388,7 @@ class Membership:
         due = self._due
         cls = type(event)
         if cls is HeartbeatReceived:
+            event = cast(HeartbeatReceived, event)
             sender = event.sender
             if now < self._calm_until and self._view.get(sender) is UP:
                 # The common case. Nothing is due (now < the next heartbeat = due), and the
@@ -400,7 +403,7 @@ class Membership:
             return self._heartbeat_received(now, due, event)
         if cls is Ticked:
             nhb, other = self._next_hb, self._other
-            if self._local is UP and now >= nhb and (other is None or now < other):
+            if self._local is UP and nhb is not None and now >= nhb and (other is None or now < other):
                 # (local UP: booted, joined, the next heartbeat set.) Only the heartbeat is due
                 # (what _expire would find), and nothing else can be: every other deadline is at
                 # or after ``other``.

@@ -52,7 +52,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from . import codes
 from ._state import RUN, RunState, step
@@ -89,7 +89,7 @@ class Call(Effect):
     call_id: int
     target: str
     op: str
-    args: dict = field(default_factory=dict, hash=False)
+    args: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class Persist(Effect):
     """Write the journal of this domain on the source control domain (None = remove it)."""
 
     domain: str
-    journal: dict | None = field(hash=False)
+    journal: dict[str, Any] | None = field(hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +154,9 @@ class GeneratorRun:
         self._ids = ids if ids is not None else itertools.count(1)
         self._pending: Call | None = None
         self._batch: dict[int, CallReturned | None] = {}  # call_id -> answer, of the batch in flight
-        self._gen: Generator[Effect, CallReturned, None] | None = None
+        # yields a Call, a tuple of calls (a batch) or any other effect; is sent a CallReturned, or the
+        # tuple of a batch's answers; returns None or (rc, code, message)
+        self._gen: Generator[Effect | tuple[Call, ...], Any, tuple[int, str, str] | None] | None = None
 
     @property
     def ids(self) -> Iterator[int]:
@@ -196,7 +198,7 @@ class GeneratorRun:
                 if item == ():  # an empty batch: answered at once
                     item = self._gen.send(())
                 else:  # any other effect goes out as it is
-                    out.append(item)
+                    out.append(cast(Effect, item))  # (not a tuple: `item == ()` is not narrowed)
                     item = next(self._gen)
             if isinstance(item, tuple):
                 self._batch = {c.call_id: None for c in item}
@@ -262,7 +264,7 @@ class GeneratorRun:
 
 
 class ClovmmigrateRun(GeneratorRun):
-    def __init__(self, request: Request, journal: dict | None = None, ids: Iterator[int] | None = None):
+    def __init__(self, request: Request, journal: dict[str, Any] | None = None, ids: Iterator[int] | None = None):
         super().__init__(ids)
         self.request = request
         self.journal = dict(journal) if journal else None
@@ -277,14 +279,14 @@ class ClovmmigrateRun(GeneratorRun):
                 codes.LDM_FAILED,
                 f"{self.PROG}: {host}: ldm {' '.join(argv)}: {(r['stderr'] or r['stdout']).strip()}",
             )
-        return r["stdout"]
+        return cast(str, r["stdout"])
 
     def _guest_nodes(self) -> Generator[Effect, CallReturned, tuple[str, list[str]]]:
         d, here = self.request.domain, self.request.local_host
         info = yield from self._ask(here, "guest_nodes", fail_rc=RC_REFUSED, code=codes.NOT_A_CLUSTER_DOMAIN, domain=d)
         return info["node"], sorted(info["nodes"])
 
-    def _statuses(self, nodes: list[str]) -> Generator[Any, Any, dict[str, dict]]:
+    def _statuses(self, nodes: list[str]) -> Generator[Any, Any, dict[str, dict[str, Any]]]:
         values = yield from self._ask_all(
             [(n, "node_status", {}) for n in nodes], fail_rc=RC_REFUSED, code=codes.NODE_UNREACHABLE
         )
@@ -479,7 +481,9 @@ class ClovmmigrateRun(GeneratorRun):
             f"cluster settings restored on {' '.join(nodes)}"
         )
 
-    def _widen(self, n: str, node: str, nodes: list[str], status: dict) -> Generator[Effect, CallReturned, None]:
+    def _widen(
+        self, n: str, node: str, nodes: list[str], status: dict[str, Any]
+    ) -> Generator[Effect, CallReturned, None]:
         """--scoped prepare of node ``n``: only ``node``'s failure detection is widened.
 
         The migrating node itself widens its view of every peer (it is the one that will not
@@ -569,7 +573,7 @@ def _domain_state(ldm_list_stdout: str, domain: str) -> str | None:
     return None
 
 
-def _entry_dict(e: XscfEntry) -> dict:
+def _entry_dict(e: XscfEntry) -> dict[str, Any]:
     return {
         "cf_name": e.cf_name,
         "ppar_id": e.ppar_id,

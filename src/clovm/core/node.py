@@ -58,7 +58,7 @@ import collections
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from . import fencing as fen
 from . import membership as mem
@@ -309,6 +309,7 @@ class Node(NodeOperations):
         out: list[Effect] = []
         cls = type(event)
         if cls is MessageReceived:
+            event = cast(MessageReceived, event)
             if event.sender in self._peers:
                 self._on_message(now, event.sender, event.message, out)
         elif cls is Ticked:
@@ -321,19 +322,23 @@ class Node(NodeOperations):
             if self._waits:
                 self._check_waits(now, out)
         elif cls is OperationRequested:
-            self._operation(now, event, out)
+            self._operation(now, cast(OperationRequested, event), out)
         elif cls in (XscfAnswered, XscfHostKeyUnknown, XscfRequestFailed):
+            event = cast("XscfAnswered | XscfHostKeyUnknown | XscfRequestFailed", event)
             ok, detail = agent_result(event.run, event, self.spec.host)
             self._feed_sf(now, fen.AgentFinished(event.run.req_id, ok, detail), out)
         elif cls is DomainStatusAnswered:
+            event = cast(DomainStatusAnswered, event)
             self._feed_cf(now, mem.DomainStatusReported(event.node, event.status == SpDomainStatus.STOPPED), out)
         elif cls is XscfChecked:
+            event = cast(XscfChecked, event)
             if event.op_id in self._checks:
                 self._checks.discard(event.op_id)
                 out.append(Answer(event.op_id, True, {"known_host": event.known_host, "snmp": dict(event.snmp)}))
         elif cls is PlacementObserved:
-            self._placed(event.server, out)
+            self._placed(cast(PlacementObserved, event).server, out)
         elif cls is ClockOffsetsObserved:
+            event = cast(ClockOffsetsObserved, event)
             self._offsets = dict(event.offsets)
             self._offset = self._offsets.get(self.server, 0.0)
         elif cls is NodeStarted:
@@ -376,6 +381,7 @@ class Node(NodeOperations):
     def _on_message(self, now: float, sender: str, m: PeerMessage, out: list[Effect]) -> None:
         cls = type(m)
         if cls is Heartbeat:
+            m = cast(Heartbeat, m)
             hb = self._hb_events.get(sender)
             if hb is None or hb.incarnation != m.inc:  # immutable: one per peer incarnation
                 hb = self._hb_events[sender] = mem.HeartbeatReceived(sender, m.inc)
@@ -391,12 +397,14 @@ class Node(NodeOperations):
             if self.rms is not None:
                 self._feed_rms(now, rmsmod.PeerClockObserved(sender, local + max(samples), local), out)
         elif cls is JoinRequest:
-            self._feed_cf(now, mem.JoinRequestReceived(sender, m.inc), out)
+            self._feed_cf(now, mem.JoinRequestReceived(sender, cast(JoinRequest, m).inc), out)
         elif cls is JoinAnswer:
+            m = cast(JoinAnswer, m)
             self._feed_cf(now, mem.JoinAnswerReceived(sender, m.accepted, m.reason, m.inc), out)
         elif cls is Elimination:
-            self._feed_cf(now, mem.NodeEliminated(m.node), out)
+            self._feed_cf(now, mem.NodeEliminated(cast(Elimination, m).node), out)
         elif cls is AppState:
+            m = cast(AppState, m)
             self._feed_rms(now, rmsmod.AppStateReported(m.app, m.node, m.online), out)
 
     # ---- routing ------------------------------------------------------------------------------
@@ -407,20 +415,25 @@ class Node(NodeOperations):
         for e in effects:
             cls = type(e)
             if cls is mem.BroadcastHeartbeat:
-                out.append(Broadcast(Heartbeat(e.incarnation, self.wall(now), now)))
+                out.append(Broadcast(Heartbeat(cast(mem.BroadcastHeartbeat, e).incarnation, self.wall(now), now)))
             elif cls is Log:
+                e = cast(Log, e)
                 out.append(WriteLog(TAG_CF, e.dest, e.text, e.msgid))
             elif cls is mem.AnnounceNodeState:
+                e = cast(mem.AnnounceNodeState, e)
                 out.append(e)
                 if e.state is NodeState.DOWN:
                     self._samples.pop(e.node, None)  # its clock is estimated afresh when it is back
                 self._feed_sf(now, fen.NodeStateChanged(e.node, e.state, e.unseen), out)
                 self._feed_rms(now, rmsmod.PeerNodeStateChanged(e.node, e.state, e.unseen), out)
             elif cls is mem.SendJoinRequest:
+                e = cast(mem.SendJoinRequest, e)
                 out.append(Send(e.to, JoinRequest(e.incarnation)))
             elif cls is mem.SendJoinAnswer:
+                e = cast(mem.SendJoinAnswer, e)
                 out.append(Send(e.to, JoinAnswer(e.accepted, e.reason, e.incarnation)))
             elif cls is mem.QueryDomainStatus:
+                e = cast(mem.QueryDomainStatus, e)
                 entry = self._entry(e.node)
                 if entry is None:
                     out.append(Trace("CF", f"domain status of {e.node}: no SA_xscfsnmp.cfg entry to ask"))
@@ -434,6 +447,7 @@ class Node(NodeOperations):
                 self._feed_rms(now, rmsmod.SwitchoverHoldChanged(self.disk.window), out)
                 self._feed_rms(now, rmsmod.RmsStarted(), out)
             elif cls is mem.RefuseClusterServices:
+                e = cast(mem.RefuseClusterServices, e)
                 self.services, self.refusal = SERVICES_REFUSED, e.reason
                 out.append(Trace("CF", f"join refused by {', '.join(e.refused_by)}: SF, CRM, RMS not started"))
                 for what, tag in messages.SERVICES:
@@ -450,13 +464,16 @@ class Node(NodeOperations):
         for e in effects:
             cls = type(e)
             if cls is fen.RunAgent:
+                e = cast(fen.RunAgent, e)
                 if e.agent in AGENT_LAN:
                     out.append(RunShutdownAgent(e, self.sf_generation))
                 else:  # an agent rcsd.cfg names but this SF does not have: it fails at once
                     self._feed_sf(now, fen.AgentFinished(e.req_id, False, messages.unknown_agent(e.agent)), out)
             elif cls is Log:
+                e = cast(Log, e)
                 out.append(WriteLog(TAG_SF, e.dest, e.text, e.msgid))
             elif cls is fen.AnnounceEliminated:
+                e = cast(fen.AnnounceEliminated, e)
                 out.append(Trace("SF", f"{e.node} eliminated"))
                 self._feed_cf(now, mem.NodeEliminated(e.node), out)
                 out.append(Broadcast(Elimination(e.node)))
@@ -474,14 +491,16 @@ class Node(NodeOperations):
         for e in effects:
             cls = type(e)
             if cls is Log:
+                e = cast(Log, e)
                 out.append(WriteLog(TAG_RMS, e.dest, e.text, e.msgid))
             elif cls is rmsmod.BringAppOnline:
-                self.online.add(e.app)
+                self.online.add(cast(rmsmod.BringAppOnline, e).app)
                 out.append(e)
             elif cls is rmsmod.TakeAppOffline:
-                self.online.discard(e.app)
+                self.online.discard(cast(rmsmod.TakeAppOffline, e).app)
                 out.append(e)
             elif cls is rmsmod.AnnounceAppState:
+                e = cast(rmsmod.AnnounceAppState, e)
                 out.append(Broadcast(AppState(e.app, e.node, e.online)))
             else:
                 raise TypeError(f"node: unexpected RMS effect {e!r}")

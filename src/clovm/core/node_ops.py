@@ -61,6 +61,7 @@ class NodeOperations:
     rms: rmsmod.Rms | None
     services: str
     refusal: str
+    server: str
     _peers: frozenset[str]
     _samples: dict[str, Any]
     _waits: list[tuple[int, str | None, float]]
@@ -313,8 +314,10 @@ class NodeOperations:
 
     def _op_widen(self, now: float, op_id: int, args: Mapping[str, Any], out: list[Effect]) -> Any:
         peers = _peer_list("widen", args.get("peers"))
+        seconds: Any
+        lease: Any
         seconds, lease, hypervisor = args.get("seconds"), args.get("lease"), args.get("hypervisor", False)
-        for name, v in (("seconds", seconds), ("lease", lease)):
+        for name, v in (("seconds", seconds), ("lease", lease)):  # (numbers after this loop)
             if not _positive_number(v):
                 raise OpError(codes.BAD_REQUEST, f"widen: {name} must be a positive number, not {v!r}")
         if not isinstance(hypervisor, bool):

@@ -148,7 +148,7 @@ class SafeMigrationRun(GeneratorRun):
     def __init__(
         self,
         request: MigrateRequest,
-        journal: dict | None = None,
+        journal: dict[str, Any] | None = None,
         ids: Iterator[int] | None = None,
         stack: Stack | None = None,
     ):
@@ -278,7 +278,7 @@ class SafeMigrationRun(GeneratorRun):
         )
 
     # ---- steps -------------------------------------------------------------------------------
-    def where(self, host: str) -> Generator[Effect, CallReturned, tuple[bool, dict | None]]:
+    def where(self, host: str) -> Generator[Effect, CallReturned, tuple[bool, dict[str, Any] | None]]:
         ans = yield from self._try(host, "where", domain=self.request.domain)
         return ans.ok, (ans.value if ans.ok else None)
 
@@ -357,7 +357,7 @@ class SafeMigrationRun(GeneratorRun):
                 if not self._started_here and not on_source and not on_target:
                     outcome = "stopped"
                     break
-            suspended = bool(prog) and prog["phase"] in SUSPENDED_PHASES
+            suspended = bool(prog and prog["phase"] in SUSPENDED_PHASES)
             yield from self.stack.sample(self, node if suspended else None)
             yield self._persist()
             if self.now > deadline:

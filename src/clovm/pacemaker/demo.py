@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import timeline
 from ..api.errors import ClovmError
@@ -58,7 +58,9 @@ class _Demo:
         v = parsed.get("runtime.config.totem.token")
         return v if isinstance(v, int) else None
 
-    def migrate(self, host: str, domain: str, target: str, *, dry_run: bool = False) -> tuple[int, dict | None]:
+    def migrate(
+        self, host: str, domain: str, target: str, *, dry_run: bool = False
+    ) -> tuple[int, dict[str, Any] | None]:
         self.out.write(f"{host} # clovm migrate {domain} {target}{' --dry-run' if dry_run else ''}\n")
         self.out.flush()
         fin, journal = migrate_env.safe_migration(

@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from ..api.errors import ClovmError
 from ..core import codes
@@ -170,7 +170,7 @@ class PcmkEnv:
         if not L.is_host(host):
             raise _CallFailed(f"{host} is not a hypervisor host ({' '.join(L.HOSTS)})")
         try:
-            return await rpc.call_unix(self.lay.socket(host), "status", timeout=HVD_TIMEOUT)
+            return cast("dict[str, Any]", await rpc.call_unix(self.lay.socket(host), "status", timeout=HVD_TIMEOUT))
         except rpc.RpcError as e:
             raise _CallFailed(f"the hypervisor of {host} does not answer: {_line(e.message)}") from None
 
@@ -381,7 +381,7 @@ def last_journal_path(dirs: Dirs, host: str, domain: str) -> Path:
     return dirs.migrate_dir(host) / f"{domain}.migrate-last.json"
 
 
-def _load(path: Path) -> dict | None:
+def _load(path: Path) -> dict[str, Any] | None:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -392,7 +392,7 @@ def _load(path: Path) -> dict | None:
     return value
 
 
-def _write(path: Path, journal: dict | None) -> None:
+def _write(path: Path, journal: dict[str, Any] | None) -> None:
     if journal is None:
         path.unlink(missing_ok=True)
     else:
@@ -406,7 +406,7 @@ class _Refused(Exception):
 
 
 @contextlib.contextmanager
-def _locked(dirs: Dirs, host: str, domain: str) -> Iterator[dict | None]:
+def _locked(dirs: Dirs, host: str, domain: str) -> Iterator[dict[str, Any] | None]:
     """Hold ``DOMAIN.lock`` (flock: one clovm migrate per VM and host) and yield the journal in
     progress (None if there is none); _Refused if locked or unreadable. A run that wrote no
     journal leaves no lock file (nor the directory made for it) behind."""
@@ -457,11 +457,11 @@ class _Persist:
 
     def __init__(self, dirs: Dirs, host: str, domain: str) -> None:
         self.dirs, self.host, self.domain = dirs, host, domain
-        self.journal: dict | None = None
+        self.journal: dict[str, Any] | None = None
         self.kill_at = os.environ.get(rme.KILL_AT_ENV, "")
 
     @staticmethod
-    def points(j: dict) -> set[str]:
+    def points(j: dict[str, Any]) -> set[str]:
         st, marks = str(j.get("step")), j.get("marks") or []
         out = {st}
         if st == "prepare" and ps.MARK_RECORDED in marks:
@@ -507,7 +507,7 @@ def _home_of(home: Path | str) -> tuple[L.Layout, dict[str, Any]]:
 
 async def safe_migration_async(
     home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[mig.Finished, dict | None]:
+) -> tuple[mig.Finished, dict[str, Any] | None]:
     """Run ``clovm migrate`` with source host ``host``; how it finished and the last journal
     written or read (None if it refused before reading one)."""
     out = out if out is not None else sys.stdout
@@ -549,7 +549,7 @@ async def safe_migration_async(
 
 def safe_migration(
     home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[mig.Finished, dict | None]:
+) -> tuple[mig.Finished, dict[str, Any] | None]:
     """Synchronous wrapper of :func:`safe_migration_async`."""
     err_stream = err if err is not None else sys.stderr
     try:
@@ -572,7 +572,7 @@ def recorded(home: Path | str, host: str, *, finished: bool = False) -> list[str
     return _recorded(Dirs(L.layout_for(home)), host, finished=finished)
 
 
-def journals(home: Path | str, host: str, domain: str = "") -> list[tuple[Path, dict]]:
+def journals(home: Path | str, host: str, domain: str = "") -> list[tuple[Path, dict[str, Any]]]:
     """(path, journal) of ``domain``'s run in progress (else its last finished one), or of every
     VM's on ``host``; ValueError if one does not parse."""
     dirs = Dirs(L.layout_for(home))

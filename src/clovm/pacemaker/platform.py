@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 RUN_NETNS = Path("/run/netns")
 PR_SET_CHILD_SUBREAPER = 36
@@ -134,7 +134,7 @@ def umount_run_netns_if_ours() -> bool:
 def links(ns: str | None) -> list[dict[str, Any]]:
     """``ip -d -j link`` of a namespace (None: this one)."""
     out = ip("-d", "-j", "link", "show", ns=ns)
-    return json.loads(out or "[]")
+    return cast("list[dict[str, Any]]", json.loads(out or "[]"))
 
 
 def link_names(ns: str | None) -> set[str]:
@@ -146,7 +146,7 @@ def has_link(ns: str, name: str) -> bool:
 
 
 def routes(ns: str, family: str = "-4") -> list[dict[str, Any]]:
-    return json.loads(ip(family, "-j", "route", "show", "table", "all", ns=ns) or "[]")
+    return cast("list[dict[str, Any]]", json.loads(ip(family, "-j", "route", "show", "table", "all", ns=ns) or "[]"))
 
 
 def addresses(ns: str) -> list[str]:

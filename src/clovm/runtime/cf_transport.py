@@ -73,7 +73,7 @@ def to_message(fields: dict[str, Any]) -> PeerMessage | None:
         return None
     body = {k: v for k, v in fields.items() if k not in ("t", "from")}
     try:
-        return msgspec.convert(body, cls, strict=False)  # type: ignore[no-any-return]
+        return msgspec.convert(body, cls, strict=False)
     except msgspec.ValidationError:
         return None
 

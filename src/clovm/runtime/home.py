@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Any, cast
 
 from .. import settings, topology
 
@@ -128,5 +129,5 @@ class Home:
     def topology(self) -> topology.Topology:
         return self._topology
 
-    def secrets(self) -> dict:
-        return json.loads(self.secrets_file.read_text())
+    def secrets(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", json.loads(self.secrets_file.read_text()))

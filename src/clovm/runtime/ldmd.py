@@ -63,7 +63,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -257,7 +257,7 @@ class LdmdDaemon:
                 continue
             placed = self._read_placement(g.name)
             pid = placed.get("pid") if placed else None
-            if isinstance(pid, int) and _alive_session_leader(pid) and placed.get("host") != self.name:
+            if placed and isinstance(pid, int) and _alive_session_leader(pid) and placed.get("host") != self.name:
                 self.log.warning("guest_elsewhere", domain=g.name, host=placed.get("host"), pid=pid)
                 continue
             self.machine.add_domain(
@@ -292,7 +292,7 @@ class LdmdDaemon:
         params = {"memory_mb": self.cd.memory_mb, "bandwidth_mb_s": self.topo.migration.bandwidth_mb_s}
         own = self._read_state()
         restarted = "boot" in own and own["boot"] == self.clock.boot
-        known = own.get("started") if isinstance(own.get("started"), dict) else {}
+        known = cast("dict[str, Any]", own.get("started") if isinstance(own.get("started"), dict) else {})
         found: list[FoundDomain] = []
         alive: dict[str, int] = {}
         for g, placed in mine:
@@ -649,10 +649,12 @@ class LdmdDaemon:
                         await asyncio.sleep(0.1)
                         continue
                     self.log.warning("peer_unreachable", peer=peer, msg=type(msg).__name__, error=str(e))
-                    if e.code == codes.PEER_RESTARTED:
+                    # (a StopIteration: topo.control_domain() of an unknown peer, which has no code)
+                    code = e.code if isinstance(e, RpcError) else None
+                    if code == codes.PEER_RESTARTED:
                         self._peer_instance.pop(peer, None)  # learnt again from its next answer
                     try:
-                        self._link_lost(peer, str(e), definite=_definite(e))
+                        self._link_lost(peer, str(e), definite=isinstance(e, RpcError) and _definite(e))
                     except Exception:
                         self.log.exception("feed_failed", peer=peer)
                     break

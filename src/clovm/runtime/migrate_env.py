@@ -360,7 +360,7 @@ class _Env:
 
 
 # ---- the journal ---------------------------------------------------------------------------------------
-def _load_journal(path: Path) -> dict | None:
+def _load_journal(path: Path) -> dict[str, Any] | None:
     text = read_text_or(path, None)
     if text is None:
         return None
@@ -370,7 +370,7 @@ def _load_journal(path: Path) -> dict | None:
     return value
 
 
-def _persist(path: Path, journal: dict | None) -> None:
+def _persist(path: Path, journal: dict[str, Any] | None) -> None:
     if journal is None:
         path.unlink(missing_ok=True)
     else:
@@ -400,7 +400,7 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 @contextlib.contextmanager
-def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[dict | None]:
+def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[dict[str, Any] | None]:
     """Hold ``DOMAIN.lock`` (flock: one clovmmigrate / clovm migrate per domain) and yield the
     journal at ``path`` (None if there is none); _Refused if locked or unreadable."""
     check_domain(domain)
@@ -562,7 +562,7 @@ def recorded_migrations(home: Home, host: str, *, finished: bool = False) -> lis
     return sorted({n[: -len(s)] for n in names for s in suffixes if n.endswith(s)})
 
 
-def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict] | None:
+def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict[str, Any]] | None:
     """The journal in progress, else the last finished one, else None (ValueError if unreadable or
     ``domain`` is not a valid domain name)."""
     if names.problem("domain", domain) is not None:
@@ -589,11 +589,11 @@ class _MigratePersist:
 
     def __init__(self, home: Home, host: str, domain: str):
         self.home, self.host, self.domain = home, host, domain
-        self.journal: dict | None = None
+        self.journal: dict[str, Any] | None = None
         self.kill_at = os.environ.get(KILL_AT_ENV, "")
 
     @staticmethod
-    def points(j: dict) -> set[str]:
+    def points(j: dict[str, Any]) -> set[str]:
         sub = (j.get("clovmmigrate") or {}).get("mode")
         out = {str(j.get("step"))}
         if sub == "prepared" and j.get("step") == "prepare":
@@ -628,7 +628,7 @@ class _MigratePersist:
 
 async def safe_migration_async(
     home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[mig.Finished, dict | None]:
+) -> tuple[mig.Finished, dict[str, Any] | None]:
     """Run ``clovm migrate`` on control domain ``host``; how it finished and the last journal
     written or read (None if it refused before reading one)."""
     out = out if out is not None else sys.stdout
@@ -645,7 +645,7 @@ async def safe_migration_async(
 
 def safe_migration(
     home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[mig.Finished, dict | None]:
+) -> tuple[mig.Finished, dict[str, Any] | None]:
     """Synchronous wrapper of :func:`safe_migration_async`."""
     err_stream = err if err is not None else sys.stderr
     try:
@@ -658,7 +658,7 @@ def safe_migration(
 
 async def run_safe_migration_async(
     home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[int, dict | None]:
+) -> tuple[int, dict[str, Any] | None]:
     """Run ``clovm migrate`` on control domain ``host``; (exit code, the last journal written or read)."""
     fin, journal = await safe_migration_async(home, host, request, out, err)
     return fin.rc, journal
@@ -666,7 +666,7 @@ async def run_safe_migration_async(
 
 def run_safe_migration(
     home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
-) -> tuple[int, dict | None]:
+) -> tuple[int, dict[str, Any] | None]:
     """:func:`safe_migration`'s exit code and journal."""
     fin, journal = safe_migration(home, host, request, out, err)
     return fin.rc, journal

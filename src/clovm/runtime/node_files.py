@@ -23,7 +23,7 @@ State goes through :func:`clovm.fsutil.atomic_write`; logs are appended line by 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class NodeFiles:
     def __init__(self, home: Home, host: str, peers: tuple[str, ...]):
         self.home, self.host, self.peers = home, host, peers
         self.migrate_dir = home.migrate_dir(host)
-        self._writers = {
+        self._writers: dict[str, Callable[[Any], None]] = {
             "timeout": self._write_timeout,
             "record": self._write_record,
             "window": lambda v: self._set_flag(WINDOW_FILE, v),

@@ -35,7 +35,7 @@ import itertools
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -197,17 +197,22 @@ class NodeAgent:
                 return
             cls = type(e)
             if cls is nodemod.Broadcast:
+                e = cast(nodemod.Broadcast, e)
                 for p in self.spec.peers:
                     self.transport.send(p, e.message)
             elif cls is nodemod.WriteLog:
+                e = cast(nodemod.WriteLog, e)
                 self.files.append_log(self.node.wall(self.clock.now()), e.tag, e.dest, e.text, e.msgid)
             elif cls is nodemod.RunShutdownAgent:
-                self._spawn(self._run_agent(e))
+                self._spawn(self._run_agent(cast(nodemod.RunShutdownAgent, e)))
             elif cls is nodemod.Send:
+                e = cast(nodemod.Send, e)
                 self.transport.send(e.to, e.message)
             elif cls is nodemod.Store:
+                e = cast(nodemod.Store, e)
                 self.files.store(e.key, e.value)
             elif cls is nodemod.Answer:
+                e = cast(nodemod.Answer, e)
                 fut = self._answers.pop(e.op_id, None)
                 if fut is not None and not fut.done():
                     if e.ok:
@@ -215,17 +220,20 @@ class NodeAgent:
                     else:
                         fut.set_exception(RpcError(e.code, e.error))
             elif cls is nodemod.AskDomainStatus:
+                e = cast(nodemod.AskDomainStatus, e)
                 self._spawn(self._domain_status(e.node, e.entry))
             elif cls is nodemod.CheckXscf:
-                self._spawn(self._check_xscf(e))
+                self._spawn(self._check_xscf(cast(nodemod.CheckXscf, e)))
             elif cls is nodemod.Trace:
+                e = cast(nodemod.Trace, e)
                 log.info(e.text, what=e.what)
             elif cls is AnnounceNodeState:
+                e = cast(AnnounceNodeState, e)
                 log.info("cf state", node=e.node, state=str(e.state))
             elif cls is rmsmod.BringAppOnline:
-                log.info("app online", app=e.app)
+                log.info("app online", app=cast(rmsmod.BringAppOnline, e).app)
             elif cls is rmsmod.TakeAppOffline:
-                log.info("app offline", app=e.app)
+                log.info("app offline", app=cast(rmsmod.TakeAppOffline, e).app)
             else:
                 log.warning("unexpected node effect", effect=repr(e))
 
@@ -244,7 +252,7 @@ class NodeAgent:
         self._feed(nodemod.XscfChecked(e.op_id, known, snmp))
 
     # ---- admin channels ----------------------------------------------------------------------
-    def _operation(self, op: str, args: dict, caller: str | None) -> Any:
+    def _operation(self, op: str, args: dict[str, Any], caller: str | None) -> Any:
         """Hand an operation to the node: its answer now, or an awaitable of a later one."""
         op_id = next(self._op_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -260,10 +268,10 @@ class NodeAgent:
         finally:
             self._answers.pop(op_id, None)
 
-    def _local_handler(self, op: str, args: dict, peer: str) -> Any:
+    def _local_handler(self, op: str, args: dict[str, Any], peer: str) -> Any:
         return self._operation(op, args, None)
 
-    def _tls_handler(self, op: str, args: dict, peer: str) -> Any:
+    def _tls_handler(self, op: str, args: dict[str, Any], peer: str) -> Any:
         return self._operation(op, args, peer)
 
 

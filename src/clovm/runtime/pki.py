@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..fsutil import atomic_write
 from .home import Home
@@ -64,7 +64,8 @@ def ensure_pki(home: Home, names: dict[str, str | None]) -> None:
         )
         atomic_write(d / "ca.key", _key_pem(ca_key), mode=0o600)
         atomic_write(d / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    # (the EC key written above)
+    ca_key = cast(ec.EllipticCurvePrivateKey, serialization.load_pem_private_key((d / "ca.key").read_bytes(), None))
     ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
     for name, addr in names.items():
         if (d / f"{name}.pem").exists():

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import structlog
 
@@ -77,7 +78,7 @@ def victim_pid(home: Home, victim: str) -> int | None:
     return None
 
 
-def fire_armed_kills(home: Home, points: Iterable[str], me: str) -> list[dict]:
+def fire_armed_kills(home: Home, points: Iterable[str], me: str) -> list[dict[str, Any]]:
     """Carry out (and disarm) the kills armed for any of ``points``; ``me`` is the calling
     process's daemon key (or :data:`MIGRATE_VICTIM`). Returns the entries fired; SIGKILLs the
     caller last if it is a victim (then it does not return)."""

@@ -16,14 +16,14 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from .. import settings
 from ..core import codes
 
-Handler = Callable[[str, dict, str], Any | Awaitable[Any]]
+Handler = Callable[[str, dict[str, Any], str], Any | Awaitable[Any]]
 MAX_LINE = 16 * 1024 * 1024
 
 
@@ -94,7 +94,7 @@ def _peer_cn(writer: asyncio.StreamWriter) -> str:
     for rdn in cert.get("subject", ()):
         for k, v in rdn:
             if k == "commonName":
-                return v
+                return cast(str, v)
     return ""
 
 
@@ -109,7 +109,7 @@ async def _call(
     where: str,
     op: str,
     timeout: float,
-    args: dict,
+    args: dict[str, Any],
 ) -> Any:
     try:
         async with asyncio.timeout(timeout):

@@ -132,7 +132,11 @@ class XscfAgents:
             task = self._probes.get(key)
             if task is None:
                 task = self._probes[key] = asyncio.ensure_future(self._probe_once(entry, addr, real))
-                task.add_done_callback(lambda t, key=key: self._probe_finished(key, t))
+
+                def finished(t: asyncio.Future[Any], key: tuple[Any, ...] = key) -> None:
+                    self._probe_finished(key, t)
+
+                task.add_done_callback(finished)
             outcome = await asyncio.shield(task)
         if isinstance(outcome, BaseException):
             raise outcome

@@ -235,7 +235,7 @@ class XscfDaemon:
 
     # ---- hypervisor channel (unix RPC) --------------------------------------------------------
 
-    async def handle_rpc(self, op: str, args: dict, peer: str) -> Any:
+    async def handle_rpc(self, op: str, args: dict[str, Any], peer: str) -> Any:
         """Serve one request of the hypervisor channel (see the module docstring)."""
         if op == "domains_running":
             held = _names(args, "held") if "held" in args else None
@@ -363,14 +363,14 @@ def snmp_engine_id(server: str) -> bytes:
 # ---- argument helpers ------------------------------------------------------------------------
 
 
-def _ppar(args: dict) -> int:
+def _ppar(args: dict[str, Any]) -> int:
     ppar = args.get("ppar")
     if not isinstance(ppar, int) or isinstance(ppar, bool):
         raise rpc.RpcError(codes.BAD_REQUEST, "ppar must be an integer PPAR-ID")
     return ppar
 
 
-def _names(args: dict, key: str) -> frozenset[str]:
+def _names(args: dict[str, Any], key: str) -> frozenset[str]:
     value = args.get(key)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise rpc.RpcError(codes.BAD_REQUEST, f"{key} must be a list of domain names")

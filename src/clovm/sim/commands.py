@@ -28,7 +28,12 @@ from ..core.base import Effect
 from .hosts import CommandRun, Pending, SimNode
 
 if TYPE_CHECKING:
-    from .world import World
+    from ..core import ldm as ldmmod
+    from ..topology import Topology
+    from .hosts import TraceLog
+    from .invariants import Invariants
+    from .network import SimNetwork
+    from .scheduler import Scheduler
 
 CALL_TIMEOUT = 30.0
 KILLED = -9  # the rc of a command that was killed (SIGKILL: it printed nothing more)
@@ -48,17 +53,45 @@ class Command:
 
 
 class CommandCalls:
-    """The command-running half of :class:`~clovm.sim.world.World`."""
+    """The command-running half of :class:`~clovm.sim.world.World` (which provides the attributes
+    and the methods declared here)."""
+
+    topo: Topology
+    sched: Scheduler
+    net: SimNetwork
+    trace: TraceLog
+    check: Invariants
+    nodes: dict[str, SimNode]
+    ldm: dict[str, ldmmod.Ldmd]
+    ldm_down: set[str]
+    cd_down: set[str]
+    journals: dict[tuple[str, str], dict[str, Any]]
+    last_journals: dict[tuple[str, str], dict[str, Any]]
+    commands: list[Command]
+    _progress: dict[tuple[str, str], ldmmod.MigrationProgress]
+    _background: dict[tuple[str, str], Pending]
+
+    if TYPE_CHECKING:
+
+        def ldm_command(self, host: str, *argv: str) -> Pending: ...
+        def operation(
+            self,
+            n: SimNode,
+            op: str,
+            args: dict[str, Any] | None = None,
+            caller: str | None = None,
+            reply: Callable[..., None] | None = None,
+        ) -> None: ...
 
     def clovmmigrate(
-        self: World, host: str, mode: str, domain: str, target: str = "", *, kill_after: int | None = None
+        self, host: str, mode: str, domain: str, target: str = "", *, kill_after: int | None = None
     ) -> Pending:
         """Run clovmmigrate -p/-u on control domain ``host``; resolves to the Finished effect."""
         run = mig.ClovmmigrateRun(mig.Request(mode, domain, host, target), self.journals.get((host, domain)))
         flag = "-p" if mode == "prepare" else "-u"
         return self.run_machine(host, run, f"clovmmigrate {flag} {domain} {target}".rstrip(), kill_after=kill_after)
 
-    def run_machine(self: World, host: str, run: CommandRun, label: str, *, kill_after: int | None = None) -> Pending:
+    def run_machine(self, host: str, run: CommandRun, label: str, *, kill_after: int | None = None) -> Pending:
         """Run a command machine on control domain ``host`` (``label`` goes to the trace);
         resolves to its ``Finished`` effect (rc :data:`KILLED` if it was killed)."""
         p = Pending()
@@ -71,19 +104,19 @@ class CommandCalls:
         self._run_effects(cmd, run.handle(self.sched.now, mig.RunStarted()))
         return p
 
-    def kill_commands(self: World, host: str, why: str) -> None:
+    def kill_commands(self, host: str, why: str) -> None:
         """Every command running on control domain ``host`` dies (SIGKILL, or the host went down)."""
         for cmd in [c for c in self.commands if c.host == host]:
             self._end_command(cmd, why)
 
-    def _end_command(self: World, cmd: Command, why: str) -> None:
+    def _end_command(self, cmd: Command, why: str) -> None:
         cmd.dead = True
         if cmd in self.commands:
             self.commands.remove(cmd)
         self.trace(cmd.host, "cmd", f"{cmd.label}: killed ({why})")
         cmd.pending.resolve(mig.Finished(KILLED, "KILLED", f"{cmd.label}: killed ({why})"))
 
-    def _run_effects(self: World, cmd: Command, effects: list[Effect]) -> None:
+    def _run_effects(self, cmd: Command, effects: list[Effect]) -> None:
         host, run, p = cmd.host, cmd.run, cmd.pending
         for e in effects:
             if cmd.dead:
@@ -114,15 +147,14 @@ class CommandCalls:
                     self._run_effects(cmd, run.handle(self.sched.now, mig.CallReturned(call.call_id, ok, value, error)))
 
                 limit = CALL_TIMEOUT + float(e.args.get("seconds", 0.0))  # sf_wait waits by itself
-                self.sched.after(
-                    limit,
-                    lambda reply=reply, c=e, limit=limit: reply(
-                        False, error=f"timeout: {c.target} did not answer within {limit:.0f} s"
-                    ),
-                )
+
+                def timed_out(reply: Callable[..., None] = reply, c: mig.Call = e, limit: float = limit) -> None:
+                    reply(False, error=f"timeout: {c.target} did not answer within {limit:.0f} s")
+
+                self.sched.after(limit, timed_out)
                 self._call(host, e, reply)
 
-    def _persist(self: World, host: str, e: mig.Persist) -> None:
+    def _persist(self, host: str, e: mig.Persist) -> None:
         """Write a journal on ``host`` (as runtime/migrate_env.py does)."""
         key = (host, e.domain)
         j = e.journal
@@ -135,13 +167,13 @@ class CommandCalls:
             self.journals[key] = dict(j)
         self.check.journal(host, e.domain, j)
 
-    def _cd_name(self: World, target: str) -> str | None:
+    def _cd_name(self, target: str) -> str | None:
         """The control domain named or addressed by ``target`` (None if it is none)."""
         if target in self.ldm:
             return target
         return next((cd.name for cd in self.topo.control_domains if cd.address == target), None)
 
-    def _remote(self: World, host: str, cd: str, answer: Callable[[], Any], reply: Callable[..., None]) -> None:
+    def _remote(self, host: str, cd: str, answer: Callable[[], Any], reply: Callable[..., None]) -> None:
         """Ask control domain ``cd`` (from ``host``) over the network; reply with what it answers."""
 
         def there() -> None:
@@ -160,13 +192,13 @@ class CommandCalls:
 
         self.net.send(host, cd, there, reliable=True)
 
-    def _activity(self: World, cd: str) -> dict[str, list[str]]:
+    def _activity(self, cd: str) -> dict[str, list[str]]:
         journals = sorted({d.removesuffix(".migrate") for h, d in self.journals if h == cd})
         d = self.ldm[cd]
         migrating = sorted({x.name for x in d.domains() if d.migration(x.name) is not None} | set(d.incoming()))
         return {"journals": journals, "migrating": migrating}
 
-    def _where(self: World, cd: str, domain: str) -> dict[str, Any] | None:
+    def _where(self, cd: str, domain: str) -> dict[str, Any] | None:
         d = self.ldm[cd]
         dom = d.domain(domain)
         if dom is None:
@@ -178,7 +210,7 @@ class CommandCalls:
             "migration": None if prog is None else {"phase": str(prog.phase), "percent": prog.percent},
         }
 
-    def _call(self: World, host: str, c: mig.Call, reply: Callable[..., None]) -> None:
+    def _call(self, host: str, c: mig.Call, reply: Callable[..., None]) -> None:
         t = self.topo
         local = self._cd_name(c.target) or host
         if c.op == "sleep":
@@ -208,12 +240,10 @@ class CommandCalls:
         elif c.op == "ldm":
             if c.target not in self.ldm:
                 return reply(False, error=f"unknown control domain {c.target}")
-            self.net.send(
-                host,
-                c.target,
-                lambda: (
-                    c.target not in self.cd_down
-                    and self.ldm_command(c.target, *c.args["argv"]).add_callback(
+
+            def at_target() -> None:
+                if c.target not in self.cd_down:
+                    self.ldm_command(c.target, *c.args["argv"]).add_callback(
                         lambda r: self.net.send(
                             c.target,
                             host,
@@ -221,26 +251,25 @@ class CommandCalls:
                             reliable=True,
                         )
                     )
-                ),
-                reliable=True,
-            )
+
+            self.net.send(host, c.target, at_target, reliable=True)
         elif c.op in ("guest_nodes", "resolve"):  # answered by the local control domain's node
             self._at_node(host, self._cd_node(host), c, reply)
         elif c.op == "cd_info":  # answered by the control domain named or addressed
-            cd = self._cd_name(c.target)
-            if cd is None:
+            answering = self._cd_name(c.target)
+            if answering is None:
                 return reply(False, error=f"no control domain answers at {c.target}")
-            self._remote(host, cd, lambda: t.control_domain_facts(cd).info(), reply)
+            self._remote(host, answering, lambda: t.control_domain_facts(answering).info(), reply)
         else:
             n = self.nodes.get(c.target)
             if n is None:
                 return reply(False, error=f"unknown cluster node {c.target}")
             self._at_node(host, n, c, reply)
 
-    def _cd_node(self: World, host: str) -> SimNode:
+    def _cd_node(self, host: str) -> SimNode:
         return self.nodes[self.topo.control_domain(host).cf_name]
 
-    def _at_node(self: World, host: str, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
+    def _at_node(self, host: str, n: SimNode, c: mig.Call, reply: Callable[..., None]) -> None:
         """Carry call ``c`` from control domain ``host`` to node ``n`` and its answer back; a dead or
         suspended node gives no answer (the call times out)."""
 
@@ -252,5 +281,5 @@ class CommandCalls:
 
         self.net.send(host, n.cf, at_node, reliable=True)
 
-    def _node_op(self: World, n: SimNode, c: mig.Call, reply: Callable[..., None], caller: str = "") -> None:
+    def _node_op(self, n: SimNode, c: mig.Call, reply: Callable[..., None], caller: str = "") -> None:
         self.operation(n, c.op, c.args, caller, reply)

@@ -19,6 +19,8 @@ class CommandRun(Protocol):
 
 
 class TraceLog:
+    lines: list[str]
+
     def __init__(self, sched: Scheduler, echo: Callable[[str], None] | None = None):
         self.sched, self.lines, self.echo = sched, [], echo
 
@@ -79,6 +81,10 @@ class SimNode:
 
 class Pending:
     """Something a scenario can wait for (an ldm command, a clovmmigrate run)."""
+
+    done: bool
+    value: Any
+    _cbs: list[Callable[[Any], None]]
 
     def __init__(self) -> None:
         self.done, self.value, self._cbs = False, None, []

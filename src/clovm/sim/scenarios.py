@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core import ldm as ldmmod
 from ..core.messages import WRP_34, WRP_35
-from ..core.migration import Finished
-from ..core.safemigrate import RC_FAILED, MigrateRequest, SafeMigrationRun, journal_key
+from ..core.migration import RC_FAILED, Finished
+from ..core.safemigrate import MigrateRequest, SafeMigrationRun, journal_key
 from ..topology import Topology
-from .world import WaitFor, World
+from .hosts import WaitFor
+from .world import World
 
 HEALTH_TIMEOUT = 120.0
 RECHECK = 10.0  # membership recheck_interval: how often a LEFTCLUSTER domain's status is asked
@@ -73,7 +75,7 @@ def sf_running(w: World, cf: str) -> bool:
     return sf is not None and str(sf.daemon) == "running"
 
 
-def prepare(ctx: Ctx, host: str, domain: str) -> Generator:
+def prepare(ctx: Ctx, host: str, domain: str) -> Generator[Any, Any, Finished]:
     ctx.pre_timeouts = timeouts(ctx.world)
     r: Finished = yield ctx.world.clovmmigrate(host, "prepare", domain)
     ctx.expect(r.rc == 0, f"clovmmigrate -p {domain} to succeed, got rc={r.rc} {r.message}")
@@ -84,7 +86,7 @@ def prepare(ctx: Ctx, host: str, domain: str) -> Generator:
     return r
 
 
-def update(ctx: Ctx, host: str, domain: str, target: str) -> Generator:
+def update(ctx: Ctx, host: str, domain: str, target: str) -> Generator[Any, Any, Finished]:
     r: Finished = yield ctx.world.clovmmigrate(host, "update", domain, target)
     ctx.expect(r.rc == 0, f"clovmmigrate -u {domain} {target} to succeed, got rc={r.rc} {r.message}")
     ctx.expect(
@@ -107,14 +109,14 @@ def entry_points_at(ctx: Ctx, cf: str, host: str) -> None:
         ctx.expect(cfg.weight(cf) == cd.sf_weight, f"{g}: SF weight of {cf} = {cd.sf_weight}")
 
 
-def wait_healthy(ctx: Ctx, what: str) -> Generator:
-    ok = yield WaitFor(lambda: healthy(ctx.world), HEALTH_TIMEOUT)
+def wait_healthy(ctx: Ctx, what: str) -> Generator[Any, Any, bool]:
+    ok: bool = yield WaitFor(lambda: healthy(ctx.world), HEALTH_TIMEOUT)
     ctx.expect(ok, f"cluster healthy ({what})")
     return ok
 
 
 # ---- scenarios -----------------------------------------------------------------------------------
-def live_migration(ctx: Ctx) -> Generator:
+def live_migration(ctx: Ctx) -> Generator[Any, Any, None]:
     w = ctx.world
     yield from wait_healthy(ctx, "at start")
     yield from prepare(ctx, "primary2", "guest2")
@@ -141,7 +143,7 @@ def live_migration(ctx: Ctx) -> Generator:
     )
 
 
-def no_prepare(ctx: Ctx) -> Generator:
+def no_prepare(ctx: Ctx) -> Generator[Any, Any, None]:
     w = ctx.world
     yield from wait_healthy(ctx, "at start")
     yield w.rng.uniform(1.0, 20.0)
@@ -153,7 +155,7 @@ def no_prepare(ctx: Ctx) -> Generator:
     ctx.expect(w.online.get("app1") == {"cfguest1"}, "app1 still on cfguest1")
 
 
-def _abort(ctx: Ctx) -> Generator:
+def _abort(ctx: Ctx) -> Generator[Any, Any, tuple[float, float]]:
     """-p, then a migration that fails after the copy and leaves guest2 stopped.
 
     Returns (time of -p, time cfguest2 went silent)."""
@@ -169,7 +171,7 @@ def _abort(ctx: Ctx) -> Generator:
     return t_p, w.silent_since.get("cfguest2", w.sched.now)
 
 
-def _recover(ctx: Ctx, t_p: float, t_silent: float, t_stopped: float) -> Generator:
+def _recover(ctx: Ctx, t_p: float, t_silent: float, t_stopped: float) -> Generator[Any, Any, None]:
     w = ctx.world
     ok = yield WaitFor(lambda: w.view("cfguest1").get("cfguest2") == "DOWN", 900.0, poll=0.25)
     ctx.expect(ok, "cfguest1 to see cfguest2 DOWN")
@@ -191,12 +193,12 @@ def _recover(ctx: Ctx, t_p: float, t_silent: float, t_stopped: float) -> Generat
     yield from wait_healthy(ctx, "after recovery")
 
 
-def abort_recovery(ctx: Ctx) -> Generator:
+def abort_recovery(ctx: Ctx) -> Generator[Any, Any, None]:
     t_p, t_silent = yield from _abort(ctx)
     yield from _recover(ctx, t_p, t_silent, t_silent)
 
 
-def early_start(ctx: Ctx) -> Generator:
+def early_start(ctx: Ctx) -> Generator[Any, Any, None]:
     w = ctx.world
     t_p, t_silent = yield from _abort(ctx)
     yield w.rng.uniform(10.0, 200.0)
@@ -217,7 +219,7 @@ def early_start(ctx: Ctx) -> Generator:
     yield from _recover(ctx, t_p, t_silent, w.sched.now)
 
 
-def split_brain(ctx: Ctx) -> Generator:
+def split_brain(ctx: Ctx) -> Generator[Any, Any, None]:
     w = ctx.world
     yield from wait_healthy(ctx, "at start")
     yield w.rng.uniform(1.0, 60.0)
@@ -236,7 +238,7 @@ def split_brain(ctx: Ctx) -> Generator:
     w.net.heal()
 
 
-def time_sync(ctx: Ctx) -> Generator:
+def time_sync(ctx: Ctx) -> Generator[Any, Any, None]:
     w = ctx.world
     skew = 30.0 + w.rng.uniform(0.0, 30.0)
     w.set_clock_offset("m10-3", skew)
@@ -270,7 +272,7 @@ NORMAL_TIMEOUT = 10.0  # CLUSTER_TIMEOUT of the topologies' guest clusters
 HEARTBEAT_INTERVAL = 1.0  # core.membership default
 
 
-def one_shot_with_a_crash(ctx: Ctx, scoped: bool) -> Generator:
+def one_shot_with_a_crash(ctx: Ctx, scoped: bool) -> Generator[Any, Any, Finished]:
     """``clovm migrate [--scoped] guest2 primary3`` on figure-17-1-3g while cfguest1 crashes during
     the migration. Records ``detection`` (crash → cfguest3 no longer holds cfguest1 UP) in
     ``ctx.metrics``; returns the run's Finished effect."""
@@ -291,7 +293,7 @@ def one_shot_with_a_crash(ctx: Ctx, scoped: bool) -> Generator:
     return r
 
 
-def scoped_migration(ctx: Ctx) -> Generator:
+def scoped_migration(ctx: Ctx) -> Generator[Any, Any, None]:
     w = ctx.world
     r = yield from one_shot_with_a_crash(ctx, scoped=True)
     detection = ctx.metrics["detection"]
@@ -331,7 +333,7 @@ def topology_for(name: str, given: str | None) -> str:
     return given or SCENARIO_TOPOLOGY.get(name, DEFAULT)
 
 
-SCENARIOS: dict[str, tuple[Callable[[Ctx], Generator], float]] = {
+SCENARIOS: dict[str, tuple[Callable[[Ctx], Generator[Any, Any, Any]], float]] = {
     # name: (process, virtual seconds to run at most)
     "live-migration": (live_migration, 1500.0),
     "no-prepare": (no_prepare, 600.0),
@@ -370,7 +372,7 @@ def run(name: str, topo: Topology, seed: int = 0, echo: Callable[[str], None] | 
 
 def run_process(
     name: str,
-    proc: Callable[[Ctx], Generator],
+    proc: Callable[[Ctx], Generator[Any, Any, Any]],
     limit: float,
     topo: Topology,
     seed: int = 0,
@@ -380,7 +382,7 @@ def run_process(
     w = World(topo, seed, echo=echo)
     ctx = Ctx(w)
 
-    def main() -> Generator:
+    def main() -> Generator[Any, Any, None]:
         yield from proc(ctx)
         ctx.done = True
         w.sched.halt()  # = run_until(limit, stop=lambda: ctx.done), without a call per event

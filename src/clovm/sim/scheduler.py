@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heappop, heappush
+from typing import Any
 
 
 class Scheduler:
     def __init__(self) -> None:
         self.now = 0.0
-        self._q: list[list] = []
+        self._q: list[list[Any]] = []  # [when, seq, fn or None]
         self._seq = 0
         self.halted = False  # set by halt(): run_until stops before the next callback
         self._limit = 0.0  # run_until's ``t``; -inf once halted
@@ -31,7 +32,7 @@ class Scheduler:
         now = self.now
         heappush(self._q, [when if when >= now else now, self._seq, fn])  # (not max(): hot path)
 
-    def after(self, delay: float, fn: Callable[[], None]) -> None:
+    def after(self, delay: float, fn: Callable[[], object]) -> None:
         self._seq += 1
         now = self.now
         when = now + delay
@@ -68,6 +69,8 @@ class Timer:
     """One re-armable wake-up (a machine's next_deadline): arming again cancels the previous one."""
 
     __slots__ = ("_entry", "_fire_cb", "_fn", "_sched", "when")
+    _entry: list[Any] | None  # its pending queue entry
+    when: float | None
 
     def __init__(self, sched: Scheduler, fn: Callable[[], None]):
         self._sched, self._fn, self._entry, self.when = sched, fn, None, None

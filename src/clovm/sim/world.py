@@ -39,7 +39,7 @@ import random
 from collections.abc import Callable, Generator
 from dataclasses import fields
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from .. import formats
 from ..core import fencing as fen
@@ -75,7 +75,7 @@ from ..core.node import (
     XscfHostKeyUnknown,
 )
 from ..core.sfconfig import XscfEntry
-from ..topology import Topology
+from ..topology import Guest, Topology
 from .commands import Command, CommandCalls
 from .hosts import NodeFiles, Pending, SimNode, TraceLog, WaitFor
 from .invariants import Invariants
@@ -115,7 +115,7 @@ class World(CommandCalls):
         self.ldm_timers: dict[str, Timer] = {}
         self.xscf: dict[str, spmod.Xscf] = {}
         self.addr_server: dict[str, tuple[str, int]] = {}
-        self.journals: dict[tuple[str, str], dict] = {}
+        self.journals: dict[tuple[str, str], dict[str, Any]] = {}
         self.online: dict[str, set[str]] = {a.name: set() for a in topo.apps}
         self.violations: list[str] = []
         self.kills: list[tuple[float, str, str, str]] = []  # (t, by node, target node, domain killed)
@@ -132,7 +132,7 @@ class World(CommandCalls):
         self.ldm_down: set[str] = set()  # control domains whose ldmd is not running
         self.cd_down: set[str] = set()  # control domains that are down (crashed, not yet restarted)
         self.commands: list[Command] = []  # command processes running (clovmmigrate, clovm migrate)
-        self.last_journals: dict[tuple[str, str], dict] = {}  # finished clovm migrate journals
+        self.last_journals: dict[tuple[str, str], dict[str, Any]] = {}  # finished clovm migrate journals
         self.check = Invariants(self)
         self._build()
 
@@ -153,7 +153,7 @@ class World(CommandCalls):
         for cl in t.clusters:
             for cf in cl.nodes:
                 h = t.host_of_cf(cf)
-                hosted_by = h.control_domain if cl.kind == "guest" else h.name
+                hosted_by = cast(Guest, h).control_domain if cl.kind == "guest" else h.name
                 disk = t.initial_disk(h.name)
                 files = NodeFiles(
                     **{f.name: getattr(disk, f.name) for f in fields(NodeDisk)}, known_xscf={s.name for s in t.servers}
@@ -167,7 +167,11 @@ class World(CommandCalls):
             n = self.nodes[cf]
             if n.host in self.powered_off:
                 continue
-            self.sched.after(self.rng.uniform(0.0, 0.5), lambda n=n: self.boot(n))
+
+            def power_on(n: SimNode = n) -> None:
+                self.boot(n)
+
+            self.sched.after(self.rng.uniform(0.0, 0.5), power_on)
 
     def _new_id(self) -> int:
         self._ids += 1
@@ -270,6 +274,7 @@ class World(CommandCalls):
             return
         effects = node.handle(self.sched.now, event)
         due, timer = node.next_deadline(), n.timer
+        assert timer is not None  # (set while the node's process lives)
         if due != timer.when:
             timer.arm(due)
         for e in effects:
@@ -321,7 +326,7 @@ class World(CommandCalls):
     def _node_effect(self, n: SimNode, e: Effect) -> None:
         cls = type(e)
         if cls is Broadcast:
-            m = e.message
+            m = cast(Broadcast, e).message
             event = MessageReceived(n.cf, m)
             net, cf = self.net, n.cf
             if self.tap is not None:
@@ -335,36 +340,45 @@ class World(CommandCalls):
                 for p in n.peers:
                     self.deliver(cf, p, event, reliable=True)
         elif cls is WriteLog:
+            e = cast(WriteLog, e)
             self.log(n, e.tag, e.dest, e.text, e.msgid)
         elif cls is RunShutdownAgent:
-            self._run_agent(n, e.run)
+            self._run_agent(n, cast(RunShutdownAgent, e).run)
         elif cls is Send:
+            e = cast(Send, e)
             if self.tap is not None:
                 self.tap(n.cf, e.to, e.message)
             self.deliver(n.cf, self.nodes[e.to], MessageReceived(n.cf, e.message))
         elif cls is Answer:
-            cf, reply = self._op_replies.pop(e.op_id, (None, None))
+            e = cast(Answer, e)
+            _, reply = self._op_replies.pop(e.op_id, (None, None))
             if reply is not None:
                 reply(e.ok, e.value, error=e.error)
         elif cls is Store:
+            e = cast(Store, e)
             setattr(n.files, e.key, e.value)
             if e.key == "record" and e.value is not None:
                 self.check.recorded[n.cf] = e.value
         elif cls is mem.AnnounceNodeState:
+            e = cast(mem.AnnounceNodeState, e)
             self.trace(n.cf, "CF", f"{e.node}: {e.state}")
         elif cls is Trace:
+            e = cast(Trace, e)
             self.trace(n.cf, e.what, e.text)
         elif cls is AskDomainStatus:
+            e = cast(AskDomainStatus, e)
             self._ask_domain_status(n, e.node, e.entry)
         elif cls is CheckXscf:
-            self._check_xscf(n, e)
+            self._check_xscf(n, cast(CheckXscf, e))
         elif cls is rmsmod.BringAppOnline:
+            e = cast(rmsmod.BringAppOnline, e)
             on = self.online.setdefault(e.app, set())
             on.add(n.cf)
             self.trace(n.cf, "RMS", f"{e.app} Online")
             if len(on) > 1:
                 self.check.violation(f"{e.app} online on {sorted(on)}")
         elif cls is rmsmod.TakeAppOffline:
+            e = cast(rmsmod.TakeAppOffline, e)
             self.online.setdefault(e.app, set()).discard(n.cf)
             self.trace(n.cf, "RMS", f"{e.app} Offline")
         else:
@@ -451,6 +465,7 @@ class World(CommandCalls):
         if run.action in ("init", "test") and server not in n.files.known_xscf:  # SSH refuses the host key
             self.net.send(n.cf, f"xscf:{server}", lambda: answer(XscfHostKeyUnknown(run)), reliable=True)
             return
+        kind: type[spmod.DomainPanicRequested | spmod.DomainResetRequested | spmod.DomainStatusRequested]
         if run.action == "kill":
             kind = spmod.DomainPanicRequested if AGENT_ACTION[run.agent] == "panic" else spmod.DomainResetRequested
         else:
@@ -684,7 +699,7 @@ class World(CommandCalls):
         """Node ``cf``'s log ``dest`` without time stamps (see :func:`clovm.formats.log_message`)."""
         return [formats.log_message(dest, ln) for ln in self.nodes[cf].files.logs.get(dest, [])]
 
-    def sf_rows(self, cf: str) -> list:
+    def sf_rows(self, cf: str) -> list[Any]:
         sf = self.nodes[cf].machines.get("sf")
         return sf.rows() if sf else []
 

@@ -34,11 +34,11 @@ def _num(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _dicts(value: Any) -> list[dict]:
+def _dicts(value: Any) -> list[dict[str, Any]]:
     return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
 
 
-def _timed(value: Any) -> list[dict]:
+def _timed(value: Any) -> list[dict[str, Any]]:
     """The dict items of a list that carry a numeric ``t``, stably sorted by ``t``."""
     items = [x for x in _dicts(value) if _num(x.get("t")) is not None]
     return sorted(items, key=lambda x: _num(x["t"]))  # type: ignore[arg-type, return-value]
@@ -79,7 +79,7 @@ class NodePoint:
     observers: tuple[str, ...]
 
 
-def _rounds(samples: Sequence[dict]) -> list[tuple[float, list[dict]]]:
+def _rounds(samples: Sequence[dict[str, Any]]) -> list[tuple[float, list[dict[str, Any]]]]:
     """Group time-sorted samples into sampling rounds: a round ends when an observer repeats or a
     sample is more than the tolerance after the round's first one. Round time = its first t.
 
@@ -98,7 +98,7 @@ def _rounds(samples: Sequence[dict]) -> list[tuple[float, list[dict]]]:
     tolerance = ROUND_TOLERANCE_S
     if intervals:
         tolerance = min(tolerance, sorted(intervals)[len(intervals) // 2] / 2)
-    rounds: list[tuple[float, list[dict]]] = []
+    rounds: list[tuple[float, list[dict[str, Any]]]] = []
     seen: set[str] = set()
     for s in samples:
         t = _num(s.get("t"))
@@ -136,7 +136,7 @@ def merge_samples(journal: Mapping[str, Any]) -> dict[str, list[NodePoint]]:
             seen_nodes.update(k for k in peers if isinstance(k, str))
     result: dict[str, list[NodePoint]] = {n: [] for n in _node_order(journal, seen_nodes)}
     for t, members in _rounds(samples):
-        views: dict[str, list[tuple[str, dict]]] = {}
+        views: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         own_sf: dict[str, str] = {}
         for s in members:
             observer = _str(s.get("node"), "?")
@@ -205,7 +205,7 @@ class _StepBar:
     text: str
 
 
-def _step_bars(events: Sequence[dict], t_end: float) -> list[_StepBar]:
+def _step_bars(events: Sequence[dict[str, Any]], t_end: float) -> list[_StepBar]:
     bars: list[_StepBar] = []
     for i, e in enumerate(events):
         if e.get("what") != "begin":
@@ -235,7 +235,9 @@ class _PhaseSeg:
     percent: str
 
 
-def _phase_segments(progress: Sequence[dict], events: Sequence[dict], t_end: float) -> list[_PhaseSeg]:
+def _phase_segments(
+    progress: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], t_end: float
+) -> list[_PhaseSeg]:
     """Runs of equal phase; each lasts until the next run. The last run of a non-terminal phase
     lasts until the ``migrate`` step's next ``done`` event, else to the end of the journal."""
     runs: list[tuple[str, float, str]] = []

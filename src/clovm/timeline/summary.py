@@ -86,12 +86,12 @@ def render_text_summary(journal: Mapping[str, Any]) -> str:
     for x_node, pts in merged.items():
         gapped = [p for p in pts if p.gap is not None]
         if gapped:
-            worst = max(gapped, key=lambda p: (p.gap, -p.t))  # type: ignore[arg-type, return-value]
+            worst = max(gapped, key=lambda p: (p.gap, -p.t))
             to = f"{worst.timeout:g}" if worst.timeout is not None else "?"
             cf_parts.append(f"{x_node} {worst.gap:.1f}/{to}")
-        bad = sorted({p.state for p in pts if p.state not in (None, "UP")})  # type: ignore[type-var]
+        bad = sorted({p.state for p in pts if p.state not in (None, "UP")})
         if bad:
-            trouble.append(f"{x_node} {'/'.join(bad)}")  # type: ignore[arg-type]
+            trouble.append(f"{x_node} {'/'.join(bad)}")
     if cf_parts:
         lines.append(_cut("CF max gap / timeout then (s): " + ", ".join(cf_parts)))
         lines.append(_cut("CF not UP: " + (", ".join(trouble) if trouble else "none")))

@@ -221,7 +221,7 @@ def _draw_suspend(svg: _Svg, f: _Frame, journal: Mapping[str, Any]) -> None:
         )
 
 
-def _draw_steps(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_h: float) -> None:
+def _draw_steps(svg: _Svg, f: _Frame, events: Sequence[dict[str, Any]], bar_y: float, bar_h: float) -> None:
     """One bar per step (dashed and open while not done), its label on one of two levels."""
     label_ends = [-1e9, -1e9]
     for bar in _step_bars(events, f.t_last):
@@ -250,7 +250,7 @@ def _draw_steps(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_
         svg.text(x0, bar_y - 4 - 11 * level, label, 11, cls="step-label", extra=f' fill="{colour}"')
 
 
-def _draw_notes(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_h: float) -> None:
+def _draw_notes(svg: _Svg, f: _Frame, events: Sequence[dict[str, Any]], bar_y: float, bar_h: float) -> None:
     """A marker under the step bars at every note event."""
     for e in events:
         if e.get("what") == "note":
@@ -262,7 +262,9 @@ def _draw_notes(svg: _Svg, f: _Frame, events: Sequence[dict], bar_y: float, bar_
             )
 
 
-def _draw_phases(svg: _Svg, f: _Frame, progress: Sequence[dict], events: Sequence[dict], ph_y: float) -> None:
+def _draw_phases(
+    svg: _Svg, f: _Frame, progress: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]], ph_y: float
+) -> None:
     """The ldm migration sub-lane: one segment per run of the same ldmd phase."""
     ph_h = 14.0
     for seg in _phase_segments(progress, events, f.t_last):
@@ -274,7 +276,9 @@ def _draw_phases(svg: _Svg, f: _Frame, progress: Sequence[dict], events: Sequenc
             svg.text(x0 + 3, ph_y + 11, seg.phase, 10, cls="phase-label")
 
 
-def _draw_procedure_lane(svg: _Svg, f: _Frame, events: Sequence[dict], progress: Sequence[dict]) -> None:
+def _draw_procedure_lane(
+    svg: _Svg, f: _Frame, events: Sequence[dict[str, Any]], progress: Sequence[dict[str, Any]]
+) -> None:
     """The procedure lane: the steps and notes, and under them the ldm migration phases."""
     y = f.lanes_top
     svg.line(0, y, WIDTH, y, "#999999")
@@ -418,7 +422,7 @@ def _draw_gap(svg: _Svg, f: _Frame, rounds: _Rounds, pts: Sequence[NodePoint], y
             )
     gapped = [p for p in pts if p.gap is not None]
     if gapped:
-        worst = max(gapped, key=lambda p: (p.gap, -p.t))  # type: ignore[arg-type, return-value]
+        worst = max(gapped, key=lambda p: (p.gap, -p.t))
         svg.text(
             PLOT_X0 + 4,
             ys.py0 + 11,

@@ -231,7 +231,7 @@ class PacemakerStack:
     def preflight(self, run: Run) -> Generator[Effect, CallReturned, dict[str, Any]]:
         r = run.request
         d, here, tgt = r.domain, r.local_host, r.target_host
-        refuse = {"fail_rc": RC_REFUSED}
+        refuse: dict[str, Any] = {"fail_rc": RC_REFUSED}
         cl = yield from run._ask(here, "cluster_nodes", **refuse, code=codes.NOT_A_CLUSTER_DOMAIN, domain=d)
         node, nodes, scale = cl["node"], sorted(cl["nodes"]), float(cl.get("time_scale") or 1.0)
         hosts_list = yield from run._ask(here, "control_domains", **refuse)

@@ -66,7 +66,7 @@ class SparcStack:
     def preflight(self, run: Run) -> Generator[Effect, CallReturned, dict[str, Any]]:
         r = run.request
         d, here = r.domain, r.local_host
-        refuse = {"fail_rc": RC_REFUSED}
+        refuse: dict[str, Any] = {"fail_rc": RC_REFUSED}
         w = yield from run._ask(here, "where", **refuse, domain=d)
         if w is None:
             raise _Stop(
@@ -486,10 +486,12 @@ class SparcStack:
 
     def after_handoff(self, run: Run, outcome: str) -> Generator[Effect, CallReturned, None]:
         """--scoped: failure detection back to normal SCOPED_MARGIN after the hand-off."""
+        assert run.j is not None
         here, node = run.j["source"], run.j["node"]
         if run.j["scoped"] and outcome != "stopped":
             yield from run._ask(here, "sleep", seconds=SCOPED_MARGIN)
-            narrowed, missed = [], []
+            narrowed: list[str] = []
+            missed: list[str] = []
             for n in run.j["nodes"]:  # best effort: an unreachable node's lease lapses by itself,
                 ans = yield from run._try(n, "narrow")  # and the complete step narrows it again
                 (narrowed if ans.ok else missed).append(n)

@@ -36,7 +36,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
@@ -309,6 +309,7 @@ class XscfSnmpAgent:
         def respond(status: str | int, index: int, var_binds: Sequence[Any]) -> None:
             if self._engine is not snmpEngine or self._lans[lan].sock is None:
                 return  # closed, or the LAN went down while the backend was thinking
+            assert snmpEngine is not None  # (it is self._engine: mypy narrows it to that Optional)
             rsp = v2c.apiPDU.get_response(PDU)
             v2c.apiPDU.set_error_status(rsp, status)
             v2c.apiPDU.set_error_index(rsp, index)
@@ -377,7 +378,7 @@ class XscfSnmpAgent:
                 elif hit[1] is None:
                     value = v2c.NoSuchInstance()
                 else:
-                    column, row = hit
+                    column, row = cast("tuple[int, tuple[int, str]]", hit)  # (hit[1] is not None)
                     if column in _STATUS_COLUMNS:
                         if row not in rows:
                             rows[row] = await self._status(lan, *row)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import runpy
-from typing import Any
+from typing import Any, cast
 
 from pysnmp.smi import builder as _mib_builder
 
@@ -38,8 +38,11 @@ class _CachedRunpy:
         if run_module_code is None or not str(path_name).endswith(".py"):
             return runpy.run_path(path_name, init_globals, run_name)
         # what runpy.run_path does for a path that is not a sys.path entry, minus the compile
-        return run_module_code(
-            _mib_code(path_name), init_globals, run_name or "<run_path>", pkg_name="", script_name=path_name
+        return cast(
+            "dict[str, Any]",
+            run_module_code(
+                _mib_code(path_name), init_globals, run_name or "<run_path>", pkg_name="", script_name=path_name
+            ),
         )
 
 
@@ -53,7 +56,7 @@ def _install_mib_bytecode_cache() -> None:
         base = os.path.join(self._srcName, f)
         if os.path.isfile(base + ".py") and not os.path.exists(base + ".pyc"):
             return _mib_code(base + ".py"), ".py"
-        return read(self, f)
+        return cast("tuple[Any, str]", read(self, f))
 
     source.read = cached_read
     _mib_builder.runpy = _CachedRunpy

@@ -242,7 +242,7 @@ class XscfSshServer:
             result = self._cli(argv)
             if inspect.isawaitable(result):
                 result = await result
-            rc, out, err = result  # type: ignore[misc]
+            rc, out, err = result
             return int(rc), str(out), str(err)
         except Exception as exc:  # noqa: BLE001 - the CLI must survive a failing command
             return 1, "", f"Error: internal error while running {argv[0]}: {exc}\n"

@@ -155,9 +155,9 @@ def problems(w: World) -> list[str]:
             )
     if w.journals:
         out.append(f"journals left: {sorted(w.journals)}")
-    for app, on in sorted(w.online.items()):
-        if len(on) != 1:
-            out.append(f"{app} online on {sorted(on) or 'no node'}")
+    for app, online_on in sorted(w.online.items()):
+        if len(online_on) != 1:
+            out.append(f"{app} online on {sorted(online_on) or 'no node'}")
     return out
 
 
@@ -643,6 +643,7 @@ class Chaos:
                 or w.sched.now < self._reinit.get(cf, -60.0) + 60.0
             ):
                 continue
+            assert n.node.sf is not None  # (sf_running)
             if any(r.init_state == "InitFailed" or r.test_state == "TestFailed" for r in n.node.sf.rows()):
                 self._reinit[cf] = w.sched.now
                 w.ask(cf, "sdtool", {"flag": "-r"})

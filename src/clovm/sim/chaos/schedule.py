@@ -84,8 +84,8 @@ def draw(seed: int) -> Schedule:
     rng = random.Random(f"clovm-chaos-schedule:{seed}")
     kind = rng.choice(TOPOLOGIES)
     if kind == "generated":
-        guests = rng.randint(2, MAX_GUESTS)
-        spec = f"generated:{guests}:{rng.randint(2, min(guests, 4))}"
+        n_guests = rng.randint(2, MAX_GUESTS)
+        spec = f"generated:{n_guests}:{rng.randint(2, min(n_guests, 4))}"
     else:
         spec = kind
     topo = topology_of(spec)
