@@ -19,6 +19,13 @@ Importing this package imports asyncssh.
 
 from __future__ import annotations
 
+import warnings
+
+# asyncssh 2.24 still names the DSA classes, which cryptography 48+ marks deprecated when they are
+# touched (at import): a warning about the library, not about anything the operator did, printed
+# by every command that speaks SSH. clovm never offers or accepts DSA keys.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
+
 from .client import XscfAuthFailed as XscfAuthFailed
 from .client import XscfHostKeyChanged as XscfHostKeyChanged
 from .client import XscfHostKeyError as XscfHostKeyError
