@@ -437,6 +437,17 @@ def test_text_summary_done() -> None:
     assert lines[-1] == "result: ok"
 
 
+def test_text_summary_speaks_the_journals_stack() -> None:
+    j = dict(make_journal(scoped=True), stack="pacemaker", node="vm1")
+    lines = render_text_summary(j).splitlines()
+    assert lines[0] == "clovm migrate guest1 (cluster node vm1): cd-a -> cd-b [scoped window]"
+    assert "fence device completed to: cd-b" in lines[1] and "SF" not in lines[1]
+    assert any(ln.startswith("corosync max gap / timeout then (s): ") for ln in lines)
+    assert not any(ln.startswith("CF ") for ln in lines)
+    sparc = render_text_summary(dict(make_journal(scoped=True), stack="sparc"))
+    assert sparc == render_text_summary(make_journal(scoped=True))  # journals before the seam are SPARC's
+
+
 def test_text_summary_failed_proof_and_unfinished() -> None:
     text = render_text_summary(make_journal(proof_fail=True))
     assert "proof: 2/3 checks ok" in text

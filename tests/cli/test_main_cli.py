@@ -47,7 +47,7 @@ def test_fault_arguments_become_a_typed_call(kind, args, call):
             "UNKNOWN_FAULT",
             (
                 "unknown fault 'meteor' (one of: xscf-down, xscf-up, partition, heal, clock, "
-                "migration-abort, forget-xscf-key, kill)"
+                "migration-abort, forget-xscf-key, kill, pause)"
             ),
         ),
     ],

@@ -153,9 +153,13 @@ NO_DATACENTER = [
 ]
 
 
-def _one_refusal(r: subprocess.CompletedProcess[str], words: list[str]) -> str:
+def _one_refusal(case: str, r: subprocess.CompletedProcess[str], words: list[str]) -> str:
     text = (r.stdout + r.stderr).strip()
     lines = [ln for ln in text.splitlines() if ln.strip()]
+    record = os.environ.get("CLOVM_BAD_INPUT_TABLE")  # docs/reliability.md's table: tools/bad-input-table
+    if record:
+        with open(record, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"case": case, "argv": r.args[3:], "rc": r.returncode, "lines": lines}) + "\n")
     assert r.returncode != 0, f"exit status 0 for bad input: {text}"
     assert "Traceback" not in text, text
     assert len(lines) == 1, f"{len(lines)} lines instead of one:\n{text}"
@@ -195,7 +199,7 @@ def test_bad_input_without_a_datacenter(tmp_path: Path, case: str, args: list[st
     finally:
         if args[0] == "up":  # (should it have come up after all: the failure is the test's, not the next one's)
             clovm("down", "--home", str(home), timeout=60)
-    _one_refusal(r, words)
+    _one_refusal(case, r, words)
     assert _diff(before, snapshot(home)) == []
     assert outside_files(tmp_path) - around == set(), "files created"
 
@@ -222,7 +226,7 @@ def test_bad_input_on_a_running_datacenter(
     root, home = running
     before, around = snapshot(home), outside_files(root.parent)
     r = clovm(args[0], "--home", str(home), *args[1:], timeout=60)
-    _one_refusal(r, words)
+    _one_refusal(case, r, words)
     assert _diff(before, snapshot(home)) == []
     assert outside_files(root.parent) - around == set(), "files created outside the home"
 
@@ -259,7 +263,7 @@ def test_broken_product_files_are_named_and_changed_by_nobody(running: tuple[Pat
         path.write_text("this is { not what the file should hold\n")
         before = snapshot(home)
         r = clovm(command[0], "--home", str(home), *command[1:], timeout=60)
-        line = _one_refusal(r, [])
+        line = _one_refusal(f"broken-{which}", r, [])
         assert path.name in line or which.split(".")[0] in line, f"the line does not name the file: {line}"
         assert _diff(before, snapshot(home)) == []
     finally:

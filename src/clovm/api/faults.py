@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from .lookup import (
 from .processes import of_home, read_json
 
 # the kinds of `clovm fault`, one use case each
-FAULTS = ("xscf-down", "xscf-up", "partition", "heal", "clock", "migration-abort", "forget-xscf-key", "kill")
+FAULTS = ("xscf-down", "xscf-up", "partition", "heal", "clock", "migration-abort", "forget-xscf-key", "kill", "pause")
 KILLABLE = ("xscfd", "ldmd", "nodeagent")  # what `clovm fault kill` kills
 
 
@@ -204,3 +205,21 @@ def _arm(home: Home, entry: dict[str, str]) -> None:
         old = read_json(path)
         entries = old if isinstance(old, list) else []
         atomic_write(path, json.dumps([*entries, entry]) + "\n")
+
+
+def pause(home: Home, guest: str, seconds: float) -> str:
+    """Freeze the process of guest domain ``guest`` (SIGSTOP of the pid its ldmd placed in
+    ``run/domains/GUEST.json``, checked to be the home's) for ``seconds`` real seconds, then thaw
+    it (SIGCONT, also on an interruption): a hung guest, as the seed's fencing cases need."""
+    find_guest(topology_of(home), guest)
+    rec = read_json(home.placement_file(guest))
+    pid = rec.get("pid") if isinstance(rec, dict) else None
+    if not isinstance(pid, int) or not of_home(pid, home):
+        raise ClovmError(codes.NOT_RUNNING, f"the domain process of {guest} is not running (clovm status)")
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return f"{guest}: domain process {pid} stopped for {time.monotonic() - t0:.2f} s (SIGSTOP), then continued"

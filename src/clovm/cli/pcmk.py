@@ -11,7 +11,7 @@ topology. :func:`run` runs it (``clovm.cli.main`` calls both, first thing).
   capture, no time limit): ``clovm exec vm1 -- crm_mon -1``;
 * ``shell HOST``: an interactive ``bash`` there, prompt ``HOST # ``;
 * ``fault pause HOST SECONDS``: freeze every process of a VM (Pacemaker) or the process of a
-  guest domain (SPARC: SIGSTOP/SIGCONT of the pid in ``run/domains/GUEST.json``) for that long,
+  guest domain (SPARC: :func:`clovm.api.faults.pause`, SIGSTOP/SIGCONT) for that long,
   then thaw it; ``fault migration-abort VM``: its next live migration fails after the copy;
 * ``migrate``: the same command line, journal, resume, status and timeline as the SPARC
   stack's (``clovm.cli.admin.main_clovm``), run by :mod:`clovm.pacemaker.migrate_env`;
@@ -24,10 +24,8 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -198,30 +196,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def sparc_pause(home: Path | str, guest: str, seconds: float) -> dict[str, Any]:
-    """Freeze the process of SPARC guest domain ``guest`` (SIGSTOP of the pid its ldmd placed in
-    ``run/domains/GUEST.json``, checked to be the home's), sleep, thaw it (SIGCONT, also on an
-    interruption)."""
-    from ..api import lookup, processes
-    from ..api.errors import ClovmError
-    from ..core import codes
-    from ..runtime.home import Home
-
-    h = Home(home)
-    lookup.find_guest(lookup.topology_of(h), guest)
-    rec = processes.read_json(h.placement_file(guest))
-    pid = rec.get("pid") if isinstance(rec, dict) else None
-    if not isinstance(pid, int) or not processes.of_home(pid, h):
-        raise ClovmError(codes.NOT_RUNNING, f"the domain process of {guest} is not running (clovm status)")
-    t0 = time.time()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        time.sleep(max(0.0, seconds - (time.time() - t0)))
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    return {"frozen_at": t0, "thawed_at": time.time(), "frozen_s": time.time() - t0, "pid": pid}
-
-
 def _fault(args: argparse.Namespace) -> int:
     from ..api.errors import ClovmError
     from ..core import codes
@@ -238,10 +212,10 @@ def _fault(args: argparse.Namespace) -> int:
                 r = api.pause(args.home, rest[0], seconds)
                 print(f"{rest[0]}: every process frozen for {r['frozen_s']:.2f} s ({r['freezer']}), then thawed")
             else:
-                r = sparc_pause(args.home, rest[0], seconds)
-                print(
-                    f"{rest[0]}: domain process {r['pid']} stopped for {r['frozen_s']:.2f} s (SIGSTOP), then continued"
-                )
+                from ..api import faults
+                from ..runtime.home import Home
+
+                print(faults.pause(Home(args.home), rest[0], seconds))
             return 0
         if args.kind == "migration-abort":
             if len(rest) != 1:

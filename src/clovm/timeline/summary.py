@@ -24,6 +24,11 @@ __all__ = ["render_text_summary"]
 
 _SUMMARY_WIDTH = 100
 _MAX_NOTES = 4
+# the words of each stack (the journal's "stack"; journals written before the seam are SPARC's)
+_WORDS = {
+    "sparc": {"node": "CF node", "complete_to": "SF completed to", "membership": "CF"},
+    "pacemaker": {"node": "cluster node", "complete_to": "fence device completed to", "membership": "corosync"},
+}
 
 
 def _cut(text: str, width: int = _SUMMARY_WIDTH) -> str:
@@ -46,10 +51,11 @@ def render_text_summary(journal: Mapping[str, Any]) -> str:
     domain = _str(journal.get("domain"), "?")
     node = _str(journal.get("node"))
     scoped = journal.get("scoped") is True
+    words = _WORDS.get(_str(journal.get("stack"), "sparc"), _WORDS["sparc"])
     lines.append(
         _cut(
             f"clovm migrate {domain}"
-            + (f" (CF node {node})" if node else "")
+            + (f" ({words['node']} {node})" if node else "")
             + f": {_str(journal.get('source'), '?')} -> {_str(journal.get('target'), '?')}"
             + (" [scoped window]" if scoped else " [manual window]")
         )
@@ -58,7 +64,7 @@ def render_text_summary(journal: Mapping[str, Any]) -> str:
     outcome = journal.get("outcome")
     status = f"step: {_str(journal.get('step'), '?')}   outcome: {outcome if isinstance(outcome, str) else '-'}"
     if isinstance(journal.get("complete_to"), str):
-        status += f"   SF completed to: {journal['complete_to']}"
+        status += f"   {words['complete_to']}: {journal['complete_to']}"
     lines.append(_cut(status))
     bars = _step_bars(events, t_last)
     if bars:
@@ -93,8 +99,8 @@ def render_text_summary(journal: Mapping[str, Any]) -> str:
         if bad:
             trouble.append(f"{x_node} {'/'.join(bad)}")
     if cf_parts:
-        lines.append(_cut("CF max gap / timeout then (s): " + ", ".join(cf_parts)))
-        lines.append(_cut("CF not UP: " + (", ".join(trouble) if trouble else "none")))
+        lines.append(_cut(f"{words['membership']} max gap / timeout then (s): " + ", ".join(cf_parts)))
+        lines.append(_cut(f"{words['membership']} not UP: " + (", ".join(trouble) if trouble else "none")))
     notes = [e for e in events if e.get("what") == "note"]
     if notes:
         lines.append("notes:" + (f" ({len(notes) - _MAX_NOTES} earlier not shown)" if len(notes) > _MAX_NOTES else ""))
