@@ -492,14 +492,8 @@ async def safe_migration_async(
 def safe_migration(
     home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
 ) -> tuple[mig.Finished, dict[str, Any] | None]:
-    """Synchronous wrapper of :func:`safe_migration_async`."""
-    err_stream = err if err is not None else sys.stderr
-    try:
-        return asyncio.run(safe_migration_async(home, host, request, out, err))
-    except KeyboardInterrupt:
-        text = f"clovm migrate: interrupted; clovm migrate --resume {request.domain} continues from the journal"
-        _say(err_stream, text)
-        return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text), None
+    """Synchronous wrapper of :func:`safe_migration_async` (^C: :func:`clovm.runtime.migrate_journal.run_interruptible`)."""
+    return mj.run_interruptible(safe_migration_async(home, host, request, out, err), err, request.domain)
 
 
 async def run_safe_migration_async(

@@ -16,17 +16,20 @@ between them as arguments. In that directory, for each domain:
     :func:`recorded`, read by :func:`load` and :func:`load_first`.
 
 :class:`Refused` is a run that cannot start; :func:`refuse` prints and returns it as a
-:class:`~clovm.core.migration.Finished`.
+:class:`~clovm.core.migration.Finished`, as :func:`run_interruptible` does for a ``clovm migrate``
+stopped by ^C (its journal lets ``--resume`` continue).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import os
 import signal
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,6 +51,7 @@ __all__ = [
     "locked",
     "recorded",
     "refuse",
+    "run_interruptible",
     "write",
 ]
 
@@ -117,6 +121,21 @@ def refuse(err: TextIO, prog: str, code: str, text: str) -> mig.Finished:
     err.write(line + "\n")
     err.flush()
     return mig.Finished(mig.RC_REFUSED, code, line)
+
+
+def run_interruptible(
+    main: Coroutine[Any, Any, tuple[mig.Finished, dict[str, Any] | None]], err: TextIO | None, domain: str
+) -> tuple[mig.Finished, dict[str, Any] | None]:
+    """``asyncio.run(main)`` (a ``clovm migrate`` of ``domain``): its result, or on ^C how it ended,
+    printed (flushed) to ``err`` (default: stderr) and with no journal."""
+    err_stream = err if err is not None else sys.stderr
+    try:
+        return asyncio.run(main)
+    except KeyboardInterrupt:
+        text = f"clovm migrate: interrupted; clovm migrate --resume {domain} continues from the journal"
+        err_stream.write(text + "\n")
+        err_stream.flush()
+        return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text), None
 
 
 def _one_line(text: str) -> str:
