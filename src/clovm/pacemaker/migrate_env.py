@@ -4,11 +4,11 @@
 :func:`safe_migration` drives one :class:`clovm.core.safemigrate.SafeMigrationRun` for a VM of
 the home's cluster, with the source hypervisor host as ``local_host``. The run is the same one as
 on the SPARC stack, and so is the driver: :mod:`clovm.runtime.migrate_env`'s effect loop (one
-call, or a batch of calls answered concurrently), its per-domain lock and its journal writer
-(atomic, mode 0600, ``DOMAIN.migrate.json`` while in progress, ``DOMAIN.migrate-last.json``
-once done, the ``CLOVM_MIGRATE_KILL_AT`` hook). This module only answers the calls
-(:class:`PcmkEnv`, the table in ``docs/pacemaker.md``) and says where a host's journals are:
-``HOME/hosts/HOST/clovm/``.
+call, or a batch of calls answered concurrently), and :mod:`clovm.runtime.migrate_journal`'s
+per-domain lock and journal writer (atomic, mode 0600, ``DOMAIN.migrate.json`` while in progress,
+``DOMAIN.migrate-last.json`` once done, the ``CLOVM_MIGRATE_KILL_AT`` hook). This module only
+answers the calls (:class:`PcmkEnv`, the table in ``docs/pacemaker.md``), says where a host's
+journals are (``HOME/hosts/HOST/clovm/``) and names this stack's kill points.
 
 Host calls go to the hypervisor daemon's socket (``where``, ``host_info``, ``activity``) or run
 ``virsh`` inside the host; node calls run the real command inside the VM (``crm_mon``,
@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import os
 import re
 import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -38,8 +36,8 @@ from ..core import codes
 from ..core import migration as mig
 from ..core import safemigrate as sm
 from ..core.stacks import pacemaker as ps
-from ..fsutil import atomic_write
 from ..runtime import migrate_env as rme
+from ..runtime import migrate_journal as mj
 from ..runtime import rpc
 from . import api, configs, files, readiness
 from . import layout as L
@@ -53,6 +51,7 @@ FENCE_TIMEOUT = 40.0
 PCS_TIMEOUT = 60.0
 MIGRATE_TIMEOUT = 3600.0
 HVD_TIMEOUT = 5.0
+PROG = "clovm migrate"
 POINTS = ("prepare", "prepared", "protected", "migrate", "migrating", "recover", "complete", "updating", "prove")
 
 
@@ -65,7 +64,7 @@ def _line(text: str) -> str:
 
 
 class Dirs:
-    """Where the hosts' clovm migrate journals live (what :mod:`clovm.runtime.migrate_env` asks of a home)."""
+    """Where the hosts' clovm migrate journals live (as ``Home.migrate_dir`` on the SPARC stack)."""
 
     def __init__(self, lay: L.Layout) -> None:
         self.lay = lay
@@ -233,7 +232,7 @@ class PcmkEnv:
         if op == "activity":
             st = await self._hvd(target)
             return {
-                "journals": _recorded(Dirs(self.lay), target),
+                "journals": mj.recorded(Dirs(self.lay).migrate_dir(target)),
                 "migrating": sorted(set(st.get("migrating") or {}) | set(st.get("incoming") or [])),
             }
         if op == "hypervisor_events":
@@ -373,92 +372,37 @@ def where_of(status: Mapping[str, Any], domain: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------- the journal
 def journal_path(dirs: Dirs, host: str, domain: str) -> Path:
     """The journal of a ``clovm migrate`` of ``domain`` in progress (or stopped part way) on ``host``."""
-    return dirs.migrate_dir(host) / f"{domain}.migrate.json"
+    return mj.active_path(dirs.migrate_dir(host), domain)
 
 
 def last_journal_path(dirs: Dirs, host: str, domain: str) -> Path:
     """The journal of its last finished run (what ``--status`` and ``clovm timeline`` read afterwards)."""
-    return dirs.migrate_dir(host) / f"{domain}.migrate-last.json"
+    return mj.last_path(dirs.migrate_dir(host), domain)
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")  # noqa: TRY004 - reported as unreadable, like bad JSON
-    return value
-
-
-def _write(path: Path, journal: dict[str, Any] | None) -> None:
-    if journal is None:
-        path.unlink(missing_ok=True)
-    else:
-        atomic_write(path, json.dumps(journal, indent=1, sort_keys=True) + "\n", mode=0o600)
-
-
-class _Refused(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@contextlib.contextmanager
-def _locked(dirs: Dirs, host: str, domain: str) -> Iterator[dict[str, Any] | None]:
+def _locked(dirs: Dirs, host: str, domain: str) -> contextlib.AbstractContextManager[dict[str, Any] | None]:
     """Hold ``DOMAIN.lock`` (flock: one clovm migrate per VM and host) and yield the journal in
-    progress (None if there is none); _Refused if locked or unreadable. A run that wrote no
-    journal leaves no lock file (nor the directory made for it) behind."""
+    progress (None if there is none); Refused if locked or unreadable. A run that wrote no
+    journal (and none finished before) leaves no lock file (nor the directory made for it) behind."""
     d = dirs.migrate_dir(host)
-    made_dir = not d.exists()
-    d.mkdir(parents=True, exist_ok=True)
-    lock = d / f"{domain}.lock"
-    made = not lock.exists()
     path = journal_path(dirs, host, domain)
-    before = path.stat().st_mtime_ns if path.exists() else None
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            made = made_dir = False
-            raise _Refused(
-                codes.LOCKED,
-                f"another clovm migrate for {domain} is running on {host}; wait for it to finish. Nothing was changed.",
-            ) from None
-        try:
-            journal = _load(path)
-        except ValueError as e:
-            raise _Refused(
-                codes.BAD_JOURNAL,
-                f"the journal {path} is unreadable ({_line(str(e))}); move it away and "
-                f"run the command again. Nothing was changed.",
-            ) from None
-        yield journal
-    finally:
-        after = path.stat().st_mtime_ns if path.exists() else None
-        if made and after == before and not last_journal_path(dirs, host, domain).exists():
-            lock.unlink(missing_ok=True)
-            if made_dir:
-                with contextlib.suppress(OSError):
-                    d.rmdir()
-        os.close(fd)
+    return mj.locked(d, domain, path, host=host, holders=PROG, keep=[last_journal_path(dirs, host, domain)])
 
 
-class _Persist:
-    """Writes the run's Persist effects like the SPARC stack's writer (``runtime.migrate_env``:
-    ``DOMAIN.migrate.json`` atomically while in progress, ``DOMAIN.migrate-last.json`` once done),
-    with this stack's kill points for ``CLOVM_MIGRATE_KILL_AT=POINT`` (SIGKILL right after the
+class _Persist(mj.JournalWriter):
+    """Writes the run's Persist effects with the SPARC stack's writer
+    (:class:`~clovm.runtime.migrate_journal.JournalWriter`: ``DOMAIN.migrate.json`` atomically while
+    in progress, ``DOMAIN.migrate-last.json`` once done; this stack embeds no other journal: the
+    run's removal of a clovmmigrate leftover at the end concerns the SPARC stack only), with this
+    stack's kill points for ``CLOVM_MIGRATE_KILL_AT=POINT`` (SIGKILL right after the
     first journal write at POINT): the step names, ``prepared`` (every token recorded, nothing
     changed yet), ``protected`` (maintenance-mode and the raised token in force), ``migrating``
     (the migration is under way) and ``updating`` (the completion has begun: the fence device is
     re-pointed, token and maintenance not restored yet)."""
 
     def __init__(self, dirs: Dirs, host: str, domain: str) -> None:
-        self.dirs, self.host, self.domain = dirs, host, domain
-        self.journal: dict[str, Any] | None = None
-        self.kill_at = os.environ.get(rme.KILL_AT_ENV, "")
+        super().__init__(dirs.migrate_dir(host), domain)
+        self.dirs, self.host = dirs, host
 
     @staticmethod
     def points(j: dict[str, Any]) -> set[str]:
@@ -473,26 +417,6 @@ class _Persist:
         if st == "complete" and ps.MARK_REPOINTED in marks:
             out.add("updating")
         return out
-
-    def __call__(self, e: mig.Persist) -> None:
-        if e.domain != sm.journal_key(self.domain):  # this stack embeds no other journal (the run's
-            return  # removal of a clovmmigrate leftover at the end concerns the SPARC stack only)
-        self.journal = e.journal
-        active = journal_path(self.dirs, self.host, self.domain)
-        if e.journal is not None and e.journal.get("step") == "done":
-            _write(last_journal_path(self.dirs, self.host, self.domain), e.journal)
-            active.unlink(missing_ok=True)
-        else:
-            _write(active, e.journal)
-        if self.kill_at and e.journal is not None and self.kill_at in self.points(e.journal):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _refuse(err: TextIO, code: str, text: str) -> mig.Finished:
-    line = f"clovm migrate: {text}"
-    err.write(line + "\n")
-    err.flush()
-    return mig.Finished(mig.RC_REFUSED, code, line)
 
 
 def _home_of(home: Path | str) -> tuple[L.Layout, dict[str, Any]]:
@@ -515,10 +439,11 @@ async def safe_migration_async(
     try:
         lay, data = _home_of(home)
     except ClovmError as e:
-        return _refuse(err, e.code, e.message + ". Nothing was changed."), None
+        return mj.refuse(err, PROG, e.code, e.message + ". Nothing was changed."), None
     if not L.is_host(host):
-        return _refuse(
+        return mj.refuse(
             err,
+            PROG,
             codes.UNKNOWN_HOST,
             f"{host!r} is not a hypervisor host of this datacenter (one of "
             f"{' '.join(L.HOSTS)}); give --host HOST where {request.domain} "
@@ -527,7 +452,7 @@ async def safe_migration_async(
     scale = float(data.get("time_scale") or 1.0)
     started = float(data.get("started") or time.time())
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", request.domain or "-"):  # it names journal files
-        return _refuse(err, codes.BAD_ARGUMENT, f"{request.domain!r} is no VM name. Nothing was changed."), None
+        return mj.refuse(err, PROG, codes.BAD_ARGUMENT, f"{request.domain!r} is no VM name. Nothing was changed."), None
     dirs = Dirs(lay)
     try:
         with _locked(dirs, host, request.domain) as journal:
@@ -543,47 +468,28 @@ async def safe_migration_async(
                 err,
             )
             return fin, persist.journal if persist.journal is not None else journal
-    except _Refused as e:
-        return _refuse(err, e.code, str(e)), None
+    except mj.Refused as e:
+        return mj.refuse(err, PROG, e.code, str(e)), None
 
 
 def safe_migration(
     home: Path | str, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
 ) -> tuple[mig.Finished, dict[str, Any] | None]:
-    """Synchronous wrapper of :func:`safe_migration_async`."""
-    err_stream = err if err is not None else sys.stderr
-    try:
-        return asyncio.run(safe_migration_async(home, host, request, out, err))
-    except KeyboardInterrupt:
-        text = f"clovm migrate: interrupted; clovm migrate --resume {request.domain} continues from the journal"
-        err_stream.write(text + "\n")
-        return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text), None
-
-
-def _recorded(dirs: Dirs, host: str, *, finished: bool = False) -> list[str]:
-    d = dirs.migrate_dir(host)
-    suffixes = (".migrate.json", ".migrate-last.json") if finished else (".migrate.json",)
-    names = [p.name for p in d.iterdir()] if d.is_dir() else []
-    return sorted({n[: -len(x)] for n in names for x in suffixes if n.endswith(x)})
+    """Synchronous wrapper of :func:`safe_migration_async` (^C: :func:`clovm.runtime.migrate_journal.run_interruptible`)."""
+    return mj.run_interruptible(safe_migration_async(home, host, request, out, err), err, request.domain)
 
 
 def recorded(home: Path | str, host: str, *, finished: bool = False) -> list[str]:
     """VMs with a clovm migrate journal in progress on ``host`` (``finished``: or done)."""
-    return _recorded(Dirs(L.layout_for(home)), host, finished=finished)
+    return mj.recorded(Dirs(L.layout_for(home)).migrate_dir(host), finished=finished)
 
 
 def journals(home: Path | str, host: str, domain: str = "") -> list[tuple[Path, dict[str, Any]]]:
     """(path, journal) of ``domain``'s run in progress (else its last finished one), or of every
     VM's on ``host``; ValueError if one does not parse."""
-    dirs = Dirs(L.layout_for(home))
-    found = []
-    for d in [domain] if domain else recorded(home, host, finished=True):
-        for path in (journal_path(dirs, host, d), last_journal_path(dirs, host, d)):
-            j = _load(path)
-            if j is not None:
-                found.append((path, j))
-                break
-    return found
+    directory = Dirs(L.layout_for(home)).migrate_dir(host)
+    found = (mj.load_first(directory, d) for d in ([domain] if domain else recorded(home, host, finished=True)))
+    return [f for f in found if f is not None]
 
 
 def arm_abort(home: Path | str, vm: str) -> str:

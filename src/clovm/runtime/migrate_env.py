@@ -17,7 +17,7 @@ effect / call          how it is carried out
 ``resolve``            :func:`clovm.formats.resolve` over this host's ``etc/inet/hosts``
 ``cd_info``            local host name → unix ldmd socket; an address (or another control
                        domain's name) → ``call_tls(address, LDMD_PORT, "cd_info")``
-``guest_nodes``        this control domain's ``clovmmigrate.conf`` (below)
+``guest_nodes``        this control domain's ``clovmmigrate.conf``
 node ops               ``call_tls(node address from clovmmigrate.conf, NODE_PORT, op, **args)``
                        (``node_status``, ``record_timeout``, ``set_timeout``, ``window``,
                        ``sf_stop``, ``sf_start``, ``set_sf_entry``, ``sf_wait``, ``clear_record``)
@@ -30,48 +30,36 @@ TLS calls present this control domain's certificate (``pki.client_context(home, 
 ``seconds / time_scale`` (``time_scale`` from ``home.clock_file``) plus a margin, at least 5 s.
 Only one ``clovmmigrate`` per domain runs at a time on a host (``DOMAIN.lock``, ``flock``).
 
-``etc/opt/FJSVcluster/etc/clovmmigrate.conf`` (clovm's own format; written by ``clovm up`` with
-:func:`render_clovmmigrate_conf`, read with :func:`parse_clovmmigrate_conf`)
-    The guest-domain cluster nodes whose domains this control domain may host — every node of
-    every guest cluster of the topology, since any guest may be migrated to any control domain.
-    ``#`` starts a comment; blank lines are ignored; every other line has four whitespace-separated
-    fields::
-
-        # guest-domain  cf-node   node-address  cluster-name
-        guest1          cfguest1  127.40.0.1    guestcluster
-        guest2          cfguest2  127.40.0.2    guestcluster
-
-    ``guest-domain`` is the logical-domain name (unique in the file), ``cf-node`` the CF node name
-    of the cluster node running in it (unique), ``node-address`` its IP address (where its node
-    agent serves ``NODE_PORT``), ``cluster-name`` the guest cluster it belongs to. ``guest_nodes
-    {domain}`` answers ``{"node": cf-node of domain, "nodes": cf-nodes of its cluster}``.
+The guest-domain cluster nodes this control domain may call are listed in its
+``clovmmigrate.conf`` (format, :func:`render_clovmmigrate_conf` and :func:`parse_clovmmigrate_conf`
+in :mod:`clovm.runtime.clovmmigrate_conf`, re-exported here). The journal files, the lock, the
+journal writer and the refusals are :mod:`clovm.runtime.migrate_journal`'s, shared with
+:mod:`clovm.pacemaker.migrate_env`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import ipaddress
 import json
-import os
-import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 from .. import formats, settings
 from ..core import codes, names
 from ..core import migration as mig
 from ..core import safemigrate as sm
-from ..fsutil import atomic_write, read_text_or
-from ..topology import Topology
+from ..fsutil import read_text_or
+from . import migrate_journal as mj
 from . import pki, rpc
 from .clock import EmuClock
+from .clovmmigrate_conf import CLOVMMIGRATE_CONF, ConfEntry, parse_clovmmigrate_conf, render_clovmmigrate_conf
 from .home import Home
 from .proc import MIGRATE_VICTIM, fire_armed_kills
 
@@ -95,7 +83,6 @@ __all__ = [
     "safe_migration_async",
 ]
 
-CLOVMMIGRATE_CONF = settings.CLOVMMIGRATE_CONF  # relative to a host's root
 NODE_OPS = frozenset(
     {
         "node_status",
@@ -119,79 +106,18 @@ NODE_OPS = frozenset(
 )
 LDMD_OPS = frozenset({"cd_info", "activity", "where"})  # answered by the ldmd of the target control domain
 SAMPLE_TIMEOUT = 1.0  # real seconds for cf_sample: a suspended node must not stall the sampling
-KILL_AT_ENV = "CLOVM_MIGRATE_KILL_AT"  # fault injection: see _MigratePersist
 LDM_CALL_TIMEOUT = 60.0  # real seconds for one ldm sub-command (add-spconfig & co.)
 MIGRATE_CALL_TIMEOUT = 3600.0  # real seconds a migrate-domain started by clovm migrate may take
 SF_WAIT_MARGIN = 5.0  # real seconds on top of sf_wait's own wait
 SF_WAIT_MIN = 5.0
-
-_CONF = "clovmmigrate.conf"
-_CONF_HEADER = (
-    "# clovmmigrate.conf: guest-domain cluster nodes whose domains this control domain may host\n"
-    "# (written by clovm up for {host}).\n"
-)
-
-
-# ---- clovmmigrate.conf ---------------------------------------------------------------------------
-class ConfEntry(NamedTuple):
-    """One clovmmigrate.conf line."""
-
-    domain: str
-    cf_name: str
-    address: str
-    cluster: str
-
-
-def render_clovmmigrate_conf(topology: Topology, control_domain: str) -> str:
-    """clovmmigrate.conf text for ``control_domain``: every node of every guest cluster."""
-    rows: list[tuple[str, str, str, str]] = []
-    for cl in topology.clusters:
-        if cl.kind != "guest":
-            continue
-        for cf in cl.nodes:
-            g = next(x for x in topology.guests if x.cf_name == cf)
-            rows.append((g.name, g.cf_name, g.address, cl.name))
-    table = [("# guest-domain", "cf-node", "node-address", "cluster-name"), *rows]
-    widths = [max(len(r[i]) for r in table) + 2 for i in range(3)]
-    body = "".join(f"{r[0]:<{widths[0]}}{r[1]:<{widths[1]}}{r[2]:<{widths[2]}}{r[3]}\n" for r in table)
-    return _CONF_HEADER.format(host=control_domain) + body
-
-
-def parse_clovmmigrate_conf(text: str) -> tuple[ConfEntry, ...]:
-    """Entries of a clovmmigrate.conf; :class:`clovm.formats.FormatError` names a bad line."""
-    out: list[ConfEntry] = []
-    domains: set[str] = set()
-    cfs: set[str] = set()
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        fields = raw.split("#", 1)[0].split()
-        if not fields:
-            continue
-        if len(fields) != 4:
-            raise formats.FormatError(
-                lineno,
-                f"expected 4 fields (guest-domain cf-node node-address cluster-name), found {len(fields)}",
-                _CONF,
-            )
-        domain, cf, addr, cluster = fields
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError:
-            raise formats.FormatError(lineno, f"{addr!r} is not an IP address", _CONF) from None
-        if domain in domains:
-            raise formats.FormatError(lineno, f"guest domain {domain} is listed twice", _CONF)
-        if cf in cfs:
-            raise formats.FormatError(lineno, f"CF node {cf} is listed twice", _CONF)
-        domains.add(domain)
-        cfs.add(cf)
-        out.append(ConfEntry(domain, cf, addr, cluster))
-    return tuple(out)
+KILL_AT_ENV = mj.KILL_AT_ENV  # fault injection: see _MigratePersist
 
 
 def check_domain(domain: str) -> None:
-    """_Refused unless ``domain`` is a valid domain name (it becomes part of file names here)."""
+    """Refused unless ``domain`` is a valid domain name (it becomes part of file names here)."""
     problem = names.problem("domain", domain)
     if problem is not None:
-        raise _Refused(codes.BAD_NAME, f"{problem}; give the name of a guest domain (ldm list). Nothing was changed.")
+        raise mj.Refused(codes.BAD_NAME, f"{problem}; give the name of a guest domain (ldm list). Nothing was changed.")
 
 
 def journal_path(home: Home, host: str, domain: str) -> Path:
@@ -359,84 +285,27 @@ class _Env:
         raise _CallFailed(f"unknown operation {op}")
 
 
-# ---- the journal ---------------------------------------------------------------------------------------
-def _load_journal(path: Path) -> dict[str, Any] | None:
-    text = read_text_or(path, None)
-    if text is None:
-        return None
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")  # noqa: TRY004 - callers catch ValueError, as for bad JSON
-    return value
-
-
-def _persist(path: Path, journal: dict[str, Any] | None) -> None:
-    if journal is None:
-        path.unlink(missing_ok=True)
-    else:
-        atomic_write(path, json.dumps(journal, indent=1, sort_keys=True) + "\n", mode=0o600)
-
-
 # ---- the run --------------------------------------------------------------------------------------------
 def _say(stream: TextIO, text: str) -> None:
     stream.write(text + "\n")
     stream.flush()
 
 
-class _Refused(Exception):
-    """The run cannot start; ``str()`` is the message (without the program name)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-@contextlib.contextmanager
-def _locked_journal(home: Home, host: str, domain: str, path: Path) -> Iterator[dict[str, Any] | None]:
+def _locked_journal(
+    home: Home, host: str, domain: str, path: Path
+) -> contextlib.AbstractContextManager[dict[str, Any] | None]:
     """Hold ``DOMAIN.lock`` (flock: one clovmmigrate / clovm migrate per domain) and yield the
-    journal at ``path`` (None if there is none); _Refused if locked or unreadable."""
+    journal at ``path`` (None if there is none); Refused if ``domain`` is no valid name, if locked or
+    if the journal is unreadable (:func:`clovm.runtime.migrate_journal.locked`)."""
     check_domain(domain)
-    d = home.migrate_dir(host)
-    new_dirs = [p for p in (d, *d.parents) if not p.exists() and p.is_relative_to(home.host_root(host))]
-    d.mkdir(parents=True, exist_ok=True)
-    lock = d / f"{domain}.lock"
-    made = not lock.exists()
-    journal_before = _stamp(path)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            made = False  # (another run's lock)
-            raise _Refused(
-                codes.LOCKED,
-                f"another clovmmigrate or clovm migrate for {domain} is running on "
-                f"{host}; wait for it to finish. Nothing was changed.",
-            ) from None
-        try:
-            journal = _load_journal(path)
-        except ValueError as e:
-            raise _Refused(
-                codes.BAD_JOURNAL,
-                f"the journal {path} is unreadable ({_one_line(str(e))}); move it "
-                f"away and run the command again. Nothing was changed.",
-            ) from None
-        yield journal
-    finally:
-        if made and _stamp(path) == journal_before:  # a run that wrote no journal leaves no lock file either
-            lock.unlink(missing_ok=True)
-            for p in new_dirs:  # (innermost first) nor the directories made for it
-                with contextlib.suppress(OSError):
-                    p.rmdir()
-        os.close(fd)  # releases the flock
+    return mj.locked(
+        home.migrate_dir(host),
+        domain,
+        path,
+        host=host,
+        holders="clovmmigrate or clovm migrate",
+        root=home.host_root(host),
+    )
 
 
 async def _drive(
@@ -483,12 +352,6 @@ async def _drive_effects(
             effects += run.handle(now(), answer)
 
 
-def _refused(err: TextIO, prog: str, e: _Refused) -> mig.Finished:
-    text = f"{prog}: {e}"
-    _say(err, text)
-    return mig.Finished(mig.RC_REFUSED, e.code, text)
-
-
 async def clovmmigrate_async(
     home: Home, host: str, request: mig.Request, out: TextIO | None = None, err: TextIO | None = None
 ) -> mig.Finished:
@@ -503,12 +366,12 @@ async def clovmmigrate_async(
                 run,
                 _Env(home, host),
                 time.monotonic,
-                lambda e: _persist(journal_path(home, host, e.domain), e.journal),
+                lambda e: mj.write(journal_path(home, host, e.domain), e.journal),
                 out,
                 err,
             )
-    except _Refused as e:
-        return _refused(err, "clovmmigrate", e)
+    except mj.Refused as e:
+        return mj.refuse(err, "clovmmigrate", e.code, str(e))
 
 
 def clovmmigrate(
@@ -545,21 +408,18 @@ def run_clovmmigrate(
 # ---- clovm migrate ------------------------------------------------------------------------------------
 def migrate_journal_path(home: Home, host: str, domain: str) -> Path:
     """The journal of a ``clovm migrate`` in progress (or stopped part way) for ``domain``."""
-    return home.migrate_dir(host) / f"{domain}.migrate.json"
+    return mj.active_path(home.migrate_dir(host), domain)
 
 
 def last_journal_path(home: Home, host: str, domain: str) -> Path:
     """The journal of the last finished ``clovm migrate`` of ``domain`` (for --status and timelines)."""
-    return home.migrate_dir(host) / f"{domain}.migrate-last.json"
+    return mj.last_path(home.migrate_dir(host), domain)
 
 
 def recorded_migrations(home: Home, host: str, *, finished: bool = False) -> list[str]:
     """Domains with a ``clovm migrate`` journal in progress on control domain ``host`` (with
     ``finished``: or the journal of their last finished one)."""
-    d = home.migrate_dir(host)
-    suffixes = (".migrate.json", ".migrate-last.json") if finished else (".migrate.json",)
-    names = [p.name for p in d.iterdir()] if d.is_dir() else []
-    return sorted({n[: -len(s)] for n in names for s in suffixes if n.endswith(s)})
+    return mj.recorded(home.migrate_dir(host), finished=finished)
 
 
 def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict[str, Any]] | None:
@@ -567,15 +427,12 @@ def load_migrate_journal(home: Home, host: str, domain: str) -> tuple[Path, dict
     ``domain`` is not a valid domain name)."""
     if names.problem("domain", domain) is not None:
         raise ValueError(names.problem("domain", domain))
-    for path in (migrate_journal_path(home, host, domain), last_journal_path(home, host, domain)):
-        j = _load_journal(path)
-        if j is not None:
-            return path, j
-    return None
+    return mj.load_first(home.migrate_dir(host), domain)
 
 
-class _MigratePersist:
-    """Writes the Persist effects of a SafeMigrationRun, with optional fault injection.
+class _MigratePersist(mj.JournalWriter):
+    """Writes the Persist effects of a SafeMigrationRun (:class:`~clovm.runtime.migrate_journal.JournalWriter`),
+    with the embedded clovmmigrate journal as ``DOMAIN.journal.json`` and this stack's kill points.
 
     ``CLOVM_MIGRATE_KILL_AT=POINT`` makes the process SIGKILL itself right after the first journal
     write at POINT, so tests can kill ``clovm migrate`` at every journal step: a step name
@@ -588,9 +445,8 @@ class _MigratePersist:
     """
 
     def __init__(self, home: Home, host: str, domain: str):
-        self.home, self.host, self.domain = home, host, domain
-        self.journal: dict[str, Any] | None = None
-        self.kill_at = os.environ.get(KILL_AT_ENV, "")
+        super().__init__(home.migrate_dir(host), domain)
+        self.home, self.host = home, host
 
     @staticmethod
     def points(j: dict[str, Any]) -> set[str]:
@@ -609,21 +465,11 @@ class _MigratePersist:
             out.add("handed-off")
         return out
 
-    def __call__(self, e: mig.Persist) -> None:
-        if e.domain != sm.journal_key(self.domain):  # the embedded clovmmigrate journal
-            _persist(journal_path(self.home, self.host, e.domain), e.journal)
-            return
-        self.journal = e.journal
-        active = migrate_journal_path(self.home, self.host, self.domain)
-        if e.journal is not None and e.journal.get("step") == "done":
-            _persist(last_journal_path(self.home, self.host, self.domain), e.journal)
-            active.unlink(missing_ok=True)
-        else:
-            _persist(active, e.journal)
-        if self.kill_at and e.journal is not None and self.kill_at in self.points(e.journal):
-            os.kill(os.getpid(), signal.SIGKILL)
-        if e.journal is not None:
-            fire_armed_kills(self.home, self.points(e.journal), MIGRATE_VICTIM)
+    def other(self, e: mig.Persist) -> None:  # the embedded clovmmigrate journal
+        mj.write(journal_path(self.home, self.host, e.domain), e.journal)
+
+    def reached(self, points: set[str]) -> None:
+        fire_armed_kills(self.home, points, MIGRATE_VICTIM)
 
 
 async def safe_migration_async(
@@ -639,21 +485,15 @@ async def safe_migration_async(
             run = sm.SafeMigrationRun(request, journal)
             fin = await _drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
             return fin, persist.journal if persist.journal is not None else journal
-    except _Refused as e:
-        return _refused(err, "clovm migrate", e), None
+    except mj.Refused as e:
+        return mj.refuse(err, "clovm migrate", e.code, str(e)), None
 
 
 def safe_migration(
     home: Home, host: str, request: sm.MigrateRequest, out: TextIO | None = None, err: TextIO | None = None
 ) -> tuple[mig.Finished, dict[str, Any] | None]:
-    """Synchronous wrapper of :func:`safe_migration_async`."""
-    err_stream = err if err is not None else sys.stderr
-    try:
-        return asyncio.run(safe_migration_async(home, host, request, out, err))
-    except KeyboardInterrupt:
-        text = f"clovm migrate: interrupted; clovm migrate --resume {request.domain} continues from the journal"
-        _say(err_stream, text)
-        return mig.Finished(mig.RC_FAILED, codes.INTERRUPTED, text), None
+    """Synchronous wrapper of :func:`safe_migration_async` (^C: :func:`clovm.runtime.migrate_journal.run_interruptible`)."""
+    return mj.run_interruptible(safe_migration_async(home, host, request, out, err), err, request.domain)
 
 
 async def run_safe_migration_async(
