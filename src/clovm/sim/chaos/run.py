@@ -32,42 +32,48 @@ last heartbeat, plus one domain-status recheck (10 s), the healer's poll (5 s), 
 and RMS settling (3 s); then ``-u`` run twice (a kill, ≤ 60 s; its ``sf_wait`` ≤ 60 s), SF's
 first tests on every node (seconds). That is ≈ 60 + 60 + 200 + 621 + 60 + 60 + 10 ≈ 1071 s;
 :data:`LIVENESS_BOUND` = 1200 s leaves ≈ 130 s for retries (15 s apart) and the one-second poll.
+
+Where things are: the limits (and the process type) in :mod:`.limits`; what the cluster looks
+like and the monitor's verdict (:func:`problems`, :func:`settled`) in :mod:`.observe`; the
+operator in :mod:`.operate`, the faults in :mod:`.faults`, the healer in :mod:`.healer` (mixins of
+:class:`Chaos`); here :class:`Chaos` itself (its state, the monitor) and :func:`run_seed`. The
+names that moved are still importable from here.
 """
 
 from __future__ import annotations
 
-import math
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from ...core import codes
-from ...core import ldm as ldmmod
-from ...core import sp as spmod
-from ...core.migration import (
-    CONFIG_TMP,
-    MAX_SAVED_SPCONFIGS,
-    RC_FAILED,
-    RC_OK,
-    RC_REFUSED,
-    Finished,
-)
-from ...core.safemigrate import MigrateRequest, SafeMigrationRun, journal_key
-from ..commands import KILLED
 from ..hosts import WaitFor
 from ..world import World
+from .faults import ChaosFaults
+from .healer import ChaosHealer
+from .limits import HEAL_POLL, LEFT_STUCK, LIVENESS_BOUND, MAX_RUN, OP_BUDGET, RETRY_WAIT, START_TIMEOUT, Proc
+from .observe import active_on, guest_nodes, migrating, problems, settled, under_procedure
+from .operate import ChaosOperator
 from .schedule import OPERATIONS, Item, Schedule, draw, topology_of
 
-LIVENESS_BOUND = 1200.0  # virtual s from the quiet point to a settled cluster (see the module docstring)
-START_TIMEOUT = 180.0  # virtual s for the datacenter to come up healthy
-HEAL_POLL = 5.0
-LEFT_STUCK = 30.0  # virtual s a stopped node may stay LEFTCLUSTER before the operator clears it (cftool -k)
-RETRY_WAIT = 15.0  # the operator's pause before running a failed step again
-OP_BUDGET = 2400.0  # virtual s the operator spends on one operation before it gives up
-MAX_RUN = 12000.0  # virtual s: a run still going by then is a failure (the monitor's deadline is earlier)
-
-Proc = Generator[Any, Any, Any]
+__all__ = [
+    "HEAL_POLL",
+    "LEFT_STUCK",
+    "LIVENESS_BOUND",
+    "MAX_RUN",
+    "OP_BUDGET",
+    "RETRY_WAIT",
+    "START_TIMEOUT",
+    "Chaos",
+    "Outcome",
+    "Proc",
+    "active_on",
+    "guest_nodes",
+    "migrating",
+    "problems",
+    "run_seed",
+    "settled",
+    "under_procedure",
+]
 
 
 @dataclass
@@ -85,88 +91,8 @@ class Outcome:
         return not self.failures
 
 
-# ---- what the cluster looks like ------------------------------------------------------------------
-def guest_nodes(w: World) -> list[str]:
-    return sorted(cf for cf, n in w.nodes.items() if n.kind == "guest")
-
-
-def active_on(w: World, domain: str) -> list[str]:
-    """The running ldmds that list ``domain`` active."""
-    return [
-        h
-        for h, d in sorted(w.ldm.items())
-        if h not in w.ldm_down and (x := d.domain(domain)) is not None and x.state == "active"
-    ]
-
-
-def migrating(w: World, domain: str) -> bool:
-    return any(
-        h not in w.ldm_down and ((m := d.migration(domain)) is not None and not m.dry_run or domain in d.incoming())
-        for h, d in w.ldm.items()
-    )
-
-
-def under_procedure(w: World, domain: str) -> bool:
-    """A clovmmigrate or clovm migrate journal of ``domain`` exists somewhere."""
-    return any(d in (domain, journal_key(domain)) for _, d in w.journals)
-
-
-def problems(w: World) -> list[str]:
-    """Why the datacenter is not settled (empty: settled): every control domain and ldmd up, its
-    node UP in every view; every guest node alive, joined, UP in every view, SF running with every
-    agent TestWorked/InitWorked, its CLUSTER_TIMEOUT back at the configured value, no -p window,
-    record or widening left; every guest domain running exactly once, where its process is, with
-    no migration in progress and no journal left; every application online exactly once."""
-    out: list[str] = []
-    t = w.topo
-    for c in t.control_domains:
-        n = w.nodes[c.cf_name]
-        if c.name in w.cd_down or c.name in w.ldm_down:
-            out.append(f"{c.name}: {'down' if c.name in w.cd_down else 'ldmd down'}")
-        elif not n.alive or n.node is None or any(v != "UP" for v in n.node.cf.view().values()):
-            out.append(f"{c.cf_name}: not UP everywhere")
-    for cf in guest_nodes(w):
-        n = w.nodes[cf]
-        if not n.alive or n.suspended or n.services != "started" or n.node is None:
-            out.append(f"{cf}: {'suspended' if n.suspended else 'not running' if not n.alive else n.services}")
-            continue
-        bad = sorted(p for p, v in n.node.cf.view().items() if v != "UP")
-        if bad:
-            out.append(f"{cf} holds {' '.join(bad)} not UP")
-        rows = n.node.sf.rows() if n.node.sf is not None else []
-        if not n.node.sf_running or any(
-            r.test_state != "TestWorked" or r.init_state != "InitWorked" or r.sa_state != "Idle" for r in rows
-        ):
-            out.append(f"{cf}: SF {'not running' if not n.node.sf_running else 'agents not all worked'}")
-        f = n.files
-        want = t.initial_disk(n.host).timeout
-        if f.timeout != want or f.record is not None or f.window or f.widen or n.node.cf.widened():
-            out.append(
-                f"{cf}: timeout {f.timeout} (configured {want}), record {f.record}, window {f.window}, "
-                f"widened {sorted(n.node.cf.widened())}"
-            )
-    for g in t.guests:
-        on = active_on(w, g.name)
-        n = w.nodes[g.cf_name]
-        if on != [n.hosted_by] or migrating(w, g.name):
-            out.append(
-                f"{g.name}: active on {on or 'nothing'} (process on {n.hosted_by})"
-                + (", migrating" if migrating(w, g.name) else "")
-            )
-    if w.journals:
-        out.append(f"journals left: {sorted(w.journals)}")
-    for app, online_on in sorted(w.online.items()):
-        if len(online_on) != 1:
-            out.append(f"{app} online on {sorted(online_on) or 'no node'}")
-    return out
-
-
-def settled(w: World) -> bool:
-    return not problems(w)
-
-
 # ---- the run --------------------------------------------------------------------------------------
-class Chaos:
+class Chaos(ChaosOperator, ChaosFaults, ChaosHealer):
     """A seed's schedule (the items in ``keep``, or all) as processes of ``world``."""
 
     def __init__(self, world: World, schedule: Schedule, keep: frozenset[int] | None = None) -> None:
@@ -238,416 +164,9 @@ class Chaos:
         w = self.w
         return cd not in w.cd_down and cd not in w.ldm_down and w._cd_node(cd).alive
 
-    def _wait_up(self, cd: str, limit: float = OP_BUDGET) -> Proc:
-        return (yield WaitFor(lambda: self._up(cd), limit))
-
     def _sleep_until(self, t: float) -> Proc:
         if t > self.w.sched.now:
             yield t - self.w.sched.now
-
-    def _target(self, src: str, pick: int) -> str:
-        cds = sorted(c.name for c in self.w.topo.control_domains if c.name != src)
-        return cds[pick % len(cds)]
-
-    def _records(self, domain: str) -> bool:
-        """Does -p seem in force for ``domain``'s cluster (a record on a node, or a journal)?"""
-        w = self.w
-        cluster = w.topo.guest_cluster_of_domain(domain).nodes
-        return under_procedure(w, domain) or any(w.nodes[cf].files.record is not None for cf in cluster)
-
-    # ---- the operator -------------------------------------------------------------------------
-    def _operator(self) -> Proc:
-        ops = [(i, it) for i, it in self.items if it.kind in OPERATIONS]
-        for n, (i, it) in enumerate(ops):
-            yield from self._sleep_until(self.t0 + it.at)
-            if n == len(ops) - 1:
-                self.last_op_started = True
-            self.note(f"operation #{i}: {it}")
-            for rel in self.for_op(i, "cancel") + self.for_op(i, "ldmd-crash-mig"):
-                self.faults_left += 1
-                self.w.spawn(self._relative(i, rel))
-            try:
-                yield from getattr(self, "_op_" + it.kind.replace("-", "_"))(i, it)
-            finally:
-                self.op_over.add(i)
-        self.last_op_started = True
-        self.ops_done = True
-        self.note("operator: every operation done")
-
-    def _op_spconfig_add(self, i: int, it: Item) -> Proc:
-        cd = it.get("cd")
-        if self._up(cd):
-            r = yield self.w.ldm_command(cd, "add-spconfig", it.get("name"))
-            self.note(f"{cd} # ldm add-spconfig {it.get('name')}: rc {r.rc} {r.stderr.strip()}")
-
-    def _op_spconfig_remove(self, i: int, it: Item) -> Proc:
-        cd = it.get("cd")
-        if self._up(cd):
-            names = [n for n in self.w.ldm[cd].spconfig_names() if n != ldmmod.FACTORY_DEFAULT]
-            if names:
-                name = names[it.get("pick") % len(names)]
-                r = yield self.w.ldm_command(cd, "remove-spconfig", name)
-                self.note(f"{cd} # ldm remove-spconfig {name}: rc {r.rc} {r.stderr.strip()}")
-
-    def _kill_item(self, i: int, step: str) -> Item | None:
-        return next((k for k in self.for_op(i, "kill") if k.get("step") == step), None)
-
-    def _begin_migration_op(self, i: int, it: Item) -> tuple[str, str, str] | None:
-        d = it.get("domain")
-        on = active_on(self.w, d)
-        if len(on) != 1 or migrating(self.w, d) or under_procedure(self.w, d):
-            self.note(f"operation #{i} skipped: {d} is {'active on ' + ' '.join(on) if on else 'not running'}")
-            return None
-        src = on[0]
-        if not self._up(src):
-            self.note(f"operation #{i} skipped: {src} is not up")
-            return None
-        tgt = self._target(src, it.get("pick"))
-        self.op_where[i] = (d, src, tgt)
-        if self.for_op(i, "abort"):
-            self.note(f"{src}: the next migration of {d} will fail after the copy (guest stopped)")
-            self.w._ldm_feed(src, ldmmod.MigrationAbortArmed(d))
-        return d, src, tgt
-
-    def _clovmmigrate(self, src: str, mode: str, d: str, target: str = "", kill: Item | None = None) -> Proc:
-        """clovmmigrate -p/-u until it finishes without being killed and without failing part way
-        (at most 4 attempts, or OP_BUDGET); its last Finished."""
-        deadline = self.w.sched.now + OP_BUDGET
-        r: Finished | None = None
-        for attempt in range(4):
-            yield from self._wait_up(src, max(1.0, deadline - self.w.sched.now))
-            k = kill.get("calls") if kill is not None and attempt == 0 else None
-            r = yield self.w.clovmmigrate(src, mode, d, target, kill_after=k)
-            if r.rc == KILLED:
-                yield kill.get("delay") if kill is not None and attempt == 0 else RETRY_WAIT
-                continue
-            if r.rc != RC_FAILED or self.w.sched.now > deadline:
-                return r
-            yield RETRY_WAIT
-        return r
-
-    def _op_manual(self, i: int, it: Item) -> Proc:
-        begun = self._begin_migration_op(i, it)
-        if begun is None:
-            return
-        d, src, tgt = begun
-        w = self.w
-        r = yield from self._clovmmigrate(src, "prepare", d, kill=self._kill_item(i, "p"))
-        if r.rc != RC_OK:
-            self.note(f"clovmmigrate -p {d}: rc {r.rc} {r.message}")
-            if self._records(d):
-                yield from self._complete(i, d, src)
-            return
-        yield it.get("wait_migrate")
-        if self._up(src):
-            m = yield w.ldm_command(src, "migrate-domain", "-c", d, tgt)
-            self.note(f"{src} # ldm migrate-domain -c {d} {tgt}: rc {m.rc} {' '.join(m.stderr.split())}")
-        yield it.get("wait_update")
-        yield from self._complete(i, d, src)
-
-    def _complete(self, i: int, d: str, src: str) -> Proc:
-        """clovmmigrate -u on the source, naming where the guest runs, until it completes."""
-        w = self.w
-        deadline = w.sched.now + OP_BUDGET
-        kill = self._kill_item(i, "u")
-        while w.sched.now < deadline:
-            if not self._records(d):
-                return
-            yield from self._wait_up(src, max(1.0, deadline - w.sched.now))
-            on = active_on(w, d)
-            if len(on) != 1 or migrating(w, d):
-                yield WaitFor(lambda: len(active_on(w, d)) == 1 and not migrating(w, d), 60.0)
-                continue
-            r = yield from self._clovmmigrate(src, "update", d, on[0], kill)
-            kill = None
-            if r.rc == RC_OK:
-                return
-            self.note(f"clovmmigrate -u {d} {on[0]}: rc {r.rc} {r.message}")
-            if r.rc == RC_REFUSED and r.code == codes.SPCONFIG_LIMIT:
-                yield from self._fix_spconfigs(sorted({src, on[0]}))
-            elif r.rc == RC_REFUSED and r.code == codes.NOT_PREPARED:
-                return
-            else:
-                yield RETRY_WAIT
-        self.note(f"operator gave up completing {d}")
-
-    def _fix_spconfigs(self, hosts: list[str]) -> Proc:
-        """The manual's remedy: remove config_tmp, and saved configurations beyond 6 (the ones
-        this campaign added first, never the one marked for next power-on)."""
-        w = self.w
-        for h in hosts:
-            if not self._up(h):
-                continue
-            sp = w.ldm[h].sp_store()
-            names = [n for n, _ in sp.configs if n != ldmmod.FACTORY_DEFAULT]
-            drop = [CONFIG_TMP] if CONFIG_TMP in names else []
-            rest = [n for n in names if n != CONFIG_TMP]
-            extra = len(rest) - MAX_SAVED_SPCONFIGS
-            victims = sorted((n for n in rest if n != sp.next), key=lambda n: (not n.startswith("chaos"), n))
-            drop += victims[: max(0, extra)]
-            for name in drop:
-                r = yield w.ldm_command(h, "remove-spconfig", name)
-                self.note(f"{h} # ldm remove-spconfig {name}: rc {r.rc}")
-
-    def _op_oneshot(self, i: int, it: Item) -> Proc:
-        begun = self._begin_migration_op(i, it)
-        if begun is None:
-            return
-        d, src, tgt = begun
-        w = self.w
-        scoped = bool(it.get("scoped"))
-        kill = self._kill_item(i, "run")
-        run = SafeMigrationRun(MigrateRequest(d, src, tgt, scoped=scoped))
-        label = f"clovm migrate{' --scoped' if scoped else ''} {d} {tgt}"
-        r = yield w.run_machine(src, run, label, kill_after=kill.get("calls") if kill is not None else None)
-        deadline = w.sched.now + OP_BUDGET
-        first = True
-        while r.rc in (KILLED, RC_FAILED) and w.sched.now < deadline:
-            self.note(f"{label}: rc {r.rc} {r.message}")
-            yield kill.get("delay") if kill is not None and first and r.rc == KILLED else RETRY_WAIT
-            first = False
-            yield from self._wait_up(src, max(1.0, deadline - w.sched.now))
-            j = w.journals.get((src, journal_key(d)))
-            if j is None:
-                return  # killed before its first journal write: nothing was changed
-            r = yield w.run_machine(
-                src, SafeMigrationRun(MigrateRequest(d, src, "", resume=True), j), f"clovm migrate --resume {d}"
-            )
-        self.note(f"{label}: rc {r.rc} {r.message}")
-
-    # ---- faults -------------------------------------------------------------------------------
-    def _relative(self, op: int, it: Item) -> Proc:
-        """A fault timed from the start of operation ``op``'s migration."""
-        w = self.w
-        try:
-
-            def started() -> bool:
-                where = self.op_where.get(op)
-                if where is None or where[1] in w.ldm_down:
-                    return False
-                m = w.ldm[where[1]].migration(where[0])
-                return m is not None and not m.dry_run
-
-            ok = yield WaitFor(lambda: op in self.op_over or started(), MAX_RUN, poll=0.5)
-            if not ok or op in self.op_over:
-                return
-            yield it.at
-            d, src, tgt = self.op_where[op]
-            if it.kind == "cancel":
-                if self._up(src):
-                    r = yield w.ldm_command(src, "cancel-operation", "migration", d)
-                    self.note(f"{src} # ldm cancel-operation migration {d}: rc {r.rc} {r.stderr.strip()}")
-            else:
-                host = src if it.get("side") == "source" else tgt
-                if host not in w.cd_down:
-                    w.crash_ldmd(host, "crashed (chaos)")
-                    yield it.get("down")
-                    w.restart_ldmd(host)
-        finally:
-            self.faults_left -= 1
-
-    def _fault(self, it: Item) -> Proc:
-        try:
-            yield from self._sleep_until(self.t0 + it.at)
-            self.note(f"fault: {it}")
-            yield from getattr(self, "_f_" + it.kind.replace("-", "_"))(it)
-        finally:
-            self.faults_left -= 1
-
-    def _slot(self, key: str, it: Item) -> None:
-        self._mine[key] = it
-
-    def _holds(self, key: str, it: Item) -> bool:
-        return self._mine.get(key) is it
-
-    def _f_crash_guest(self, it: Item) -> Proc:
-        d = it.get("domain")
-        n = self.w.nodes[self.w.topo.guest(d).cf_name]
-        self.hold[d] = max(self.hold.get(d, 0.0), self.w.sched.now + it.get("down"))
-        if it.get("early"):
-            self.early.add(d)
-        if n.alive:
-            self.w.kill(n, "crashed (chaos)")
-        yield it.get("down")
-
-    def _f_crash_cd(self, it: Item) -> Proc:
-        cd = it.get("cd")
-        if cd in self.w.cd_down:
-            return
-        w = self.w
-        w.crash_control_domain(cd, "crashed (chaos)")
-        yield it.get("down")
-        # The control-domain cluster has no shutdown agents: its peers hold the crashed node
-        # LEFTCLUSTER until the operator, who knows it is down, marks it DOWN (cftool -k).
-        cf = w.topo.control_domain(cd).cf_name
-        peers = [p for p in w.nodes[cf].peers]
-        yield WaitFor(
-            lambda: all(not p.alive or p.node is None or str(p.node.cf.view()[cf]) != "UP" for p in peers), 60.0
-        )
-        for p in peers:
-            if p.alive and p.node is not None and str(p.node.cf.view()[cf]) == "LEFTCLUSTER":
-                self.note(f"{p.cf} # cftool -k {cf}: {w.ask(p.cf, 'cftool_k', {'node': cf})}")
-        w.restart_control_domain(cd)
-
-    def _f_ldmd_crash(self, it: Item) -> Proc:
-        cd = it.get("cd")
-        if cd in self.w.cd_down or cd in self.w.ldm_down:
-            return
-        self.w.crash_ldmd(cd, "crashed (chaos)")
-        yield it.get("down")
-        self.w.restart_ldmd(cd)
-
-    def _frozen_by_migration(self, d: str) -> bool:
-        return any(
-            h not in self.w.ldm_down and (m := x.migration(d)) is not None and str(m.phase) in ("suspend", "hand-off")
-            for h, x in self.w.ldm.items()
-        )
-
-    def _f_pause(self, it: Item) -> Proc:
-        d, w = it.get("domain"), self.w
-        n = w.nodes[w.topo.guest(d).cf_name]
-        if not n.alive or n.suspended:
-            return
-        inc = n.incarnation
-        w.pause(d, "fault", f"{d} paused (SIGSTOP) for {it.get('for'):g} s")
-        yield it.get("for")
-        if n.alive and n.incarnation == inc and n.suspended and not self._frozen_by_migration(d):
-            w.resume(d, "fault", f"{d} resumed (SIGCONT)")
-
-    def _f_partition(self, it: Item) -> Proc:
-        w = self.w
-        side = set(it.get("side"))
-        rest = set(guest_nodes(w)) - side
-        self._slot("net", it)
-        w.net.partition(side, rest)
-        w.trace("net", "fault", f"interconnect partition: {' '.join(sorted(side))} | {' '.join(sorted(rest))}")
-        yield it.get("for")
-        if self._holds("net", it):
-            w.net.heal()
-            w.trace("net", "fault", "partition healed")
-
-    def _f_loss(self, it: Item) -> Proc:
-        w = self.w
-        self._slot("loss", it)
-        w.net.lossy = frozenset(guest_nodes(w))  # the guest cluster's interconnect
-        w.net.loss = it.get("rate")
-        yield it.get("for")
-        if self._holds("loss", it):
-            w.net.loss = 0.0
-            w.trace("net", "fault", "packet loss over")
-
-    def _f_lan(self, it: Item) -> Proc:
-        w = self.w
-        srv = w.topo.server(it.get("server"))
-        addr = srv.lan0 if it.get("lan") == 0 else srv.lan1
-        key = f"lan:{addr}"
-        self._slot(key, it)
-        w._xscf_feed(srv.name, spmod.LanStateChanged(addr, False))
-        yield it.get("for")
-        if self._holds(key, it):
-            w._xscf_feed(srv.name, spmod.LanStateChanged(addr, True))
-            w.trace(f"xscf:{srv.name}", "fault", f"XSCF-LAN#{it.get('lan')} {addr} up again")
-
-    def _f_skew(self, it: Item) -> Proc:
-        w = self.w
-        srv = w.topo.server(it.get("server"))
-        key = f"clock:{srv.name}"
-        self._slot(key, it)
-        w.set_clock_offset(srv.name, srv.clock_offset + it.get("seconds"))
-        yield it.get("for")
-        if self._holds(key, it):
-            w.set_clock_offset(srv.name, srv.clock_offset)
-            w.trace(srv.name, "fault", "clock back in sync")
-
-    # ---- the healer ---------------------------------------------------------------------------
-    def _down_everywhere(self, cf: str) -> bool:
-        w = self.w
-        for p in w.nodes[cf].peers:  # (a suspended peer counts: it goes on with the view it holds)
-            if p.alive and p.services == "started" and p.node is not None and str(p.node.cf.view().get(cf)) != "DOWN":
-                return False
-        return True
-
-    def _recovering(self, domain: str) -> bool:
-        """A clovm migrate of ``domain`` is running its recover step (it starts the domain itself)."""
-        for cmd in self.w.commands:
-            j = getattr(cmd.run, "j", None)
-            if j and j.get("domain") == domain and j.get("step") == "recover":
-                return True
-        return False
-
-    def _clear_leftcluster(self, cf: str) -> None:
-        """``cftool -k`` (CF guide, "Recovering from LEFTCLUSTER": when SF does not run or fails to
-        clear the state) on every node that has held the stopped node ``cf`` LEFTCLUSTER for
-        LEFT_STUCK seconds: SF, the -p window or a widening would have settled it by then if they could
-        (e.g. not when its SF entry names the XSCF of the server it migrated away from)."""
-        w = self.w
-        for p in w.nodes[cf].peers:
-            key = (p.cf, cf)
-            node = p.node
-            if not p.alive or p.suspended or node is None or str(node.cf.view().get(cf)) != "LEFTCLUSTER":
-                self._left_since.pop(key, None)
-                continue
-            since = self._left_since.setdefault(key, w.sched.now)
-            if w.sched.now - since >= LEFT_STUCK:
-                del self._left_since[key]
-                self.note(
-                    f"{p.cf} # cftool -k {cf}: {w.ask(p.cf, 'cftool_k', {'node': cf})} ({cf}'s domain is "
-                    f"stopped, and {p.cf} held it LEFTCLUSTER for {LEFT_STUCK:g} s)"
-                )
-
-    def _healer(self) -> Proc:
-        w = self.w
-        while not self.done:
-            yield HEAL_POLL
-            for g in sorted(w.topo.guests, key=lambda g: g.name):
-                n = w.nodes[g.cf_name]
-                if not n.alive and not active_on(w, g.name) and not migrating(w, g.name):
-                    self._clear_leftcluster(g.cf_name)
-                if n.alive:
-                    if n.services == "refused" and self._up(n.hosted_by) and not migrating(w, g.name):
-                        self.note(f"{g.name}: cluster services refused: stopping it again (documented recovery)")
-                        yield w.ldm_command(n.hosted_by, "stop-domain", g.name)
-                    continue
-                if (
-                    w.sched.now < self.hold.get(g.name, -math.inf)
-                    or migrating(w, g.name)
-                    or active_on(w, g.name)
-                    or self._recovering(g.name)
-                ):
-                    continue
-                holders = [h for h in sorted(w.ldm) if h not in w.ldm_down and w.ldm[h].domain(g.name) is not None]
-                if not holders:
-                    continue
-                host = n.hosted_by if n.hosted_by in holders else holders[0]
-                if not self._up(host):
-                    continue
-                early = g.name in self.early
-                if not early and not self._down_everywhere(g.cf_name):
-                    continue
-                self.early.discard(g.name)
-                r = yield w.ldm_command(host, "start-domain", g.name)
-                self.note(
-                    f"{host} # ldm start-domain {g.name}{' (too early)' if early else ''}: rc {r.rc} {r.stderr.strip()}"
-                )
-            self._reinit_sf()
-
-    def _reinit_sf(self) -> None:
-        """sdtool -r where sdtool -s shows an agent InitFailed or TestFailed (the seed's step 2 check)."""
-        w = self.w
-        for cf in guest_nodes(w):
-            n = w.nodes[cf]
-            if (
-                n.node is None
-                or n.suspended
-                or not n.node.sf_running
-                or w.sched.now < self._reinit.get(cf, -60.0) + 60.0
-            ):
-                continue
-            assert n.node.sf is not None  # (sf_running)
-            if any(r.init_state == "InitFailed" or r.test_state == "TestFailed" for r in n.node.sf.rows()):
-                self._reinit[cf] = w.sched.now
-                w.ask(cf, "sdtool", {"flag": "-r"})
-                self.note(f"{cf} # sdtool -r (sdtool -s showed an agent InitFailed or TestFailed)")
 
 
 def run_seed(
