@@ -1,5 +1,12 @@
 """CF cluster membership as a sans-IO machine (one :class:`Membership` per cluster node).
 
+This module holds the machine: the view, heartbeats and failure detection, the
+dispatch of events and the deadlines. :class:`~clovm.core.membership_join.JoinProtocol`
+(``core/membership_join.py``: booting, answering join requests, closing the join window) and
+:class:`~clovm.core.membership_tuning.DetectionTuning` (``core/membership_tuning.py``:
+CLUSTER_TIMEOUT changes, the migration window, widening leases, stalls) are mixed into it; its
+events and effects are in ``core/membership_io.py``, and every one of them is importable from here.
+
 Theory of operation
 -------------------
 The machine keeps the node's *view*: the CF state of every peer (UP, LEFTCLUSTER, DOWN; a peer
@@ -34,18 +41,8 @@ join first. A peer silent for ``timeout / 2`` is *questionable* (a flag on UP, l
 silence); silent for ``timeout`` it becomes LEFTCLUSTER. Deadlines are always computed from the
 current timeout, so ``TimeoutChanged`` (cfset -r) takes effect at once.
 
-Widened detection (``clovm migrate --scoped``). :class:`DetectionWidened` gives some peers
-their own timeout ``seconds`` under a *lease* that ends at ``until`` (emulated seconds): a peer's
-*effective timeout* is the widened value while ``now < until``, else CLUSTER_TIMEOUT; questionable
-and LEFTCLUSTER follow the effective timeout. Names that are not peers (the node itself, unknown
-nodes) are ignored, so a driver may pass a whole cluster: the migrating node widens every peer,
-the others widen only the migrating node. Widening a peer again replaces its widening. The end of a
-lease is a deadline of the machine (reported by ``next_deadline``); :class:`DetectionNarrowed`
-ends widenings explicitly (no names = every widened peer). Whenever a peer's effective timeout is
-*lowered* (a widening shorter than the current timeout, a lease ending, a narrowing) its silence
-counts from that moment, as for ``TimeoutChanged``. With ``hypervisor=True`` a widened peer is
-treated as under the migration window (below): a LEFTCLUSTER one is queried and taken DOWN when its
-domain is stopped, even after the lease ended, until it is narrowed explicitly.
+Widened detection (``clovm migrate --scoped``: some peers get their own timeout under a lease) and
+stalls (this node did not run for a while) are described in ``core/membership_tuning.py``.
 
 Leaving. LEFTCLUSTER ends in DOWN when the Shutdown Facility eliminates the node
 (``NodeEliminated``) or the operator marks it down (``NodeMarkedDown``, cftool -k). While the
@@ -53,14 +50,6 @@ live-migration window is open (between clovmmigrate -p and -u, SF is stopped) th
 asks the hypervisor side about every LEFTCLUSTER peer (:class:`QueryDomainStatus`) on entry and
 every ``recheck_interval``; a stopped domain makes it DOWN, a running one keeps it LEFTCLUSTER.
 The same holds outside the window for a peer widened with ``hypervisor=True``.
-
-Stalls. With ``stall`` set, a call of ``handle`` more than ``stall`` seconds after the previous
-one means that this node did not run in between (its domain was frozen: ``clovm fault pause``, the
-suspend of a live migration; it is ticked at least every heartbeat interval while UP): every UP
-peer's silence is counted from ``gap`` seconds later, so that a node frozen for less than the
-timeout does not hold its healthy peers LEFTCLUSTER when it runs again (and, as the lighter side of
-a split that only it sees, kill them all). The peers' own detection of the frozen node is not
-changed. Drivers set it (``NodeTuning.cf_stall``); the machine's default is off.
 
 Time floors. ``min_timeout`` is a lower bound of every effective timeout (CLUSTER_TIMEOUT and
 widenings alike); ``timeout`` and the log lines keep the configured values. The simulator leaves it
@@ -79,156 +68,65 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import cast
 
 from ._state import MEMBERSHIP, NodeState, allowed, step
-from .base import Effect, Event, Log, Ticked, TransitionError
+from .base import Effect, Event, Log, Ticked
 from .defaults import (
     DEFAULT_CLUSTER_TIMEOUT,
     DOMAIN_RECHECK_INTERVAL,
     HEARTBEAT_INTERVAL,
     JOIN_TIMEOUT,
 )
+from .membership_io import (
+    AnnounceNodeState,
+    BroadcastHeartbeat,
+    DetectionNarrowed,
+    DetectionWidened,
+    DomainStatusReported,
+    HeartbeatReceived,
+    JoinAnswerReceived,
+    JoinRequestReceived,
+    MigrationWindowChanged,
+    NodeBooted,
+    NodeEliminated,
+    NodeMarkedDown,
+    QueryDomainStatus,
+    RefuseClusterServices,
+    SendJoinAnswer,
+    SendJoinRequest,
+    StartClusterServices,
+    TimeoutChanged,
+)
+from .membership_join import JoinProtocol
+from .membership_tuning import DetectionTuning, _Widening
+
+__all__ = [
+    "AnnounceNodeState",
+    "BroadcastHeartbeat",
+    "DetectionNarrowed",
+    "DetectionWidened",
+    "DomainStatusReported",
+    "HeartbeatReceived",
+    "JoinAnswerReceived",
+    "JoinRequestReceived",
+    "Membership",
+    "MigrationWindowChanged",
+    "NodeBooted",
+    "NodeEliminated",
+    "NodeMarkedDown",
+    "QueryDomainStatus",
+    "RefuseClusterServices",
+    "SendJoinAnswer",
+    "SendJoinRequest",
+    "StartClusterServices",
+    "TimeoutChanged",
+]
 
 UP, LEFTCLUSTER = NodeState.UP, NodeState.LEFTCLUSTER
 
 
-# ---- events ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class NodeBooted(Event):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatReceived(Event):
-    sender: str
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class JoinRequestReceived(Event):
-    sender: str
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class JoinAnswerReceived(Event):
-    sender: str
-    accepted: bool
-    reason: str
-    incarnation: int | None = None  # the answering node's incarnation
-
-
-@dataclass(frozen=True, slots=True)
-class TimeoutChanged(Event):
-    """cfset -r with a new CLUSTER_TIMEOUT."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationWindowChanged(Event):
-    """clovmmigrate -p (open=True) / -u (open=False)."""
-
-    open: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionWidened(Event):
-    """clovm migrate --scoped: use ``seconds`` for ``peers`` until ``until`` (emulated seconds).
-
-    ``hypervisor``: a LEFTCLUSTER listed peer may be taken DOWN when its domain is stopped (as in
-    the migration window), until :class:`DetectionNarrowed` names it.
-    """
-
-    peers: tuple[str, ...]
-    seconds: float
-    until: float
-    hypervisor: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionNarrowed(Event):
-    """End the widening of ``peers`` (empty: of every widened peer)."""
-
-    peers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NodeEliminated(Event):
-    """SF killed ``node`` (locally or announced by a peer)."""
-
-    node: str
-
-
-@dataclass(frozen=True, slots=True)
-class DomainStatusReported(Event):
-    """Answer to :class:`QueryDomainStatus`."""
-
-    node: str
-    stopped: bool
-
-
-@dataclass(frozen=True, slots=True)
-class NodeMarkedDown(Event):
-    """cftool -k."""
-
-    node: str
-
-
-# ---- effects ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class BroadcastHeartbeat(Effect):
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendJoinRequest(Effect):
-    to: str
-    incarnation: int
-
-
-@dataclass(frozen=True, slots=True)
-class SendJoinAnswer(Effect):
-    to: str
-    accepted: bool
-    reason: str
-    incarnation: int = 0  # ours, so the joiner knows which incarnation of us it holds UP
-
-
-@dataclass(frozen=True, slots=True)
-class AnnounceNodeState(Effect):
-    node: str
-    state: NodeState
-    unseen: bool = False  # LEFTCLUSTER without ever having been UP here (a silent peer whose domain runs)
-
-
-@dataclass(frozen=True, slots=True)
-class QueryDomainStatus(Effect):
-    node: str
-
-
-@dataclass(frozen=True, slots=True)
-class StartClusterServices(Effect):
-    """Join complete: start SF, CRM and RMS."""
-
-
-@dataclass(frozen=True, slots=True)
-class RefuseClusterServices(Effect):
-    refused_by: tuple[str, ...]
-    reason: str
-
-
-# ---- machine ---------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Widening:
-    seconds: float
-    until: float | None  # None once the lease is over (kept only for the hypervisor permission)
-    hypervisor: bool
-
-
-class Membership:
+class Membership(JoinProtocol, DetectionTuning):
     def __init__(
         self,
         me: str,
@@ -366,21 +264,6 @@ class Membership:
         if last is not None and now - last > self._stall and self._last_hb:
             return self._stalled(now, now - last) + self._handle(now, event)
         return self._handle(now, event)
-
-    def _stalled(self, now: float, gap: float) -> list[Effect]:
-        """This node did not run for ``gap`` s (its domain was frozen: a pause, a migration's
-        suspend): its peers' silence meanwhile is not theirs, and does not count."""
-        for p, t in self._last_hb.items():
-            self._last_hb[p] = min(now, t + gap)
-        self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._eff(p) / 2}
-        self._due = self._compute_deadline()
-        return [
-            Log(
-                "messages",
-                f"CF: {self._me}: this node did not run for {gap:.1f} s: the silence of its peers "
-                f"meanwhile is not counted",
-            )
-        ]
 
     def _handle(self, now: float, event: Event) -> list[Effect]:
         # Nothing can be due before the cached deadline, and a heartbeat only postpones
@@ -535,178 +418,6 @@ class Membership:
 
     def _member(self, peer: str) -> bool:
         return self._active and peer in self._view
-
-    def _boot(self, now: float) -> list[Effect]:
-        if self._booted:
-            raise TransitionError(f"{self._me}: CF is already started")
-        self._booted = True
-        self._join_deadline = now + self._join_timeout
-        self._unanswered = set(self._peers)
-        out: list[Effect] = [SendJoinRequest(p, self._incarnation) for p in self._peers]
-        asked = ", ".join(self._peers) or "nobody (single node)"
-        out.append(Log("messages", f"CF: {self._me}: COMINGUP: join request sent to {asked}"))
-        return out
-
-    def _answer_join(self, now: float, sender: str, incarnation: int) -> list[Effect]:
-        held = self._view[sender]
-        if held is LEFTCLUSTER and sender in self._silent:  # never heard from: not a restart
-            return [
-                SendJoinAnswer(sender, True, "", self._incarnation),
-                *self._move(now, sender, "answered", f"CF: {sender}: joined the cluster", incarnation),
-            ]
-        if allowed(MEMBERSHIP, held, "joined"):
-            return [
-                SendJoinAnswer(sender, True, "", self._incarnation),
-                *self._move(now, sender, "joined", f"CF: {sender}: joined the cluster", incarnation),
-            ]
-        if held is UP and self._peer_inc[sender] == incarnation:
-            # Not a restart: the same incarnation we already hold UP (two nodes booting at once
-            # each accepted the other's request before their own arrived). Accept again.
-            self._peer_inc[sender] = incarnation
-            self._last_hb[sender] = max(self._last_hb[sender], now)
-            return [SendJoinAnswer(sender, True, "", self._incarnation)]
-        reason = f"{self._me} still holds {sender} {held}"
-        return [
-            SendJoinAnswer(sender, False, reason, self._incarnation),
-            Log("messages", f"CF: {sender}: join request refused: {reason}"),
-        ]
-
-    def _finish_join(self, now: float) -> list[Effect]:
-        self._join_deadline = None
-        # (a peer whose own join request we accepted meanwhile is UP: it did answer, in effect)
-        unanswered = sorted(p for p in self._unanswered if self._view[p] is not UP)
-        self._unanswered = set()
-        me = self._me
-        if self._refusals:
-            self._local = step(MEMBERSHIP, self._local, "join_refused")
-            refused_by = tuple(sorted(self._refusals))
-            reason = "; ".join(self._refusals[r] for r in refused_by)
-            text = (
-                f"CF: {me}: join refused by {', '.join(refused_by)} ({reason}); SF, CRM and RMS are not "
-                f"started. The documented recovery applies: stop the domain, wait until `cftool -n` on "
-                f"another node shows {me} DOWN, then start it"
-            )
-            refuse = RefuseClusterServices(refused_by, reason)
-            return [AnnounceNodeState(me, self._local), refuse, Log("messages", text)]
-        self._local = step(MEMBERSHIP, self._local, "join_accepted")
-        self._next_hb = now
-        members = " ".join(n for n, s in self.view().items() if s is UP)
-        text = f"CF: {me}: UP, cluster members: {members}"
-        uncertain: list[Effect] = []
-        if unanswered:
-            text += f" (no answer from {', '.join(unanswered)})"
-            self._silent = set(unanswered)
-            self._next_join = now + self._join_timeout
-            for p in unanswered:  # (asked in the _expire that called us)
-                self._next_query[p] = now
-            # held DOWN, but not known to be down until the hypervisor says so
-            uncertain = [AnnounceNodeState(p, NodeState.DOWN, True) for p in unanswered]
-        return [AnnounceNodeState(me, self._local), Log("messages", text), *uncertain, StartClusterServices()]
-
-    def _set_timeout(self, now: float, seconds: float) -> list[Effect]:
-        if seconds <= 0:
-            raise ValueError(f"CLUSTER_TIMEOUT must be positive, not {seconds}")
-        old, old_base = self._timeout, self._base()
-        self._timeout = float(seconds)
-        if self._base() < old_base:
-            # Lowering the timeout never expels a peer retroactively: its silence counts from the
-            # change. After clovmmigrate -u, the migrated node has heard nobody during its suspend
-            # (a suspended guest's clock does not run); 600 -> 10 s must not make it declare its
-            # healthy peers LEFTCLUSTER. A peer that really is dead goes at now + new timeout.
-            for p in self._peers:
-                if self._view[p] is UP:
-                    self._last_hb[p] = max(self._last_hb[p], now)
-        # A longer timeout can make a questionable peer unquestionable again.
-        self._questionable = {p for p in self._questionable if now >= self._last_hb[p] + self._eff(p) / 2}
-        return [Log("messages", f"CF: {self._me}: CLUSTER_TIMEOUT changed from {old:g} to {seconds:g} seconds")]
-
-    def _set_window(self, now: float, is_open: bool) -> list[Effect]:
-        if is_open and not self._window_open:
-            for p in self._peers:
-                if self._view[p] is LEFTCLUSTER:
-                    self._next_query.setdefault(p, now)
-        self._window_open = is_open
-        if not is_open:  # widened peers with the hypervisor permission keep being asked about (and silent ones)
-            self._next_query = {
-                p: t for p, t in self._next_query.items() if self._hypervisor_may(p) or p in self._silent
-            }
-        return []
-
-    def _hypervisor_may(self, peer: str) -> bool:
-        """May the hypervisor's word (domain stopped) take ``peer`` DOWN?"""
-        w = self._widened.get(peer)
-        return self._window_open or (w is not None and w.hypervisor)
-
-    # -- widened failure detection
-    def _lowered(self, now: float, peer: str, old: float) -> None:
-        """``peer``'s effective timeout may have changed from ``old``: a lower one counts its
-        silence from now (as ``_set_timeout``); a higher one may end its questionable flag."""
-        last = self._last_hb.get(peer)
-        if last is None:
-            return
-        if self._eff(peer) < old:
-            self._last_hb[peer] = max(last, now)
-        if now < self._last_hb[peer] + self._eff(peer) / 2:
-            self._questionable.discard(peer)
-
-    def _widen(
-        self, now: float, peers: tuple[str, ...], seconds: float, until: float, hypervisor: bool
-    ) -> list[Effect]:
-        if seconds <= 0:
-            raise ValueError(f"a widened timeout must be positive, not {seconds}")
-        chosen = sorted(set(peers) & set(self._peers))
-        if not chosen:
-            return []
-        lease = until if until > now else None
-        if lease is None and not hypervisor:
-            return []  # a lease that is already over changes nothing
-        for p in chosen:
-            old = self._eff(p)
-            self._widened[p] = _Widening(float(seconds), lease, hypervisor)
-            self._lowered(now, p, old)
-            if hypervisor and self._view[p] is LEFTCLUSTER:
-                self._next_query.setdefault(p, now)
-            elif not self._hypervisor_may(p):
-                self._next_query.pop(p, None)
-        who = ", ".join(chosen)
-        if lease is None:
-            text = f"CF: {self._me}: the hypervisor may declare {who} DOWN when its domain is stopped"
-        else:
-            text = f"CF: {self._me}: failure detection of {who} widened to {seconds:g} s for {lease - now:g} s"
-            if hypervisor:
-                text += " (the hypervisor may declare it DOWN when its domain is stopped)"
-        return [Log("messages", text)]
-
-    def _narrow(self, now: float, peers: tuple[str, ...]) -> list[Effect]:
-        chosen = sorted(p for p in (peers or self._widened) if p in self._widened)
-        if not chosen:
-            return []
-        for p in chosen:
-            old = self._eff(p)
-            del self._widened[p]
-            self._lowered(now, p, old)
-            if not self._hypervisor_may(p):
-                self._next_query.pop(p, None)
-        text = f"CF: {self._me}: failure detection of {', '.join(chosen)} narrowed back to CLUSTER_TIMEOUT {self._timeout:g} s"
-        return [Log("messages", text)]
-
-    def _end_lease(self, now: float, p: str) -> list[Effect]:
-        """``p``'s lease is over (``now`` >= its end): silence counts from the lease end."""
-        w = self._widened[p]
-        until, w.until = w.until, None
-        assert until is not None
-        if not w.hypervisor:
-            del self._widened[p]
-        last = self._last_hb.get(p)
-        if last is not None and last + max(w.seconds, self._min_timeout) <= until:
-            # (late tick only) the peer was already silent for the widened timeout during the lease
-            return self._move(now, p, "heartbeat_lost", f"CF: {p}: LEFTCLUSTER (no heartbeat for {now - last:.1f} s)")
-        if last is not None:
-            if self._base() < max(w.seconds, self._min_timeout):
-                self._last_hb[p] = max(last, until)
-            if now < self._last_hb[p] + self._base() / 2:
-                self._questionable.discard(p)
-        return []
 
     def _down(self, now: float, node: str, trigger: str, why: str) -> list[Effect]:
         if not allowed(MEMBERSHIP, self._view[node], trigger):

@@ -17,12 +17,9 @@ node itself (:meth:`World.operation`), reached over the simulated network; a dea
 gives no answer (the call times out). ``Persist`` stores the journal in
 ``World.journals[(host, domain)]`` (the one-shot journal under ``DOMAIN + ".migrate"``).
 
-Crashes. :meth:`World.crash_ldmd` / :meth:`World.restart_ldmd`: an ldmd stops (its pending ``ldm``
-commands get an error, its peers' connections to it break: :class:`~clovm.core.ldm.PeerUnreachable`)
-and is rebuilt from what it persists (:meth:`~clovm.core.ldm.Ldmd.restarted`: the placement of
-every domain process, the SP's configurations); meanwhile the hypervisor still tells the XSCF what
-runs. :meth:`World.crash_control_domain` takes a whole control domain down (its cluster node, its
-ldmd and every command running on it); its guests keep running.
+Crashes. :meth:`World.crash_ldmd` / :meth:`World.restart_ldmd` (an ldmd stops and is rebuilt
+from what it persists) and :meth:`World.crash_control_domain` (a whole control domain goes down,
+its guests keep running): see ``sim/ldmd_side.py``.
 
 Invariants. ``World.check`` (:class:`~clovm.sim.invariants.Invariants`) is told of every change
 that an invariant is about (a domain starting or stopping to run somewhere, an application going
@@ -31,6 +28,14 @@ online, an XSCF kill, a journal, a finished command) and appends to ``World.viol
 Clocks. A node's wall clock is the core node's (``EPOCH + now + offset(server hosting it) +
 its step``); the world tells a node its server when it boots and at a hand-off, and every node
 the servers' offsets when ``clovm fault clock`` (:meth:`World.set_clock_offset`) changes one.
+
+Modules. This module holds the world itself: construction, clocks, the node processes, the
+interconnect and the effects of nodes, scenario processes and views. Mixed into :class:`World`
+are :class:`~clovm.sim.commands.CommandCalls` (``sim/commands.py``: the calls of command
+machines), :class:`~clovm.sim.ldmd_side.LdmdSide` (``sim/ldmd_side.py``: ``ldm`` commands, the
+ldmds, their crashes and those of control domains) and :class:`~clovm.sim.xscf_side.XscfSide`
+(``sim/xscf_side.py``: shutdown agents, domain status queries and what the XSCFs do); the hosts'
+state and the trace are in ``sim/hosts.py``.
 """
 
 from __future__ import annotations
@@ -42,22 +47,18 @@ from functools import partial
 from typing import Any, cast
 
 from .. import formats
-from ..core import fencing as fen
 from ..core import ldm as ldmmod
 from ..core import membership as mem
 from ..core import rms as rmsmod
 from ..core import sp as spmod
-from ..core._state import AGENT_ACTION, AGENT_LAN
-from ..core.base import Effect, Event, Log, Ticked
+from ..core.base import Effect, Event, Ticked
 from ..core.defaults import EPOCH, INITIAL_SPCONFIG
-from ..core.ldm import LDMD_TAG
 from ..core.node import (
     Answer,
     AskDomainStatus,
     Broadcast,
     CheckXscf,
     ClockOffsetsObserved,
-    DomainStatusAnswered,
     Heartbeat,
     MessageReceived,
     Node,
@@ -70,24 +71,21 @@ from ..core.node import (
     Store,
     Trace,
     WriteLog,
-    XscfAnswered,
-    XscfChecked,
-    XscfHostKeyUnknown,
 )
-from ..core.sfconfig import XscfEntry
 from ..topology import Guest, Topology
 from .commands import Command, CommandCalls
 from .hosts import NodeFiles, Pending, SimNode, TraceLog, WaitFor
 from .invariants import Invariants
+from .ldmd_side import LdmdSide
 from .network import SimNetwork
 from .scheduler import Scheduler, Timer
+from .xscf_side import XscfSide
 
-DOMAIN_STATUS_TIMEOUT = 2.0  # s a domain status query waits for LAN#0 before asking LAN#1
 HELD_MAX = 1024  # messages a suspended node's socket buffers keep (later ones are dropped)
 TICK = Ticked()  # the one wake-up event (frozen, no fields): not rebuilt for every tick
 
 
-class World(CommandCalls):
+class World(CommandCalls, LdmdSide, XscfSide):
     def __init__(
         self,
         topo: Topology,
@@ -402,261 +400,8 @@ class World(CommandCalls):
                 else:
                     self.feed(p, event)
 
-    # ---- the XSCF side, as a guest node's shutdown agents see it ----------------------------------
-    def _xscf_request(
-        self,
-        n: SimNode,
-        addr: str,
-        ev_of: Callable[[int], Event],
-        target: str,
-        on_reply: Callable[[spmod.SpReply], None],
-    ) -> str | None:
-        """Send a request to the XSCF answering at ``addr``: its server (None: nothing answers there)."""
-        server, _ = self.addr_server.get(addr, (None, None))
-        if server is None:
-            return None
-        rid = self._new_id()
-        self._xscf_waiting[rid] = on_reply
-        ev = ev_of(rid)
-        self.net.send(
-            n.cf, f"xscf:{server}", lambda: self._xscf_feed(server, ev, by=n.cf, target=target), reliable=True
-        )
-        return server
-
-    def _ask_domain_status(self, n: SimNode, node: str, entry: XscfEntry, lan: int = 0) -> None:
-        """The domain status of ``node`` from the XSCF of its SA_xscfsnmp.cfg entry: LAN#0, and
-        LAN#1 if LAN#0 does not answer within DOMAIN_STATUS_TIMEOUT (no answer at all: nothing)."""
-        addr = entry.lan0 if lan == 0 else entry.lan1
-        answered = [False]
-
-        def on_reply(r: spmod.SpReply) -> None:
-            answered[0] = True
-            if r.ok:
-                self.deliver(f"xscf:{addr}", n, DomainStatusAnswered(node, str(r.status)), reliable=True)
-
-        def no_answer() -> None:
-            if not answered[0] and lan == 0 and n.alive:
-                self._ask_domain_status(n, node, entry, 1)
-
-        self._xscf_request(
-            n, addr, lambda rid: spmod.DomainStatusRequested(rid, addr, entry.ppar_id, entry.domain), node, on_reply
-        )
-        self.sched.after(DOMAIN_STATUS_TIMEOUT, no_answer)
-
-    def _check_xscf(self, n: SimNode, e: CheckXscf) -> None:
-        servers = [self.addr_server.get(a, (None, 0))[0] for a in (e.lan0, e.lan1)]
-        known = all(s is not None and s in n.files.known_xscf for s in servers)
-        snmp = tuple(
-            (k, s is not None and self.xscf[s].lan_up(a))
-            for k, a, s in zip(("lan0", "lan1"), (e.lan0, e.lan1), servers)
-        )
-        self.feed(n, XscfChecked(e.op_id, known, snmp))
-
-    def _run_agent(self, n: SimNode, run: fen.RunAgent) -> None:
-        entry = run.entry
-        addr = entry.lan0 if AGENT_LAN[run.agent] == 0 else entry.lan1
-        server, _ = self.addr_server.get(addr, (None, None))
-        if server is None:
-            return  # nothing answers at that address: the agent times out
-
-        def answer(event: Event) -> None:
-            self.deliver(f"xscf:{server}", n, event, reliable=True)
-
-        if run.action in ("init", "test") and server not in n.files.known_xscf:  # SSH refuses the host key
-            self.net.send(n.cf, f"xscf:{server}", lambda: answer(XscfHostKeyUnknown(run)), reliable=True)
-            return
-        kind: type[spmod.DomainPanicRequested | spmod.DomainResetRequested | spmod.DomainStatusRequested]
-        if run.action == "kill":
-            kind = spmod.DomainPanicRequested if AGENT_ACTION[run.agent] == "panic" else spmod.DomainResetRequested
-        else:
-            kind = spmod.DomainStatusRequested
-        self._xscf_request(
-            n,
-            addr,
-            lambda rid: kind(rid, addr, entry.ppar_id, entry.domain),
-            run.host,
-            lambda r: answer(XscfAnswered(run, r.ok, str(r.status), r.text)),
-        )
-
-    def _xscf_feed(self, server: str, ev: Event, by: str = "", target: str = "") -> None:
-        for eff in self.xscf[server].handle(self.sched.now, ev):
-            if isinstance(eff, spmod.SpReply):
-                cb = self._xscf_waiting.pop(eff.req_id, None)
-                if cb:
-                    cb(eff)
-            elif isinstance(eff, (spmod.PanicDomain, spmod.ResetDomain)):
-                victim = next((x for x in self.nodes.values() if x.host == eff.domain), None)
-                what = "panic" if isinstance(eff, spmod.PanicDomain) else "reset"
-                self.trace(f"xscf:{server}", "SP", f"{what} {eff.domain} in PPAR-ID {eff.ppar} (requested by {by})")
-                here = victim is not None and self.runs_in(victim, server, eff.ppar)
-                self.check.fenced(server, eff.ppar, by, target, eff.domain, victim, here)
-                self.kills.append((self.sched.now, by, target, eff.domain))
-                if victim is not None and here:  # an XSCF reaches only the domains of its own server
-                    self.kill(victim, f"{what} by XSCF {server}")
-
-    def runs_in(self, g: SimNode, server: str, ppar: int) -> bool:
-        """Whether guest ``g``'s process runs in PPAR ``ppar`` of ``server`` now."""
-        if not g.alive:
-            return False
-        cd = self.topo.control_domain(g.hosted_by)
-        return cd.server == server and cd.ppar == ppar
-
-    def _sync_xscf(self, host: str) -> None:
-        """Tell the XSCF what the hypervisor of this control domain's PPAR runs now (as ldmd has it;
-        while ldmd is down, the domain processes placed there)."""
-        cd = self.topo.control_domain(host)
-        if host in self.ldm_down:  # (the domains it held before stay held)
-            running = frozenset(
-                g.host for g in self.nodes.values() if g.kind == "guest" and g.alive and g.hosted_by == host
-            )
-            held = self.ldm[host].domain_names() | running
-        else:
-            d = self.ldm[host]
-            running = frozenset(x.name for x in d.domains() if x.name != "primary" and x.state == "active")
-            held = d.domain_names()
-        self._xscf_feed(cd.server, spmod.DomainsRunningReported(cd.ppar, running, held))
-
-    # ---- ldmd --------------------------------------------------------------------------------------
-    def ldm_command(self, host: str, *argv: str) -> Pending:
-        """``ldm ARGV...`` on control domain ``host`` (resolves to the ldmd's Reply; at once with an
-        error when ldmd is not running there)."""
-        p = Pending()
-        if host in self.ldm_down:
-            p.resolve(ldmmod.Reply(0, 1, "", f"Error: cannot connect to ldmd on {host}: connection refused\n"))
-            return p
-        rid = self._new_id()
-        self._ldm_waiting[rid] = p.resolve
-        self._ldm_host[rid] = host
-        self._ldm_feed(host, ldmmod.CommandReceived(rid, tuple(argv)))
-        return p
-
-    def _ldm_feed(self, host: str, ev: Event) -> None:
-        if host in self.ldm_down:  # nobody listens: the event is lost
-            self._sync_xscf(host)
-            return
-        d = self.ldm[host]
-        effects = d.handle(self.sched.now, ev)
-        self.ldm_timers[host].arm(d.next_deadline())
-        for e in effects:
-            self._ldm_effect(host, e)
-        self._sync_xscf(host)
-        if effects and host not in self.ldm_down:
-            self.check.running(host, self.ldm[host].running())
-
-    def _peer_deliver(self, src: str, peer: str, msg: ldmmod.PeerMsg) -> None:
-        """An ldmd-to-ldmd message arrives at ``peer`` (refused when its ldmd is not running)."""
-        if peer in self.ldm_down:
-            self.net.send(peer, src, lambda: self._ldm_feed(src, ldmmod.PeerUnreachable(peer)), reliable=True)
-            return
-        self._ldm_feed(peer, ldmmod.PeerMessageReceived(src, msg))
-
-    def crash_ldmd(self, host: str, why: str = "crashed") -> None:
-        """ldmd on ``host`` stops: its pending commands fail, every connection to it breaks."""
-        if host in self.ldm_down:
-            return
-        self.ldm_down.add(host)
-        self.ldm_timers[host].cancel()
-        self.trace(host, "ldm", f"ldmd on {host} stopped: {why}")
-        for rid in [r for r, h in self._ldm_host.items() if h == host]:
-            del self._ldm_host[rid]
-            cb = self._ldm_waiting.pop(rid, None)
-            if cb:
-                cb(ldmmod.Reply(rid, 1, "", f"Error: connection to ldmd on {host} lost\n"))
-        self._progress = {k: v for k, v in self._progress.items() if k[0] != host}
-        # (after whatever it sent before it stopped has arrived)
-        for other in sorted(self.ldm):
-            if other != host:
-                self.sched.after(
-                    self.net.latency + self.net.jitter, partial(self._ldm_feed, other, ldmmod.PeerUnreachable(host))
-                )
-
-    def restart_ldmd(self, host: str) -> None:
-        """ldmd on ``host`` starts again, rebuilt from what persists (core: ``Ldmd.restarted``)."""
-        if host not in self.ldm_down or host in self.cd_down:
-            return
-        old, cd, t = self.ldm[host], self.topo.control_domain(host), self.topo
-        found = [
-            ldmmod.FoundDomain(
-                g.host, t.guest(g.host).memory_mb, t.guest(g.host).vcpu, t.guest(g.host).dirty_rate_mb_s, g.alive
-            )
-            for _, g in sorted(self.nodes.items())
-            if g.kind == "guest" and g.hosted_by == host
-        ]
-        d, effects = ldmmod.Ldmd.restarted(
-            host,
-            cd.ppar,
-            cd.server,
-            found,
-            old.sp_store(),
-            self.sched.now,
-            memory_mb=cd.memory_mb,
-            bandwidth_mb_s=t.migration.bandwidth_mb_s,
-        )
-        self.ldm[host] = d
-        self.ldm_down.discard(host)
-        self.trace(host, "ldm", f"ldmd on {host} restarted")
-        for e in effects:
-            self._ldm_effect(host, e)
-        self.ldm_timers[host].arm(d.next_deadline())
-        self._sync_xscf(host)
-        self.check.running(host, d.running())
-
-    def crash_control_domain(self, host: str, why: str = "crashed") -> None:
-        """Control domain ``host`` goes down: its cluster node, its ldmd and its commands (its
-        guests keep running)."""
-        if host in self.cd_down:
-            return
-        self.cd_down.add(host)
-        self.kill(self._cd_node(host), why)
-        self.crash_ldmd(host, why)
-        self.kill_commands(host, why)
-
-    def restart_control_domain(self, host: str) -> None:
-        if host not in self.cd_down:
-            return
-        self.cd_down.discard(host)
-        self.boot(self._cd_node(host))
-        self.restart_ldmd(host)
-
     def _guest(self, domain: str) -> SimNode | None:
         return next((x for x in self.nodes.values() if x.host == domain and x.kind == "guest"), None)
-
-    def _ldm_effect(self, host: str, e: Effect) -> None:
-        if isinstance(e, ldmmod.Reply):
-            self._ldm_host.pop(e.req_id, None)
-            cb = self._ldm_waiting.pop(e.req_id, None)
-            if cb:
-                cb(e)
-        elif isinstance(e, ldmmod.SendToPeer):
-            self.net.send(host, e.peer, partial(self._peer_deliver, host, e.peer, e.msg), reliable=True)
-        elif isinstance(e, ldmmod.StartDomainProcess):
-            g = self._guest(e.name)
-            if g:
-                self._place(g, host)
-                self.boot(g)
-        elif isinstance(e, ldmmod.KillDomainProcess):
-            g = self._guest(e.name)
-            if g:
-                self.kill(g, f"stopped by ldmd on {host}")
-        elif isinstance(e, ldmmod.SuspendDomainProcess):
-            self.pause(e.name, "ldm", f"{e.name} suspended (SIGSTOP) on {host}")
-        elif isinstance(e, ldmmod.AdoptDomainProcess):
-            g = self._guest(e.name)
-            if g:
-                self._place(g, host)
-                self.trace(g.cf, "ldm", f"{e.name} handed off from {e.from_host} to {host}")
-        elif isinstance(e, ldmmod.ResumeDomainProcess):
-            self.resume(e.name, "ldm", f"{e.name} resumed (SIGCONT) on {host}")
-        elif isinstance(e, ldmmod.ConfigSaved):
-            self._xscf_feed(self.server_of_host(host), spmod.SpconfigSaved(e.ppar, frozenset(e.domains) - {"primary"}))
-        elif isinstance(e, ldmmod.MigrationProgress):
-            self._progress[(host, e.domain)] = e
-            self.trace(host, "ldm", f"migration of {e.domain}: {e.phase} {e.percent}%")
-        elif isinstance(e, Log):
-            if e.dest == "messages":  # ldmd's lines in the control domain's var/adm/messages
-                self.log(self._cd_node(host), LDMD_TAG, e.dest, e.text, e.msgid)
-            else:
-                self.trace(host, "ldm", e.text)
 
     # ---- scenario processes -------------------------------------------------------------------------
     def spawn(self, gen: Generator[Any, Any, None]) -> None:
