@@ -168,7 +168,7 @@ class Topology(
             apps=tuple(
                 AppSpec(a.name, tuple(a.nodes), a.shutdown_priority)
                 for a in self.apps
-                if guest_cluster and me.cf_name in a.nodes
+                if cluster is not None and guest_cluster and a.cluster == cluster.name
             ),
             control_domains=frozenset(c.name for c in self.control_domains),
             control=self.control_domain_facts(me.name) if control else None,

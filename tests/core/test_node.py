@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 
 from clovm import topology
@@ -521,6 +522,22 @@ def test_app_placement_is_routed_to_effects_and_peers() -> None:
     assert "(SWT, 10) app1: online on cfguest1 (first UP node of its priority list)" in texts(out, tag="RMS")
     assert d.node.online == {"app1"}
     assert ["app1", "userApplication", "cfguest1RMS", "Online"] in d.node.hvdisp_rows()
+
+
+def test_a_node_outside_an_apps_priority_list_still_knows_where_it_runs() -> None:
+    """RMS's configuration is cluster-wide: cfguest3, not in app1's list, shows app1 Offline
+    here and Online on cfguest1, and hands SF the same priorities as cfguest1 does (a split
+    brain is then weighed alike on every node)."""
+    topo = msgspec.structs.replace(GEN3, apps=[msgspec.structs.replace(GEN3.apps[0], shutdown_priority=5)])
+    assert G3 not in topo.apps[0].nodes
+    d, _ = joined("guest3", topo=topo)
+    d.feed(MessageReceived(G1, AppState("app1", G1, True)), at=0.2)
+    out = d.run_until(3.5, beats=[G1, G2])
+    assert not of(out, rmsmod.BringAppOnline)
+    assert d.node.rms is not None and d.node.rms.placement() == {"app1": G1}
+    assert d.node.rms.priorities() == {G1: 5, G2: 0, G3: 0}
+    assert ["app1", "userApplication", "cfguest3RMS", "Offline"] in d.node.hvdisp_rows()
+    assert d.value("status")["apps"] == {"app1": G1}
 
 
 @pytest.mark.parametrize(
