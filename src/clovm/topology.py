@@ -12,14 +12,15 @@ import tomllib
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import msgspec
 
 from .core import names
-from .core.node import ControlDomainFacts, NodeDisk, NodeSpec
-from .core.rms import AppSpec
 from .core.sfconfig import SfConfig, SfHost, XscfEntry
+
+if TYPE_CHECKING:  # (imported where used: the node composition is heavy, and most commands never build one)
+    from .core.node_io import ControlDomainFacts, NodeDisk, NodeSpec
 
 
 class TopologyError(ValueError):
@@ -125,6 +126,8 @@ class Topology(
     # ---- what the core machines are built from (both drivers and provisioning use these) ------
     def control_domain_facts(self, name: str) -> ControlDomainFacts:
         """What control domain ``name`` answers to ``cd_info``."""
+        from .core.node_io import ControlDomainFacts
+
         cd = self.control_domain(name)
         srv = self.server(cd.server)
         return ControlDomainFacts(
@@ -150,6 +153,9 @@ class Topology(
 
     def node_spec(self, host: str) -> NodeSpec:
         """The fixed facts of host ``host``'s cluster node."""
+        from .core.node_io import NodeSpec
+        from .core.rms import AppSpec
+
         me = next(h for h in self.hosts() if h.name == host)
         cluster = next((c for c in self.clusters if me.cf_name in c.nodes), None)
         guest_cluster = cluster is not None and cluster.kind == "guest"
@@ -178,6 +184,8 @@ class Topology(
 
     def initial_disk(self, host: str) -> NodeDisk:
         """A host's node files as ``clovm up`` provisions them (before anything changed them)."""
+        from .core.node_io import NodeDisk
+
         spec = self.node_spec(host)
         sf = self.initial_sf_config(spec.nodes) if spec.guest_cluster else SfConfig()
         return NodeDisk(sf_config=sf, hosts=self.hosts_table())

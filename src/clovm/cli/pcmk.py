@@ -42,9 +42,9 @@ def is_pacemaker(args: argparse.Namespace) -> bool:
     home = _home_of(args)
     if home is None:
         return False
-    from ..pacemaker import api
+    from ..pacemaker import layout  # (not pacemaker.api: every `clovm exec` asks this)
 
-    return api.is_pacemaker_home(home)
+    return layout.is_pacemaker_home(home)
 
 
 def takes(args: argparse.Namespace) -> bool:

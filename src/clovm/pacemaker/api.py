@@ -23,7 +23,10 @@ from ..core import codes
 from . import files, net, readiness
 from . import layout as L
 from . import platform as P
-from .layout import Layout
+from .layout import (
+    Layout,
+    is_pacemaker_home,  # noqa: F401 - re-exported (clovm.pacemaker.is_pacemaker_home)
+)
 from .record import Record, RecordExists, teardown_plan
 
 REQUIRED_TOOLS = (
@@ -64,11 +67,6 @@ def _one_line(fn: F) -> F:
             raise ClovmError(codes.PLATFORM_FAILED, f"{fn.__name__}: {e}") from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def is_pacemaker_home(home: Path | str) -> bool:
-    """True if ``home`` holds a Pacemaker topology (running, or left by a crashed ``up``)."""
-    return L.layout_for(home).record_file.exists()
 
 
 def _require_root() -> None:

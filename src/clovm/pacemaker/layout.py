@@ -172,6 +172,11 @@ def layout_for(home: Path | str) -> Layout:
     return Layout(h, home_tag(h))
 
 
+def is_pacemaker_home(home: Path | str) -> bool:
+    """True if ``home`` holds a Pacemaker topology (running, or left by a crashed ``up``)."""
+    return layout_for(home).record_file.exists()
+
+
 def expected_links(name: str) -> frozenset[str]:
     """Every link a namespace of this topology may hold (VM peers may be in any host)."""
     if name == "dc":

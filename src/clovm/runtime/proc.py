@@ -14,8 +14,6 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import structlog
-
 from ..fsutil import atomic_write
 from .home import Home
 
@@ -23,6 +21,8 @@ Ready = Callable[[], None]
 
 
 def _configure_logging(home: Home, name: str) -> None:
+    import structlog  # (here: the CLI imports this module for daemon_key, and structlog is slow to import)
+
     path = home.log_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, "a", buffering=1)  # noqa: SIM115 - the log stays open for the life of the daemon
@@ -147,6 +147,8 @@ def daemon_main(
     home = Home(args.home)
     key = daemon_key(prog, args.name)  # a control domain runs both an ldmd and a nodeagent
     _configure_logging(home, key)
+    import structlog
+
     log = structlog.get_logger().bind(daemon=prog, name=args.name)
 
     async def main() -> None:
