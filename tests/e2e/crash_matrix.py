@@ -1,6 +1,6 @@
 """The crash matrix (issue 12): SIGKILL of each daemon kind in each phase of a live migration, then
 the documented or automatic recovery, then nothing may be lost. Shared by test_crash_matrix_a.py
-and test_crash_matrix_b.py (two files, so that pytest-xdist's two workers each take a share).
+and test_crash_matrix_b.py (two files, so that two pytest-xdist workers can each take a share).
 
 One datacenter per row (daemon kind), on figure-17-1 with a small guest2 (1 GiB dirtied at
 400 MB/s over a 500 MB/s link: five pre-copy rounds of 6.9 emulated s, then 0.8 s suspended, so a

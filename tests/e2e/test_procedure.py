@@ -331,27 +331,12 @@ def test_happy_path_prepare_migrate_update_restores_everything(datacenter: Calla
 
 
 @pytest.mark.timeout(240)
-def test_cancelled_migration_update_to_source_restores_and_can_prepare_again(
+def test_refusals_change_nothing_then_a_cancelled_migration_restores_and_can_prepare_again(
     datacenter: Callable[..., Datacenter],
 ) -> None:
-    d = bring_up(datacenter)
-    for _ in range(2):
-        ok(d.migrate("primary2", "-p", "guest2"))
-        assert_prepared(d)
-        ok(d.migrate("primary2", "-u", "guest2", "primary2"))
-        for g in GUESTS:
-            assert timeout_of(d, g) == 10
-            assert snmp_line(d, g, "cfguest2") == CFGUEST2_HOME
-            assert sf_settled_after_update(d, g), sd_rows(d, g)
-            assert list(d.migrate_dir(g).iterdir()) == []
-        assert domains(d, "primary2").get("guest2") == "active"
-        assert cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}
-        assert not any(c.split()[0] == "config_tmp" for c in spconfigs(d, "primary2"))
-    assert "LEFTCLUSTER" not in d.messages("guest1")
-
-
-@pytest.mark.timeout(240)
-def test_bad_input_is_refused_in_one_line_and_changes_nothing(datacenter: Callable[..., Datacenter]) -> None:
+    """Bad input and a node whose SF is stopped are refused in one line, changing nothing (the
+    whole matrix is test_bad_input.py; these also check the exit status and the SF rows); then
+    -p, -u back to the source, twice."""
     d = bring_up(datacenter)
 
     def files() -> dict[str, list[str]]:
@@ -395,6 +380,22 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(datacenter: Callab
     assert r.returncode == 1
     assert "control domain" in one_line(r)
     nothing_changed(running, before)
+    ok(d.x("guest1", SDTOOL, "-b"))
+    wait_healthy(d, "after sdtool -b")
+
+    for _ in range(2):
+        ok(d.migrate("primary2", "-p", "guest2"))
+        assert_prepared(d)
+        ok(d.migrate("primary2", "-u", "guest2", "primary2"))
+        for g in GUESTS:
+            assert timeout_of(d, g) == 10
+            assert snmp_line(d, g, "cfguest2") == CFGUEST2_HOME
+            assert sf_settled_after_update(d, g), sd_rows(d, g)
+            assert list(d.migrate_dir(g).iterdir()) == []
+        assert domains(d, "primary2").get("guest2") == "active"
+        assert cf_states(d) == {"cfguest1": "UP", "cfguest2": "UP"}
+        assert not any(c.split()[0] == "config_tmp" for c in spconfigs(d, "primary2"))
+    assert "LEFTCLUSTER" not in d.messages("guest1")
 
 
 @pytest.mark.timeout(240)
