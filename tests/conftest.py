@@ -1,8 +1,7 @@
 """Suite-wide: the suite runs on three pytest-xdist workers, one test file at a time each
 (pyproject's ``addopts``: ``-n 3 --dist loadfile``; the end-to-end tests wait more than they
 compute: a third worker on 2 cores, with the lighter CLI start-up, took pytest from 9.4 to about
-8 min, 2026-12-07; handing out the longest
-files first was tried and gained nothing).
+8 min, 2026-12-07; handing out the longest files first was tried and gained nothing).
 
 Tests that start daemons bind loopback addresses, so two of them must never hold the same one:
 
