@@ -459,9 +459,9 @@ async def safe_migration_async(
             persist = _Persist(dirs, host, request.domain)
             run = sm.SafeMigrationRun(request, journal, stack=ps.PacemakerStack() if journal is None else None)
             # the one driver loop of clovm migrate, shared with the SPARC stack
-            fin = await rme._drive(
+            fin = await rme.drive(
                 run,
-                PcmkEnv(lay, host, scale, started),  # type: ignore[arg-type]
+                PcmkEnv(lay, host, scale, started),
                 lambda: (time.time() - started) * scale,
                 persist,
                 out,

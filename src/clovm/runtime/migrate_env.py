@@ -49,7 +49,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .. import formats, settings
 from ..core import codes, names
@@ -308,15 +308,26 @@ def _locked_journal(
     )
 
 
-async def _drive(
+class CallAnswerer(Protocol):
+    """What :func:`drive` needs of a stack's environment: the answer to one call of the run, and
+    a close at the end (this module's ``_Env`` for the SPARC stack, ``pacemaker.migrate_env``'s
+    ``PcmkEnv`` for Pacemaker)."""
+
+    async def answer(self, c: mig.Call) -> mig.CallReturned: ...
+
+    def close(self) -> None: ...
+
+
+async def drive(
     run: mig.GeneratorRun,
-    env: _Env,
+    env: CallAnswerer,
     now: Callable[[], float],
     persist: Callable[[mig.Persist], None],
     out: TextIO,
     err: TextIO,
 ) -> mig.Finished:
-    """Carry out the effects of ``run`` until it finishes; its :class:`~clovm.core.migration.Finished`."""
+    """The one driver loop of ``clovmmigrate`` and ``clovm migrate`` on every stack: carry out the
+    effects of ``run`` until it finishes; its :class:`~clovm.core.migration.Finished`."""
     try:
         return await _drive_effects(run, env, now, persist, out, err)
     finally:
@@ -325,7 +336,7 @@ async def _drive(
 
 async def _drive_effects(
     run: mig.GeneratorRun,
-    env: _Env,
+    env: CallAnswerer,
     now: Callable[[], float],
     persist: Callable[[mig.Persist], None],
     out: TextIO,
@@ -362,7 +373,7 @@ async def clovmmigrate_async(
     try:
         with _locked_journal(home, host, request.domain, journal_path(home, host, request.domain)) as journal:
             run = mig.ClovmmigrateRun(request, journal)
-            return await _drive(
+            return await drive(
                 run,
                 _Env(home, host),
                 time.monotonic,
@@ -483,7 +494,7 @@ async def safe_migration_async(
         with _locked_journal(home, host, request.domain, migrate_journal_path(home, host, request.domain)) as journal:
             persist = _MigratePersist(home, host, request.domain)
             run = sm.SafeMigrationRun(request, journal)
-            fin = await _drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
+            fin = await drive(run, _Env(home, host), EmuClock(home).now, persist, out, err)
             return fin, persist.journal if persist.journal is not None else journal
     except mj.Refused as e:
         return mj.refuse(err, "clovm migrate", e.code, str(e)), None
