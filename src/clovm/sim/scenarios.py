@@ -45,8 +45,11 @@ def guests(w: World) -> list[str]:
 
 
 def healthy(w: World) -> bool:
-    """Every guest node alive, joined, all peers UP, SF all TestWorked/InitWorked, apps online once."""
+    """Every guest node alive, joined, all peers UP, SF all TestWorked/InitWorked, apps online
+    once, and every guest node agreeing where each app runs (``clovm up``'s readiness rule, so
+    that SF weighs a split brain alike on every node)."""
     # (The states are str enums: comparing them with their spelling is comparing str() of them.)
+    placements = []
     for cf in guests(w):
         n = w.nodes[cf]
         if not n.alive or n.suspended or n.services != "started":
@@ -59,6 +62,11 @@ def healthy(w: World) -> bool:
             r.test_state != "TestWorked" or r.init_state != "InitWorked" or r.sa_state != "Idle" for r in rows
         ):
             return False
+        rms = n.machines.get("rms")
+        if rms is not None:
+            placements.append(rms.placement())
+    if any(p != placements[0] for p in placements[1:]):
+        return False
     return all(len(on) == 1 for on in w.online.values())
 
 
