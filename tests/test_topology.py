@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
 
 from clovm import topology
 
-TEXT = (topology.resources.files("clovm.topologies") / "figure-17-1.toml").read_text()
+TEXT = (resources.files("clovm.topologies") / "figure-17-1.toml").read_text()
 
 
 def test_figure_17_1_mirrors_the_seed():

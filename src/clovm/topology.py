@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -195,6 +194,8 @@ DEFAULT = "figure-17-1"
 
 
 def builtin_names() -> list[str]:
+    from importlib import resources  # (here: a home's own topology.toml needs no package data)
+
     return sorted(
         p.name.removesuffix(".toml") for p in resources.files("clovm.topologies").iterdir() if p.name.endswith(".toml")
     )
@@ -209,6 +210,8 @@ def load(name_or_path: str | Path = DEFAULT) -> Topology:
         except OSError as e:
             raise TopologyError(f"cannot read topology {str(p)!r}: {e.strerror}") from None
         return loads(text, source=str(p))
+    from importlib import resources
+
     res = resources.files("clovm.topologies").joinpath(f"{name_or_path}.toml")
     if not res.is_file():
         raise TopologyError(

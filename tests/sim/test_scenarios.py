@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import resources
 
 import pytest
 
@@ -95,7 +96,7 @@ def test_bad_topology_is_one_clear_line(tmp_path):
     assert r.stderr.count("\n") == 1 and "guest[1].control_domain" in r.stderr and "primary9" in r.stderr
 
 
-TOPO_TEXT = (topology.resources.files("clovm.topologies") / "figure-17-1.toml").read_text()
+TOPO_TEXT = (resources.files("clovm.topologies") / "figure-17-1.toml").read_text()
 
 
 def test_the_cli_knows_every_scenario_without_importing_the_simulator():

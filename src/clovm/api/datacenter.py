@@ -36,7 +36,7 @@ from .launch import (
     start_supervisor,
     write_lock,
 )
-from .lookup import find_host, placement, require_running, topology_of
+from .lookup import check_host, placement, require_running, topology_of
 from .ports import check_free
 from .processes import (
     STOP_TIMEOUT,
@@ -578,8 +578,3 @@ def health(daemons: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _as_dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {"status": v}
-
-
-def check_host(home: Home, host: str) -> str:
-    """The host name for ``host`` (a host or CF node name of the home's topology); UNKNOWN_HOST."""
-    return find_host(topology_of(home), host).name

@@ -66,3 +66,8 @@ def find_guest(t: topology.Topology, name: str) -> topology.Guest:
             codes.UNKNOWN_DOMAIN, f"unknown domain {name!r} (guests: {', '.join(g.name for g in t.guests)})"
         )
     return g
+
+
+def check_host(home: Home, host: str) -> str:
+    """The host name for ``host`` (a host or CF node name of the home's topology); UNKNOWN_HOST."""
+    return find_host(topology_of(home), host).name

@@ -258,7 +258,7 @@ def _strip_dashes(argv: list[str]) -> list[str]:
 
 
 def _exec(args: argparse.Namespace) -> int:
-    from ..api import ClovmError, datacenter
+    from ..api import ClovmError, lookup
 
     command = _strip_dashes(args.command)
     if not command:
@@ -266,7 +266,7 @@ def _exec(args: argparse.Namespace) -> int:
         return 2
     home = _home(args)
     try:
-        host = datacenter.check_host(home, args.host)
+        host = lookup.check_host(home, args.host)
     except ClovmError as e:
         return _fail("exec", e)
     from .admin import run_command
@@ -280,11 +280,11 @@ def _exec(args: argparse.Namespace) -> int:
 def _shell(args: argparse.Namespace) -> int:
     import shlex
 
-    from ..api import ClovmError, datacenter
+    from ..api import ClovmError, lookup
 
     home = _home(args)
     try:
-        host = datacenter.check_host(home, args.host)
+        host = lookup.check_host(home, args.host)
     except ClovmError as e:
         return _fail("shell", e)
     from .admin import run_command
