@@ -66,3 +66,43 @@ def test_status_json_of_no_datacenter_carries_the_code(tmp_path, capsys):
     assert cap.err.startswith("clovm status: ") and cap.err.count("\n") == 1
     assert main.main(["status", "--home", str(tmp_path)]) == 1
     assert capsys.readouterr().out == ""
+
+
+class _GoneReader:
+    """A stdout whose reader went away: flush raises EPIPE."""
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+class _Exited(Exception):
+    pass
+
+
+@pytest.mark.parametrize("product_command_ran", [True, False])
+def test_run_skips_teardown_only_after_a_product_command(
+    monkeypatch: pytest.MonkeyPatch, product_command_ran: bool
+) -> None:
+    """After `clovm exec` ran a product command, `clovm` leaves with os._exit(rc) (a reader that
+    went away does not turn that into a traceback); every other command leaves with sys.exit(rc)."""
+    exits: list[int] = []
+
+    def fake_exit(rc: int) -> None:
+        exits.append(rc)
+        raise _Exited
+
+    def fake_main() -> int:
+        monkeypatch.setattr(main, "_PRODUCT_COMMAND_RAN", product_command_ran)
+        return 3
+
+    monkeypatch.setattr(main, "main", fake_main)
+    monkeypatch.setattr(main.os, "_exit", fake_exit)
+    monkeypatch.setattr(main.sys, "stdout", _GoneReader())
+    if product_command_ran:
+        with pytest.raises(_Exited):
+            main.run()
+        assert exits == [3]
+    else:
+        with pytest.raises(SystemExit) as e:
+            main.run()
+        assert e.value.code == 3 and exits == []

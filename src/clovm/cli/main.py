@@ -574,8 +574,11 @@ def run() -> None:
     took 0.7-1 s of the operator's wait (docs/benchmarks.md)."""
     rc = main()
     if _PRODUCT_COMMAND_RAN:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:  # a reader that went away (`| head`): nothing left to tell it
+                pass
         os._exit(rc)
     sys.exit(rc)
 
