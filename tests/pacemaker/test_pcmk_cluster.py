@@ -49,14 +49,16 @@ class Cluster:
 def test_freezer_stops_every_process_then_thaws_and_kills(pcmk_stack: None, tmp_path: Path, mode: str) -> None:
     """Both ways of freezing a VM (cgroup v2 here; SIGSTOP of ``ip netns pids`` where it is missing)."""
     tag = f"clovm-fz{os.getpid()}"
-    mounted = P.run_netns_is_mountpoint()
     base = None
     if mode == "cgroup2":
         root = P.cgroup2_root()
         if root is None or not P.Freezer.probe(root / tag):
             pytest.skip("no cgroup v2 freezer on this machine")
         base = root / tag
-    P.netns_add(tag)
+    with P.run_netns_guard():  # as a topology's up does: another one may come or go meanwhile
+        if not P.run_netns_is_mountpoint():
+            P.mark_run_netns()
+        P.netns_add(tag)
     fr = P.Freezer(base, {"vmx": tag})
     tick = tmp_path / "ticks"
     try:
@@ -86,11 +88,11 @@ def test_freezer_stops_every_process_then_thaws_and_kills(pcmk_stack: None, tmp_
         proc.wait(5)
     finally:
         fr.kill("vmx")
-        P.netns_delete(tag)
+        with P.run_netns_guard():  # as a topology's down does
+            P.netns_delete(tag)
+            P.umount_run_netns_if_ours()
         if base is not None:
             fr.remove_base()
-        if not mounted:
-            P.umount_run_netns()
 
 
 @pytest.fixture(scope="module")

@@ -314,3 +314,22 @@ def test_bad_input_is_one_error_line_and_changes_nothing(tmp_path: Path) -> None
         assert "\n" not in e.value.message and e.value.message
     assert not home.exists()
     assert all(hasattr(codes, c) and getattr(codes, c) == c for c in vars(codes) if c.isupper())
+
+
+@pytest.mark.timeout(30)
+def test_run_netns_guard_lets_one_process_at_a_time_touch_run_netns() -> None:
+    """While one process holds the guard (a topology between its look at /run/netns and its
+    namespaces existing), another's up or down waits for it."""
+    import subprocess
+    import sys
+    import time
+
+    from clovm.pacemaker import platform as P
+
+    child = "from clovm.pacemaker import platform as P\nwith P.run_netns_guard():\n    print('got it', flush=True)\n"
+    with P.run_netns_guard():
+        p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # ample for an interpreter start and an flock that would not block
+        assert p.poll() is None, "the other process got the guard while this one held it"
+    out, _ = p.communicate(timeout=20)
+    assert out == "got it\n" and p.returncode == 0

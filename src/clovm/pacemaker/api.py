@@ -349,9 +349,17 @@ def up(home: Path | str, *, time_scale: float = 1.0) -> dict[str, Any]:
 
 
 def _bring_up(lay: Layout, rec: Record, token: int, t0: float) -> dict[str, Any]:
-    if not P.run_netns_is_mountpoint():
-        rec.add("run_netns_mount")
-        P.mark_run_netns()
+    with P.run_netns_guard():  # until this topology's namespaces exist (platform.run_netns_guard)
+        if not P.run_netns_is_mountpoint():
+            rec.add("run_netns_mount")
+            P.mark_run_netns()
+        _files_and_network(lay, rec, token)
+    timings = {"files_and_network": time.monotonic() - t0}
+    return _start_hosts_and_vms(lay, rec, token, timings, t0)
+
+
+def _files_and_network(lay: Layout, rec: Record, token: int) -> None:
+    """The cgroup, the home's files and the network namespaces with their bridges and veths."""
     base = None
     root = P.cgroup2_root()
     if root is not None:
@@ -364,7 +372,10 @@ def _bring_up(lay: Layout, rec: Record, token: int, t0: float) -> dict[str, Any]
     files.write_home(lay, token)
     files.write_cib(lay)
     net.create_fabric(lay, lambda ns: rec.add("netns", name=ns))
-    timings = {"files_and_network": time.monotonic() - t0}
+
+
+def _start_hosts_and_vms(lay: Layout, rec: Record, token: int, timings: dict[str, float], t0: float) -> dict[str, Any]:
+    """Start the hosts (which start their VMs) and wait for a ready cluster; up's summary."""
     for host in L.HOSTS:
         rec.add("host", name=host)
         argv = [
@@ -467,18 +478,19 @@ def _teardown(lay: Layout, rec: Record) -> list[str]:
     fr = P.Freezer(Path(base) if base and Path(base).exists() else None, {vm: lay.ns(vm) for vm in L.VMS})
     done: list[str] = []
     errors: list[str] = []
-    for step, arg in teardown_plan(entries):
-        try:
-            line = _do_step(lay, fr, step, arg)
-            if line:
-                done.append(line)
-        except (P.PlatformError, OSError) as e:
-            errors.append(f"{step} {arg}: {e}")
-    try:  # the last topology out unmounts /run/netns, whoever made it a mount point
-        if P.umount_run_netns_if_ours():
-            done.append("unmounted /run/netns")
-    except P.PlatformError as e:
-        errors.append(f"umount /run/netns: {e}")
+    with P.run_netns_guard():  # while namespaces go and /run/netns may be unmounted
+        for step, arg in teardown_plan(entries):
+            try:
+                line = _do_step(lay, fr, step, arg)
+                if line:
+                    done.append(line)
+            except (P.PlatformError, OSError) as e:
+                errors.append(f"{step} {arg}: {e}")
+        try:  # the last topology out unmounts /run/netns, whoever made it a mount point
+            if P.umount_run_netns_if_ours():
+                done.append("unmounted /run/netns")
+        except P.PlatformError as e:
+            errors.append(f"umount /run/netns: {e}")
     if errors:
         raise ClovmError(codes.PLATFORM_FAILED, f"down could not remove everything: {errors[0]}", errors)
     lay.record_file.unlink(missing_ok=True)

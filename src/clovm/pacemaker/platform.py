@@ -10,14 +10,16 @@ else SIGSTOP/SIGCONT/SIGKILL of every pid ``ip netns pids`` lists for the VM's n
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -128,6 +130,23 @@ def mark_run_netns() -> None:
 def umount_run_netns_if_ours() -> bool:
     """Unmount /run/netns if a clovm topology made it a mount point and no namespace is left."""
     return RUN_NETNS_MARK.exists() and umount_run_netns()
+
+
+@contextlib.contextmanager
+def run_netns_guard() -> Iterator[None]:
+    """Hold the machine-wide lock under which /run/netns may become, or stop being, a mount point.
+
+    A topology's ``up`` holds it from looking at /run/netns until its namespaces exist, ``down``
+    while it deletes its namespaces and unmounts /run/netns if it is the last. Without it, two
+    topologies (or a test) coming and going at once could unmount /run/netns between another's
+    look and its ``ip netns add``, and take the other's mark with it: that one's ``down`` then
+    left the mount behind. The lock is an ``flock`` of /run itself, so nothing is left on disk."""
+    fd = os.open("/run", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the lock)
 
 
 # --------------------------------------------------------------------------------- links
