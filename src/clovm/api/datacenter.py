@@ -36,7 +36,7 @@ from .launch import (
     start_supervisor,
     write_lock,
 )
-from .lookup import check_host, placement, require_running, topology_of
+from .lookup import placement, require_running, topology_of
 from .ports import check_free
 from .processes import (
     STOP_TIMEOUT,
@@ -67,7 +67,6 @@ __all__ = [
     "ServerInfo",
     "StatusProbe",
     "Summary",
-    "check_host",
     "down",
     "health",
     "status",

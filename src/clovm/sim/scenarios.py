@@ -49,7 +49,6 @@ def healthy(w: World) -> bool:
     once, and every guest node agreeing where each app runs (``clovm up``'s readiness rule, so
     that SF weighs a split brain alike on every node)."""
     # (The states are str enums: comparing them with their spelling is comparing str() of them.)
-    placements = []
     for cf in guests(w):
         n = w.nodes[cf]
         if not n.alive or n.suspended or n.services != "started":
@@ -62,10 +61,7 @@ def healthy(w: World) -> bool:
             r.test_state != "TestWorked" or r.init_state != "InitWorked" or r.sa_state != "Idle" for r in rows
         ):
             return False
-        rms = n.machines.get("rms")
-        if rms is not None:
-            placements.append(rms.placement())
-    if any(p != placements[0] for p in placements[1:]):
+    if w.placement_disagreement() is not None:
         return False
     return all(len(on) == 1 for on in w.online.values())
 

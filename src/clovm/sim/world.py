@@ -448,6 +448,23 @@ class World(CommandCalls, LdmdSide, XscfSide):
         sf = self.nodes[cf].machines.get("sf")
         return sf.rows() if sf else []
 
+    def placement_disagreement(self) -> dict[str, dict[str, str | None]] | None:
+        """Where each running guest node believes each application runs, if they do not all
+        agree (else None): ``clovm up``'s readiness rule, so that SF weighs a split brain alike
+        on every node."""
+        views = {
+            cf: n.node.rms.placement()
+            for cf, n in sorted(self.nodes.items())
+            if n.kind == "guest"
+            and n.alive
+            and not n.suspended
+            and n.services == "started"
+            and n.node is not None
+            and n.node.rms is not None
+        }
+        first = next(iter(views.values()), None)
+        return views if any(v != first for v in views.values()) else None
+
     def where(self, domain: str) -> list[tuple[str, str]]:
         """Where ``domain`` is: (control domain, ldm state) for every running ldmd that lists it."""
         return [

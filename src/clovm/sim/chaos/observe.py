@@ -42,7 +42,6 @@ def problems(w: World) -> list[str]:
     process is, with no migration in progress and no journal left; every application online
     exactly once."""
     out: list[str] = []
-    placements: dict[str, dict[str, str | None]] = {}
     t = w.topo
     for c in t.control_domains:
         n = w.nodes[c.cf_name]
@@ -63,8 +62,6 @@ def problems(w: World) -> list[str]:
             r.test_state != "TestWorked" or r.init_state != "InitWorked" or r.sa_state != "Idle" for r in rows
         ):
             out.append(f"{cf}: SF {'not running' if not n.node.sf_running else 'agents not all worked'}")
-        if n.node.rms is not None:
-            placements[cf] = n.node.rms.placement()
         f = n.files
         want = t.initial_disk(n.host).timeout
         if f.timeout != want or f.record is not None or f.window or f.widen or n.node.cf.widened():
@@ -72,10 +69,10 @@ def problems(w: World) -> list[str]:
                 f"{cf}: timeout {f.timeout} (configured {want}), record {f.record}, window {f.window}, "
                 f"widened {sorted(n.node.cf.widened())}"
             )
-    if len({repr(p) for p in placements.values()}) > 1:
+    views = w.placement_disagreement()
+    if views is not None:
         out.append(
-            "the guest nodes disagree where the applications run: "
-            + "; ".join(f"{cf} {p}" for cf, p in placements.items())
+            "the guest nodes disagree where the applications run: " + "; ".join(f"{cf} {p}" for cf, p in views.items())
         )
     for g in t.guests:
         on = active_on(w, g.name)
