@@ -56,8 +56,7 @@ def test_freezer_stops_every_process_then_thaws_and_kills(pcmk_stack: None, tmp_
             pytest.skip("no cgroup v2 freezer on this machine")
         base = root / tag
     with P.run_netns_guard():  # as a topology's up does: another one may come or go meanwhile
-        if not P.run_netns_is_mountpoint():
-            P.mark_run_netns()
+        P.mark_run_netns_unless_mounted()
         P.netns_add(tag)
     fr = P.Freezer(base, {"vmx": tag})
     tick = tmp_path / "ticks"

@@ -6,6 +6,9 @@ the API (one ClovmError line, nothing changed)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from clovm.core.ldm import (
 )
 from clovm.pacemaker import api, configs, readiness, virsh
 from clovm.pacemaker import layout as L
+from clovm.pacemaker import platform as P
 from clovm.pacemaker.hvcore import Hypervisor, VirshReceived, VirshReplied
 from clovm.pacemaker.record import teardown_plan
 
@@ -320,12 +324,6 @@ def test_bad_input_is_one_error_line_and_changes_nothing(tmp_path: Path) -> None
 def test_run_netns_guard_lets_one_process_at_a_time_touch_run_netns() -> None:
     """While one process holds the guard (a topology between its look at /run/netns and its
     namespaces existing), another's up or down waits for it."""
-    import subprocess
-    import sys
-    import time
-
-    from clovm.pacemaker import platform as P
-
     child = "from clovm.pacemaker import platform as P\nwith P.run_netns_guard():\n    print('got it', flush=True)\n"
     with P.run_netns_guard():
         p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)

@@ -350,9 +350,8 @@ def up(home: Path | str, *, time_scale: float = 1.0) -> dict[str, Any]:
 
 def _bring_up(lay: Layout, rec: Record, token: int, t0: float) -> dict[str, Any]:
     with P.run_netns_guard():  # until this topology's namespaces exist (platform.run_netns_guard)
-        if not P.run_netns_is_mountpoint():
+        if P.mark_run_netns_unless_mounted():
             rec.add("run_netns_mount")
-            P.mark_run_netns()
         _files_and_network(lay, rec, token)
     timings = {"files_and_network": time.monotonic() - t0}
     return _start_hosts_and_vms(lay, rec, token, timings, t0)

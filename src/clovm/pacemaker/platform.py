@@ -127,6 +127,15 @@ def mark_run_netns() -> None:
     RUN_NETNS_MARK.touch()
 
 
+def mark_run_netns_unless_mounted() -> bool:
+    """Mark /run/netns as a clovm topology's to make a mount point if it is none yet (call it
+    under :func:`run_netns_guard`, before the first ``ip netns add``); True if it marked it."""
+    if run_netns_is_mountpoint():
+        return False
+    mark_run_netns()
+    return True
+
+
 def umount_run_netns_if_ours() -> bool:
     """Unmount /run/netns if a clovm topology made it a mount point and no namespace is left."""
     return RUN_NETNS_MARK.exists() and umount_run_netns()
